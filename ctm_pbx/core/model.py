@@ -1,0 +1,178 @@
+"""The domain model: what an admin configures, as frozen, validated objects.
+
+Pure data. The YAML loader (``ctm_pbx.adapters.config_loader``) builds these;
+everything else reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class SourceKind(str, Enum):
+    """Where a source's callers saw the number."""
+
+    ONSITE = "onsite"  # on the customer's website: numbers swapped by the script
+    OFFSITE = "offsite"  # billboard, radio, flyer: one fixed number
+
+
+class RouteType(str, Enum):
+    SINGLE = "single"
+    SIMULTANEOUS = "simultaneous"
+    SEQUENTIAL = "sequential"
+
+
+class RouteOrder(str, Enum):
+    """How a sequential route picks who rings first."""
+
+    FIXED = "fixed"  # always in the listed order
+    ROUND_ROBIN = "round_robin"  # start after the leg that started last time (weighted)
+
+
+class FallbackKind(str, Enum):
+    ROUTE = "route"  # run another route
+    NUMBER = "number"  # dial one number (a fail-safe desk)
+    BUSY = "busy"  # caller hears busy
+    HANGUP = "hangup"  # hang up
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """One way a visit can match a source. All given fields must match (AND).
+
+    A source matches when any of its rules matches (OR).
+    """
+
+    landing_params: tuple[tuple[str, str], ...] = ()  # (name, value); value "*" = present
+    click_ids: tuple[str, ...] = ()  # any of these query parameters present
+    referrer_hosts: tuple[str, ...] = ()  # host equals or is a subdomain of one of these
+    referrer_regex: str | None = None  # re.search on the full referrer URL
+    landing_regex: str | None = None  # re.search on the full landing URL
+    no_referrer: bool = False  # matches only when there is no (external) referrer
+    external_referrer: bool = False  # referrer host differs from the landing host
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: SourceKind
+    priority: int  # lower is checked first
+    rules: tuple[MatchRule, ...] = ()
+    preset: str | None = None  # built-in preset the rules came from, if any
+    last_touch: bool = False  # a later visit from this source takes over the visitor
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A number printed on the customer's website, to be swapped."""
+
+    name: str
+    number: str  # E.164
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Numbers for one on-site source (and optionally one target)."""
+
+    name: str
+    source: str
+    target: str | None = None
+    lease_minutes: int = 30  # a lease lives this long after the visitor's last activity
+    cooldown_minutes: int = 30  # an expired number rests this long before reuse
+    overflow_number: str | None = None  # E.164 shown when shares are not wanted
+
+
+@dataclass(frozen=True)
+class ReceivingNumber:
+    """A phone that takes calls: a desk, a mobile, a call-centre line."""
+
+    name: str
+    number: str  # E.164 (or an internal extension, see ``dial``)
+    dial: str  # Asterisk dial-string template, e.g. "PJSIP/{number}@carrier"
+    label: str = ""
+
+    @property
+    def dial_string(self) -> str:
+        """The template with ``{number}`` (E.164) and ``{digits}`` (no '+') filled in."""
+        return self.dial.replace("{number}", self.number).replace(
+            "{digits}", self.number.lstrip("+")
+        )
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    receiving_number: str  # name of a ReceivingNumber
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Fallback:
+    kind: FallbackKind
+    value: str | None = None  # route name (ROUTE) or E.164 (NUMBER)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    type: RouteType
+    targets: tuple[RouteTarget, ...]
+    ring_timeout: int = 20  # seconds each leg (or the whole group, simultaneous) rings
+    order: RouteOrder = RouteOrder.FIXED  # sequential only
+    fallback: Fallback = Fallback(FallbackKind.HANGUP)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingNumberDecl:
+    """A tracking number declared in YAML (config-as-code)."""
+
+    number: str  # E.164
+    source: str | None = None
+    pool: str | None = None
+    route: str | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    ari_url: str = "http://127.0.0.1:8088"
+    username: str = "ctm"
+    password: str = ""
+    app: str = "ctm-pbx"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: str = "ctm-pbx.db"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    default_country: str = "US"  # for numbers written without +country code
+    first_touch_days: int = 30
+    attribution_window_minutes: int = 24 * 60
+
+
+@dataclass(frozen=True)
+class Config:
+    asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    sources: dict[str, Source] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    receiving_numbers: dict[str, ReceivingNumber] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    tracking_numbers: tuple[TrackingNumberDecl, ...] = ()
+    path: str | None = None  # the file it came from
