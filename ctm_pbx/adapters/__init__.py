@@ -1,0 +1,1 @@
+"""Adapters: the outside world (YAML files, databases, Asterisk) behind plain functions."""

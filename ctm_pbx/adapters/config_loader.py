@@ -1,0 +1,708 @@
+"""Load ``config.yaml`` into a validated ``Config``.
+
+Every problem is collected and raised at once as a ``ConfigError`` whose
+issues carry the key path and YAML line. The node walking lives in
+``yaml_source``; this module holds the schema and the cross-references.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from ctm_pbx.adapters.yaml_source import (
+    ConfigError,
+    ConfigIssue,
+    Issues,
+    YNode,
+    compose,
+    suggest,
+)
+from ctm_pbx.core.model import (
+    AsteriskSettings,
+    Config,
+    DatabaseSettings,
+    Fallback,
+    FallbackKind,
+    MatchRule,
+    Pool,
+    ReceivingNumber,
+    Route,
+    RouteOrder,
+    RouteTarget,
+    RouteType,
+    Source,
+    SourceKind,
+    Target,
+    TrackingNumberDecl,
+    TrackingSettings,
+    WebSettings,
+)
+from ctm_pbx.core.phone import InvalidNumber, to_e164
+from ctm_pbx.core.presets import Preset, get_preset, preset_names
+
+__all__ = ["ConfigError", "ConfigIssue", "load_config", "parse_config"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+DEFAULT_DIAL = "PJSIP/{number}@carrier"
+DEFAULT_PRIORITY = 50
+DIAL_PLACEHOLDERS = ("number", "digits")
+
+NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "routes")
+TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
+ASTERISK_KEYS = ("ari_url", "username", "password", "app")
+DATABASE_KEYS = ("path",)
+WEB_KEYS = ("host", "port", "allowed_origins")
+TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
+SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
+RULE_KEYS = (
+    "landing_params",
+    "click_ids",
+    "referrer_hosts",
+    "referrer_regex",
+    "landing_regex",
+    "no_referrer",
+    "external_referrer",
+)
+TARGET_KEYS = ("number", "label")
+POOL_KEYS = ("source", "target", "lease_minutes", "cooldown_minutes", "overflow_number")
+RECEIVING_KEYS = ("number", "dial", "label")
+ROUTE_KEYS = ("type", "targets", "ring_timeout", "order", "fallback", "label")
+ROUTE_TARGET_KEYS = ("receiving_number", "weight")
+FALLBACK_KEYS = ("route", "number")
+TRACKING_NUMBER_KEYS = ("number", "source", "pool", "route", "label")
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path``; raises ``ConfigError``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        issue = ConfigIssue("", None, f"cannot read config file: {exc}")
+        raise ConfigError([issue], str(path)) from None
+    return parse_config(text, str(path), env=env, base_dir=file.resolve().parent)
+
+
+def parse_config(
+    text: str,
+    path: str = "<string>",
+    *,
+    env: Mapping[str, str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Validate config ``text``; ``path`` names it in messages.
+
+    ``env`` resolves ``${VAR}`` (default ``os.environ``); relative paths are taken
+    against ``base_dir`` (default: ``path``'s directory, or the working directory).
+    """
+    issues = Issues(os.environ if env is None else env)
+    if base_dir is None:
+        base_dir = Path(path).resolve().parent if path != "<string>" else Path.cwd()
+    root = compose(text, issues)
+    config = None
+    if not issues.items:
+        config = _Builder(issues, Path(base_dir)).build(root, None if path == "<string>" else path)
+    if issues.items or config is None:
+        raise ConfigError(issues.sorted(), path)
+    log.debug("loaded config %s", path)
+    return config
+
+
+def _opt(
+    entries: Mapping[str, YNode], key: str, read: Callable[[YNode], T | None], default: T
+) -> T:
+    """``read`` the optional entry ``key``; ``default`` when absent or wrong."""
+    node = entries.get(key)
+    if node is None:
+        return default
+    value = read(node)
+    return default if value is None else value
+
+
+def _req(entries: Mapping[str, YNode], owner: YNode, key: str) -> YNode | None:
+    """The required entry ``key`` of ``owner``; records a problem when it is missing."""
+    node = entries.get(key)
+    if node is None:
+        owner.error(f"missing required field '{key}'", line=owner.entry_line)
+    return node
+
+
+class _Builder:
+    """Builds a ``Config`` from the root node, recording problems as it goes."""
+
+    def __init__(self, issues: Issues, base_dir: Path) -> None:
+        self.issues = issues
+        self.base_dir = base_dir
+        self.country = "US"
+        self.declared: dict[str, set[str]] = {s: set() for s in NAMED_SECTIONS}
+        self.numbers: dict[str, dict[str, YNode]] = {"target": {}, "receiving": {}, "tracking": {}}
+        self.fallback_refs: dict[str, tuple[str, YNode]] = {}
+
+    def build(self, root: YNode | None, path: str | None) -> Config | None:
+        top = {} if root is None else root.mapping(TOP_KEYS)
+        if top is None:
+            return None
+        sections = {name: self._named(top.get(name)) for name in NAMED_SECTIONS}
+        tracking = _opt(top, "tracking", self._tracking, TrackingSettings())
+        self.country = tracking.default_country
+        sources = self._each(sections["sources"], self._source)
+        targets = self._each(sections["targets"], self._target)
+        pools = self._each(sections["pools"], lambda n, v: self._pool(n, v, sources))
+        receiving = self._each(sections["receiving_numbers"], self._receiving)
+        routes = self._each(sections["routes"], self._route)
+        self._check_fallback_cycles()
+        return Config(
+            asterisk=_opt(top, "asterisk", self._asterisk, AsteriskSettings()),
+            database=self._database(top.get("database")),
+            web=_opt(top, "web", self._web, WebSettings()),
+            tracking=tracking,
+            sources=sources,
+            targets=targets,
+            pools=pools,
+            receiving_numbers=receiving,
+            routes=routes,
+            tracking_numbers=self._tracking_numbers(top.get("tracking_numbers"), sources, pools),
+            path=path,
+        )
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _named(self, node: YNode | None) -> dict[str, YNode]:
+        """A name-keyed section; names are checked and remembered for references."""
+        if node is None:
+            return {}
+        entries = node.mapping() or {}
+        section = node.path
+        for name, value in entries.items():
+            if not NAME_RE.match(name):
+                value.error(
+                    f"invalid name '{name}': use lowercase letters, digits, '-' and '_', "
+                    "starting with a letter or digit",
+                    line=value.entry_line,
+                )
+            self.declared[section].add(name)
+        return entries
+
+    def _each(
+        self, entries: Mapping[str, YNode], build: Callable[[str, YNode], T | None]
+    ) -> dict[str, T]:
+        built = {name: build(name, node) for name, node in entries.items()}
+        return {name: value for name, value in built.items() if value is not None}
+
+    def _number(self, node: YNode, *, allow_null: bool = False) -> str | None:
+        """A phone number in E.164."""
+        raw = node.text(allow_null=allow_null)
+        if raw is None:
+            return None
+        try:
+            return to_e164(raw, self.country)
+        except InvalidNumber as exc:
+            node.error(str(exc))
+            return None
+
+    def _ref(self, node: YNode, section: str, what: str) -> str | None:
+        """A name that must be declared in ``section``."""
+        name = node.text()
+        if name is None:
+            return None
+        known = self.declared[section]
+        if name not in known:
+            node.error(f"unknown {what} '{name}'{suggest(name, known)}")
+            return None
+        return name
+
+    # -- settings ------------------------------------------------------------------
+
+    def _tracking(self, node: YNode) -> TrackingSettings | None:
+        m = node.mapping(TRACKING_KEYS)
+        if m is None:
+            return None
+        default = TrackingSettings()
+        return TrackingSettings(
+            default_country=_opt(m, "default_country", self._country, default.default_country),
+            first_touch_days=_opt(
+                m, "first_touch_days", lambda n: n.integer(1), default.first_touch_days
+            ),
+            attribution_window_minutes=_opt(
+                m,
+                "attribution_window_minutes",
+                lambda n: n.integer(1),
+                default.attribution_window_minutes,
+            ),
+        )
+
+    def _country(self, node: YNode) -> str | None:
+        value = node.text()
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            node.error(f"unknown country code '{value}' (expected a two-letter code like 'US')")
+            return None
+        return code
+
+    def _asterisk(self, node: YNode) -> AsteriskSettings | None:
+        m = node.mapping(ASTERISK_KEYS)
+        if m is None:
+            return None
+        d = AsteriskSettings()
+        return AsteriskSettings(
+            ari_url=_opt(m, "ari_url", self._http_url, d.ari_url),
+            username=_opt(m, "username", YNode.text, d.username),
+            password=_opt(m, "password", YNode.text, d.password),
+            app=_opt(m, "app", YNode.text, d.app),
+        )
+
+    def _http_url(self, node: YNode) -> str | None:
+        value = node.text()
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            node.error(f"expected an http(s) URL like 'http://127.0.0.1:8088', got '{value}'")
+            return None
+        return value.rstrip("/")
+
+    def _database(self, node: YNode | None) -> DatabaseSettings:
+        m = {} if node is None else node.mapping(DATABASE_KEYS) or {}
+        raw = _opt(m, "path", YNode.text, DatabaseSettings().path)
+        if raw == ":memory:":
+            return DatabaseSettings(path=raw)
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = self.base_dir / path
+        return DatabaseSettings(path=os.path.normpath(path))
+
+    def _web(self, node: YNode) -> WebSettings | None:
+        m = node.mapping(WEB_KEYS)
+        if m is None:
+            return None
+        d = WebSettings()
+        return WebSettings(
+            host=_opt(m, "host", YNode.text, d.host),
+            port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+            allowed_origins=_opt(m, "allowed_origins", self._origins, d.allowed_origins),
+        )
+
+    def _origins(self, node: YNode) -> tuple[str, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        origins = (self._origin(item) for item in items)
+        return tuple(o for o in origins if o is not None)
+
+    def _origin(self, node: YNode) -> str | None:
+        """``scheme://host[:port]``, lowercased, without a trailing slash."""
+        value = node.text()
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        bad = (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+            or port == -1
+        )
+        if bad:
+            node.error(
+                f"expected an origin like 'https://www.example.com' "
+                f"(scheme://host[:port], no path), got '{value}'"
+            )
+            return None
+        suffix = f":{port}" if port is not None else ""
+        return f"{parts.scheme}://{parts.hostname}{suffix}".lower()
+
+    # -- sources -------------------------------------------------------------------
+
+    def _source(self, name: str, node: YNode) -> Source | None:
+        m = node.mapping(SOURCE_KEYS)
+        if m is None:
+            return None
+        known, preset = self._preset(m)
+        kind = self._source_kind(m, node, preset) if known else None
+        rules = self._rules(m["match"]) if "match" in m else (preset.rules if preset else ())
+        default_priority = preset.priority if preset else DEFAULT_PRIORITY
+        priority = _opt(m, "priority", YNode.integer, default_priority)
+        last_touch = _opt(m, "last_touch", YNode.boolean, False)
+        label = _opt(m, "label", YNode.text, preset.label if preset else "")
+        if kind is None or rules is None or not self._rules_fit(kind, rules, m, node):
+            return None
+        return Source(
+            name=name,
+            kind=kind,
+            priority=priority,
+            rules=rules,
+            preset=preset.name if preset else None,
+            last_touch=last_touch,
+            label=label,
+        )
+
+    def _preset(self, m: Mapping[str, YNode]) -> tuple[bool, Preset | None]:
+        """(known, preset): known is False when a preset is named but does not exist."""
+        node = m.get("preset")
+        if node is None:
+            return True, None
+        name = node.text()
+        preset = get_preset(name) if name is not None else None
+        if preset is None and name is not None:
+            names = preset_names()
+            node.error(
+                f"unknown preset '{name}'{suggest(name, names)}; valid presets: {', '.join(names)}"
+            )
+        return preset is not None, preset
+
+    def _source_kind(
+        self, m: Mapping[str, YNode], node: YNode, preset: Preset | None
+    ) -> SourceKind | None:
+        """The given kind, else the preset's; required without a preset."""
+        if "kind" in m:
+            kind = m["kind"].choice([k.value for k in SourceKind])
+            return SourceKind(kind) if kind else None
+        if preset is None:
+            _req(m, node, "kind")
+            return None
+        return preset.kind
+
+    def _rules_fit(
+        self, kind: SourceKind, rules: tuple[MatchRule, ...], m: Mapping[str, YNode], node: YNode
+    ) -> bool:
+        """Off-site sources have no rules; on-site ones need some."""
+        if kind is SourceKind.OFFSITE and rules:
+            where = m.get("match") or m.get("kind") or node
+            where.error("an offsite source has no match rules (its callers dial a fixed number)")
+            return False
+        if kind is SourceKind.ONSITE and not rules:
+            where = m.get("match") or node
+            where.error("an onsite source needs match rules or a preset", line=where.entry_line)
+            return False
+        return True
+
+    def _rules(self, node: YNode) -> tuple[MatchRule, ...] | None:
+        items = [node] if node.is_mapping else node.sequence()
+        if items is None:
+            return None
+        rules = [self._rule(item) for item in items]
+        if any(r is None for r in rules):
+            return None
+        return tuple(r for r in rules if r is not None)
+
+    def _rule(self, node: YNode) -> MatchRule | None:
+        m = node.mapping(RULE_KEYS)
+        if m is None:
+            return None
+        before = len(self.issues.items)
+        rule = MatchRule(
+            landing_params=_opt(m, "landing_params", self._landing_params, ()),
+            click_ids=_opt(m, "click_ids", YNode.text_list, ()),
+            referrer_hosts=_opt(m, "referrer_hosts", self._hosts, ()),
+            referrer_regex=_opt(m, "referrer_regex", self._regex, None),
+            landing_regex=_opt(m, "landing_regex", self._regex, None),
+            no_referrer=_opt(m, "no_referrer", YNode.boolean, False),
+            external_referrer=_opt(m, "external_referrer", YNode.boolean, False),
+        )
+        raw_keys = len(node.node.value) if node.is_mapping else 0
+        clean = len(self.issues.items) == before and len(m) == raw_keys
+        if rule == MatchRule() and clean:
+            node.error("this match rule has no condition and would match every visit")
+        if rule.no_referrer and rule.external_referrer:
+            node.error("no_referrer and external_referrer cannot both be true in one rule")
+        return rule if len(self.issues.items) == before else None
+
+    def _landing_params(self, node: YNode) -> tuple[tuple[str, str], ...] | None:
+        m = node.mapping()
+        if m is None:
+            return None
+        if not m:
+            node.error("expected at least one query parameter")
+            return None
+        pairs = [(key, value.text()) for key, value in m.items()]
+        return tuple((k, v) for k, v in pairs if v is not None)
+
+    def _hosts(self, node: YNode) -> tuple[str, ...] | None:
+        hosts = node.text_list()
+        if hosts is None:
+            return None
+        bad = [h for h in hosts if not re.fullmatch(r"[A-Za-z0-9.-]+", h.strip())]
+        if bad:
+            node.error(f"expected bare host names like 'mail.example.com', got '{bad[0]}'")
+            return None
+        return tuple(h.strip().lower() for h in hosts)
+
+    def _regex(self, node: YNode) -> str | None:
+        pattern = node.text()
+        if pattern is None:
+            return None
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            node.error(f"invalid regular expression: {exc}")
+            return None
+        return pattern
+
+    # -- numbers -------------------------------------------------------------------
+
+    def _claim(self, kind: str, number: str, node: YNode, clashes: tuple[str, ...]) -> None:
+        """Remember ``number``; report it if already used by one of ``clashes``."""
+        for other in clashes:
+            first = self.numbers[other].get(number)
+            if first is not None:
+                node.error(
+                    f"duplicate number {number}: already used by {first.path} (line {first.line})"
+                )
+                return
+        self.numbers[kind].setdefault(number, node)
+
+    def _target(self, name: str, node: YNode) -> Target | None:
+        if node.is_scalar:
+            m, number_node = {}, node
+        else:
+            m = node.mapping(TARGET_KEYS)
+            number_node = _req(m, node, "number") if m is not None else None
+        if m is None:
+            return None
+        number = self._number(number_node) if number_node else None
+        label = _opt(m, "label", YNode.text, "")
+        if number is None or number_node is None:
+            return None
+        self._claim("target", number, number_node, ("target",))
+        return Target(name=name, number=number, label=label)
+
+    def _pool(self, name: str, node: YNode, sources: Mapping[str, Source]) -> Pool | None:
+        m = node.mapping(POOL_KEYS)
+        if m is None:
+            return None
+        source_node = _req(m, node, "source")
+        source = self._pool_source(source_node, sources) if source_node else None
+        d = Pool(name=name, source="")
+        pool = Pool(
+            name=name,
+            source=source or "",
+            target=_opt(m, "target", lambda n: self._ref(n, "targets", "target"), None),
+            lease_minutes=_opt(m, "lease_minutes", lambda n: n.integer(1), d.lease_minutes),
+            cooldown_minutes=_opt(
+                m, "cooldown_minutes", lambda n: n.integer(0), d.cooldown_minutes
+            ),
+            overflow_number=_opt(
+                m, "overflow_number", lambda n: self._number(n, allow_null=True), None
+            ),
+        )
+        return pool if source else None
+
+    def _pool_source(self, node: YNode, sources: Mapping[str, Source]) -> str | None:
+        """A declared source that is on-site."""
+        source = self._ref(node, "sources", "source")
+        if source in sources and sources[source].kind is not SourceKind.ONSITE:
+            node.error(f"source '{source}' is offsite; a pool needs an onsite source")
+            return None
+        return source
+
+    def _receiving(self, name: str, node: YNode) -> ReceivingNumber | None:
+        m = node.mapping(RECEIVING_KEYS)
+        if m is None:
+            return None
+        number_node = _req(m, node, "number")
+        number = self._number(number_node) if number_node else None
+        dial = _opt(m, "dial", self._dial, DEFAULT_DIAL)
+        label = _opt(m, "label", YNode.text, "")
+        if number is None or number_node is None:
+            return None
+        self._claim("receiving", number, number_node, ())
+        return ReceivingNumber(name=name, number=number, dial=dial, label=label)
+
+    def _dial(self, node: YNode) -> str | None:
+        dial = node.text()
+        if dial is None:
+            return None
+        if "/" not in dial:
+            node.error(f"expected an Asterisk dial string like '{DEFAULT_DIAL}', got '{dial}'")
+            return None
+        unknown = [p for p in re.findall(r"\{([^}]*)\}", dial) if p not in DIAL_PLACEHOLDERS]
+        if unknown:
+            node.error(
+                f"unknown placeholder '{{{unknown[0]}}}' in dial string "
+                "(use {number} or {digits})"
+            )
+            return None
+        return dial
+
+    # -- routes --------------------------------------------------------------------
+
+    def _route(self, name: str, node: YNode) -> Route | None:
+        m = node.mapping(ROUTE_KEYS)
+        if m is None:
+            return None
+        type_node, targets_node = _req(m, node, "type"), _req(m, node, "targets")
+        type_text = type_node.choice([t.value for t in RouteType]) if type_node else None
+        targets = self._route_targets(targets_node) if targets_node else None
+        order = RouteOrder(
+            _opt(
+                m,
+                "order",
+                lambda n: n.choice([o.value for o in RouteOrder]),
+                RouteOrder.FIXED.value,
+            )
+        )
+        ring_timeout = _opt(m, "ring_timeout", lambda n: n.integer(1, 600), 20)
+        fallback = _opt(m, "fallback", lambda n: self._fallback(name, n), None)
+        label = _opt(m, "label", YNode.text, "")
+        if type_text is None or targets is None or targets_node is None:
+            return None
+        route_type = RouteType(type_text)
+        if not self._route_shape_ok(route_type, order, targets, targets_node, m):
+            return None
+        return Route(
+            name=name,
+            type=route_type,
+            targets=targets,
+            ring_timeout=ring_timeout,
+            order=order,
+            fallback=fallback or Fallback(FallbackKind.HANGUP),
+            label=label,
+        )
+
+    def _route_shape_ok(
+        self,
+        route_type: RouteType,
+        order: RouteOrder,
+        targets: tuple[RouteTarget, ...],
+        targets_node: YNode,
+        m: Mapping[str, YNode],
+    ) -> bool:
+        ok = True
+        if route_type is RouteType.SINGLE and len(targets) != 1:
+            targets_node.error(f"a single route has exactly 1 target, got {len(targets)}")
+            ok = False
+        elif not targets:
+            targets_node.error(f"a {route_type.value} route needs at least 1 target")
+            ok = False
+        if order is not RouteOrder.FIXED and route_type is not RouteType.SEQUENTIAL:
+            m["order"].error(f"order '{order.value}' applies only to sequential routes")
+            ok = False
+        return ok
+
+    def _route_targets(self, node: YNode) -> tuple[RouteTarget, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        targets = [self._route_target(item) for item in items]
+        seen: set[str] = set()
+        for item, target in zip(items, targets, strict=True):
+            if target is not None and target.receiving_number in seen:
+                item.error(f"receiving number '{target.receiving_number}' is listed twice")
+                return None
+            seen.add(target.receiving_number if target else "")
+        if any(t is None for t in targets):
+            return None
+        return tuple(t for t in targets if t is not None)
+
+    def _route_target(self, node: YNode) -> RouteTarget | None:
+        if not node.is_mapping:
+            name = self._ref(node, "receiving_numbers", "receiving number")
+            return RouteTarget(name) if name else None
+        m = node.mapping(ROUTE_TARGET_KEYS)
+        name_node = _req(m, node, "receiving_number") if m is not None else None
+        if m is None or name_node is None:
+            return None
+        name = self._ref(name_node, "receiving_numbers", "receiving number")
+        weight = _opt(m, "weight", lambda n: n.integer(1), 1)
+        return RouteTarget(name, weight) if name else None
+
+    def _fallback(self, route: str, node: YNode) -> Fallback | None:
+        if node.is_scalar:
+            word = node.choice(("busy", "hangup"))
+            return Fallback(FallbackKind(word)) if word else None
+        m = node.mapping(FALLBACK_KEYS)
+        if m is None:
+            return None
+        if len(m) != 1:
+            node.error("expected exactly one of 'route' or 'number' (or busy, hangup)")
+            return None
+        if "route" in m:
+            target = self._ref(m["route"], "routes", "route")
+            if target:
+                self.fallback_refs[route] = (target, m["route"])
+            return Fallback(FallbackKind.ROUTE, target) if target else None
+        number = self._number(m["number"])
+        return Fallback(FallbackKind.NUMBER, number) if number else None
+
+    def _check_fallback_cycles(self) -> None:
+        """Report each fallback loop (``sales -> support -> sales``) once."""
+        reported: set[frozenset[str]] = set()
+        for start in self.fallback_refs:
+            chain = [start]
+            while chain[-1] in self.fallback_refs:
+                nxt = self.fallback_refs[chain[-1]][0]
+                if nxt in chain:
+                    loop = chain[chain.index(nxt) :] + [nxt]
+                    if frozenset(loop) not in reported:
+                        reported.add(frozenset(loop))
+                        node = self.fallback_refs[loop[0]][1]
+                        node.error(f"fallback cycle: {' -> '.join(loop)}")
+                    break
+                chain.append(nxt)
+
+    # -- tracking numbers ----------------------------------------------------------
+
+    def _tracking_numbers(
+        self, node: YNode | None, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+    ) -> tuple[TrackingNumberDecl, ...]:
+        items = node.sequence() if node is not None else []
+        decls = [self._tracking_number(item, sources, pools) for item in items or []]
+        return tuple(d for d in decls if d is not None)
+
+    def _tracking_number(
+        self, node: YNode, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+    ) -> TrackingNumberDecl | None:
+        m = node.mapping(TRACKING_NUMBER_KEYS)
+        if m is None:
+            return None
+        number_node, route_node = _req(m, node, "number"), _req(m, node, "route")
+        number = self._number(number_node) if number_node else None
+        route = self._ref(route_node, "routes", "route") if route_node else None
+        source, pool = self._tracking_source(node, m, pools)
+        label = _opt(m, "label", YNode.text, "")
+        if number is not None and number_node is not None:
+            self._claim("tracking", number, number_node, ("target", "receiving", "tracking"))
+        if number is None or route is None or source is None:
+            return None
+        return TrackingNumberDecl(number=number, source=source, pool=pool, route=route, label=label)
+
+    def _tracking_source(
+        self, node: YNode, m: Mapping[str, YNode], pools: Mapping[str, Pool]
+    ) -> tuple[str | None, str | None]:
+        """The number's (source, pool): a source given directly, or taken from its pool."""
+        source = _opt(m, "source", lambda n: self._ref(n, "sources", "source"), None)
+        if "pool" not in m:
+            if "source" not in m:
+                node.error("missing required field 'source' (or 'pool')", line=node.entry_line)
+            return source, None
+        pool_name = self._ref(m["pool"], "pools", "pool")
+        pool = pools.get(pool_name or "")
+        if pool is None:
+            return None, None
+        if source is not None and source != pool.source:
+            m["source"].error(
+                f"source '{source}' differs from the source of pool "
+                f"'{pool.name}' ('{pool.source}'); leave source out"
+            )
+            return None, None
+        return pool.source, pool.name

@@ -1,0 +1,56 @@
+"""The shipped ``config.example.yaml`` loads and shows every feature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctm_pbx.adapters.config_loader import load_config
+from ctm_pbx.core.model import Config, FallbackKind, RouteOrder, RouteType, SourceKind
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+
+
+@pytest.fixture
+def example(monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("CTM_ARI_PASSWORD", "ctm-secret")
+    return load_config(EXAMPLE)
+
+
+def test_example_loads_with_password_from_env(example: Config) -> None:
+    assert example.asterisk.password == "ctm-secret"
+    assert example.path == str(EXAMPLE)
+    assert example.database.path == str(EXAMPLE.parent / "ctm-pbx.db")
+
+
+def test_example_has_presets_custom_and_offsite_sources(example: Config) -> None:
+    sources = example.sources
+    assert sources["google-ads"].preset == "google_ads"
+    assert sources["x-social"].preset == "twitter"
+    assert sources["facebook"].label == "Facebook & Instagram"
+    assert sources["spring-mailing"].preset is None
+    assert len(sources["spring-mailing"].rules) == 4
+    assert sources["spring-mailing"].last_touch
+    assert sources["billboard-i90"].kind is SourceKind.OFFSITE
+
+
+def test_example_routes_cover_all_types_and_fallbacks(example: Config) -> None:
+    routes = example.routes
+    assert {r.type for r in routes.values()} == set(RouteType)
+    assert routes["sales-overflow"].order is RouteOrder.ROUND_ROBIN
+    assert routes["sales-overflow"].targets[0].weight == 3
+    assert routes["sales"].fallback.value == "sales-overflow"
+    assert routes["sales-overflow"].fallback.value == "after-hours"
+    assert {r.fallback.kind for r in routes.values()} == set(FallbackKind)
+
+
+def test_example_numbers_and_pools(example: Config) -> None:
+    assert example.targets["sales"].number == "+13125550100"
+    assert example.receiving_numbers["desk-2"].dial_string == "PJSIP/13125550102@carrier"
+    assert example.receiving_numbers["phone1"].dial_string == "PJSIP/phone1"
+    pooled = [t for t in example.tracking_numbers if t.pool == "google-ads-sales"]
+    assert len(pooled) == 3
+    assert all(t.source == "google-ads" for t in pooled)
+    assert example.pools["google-ads-sales"].target == "sales"
+    assert all(t.route for t in example.tracking_numbers)
