@@ -7,30 +7,30 @@ everything else reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     """Where a source's callers saw the number."""
 
     ONSITE = "onsite"  # on the customer's website: numbers swapped by the script
     OFFSITE = "offsite"  # billboard, radio, flyer: one fixed number
 
 
-class RouteType(str, Enum):
+class RouteType(StrEnum):
     SINGLE = "single"
     SIMULTANEOUS = "simultaneous"
     SEQUENTIAL = "sequential"
 
 
-class RouteOrder(str, Enum):
+class RouteOrder(StrEnum):
     """How a sequential route picks who rings first."""
 
     FIXED = "fixed"  # always in the listed order
     ROUND_ROBIN = "round_robin"  # start after the leg that started last time (weighted)
 
 
-class FallbackKind(str, Enum):
+class FallbackKind(StrEnum):
     ROUTE = "route"  # run another route
     NUMBER = "number"  # dial one number (a fail-safe desk)
     BUSY = "busy"  # caller hears busy

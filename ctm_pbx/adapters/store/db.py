@@ -1,0 +1,28 @@
+"""Opening the database: WAL, foreign keys, a busy timeout."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+
+class StoreError(Exception):
+    """A store operation refused: the message is meant for the admin."""
+
+
+def open_db(path: str | Path, *, check_same_thread: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at ``path`` in WAL mode.
+
+    ``":memory:"`` gives an in-memory database (tests).
+    """
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, timeout=10)
+    db = sqlite_utils.Database(conn)
+    if str(path) != ":memory:":
+        db.enable_wal()
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return db

@@ -1,0 +1,143 @@
+"""The tracking-number inventory table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlite_utils
+
+from ctm_pbx.adapters.store.db import StoreError
+from ctm_pbx.core.inventory import NumberRecord, SyncPlan
+
+_FIELDS = NumberRecord.__dataclass_fields__
+
+
+def _record(row: dict) -> NumberRecord:
+    return NumberRecord(**{k: row[k] for k in _FIELDS})
+
+
+def get_number(db: sqlite_utils.Database, number: str) -> NumberRecord | None:
+    rows = list(db["tracking_numbers"].rows_where("number = ?", [number]))
+    return _record(rows[0]) if rows else None
+
+
+def list_numbers(
+    db: sqlite_utils.Database,
+    *,
+    status: str | None = "active",
+    source: str | None = None,
+    pool: str | None = None,
+    route: str | None = None,
+) -> list[NumberRecord]:
+    where, args = [], []
+    for col, val in (("status", status), ("source", source), ("pool", pool), ("route", route)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            args.append(val)
+    rows = db["tracking_numbers"].rows_where(
+        " AND ".join(where) or None, args, order_by="number"
+    )
+    return [_record(r) for r in rows]
+
+
+def all_numbers(db: sqlite_utils.Database) -> dict[str, NumberRecord]:
+    return {r.number: r for r in list_numbers(db, status=None)}
+
+
+def add_numbers(
+    db: sqlite_utils.Database, records: Iterable[NumberRecord], *, now: str
+) -> None:
+    """Add numbers in one transaction: all of them or none.
+
+    A released number can be added again (it becomes active with the new
+    assignment); an active one is a duplicate.
+    """
+    records = list(records)
+    with db.conn:
+        for rec in records:
+            old = get_number(db, rec.number)
+            if old is not None and old.status == "active":
+                raise StoreError(f"{rec.number} is already in the inventory ({_owner(old)})")
+            row = {
+                "number": rec.number,
+                "label": rec.label,
+                "source": rec.source,
+                "pool": rec.pool,
+                "route": rec.route,
+                "status": "active",
+                "managed_by": rec.managed_by,
+                "added_at": now if old is None else old.added_at,
+                "updated_at": now,
+                "released_at": None,
+            }
+            db["tracking_numbers"].upsert(row, pk="number")
+
+
+def update_assignment(
+    db: sqlite_utils.Database,
+    number: str,
+    *,
+    source: str | None,
+    pool: str | None,
+    route: str | None,
+    label: str | None,
+    now: str,
+) -> NumberRecord:
+    rec = _editable(db, number)
+    changes = {"source": source, "pool": pool, "route": route, "updated_at": now}
+    if label is not None:
+        changes["label"] = label
+    with db.conn:
+        db["tracking_numbers"].update(rec.number, changes)
+    return get_number(db, number)  # type: ignore[return-value]
+
+
+def release_number(db: sqlite_utils.Database, number: str, *, now: str) -> NumberRecord:
+    rec = _editable(db, number)
+    with db.conn:
+        db["tracking_numbers"].update(
+            rec.number, {"status": "released", "released_at": now, "updated_at": now}
+        )
+    return get_number(db, number)  # type: ignore[return-value]
+
+
+def apply_sync(db: sqlite_utils.Database, plan: SyncPlan, *, now: str) -> None:
+    """Carry out a ``SyncPlan`` (without conflicts) in one transaction."""
+    if plan.conflicts:
+        raise StoreError("; ".join(plan.conflicts))
+    table = db["tracking_numbers"]
+    with db.conn:
+        for decl in plan.insert + plan.update:
+            old = get_number(db, decl.number)
+            table.upsert(
+                {
+                    "number": decl.number,
+                    "label": decl.label,
+                    "source": decl.source,
+                    "pool": decl.pool,
+                    "route": decl.route,
+                    "status": "active",
+                    "managed_by": "config",
+                    "added_at": old.added_at if old else now,
+                    "updated_at": now,
+                    "released_at": None,
+                },
+                pk="number",
+            )
+        for number in plan.release:
+            table.update(number, {"status": "released", "released_at": now, "updated_at": now})
+
+
+def _editable(db: sqlite_utils.Database, number: str) -> NumberRecord:
+    rec = get_number(db, number)
+    if rec is None or rec.status != "active":
+        raise StoreError(f"{number} is not an active tracking number")
+    if rec.managed_by == "config":
+        raise StoreError(
+            f"{number} is declared in the config file (tracking_numbers); change it there"
+        )
+    return rec
+
+
+def _owner(rec: NumberRecord) -> str:
+    return "declared in the config" if rec.managed_by == "config" else "added with the CLI"

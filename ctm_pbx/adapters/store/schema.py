@@ -1,0 +1,191 @@
+"""The schema, created and upgraded by sqlite-utils ``Migrations``.
+
+Every table is browsable with stock tools (sqlite3, Datasette): plain names,
+timestamps as ISO 8601 UTC text (``2026-11-28T00:01:19.123Z``), JSON in TEXT
+columns named ``*_json``. Never edit an applied migration: add a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("ctm_pbx")
+
+
+@migrations()
+def m001_inventory(db: sqlite_utils.Database) -> None:
+    """Tracking numbers: the inventory (see the README, "Where tracking numbers live")."""
+    db.execute(
+        """
+        CREATE TABLE tracking_numbers (
+            number      TEXT PRIMARY KEY,          -- E.164
+            label       TEXT NOT NULL DEFAULT '',
+            source      TEXT,                      -- tracking source name (config)
+            pool        TEXT,                      -- number pool name (config), on-site sources
+            route       TEXT,                      -- route name (config)
+            status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'released')),
+            managed_by  TEXT NOT NULL CHECK (managed_by IN ('cli', 'config')),
+            added_at    TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            released_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_tracking_numbers_pool ON tracking_numbers (pool, status)")
+    db.execute("CREATE INDEX idx_tracking_numbers_source ON tracking_numbers (source, status)")
+
+
+@migrations()
+def m002_call_log(db: sqlite_utils.Database) -> None:
+    """The call log: one row per call, and its legs (the route path)."""
+    db.execute(
+        """
+        CREATE TABLE calls (
+            id               INTEGER PRIMARY KEY,
+            mode             TEXT NOT NULL DEFAULT 'ari',   -- ari | agi
+            status           TEXT NOT NULL DEFAULT 'in_progress'
+                             CHECK (status IN ('in_progress', 'completed')),
+            started_at       TEXT NOT NULL,
+            answered_at      TEXT,
+            ended_at         TEXT,
+            tracking_number  TEXT NOT NULL,              -- the DID dialled (E.164 when known)
+            caller_number    TEXT,                       -- E.164 where possible
+            caller_name      TEXT,
+            source           TEXT,
+            pool             TEXT,
+            route            TEXT,
+            outcome          TEXT CHECK (outcome IN
+                             ('answered', 'no_answer', 'busy', 'failed', 'abandoned', 'unknown')),
+            hangup_cause     INTEGER,
+            ring_seconds     REAL,
+            talk_seconds     REAL,
+            answered_by      TEXT,                       -- receiving number name, or 'failsafe'
+            answered_number  TEXT,
+            failsafe         INTEGER NOT NULL DEFAULT 0, -- the dialplan fail-safe took the call
+            channel_id       TEXT UNIQUE,                -- Asterisk channel uniqueid
+            linkedid         TEXT,
+            path_json        TEXT NOT NULL DEFAULT '[]', -- the route path, step by step
+            notes            TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_calls_started_at ON calls (started_at)")
+    db.execute("CREATE INDEX idx_calls_tracking_number ON calls (tracking_number, started_at)")
+    db.execute("CREATE INDEX idx_calls_caller_number ON calls (caller_number, started_at)")
+    db.execute("CREATE INDEX idx_calls_open ON calls (status) WHERE status = 'in_progress'")
+    db.execute(
+        """
+        CREATE TABLE call_legs (
+            id                INTEGER PRIMARY KEY,
+            call_id           INTEGER NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+            step              INTEGER NOT NULL,          -- legs rung together share a step
+            route             TEXT,
+            receiving_number  TEXT,                      -- name, or 'failsafe'
+            number            TEXT,
+            dial_string       TEXT,
+            started_at        TEXT NOT NULL,
+            ended_at          TEXT,
+            result            TEXT,  -- answered | no_answer | busy | failed | cancelled | abandoned
+            dial_status       TEXT,  -- Asterisk DIALSTATUS
+            ring_seconds      REAL,
+            talk_seconds      REAL,
+            hangup_cause      INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_call_legs_call ON call_legs (call_id, step)")
+
+
+@migrations()
+def m003_visits_and_leases(db: sqlite_utils.Database) -> None:
+    """Website visitors, their visits (touches) and pool leases.
+
+    ``leases`` answers "who held number N at time T": the index on
+    (number, leased_at) finds the candidates, ``last_active_at`` says how long
+    each had been idle when the call came.
+    """
+    db.execute(
+        """
+        CREATE TABLE visitors (
+            id             TEXT PRIMARY KEY,
+            first_seen_at  TEXT NOT NULL,
+            last_seen_at   TEXT NOT NULL,
+            source         TEXT,                -- the attributed source (first/last touch)
+            visit_id       TEXT                 -- the visit that set it
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE visits (
+            id              TEXT PRIMARY KEY,
+            visitor_id      TEXT NOT NULL REFERENCES visitors (id),
+            started_at      TEXT NOT NULL,
+            last_active_at  TEXT NOT NULL,
+            source          TEXT,
+            source_rule     TEXT,                -- why: the rule that matched
+            landing_url     TEXT,
+            referrer        TEXT,
+            utm_source      TEXT,
+            utm_medium      TEXT,
+            utm_campaign    TEXT,
+            utm_term        TEXT,
+            utm_content     TEXT,
+            click_ids_json  TEXT NOT NULL DEFAULT '{}',
+            pages           INTEGER NOT NULL DEFAULT 1,
+            ip              TEXT,
+            user_agent      TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_visits_visitor ON visits (visitor_id, started_at)")
+    db.execute(
+        """
+        CREATE TABLE leases (
+            id              INTEGER PRIMARY KEY,
+            number          TEXT NOT NULL,
+            pool            TEXT NOT NULL,
+            visitor_id      TEXT NOT NULL REFERENCES visitors (id),
+            visit_id        TEXT REFERENCES visits (id),
+            leased_at       TEXT NOT NULL,
+            last_active_at  TEXT NOT NULL,
+            expires_at      TEXT NOT NULL,
+            shared          INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_leases_number_time ON leases (number, leased_at)")
+    db.execute("CREATE INDEX idx_leases_number_active ON leases (number, last_active_at)")
+    db.execute("CREATE INDEX idx_leases_visitor ON leases (visitor_id, pool)")
+
+
+@migrations()
+def m004_route_state(db: sqlite_utils.Database) -> None:
+    """Per-route memory that outlives the daemon (round-robin position)."""
+    db.execute(
+        """
+        CREATE TABLE route_state (
+            route       TEXT PRIMARY KEY,
+            state_json  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        )
+        """
+    )
+
+
+def pending(db: sqlite_utils.Database) -> list[str]:
+    return [m.name for m in migrations.pending(db)]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    todo = pending(db)
+    if todo:
+        migrations.apply(db)
+        log.info("applied migrations: %s", ", ".join(todo))
+    return todo

@@ -1,0 +1,541 @@
+"""The per-call state machine of ARI mode: events in, actions out.
+
+The daemon translates ARI events into these events and carries out the
+actions (ARI requests, store writes). Nothing here does I/O or reads a clock:
+every event carries ``now``.
+
+How a call goes (see dialplan/ctm-pbx.conf):
+
+    Inbound -> Dial(step 1) -> DialReturned -> Dial(step 2) ... -> fallback
+                                         \\-> Ended (answered, hung up, abandoned)
+
+A call ends with exactly one ``FinishCall``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from ctm_pbx.core.clock import iso, seconds_between
+from ctm_pbx.core.model import Config, FallbackKind
+from ctm_pbx.core.routing import (
+    Plan,
+    Ring,
+    RouteMemory,
+    RoutingError,
+    Step,
+    plan_fallback,
+    plan_route,
+)
+
+
+class Phase(StrEnum):
+    ROUTING = "routing"  # in Stasis: we decide
+    DIALING = "dialing"  # in the dialplan's Dial()
+    ENDING = "ending"  # sent to busy/hangup
+    FAILSAFE = "failsafe"  # sent to the dialplan fail-safe
+    DONE = "done"
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    UNKNOWN = "unknown"  # the channel vanished while ctm-pbx was down and left no result
+
+
+# ---- events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    """What the inventory knows of the dialled tracking number."""
+
+    number: str
+    source: str | None
+    pool: str | None
+    route: str | None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    now: datetime
+    did: str
+    number: NumberInfo | None  # None: not a tracking number we know
+    caller_number: str | None = None
+    caller_name: str | None = None
+
+
+@dataclass(frozen=True)
+class DialResult:
+    """The result of one Dial(): DIALSTATUS, DIALEDTIME_MS, ANSWEREDTIME_MS…"""
+
+    status: str
+    dialed_ms: int = 0
+    answered_ms: int = 0
+    cause: int | None = None
+    peer: str = ""  # DIALEDPEERNUMBER: what Dial() connected to, e.g. "phone1"
+
+
+@dataclass(frozen=True)
+class DialReturned:
+    """Dial() returned without a connected call; the channel is back in Stasis."""
+
+    now: datetime
+    result: DialResult
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The caller's channel hung up (reported by the dialplan hangup handler)."""
+
+    now: datetime
+    result: DialResult
+    failsafe_used: bool = False
+
+
+@dataclass(frozen=True)
+class Gone:
+    """The channel vanished without reporting a result.
+
+    ``caller_left``: we know the caller hung up (a request for the channel got
+    404 right after it was in Stasis); otherwise the result is unknown.
+    """
+
+    now: datetime
+    reason: str
+    caller_left: bool = False
+
+
+@dataclass(frozen=True)
+class HandlerFailed:
+    """Our own handling raised: the call goes to the fail-safe."""
+
+    now: datetime
+    error: str
+
+
+Event = Inbound | DialReturned | Ended | Gone | HandlerFailed
+
+
+# ---- actions --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartCall:
+    started_at: str
+    tracking_number: str
+    caller_number: str | None
+    caller_name: str | None
+    source: str | None
+    pool: str | None
+    route: str | None
+
+
+@dataclass(frozen=True)
+class StartStep:
+    step: int
+    route: str
+    rings: tuple[Ring, ...]
+    started_at: str
+
+
+@dataclass(frozen=True)
+class RingResult:
+    name: str
+    result: str
+
+
+@dataclass(frozen=True)
+class FinishStep:
+    step: int
+    ended_at: str
+    dial_status: str
+    results: tuple[RingResult, ...]
+    ring_seconds: float
+    talk_seconds: float
+    cause: int | None
+
+
+@dataclass(frozen=True)
+class DialStep:
+    """Continue the channel into the dialplan's Dial() with these arguments."""
+
+    dial_args: str
+
+
+@dataclass(frozen=True)
+class EndCall:
+    """Continue the channel to a final outcome: ``busy`` or ``hangup``."""
+
+    how: str
+
+
+@dataclass(frozen=True)
+class SendToFailsafe:
+    reason: str
+
+
+@dataclass(frozen=True)
+class RememberRoute:
+    route: str
+    memory: RouteMemory
+
+
+@dataclass(frozen=True)
+class FinishCall:
+    ended_at: str
+    answered_at: str | None
+    outcome: Outcome
+    hangup_cause: int | None
+    ring_seconds: float
+    talk_seconds: float
+    answered_by: str | None
+    answered_number: str | None
+    failsafe: bool
+    path: tuple[dict, ...]
+    notes: str = ""
+
+
+Action = (
+    StartCall
+    | StartStep
+    | FinishStep
+    | DialStep
+    | EndCall
+    | SendToFailsafe
+    | RememberRoute
+    | FinishCall
+)
+
+_RESULT_BY_STATUS = {
+    "ANSWER": "answered",
+    "NOANSWER": "no_answer",
+    "BUSY": "busy",
+    "CONGESTION": "failed",
+    "CHANUNAVAIL": "failed",
+    "DONTCALL": "failed",
+    "TORTURE": "failed",
+    "INVALIDARGS": "failed",
+    "CANCEL": "abandoned",
+    "": "abandoned",
+    "UNKNOWN": "unknown",
+}
+
+FAILSAFE_RING = Ring(name="failsafe", number="", dial_string="")
+
+
+class ProtocolError(RuntimeError):
+    """An event that cannot happen in the current phase."""
+
+
+@dataclass
+class CallFlow:
+    """One call's routing state."""
+
+    config: Config
+    memory_of: dict[str, RouteMemory] = field(default_factory=dict)
+    phase: Phase = Phase.ROUTING
+    started: datetime | None = None
+    route: str | None = None
+    pending: list[Step] = field(default_factory=list)
+    step_no: int = 0
+    current: Step | None = None
+    current_started: datetime | None = None
+    visited: set[str] = field(default_factory=set)
+    path: list[dict] = field(default_factory=list)
+    ring_results: list[str] = field(default_factory=list)
+    answered: tuple[Ring, datetime] | None = None
+    failsafe: bool = False
+    fallback_spent: bool = False  # a number fallback is the last resort of a route
+    start_record: StartCall | None = None
+    start_emitted: bool = False
+
+    # -- entry points --------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        if self.phase is Phase.DONE:
+            return []
+        if isinstance(event, Inbound):
+            return self._inbound(event)
+        if isinstance(event, DialReturned):
+            return self._dial_returned(event)
+        if isinstance(event, Ended):
+            return self._ended(event)
+        if isinstance(event, Gone):
+            return self._gone(event)
+        if isinstance(event, HandlerFailed):
+            return self._handler_failed(event)
+        raise TypeError(f"unknown event {event!r}")
+
+    @classmethod
+    def resume(
+        cls,
+        config: Config,
+        *,
+        started: datetime,
+        route: str | None,
+        step_no: int,
+        open_step: Step | None,
+        open_step_started: datetime | None,
+        path: list[dict],
+        failsafe: bool,
+    ) -> CallFlow:
+        """A flow rebuilt from the store after a daemon restart (the call is in Dial())."""
+        flow = cls(config=config, started=started, route=route, step_no=step_no, path=path)
+        flow.current, flow.current_started = open_step, open_step_started
+        flow.failsafe = failsafe
+        flow.phase = Phase.FAILSAFE if failsafe else Phase.DIALING
+        if route:
+            flow.visited.add(route)
+        return flow
+
+    # -- handlers --------------------------------------------------------------
+
+    def _inbound(self, ev: Inbound) -> list[Action]:
+        if self.started is not None:
+            raise ProtocolError("a second Inbound for the same call")
+        self.started = ev.now
+        info = ev.number
+        self.route = info.route if info else None
+        start = StartCall(
+            started_at=iso(ev.now),
+            tracking_number=info.number if info else ev.did,
+            caller_number=ev.caller_number,
+            caller_name=ev.caller_name,
+            source=info.source if info else None,
+            pool=info.pool if info else None,
+            route=self.route,
+        )
+        self.start_record = start
+        actions = self._route_inbound(ev, start)
+        self.start_emitted = True
+        return actions
+
+    def _route_inbound(self, ev: Inbound, start: StartCall) -> list[Action]:
+        info = ev.number
+        if info is None:
+            return [start, *self._to_failsafe(ev.now, f"{ev.did} is not a tracking number")]
+        if self.route is None:
+            return [start, *self._to_failsafe(ev.now, f"{info.number} has no route")]
+        route = self.config.routes.get(self.route)
+        if route is None:
+            return [start, *self._to_failsafe(ev.now, f"route '{self.route}' is not configured")]
+        self.visited.add(route.name)
+        plan = plan_route(route, self.config, self.memory_of.get(route.name))
+        return [start, *self._remember(route.name, plan), *self._take_plan(plan, ev.now)]
+
+    def _dial_returned(self, ev: DialReturned) -> list[Action]:
+        if self.phase is not Phase.DIALING:
+            raise ProtocolError(f"Dial() returned in phase {self.phase.value}")
+        actions: list[Action] = [self._finish_step(ev.now, ev.result)]
+        self.phase = Phase.ROUTING
+        if self.pending:
+            return actions + self._dial_next(ev.now)
+        return actions + self._fallback(ev.now)
+
+    def _ended(self, ev: Ended) -> list[Action]:
+        actions: list[Action] = []
+        res = ev.result
+        caller_left = self.phase is Phase.ROUTING or res.status in ("CANCEL", "")
+        if ev.failsafe_used and not self.failsafe:
+            # the dialplan sent the call to its fail-safe while ctm-pbx was away
+            if self.current is not None:
+                actions.append(self._finish_step(ev.now, DialResult(status="UNKNOWN")))
+            actions.extend(self._open_failsafe(ev.now, "dialplan fail-safe (ctm-pbx away)"))
+        if self.current is not None:
+            actions.append(self._finish_step(ev.now, res))
+        actions.append(self._finish_call(ev.now, res.cause, caller_left=caller_left))
+        return actions
+
+    def _gone(self, ev: Gone) -> list[Action]:
+        actions: list[Action] = []
+        status = "" if ev.caller_left or self.phase is Phase.ROUTING else "UNKNOWN"
+        if self.current is not None:
+            actions.append(self._finish_step(ev.now, DialResult(status=status)))
+        caller_left = status == ""
+        actions.append(
+            self._finish_call(
+                ev.now, None, caller_left=caller_left, notes=ev.reason, unknown=not caller_left
+            )
+        )
+        return actions
+
+    def _handler_failed(self, ev: HandlerFailed) -> list[Action]:
+        actions: list[Action] = []
+        if self.start_record is not None and not self.start_emitted:
+            actions.append(self.start_record)  # the failure came before the row was asked for
+            self.start_emitted = True
+        return actions + self._to_failsafe(ev.now, f"handler error: {ev.error}")
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _remember(self, route: str, plan: Plan) -> list[Action]:
+        if plan.memory is None:
+            return []
+        self.memory_of[route] = plan.memory
+        return [RememberRoute(route, plan.memory)]
+
+    def _take_plan(self, plan: Plan, now: datetime) -> list[Action]:
+        self.pending = list(plan.steps)
+        return self._dial_next(now)
+
+    def _dial_next(self, now: datetime) -> list[Action]:
+        step = self.pending.pop(0)
+        self.step_no += 1
+        self.current, self.current_started = step, now
+        self.phase = Phase.DIALING
+        return [
+            StartStep(self.step_no, step.route, step.rings, iso(now)),
+            DialStep(step.dial_args()),
+        ]
+
+    def _fallback(self, now: datetime) -> list[Action]:
+        if self.fallback_spent:
+            self.phase = Phase.ENDING
+            return [EndCall("hangup")]
+        route = self.config.routes.get(self.route or "")
+        if route is None:
+            return self._to_failsafe(now, f"route '{self.route}' is not configured")
+        try:
+            action = plan_fallback(
+                route.fallback,
+                self.config,
+                from_route=route.name,
+                visited=frozenset(self.visited),
+                memory_of=self.memory_of,
+            )
+        except RoutingError as exc:
+            return self._to_failsafe(now, str(exc))
+        entry = {"fallback": action.kind.value, "from_route": route.name, "at": iso(now)}
+        if action.kind is FallbackKind.ROUTE:
+            entry["to_route"] = action.route
+            self.path.append(entry)
+            self.route = action.route
+            self.visited.add(action.route or "")
+            return [
+                *self._remember(action.route or "", action.plan),  # type: ignore[arg-type]
+                *self._take_plan(action.plan, now),  # type: ignore[arg-type]
+            ]
+        if action.kind is FallbackKind.NUMBER:
+            entry["to_number"] = route.fallback.value
+            self.path.append(entry)
+            self.fallback_spent = True
+            return self._take_plan(action.plan, now)  # type: ignore[arg-type]
+        self.path.append(entry)
+        self.phase = Phase.ENDING
+        return [EndCall(action.kind.value)]
+
+    def _to_failsafe(self, now: datetime, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        if self.current is not None:
+            actions.append(self._finish_step(now, DialResult(status="UNKNOWN")))
+        return [*actions, *self._open_failsafe(now, reason), SendToFailsafe(reason)]
+
+    def _open_failsafe(self, now: datetime, reason: str) -> list[Action]:
+        self.failsafe = True
+        self.phase = Phase.FAILSAFE
+        self.step_no += 1
+        self.current, self.current_started = Step("", (FAILSAFE_RING,), 0), now
+        self.path.append({"failsafe": reason, "at": iso(now)})
+        return [StartStep(self.step_no, "", (FAILSAFE_RING,), iso(now))]
+
+    def _finish_step(self, now: datetime, res: DialResult) -> FinishStep:
+        step, started = self.current, self.current_started or now
+        assert step is not None
+        result = _RESULT_BY_STATUS.get(res.status, "failed")
+        winner = _answering_ring(step, res.peer) if res.status == "ANSWER" else None
+        results = []
+        for ring in step.rings:
+            if winner is not None:
+                r = "answered" if ring is winner else "cancelled"
+            else:
+                r = "unknown" if res.status == "ANSWER" else result
+            results.append(RingResult(ring.name, r))
+        if res.status == "ANSWER" and winner is None:
+            # connected to something we did not dial by name (e.g. a forwarded call)
+            winner = Ring(name=res.peer or "unknown", number="", dial_string="")
+        self.ring_results.extend(r.result for r in results)
+        talk = res.answered_ms / 1000 if winner else 0.0
+        ring_s = max(0.0, (res.dialed_ms - res.answered_ms) / 1000) if res.dialed_ms else (
+            seconds_between(started, now)
+        )
+        if winner is not None:
+            self.answered = (winner, now - timedelta(milliseconds=res.answered_ms))
+        self.path.append(
+            {
+                "step": self.step_no,
+                "route": step.route or None,
+                "dial_status": res.status,
+                "started_at": iso(started),
+                "ended_at": iso(now),
+                "ring_seconds": round(ring_s, 3),
+                "rings": [
+                    {"name": ring.name, "number": ring.number, "result": r.result}
+                    for ring, r in zip(step.rings, results, strict=False)
+                ],
+            }
+        )
+        self.current = None
+        return FinishStep(
+            step=self.step_no,
+            ended_at=iso(now),
+            dial_status=res.status,
+            results=tuple(results),
+            ring_seconds=round(ring_s, 3),
+            talk_seconds=round(talk, 3),
+            cause=res.cause,
+        )
+
+    def _finish_call(
+        self,
+        now: datetime,
+        cause: int | None,
+        *,
+        caller_left: bool,
+        notes: str = "",
+        unknown: bool = False,
+    ) -> FinishCall:
+        self.phase = Phase.DONE
+        started = self.started or now
+        if self.answered is not None:
+            outcome = Outcome.ANSWERED
+        elif unknown:
+            outcome = Outcome.UNKNOWN
+        elif caller_left:
+            outcome = Outcome.ABANDONED
+        elif "no_answer" in self.ring_results:
+            outcome = Outcome.NO_ANSWER
+        elif "busy" in self.ring_results:
+            outcome = Outcome.BUSY
+        else:
+            outcome = Outcome.FAILED
+        answered_at = self.answered[1] if self.answered else None
+        ring_end = answered_at or now
+        return FinishCall(
+            ended_at=iso(now),
+            answered_at=iso(answered_at) if answered_at else None,
+            outcome=outcome,
+            hangup_cause=cause,
+            ring_seconds=max(0.0, seconds_between(started, ring_end)),
+            talk_seconds=max(0.0, seconds_between(answered_at, now)) if answered_at else 0.0,
+            answered_by=self.answered[0].name if self.answered else None,
+            answered_number=(self.answered[0].number or None) if self.answered else None,
+            failsafe=self.failsafe,
+            path=tuple(self.path),
+            notes=notes,
+        )
+
+
+def _answering_ring(step: Step, peer: str) -> Ring | None:
+    """The ring that Dial() connected, from DIALEDPEERNUMBER (``phone1``, ``+1…@carrier``)."""
+    for ring in step.rings:
+        resource = ring.dial_string.split("/", 1)[-1]
+        if peer and resource == peer:
+            return ring
+    return step.rings[0] if len(step.rings) == 1 else None
+

@@ -1,0 +1,18 @@
+"""Timestamps as the store keeps them: ISO 8601, UTC, millisecond precision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(dt: datetime) -> str:
+    """``2026-11-28T00:01:19.123Z`` (sortable as text)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds(), 3)

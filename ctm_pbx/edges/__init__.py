@@ -1,0 +1,1 @@
+"""Edges: the CLI, the daemon's wiring and the web app. Wiring only, no business rules."""
