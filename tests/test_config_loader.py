@@ -490,3 +490,10 @@ def test_presets(name: str, canonical: str, priority: int) -> None:
     assert preset is not None
     assert (preset.name, preset.priority, preset.kind) == (canonical, priority, SourceKind.ONSITE)
     assert preset.rules
+
+
+def test_env_reference_default_applies_only_when_unset() -> None:
+    text = "asterisk:\n  password: '${ARI_PW:-sandbox}'\n  username: '${ARI_USER:-ctm}'\n"
+    config = parse(text, {"ARI_USER": "admin"})
+    assert config.asterisk.password == "sandbox"
+    assert config.asterisk.username == "admin"

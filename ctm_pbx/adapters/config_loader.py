@@ -80,7 +80,7 @@ POOL_KEYS = ("source", "target", "lease_minutes", "cooldown_minutes", "overflow_
 RECEIVING_KEYS = ("number", "dial", "label")
 ROUTE_KEYS = ("type", "targets", "ring_timeout", "order", "fallback", "label")
 ROUTE_TARGET_KEYS = ("receiving_number", "weight")
-FALLBACK_KEYS = ("route", "number")
+FALLBACK_KEYS = ("route", "number", "receiving_number")
 TRACKING_NUMBER_KEYS = ("number", "source", "pool", "route", "label")
 
 
@@ -634,13 +634,18 @@ class _Builder:
         if m is None:
             return None
         if len(m) != 1:
-            node.error("expected exactly one of 'route' or 'number' (or busy, hangup)")
+            node.error(
+                "expected exactly one of 'route', 'number' or 'receiving_number' (or busy, hangup)"
+            )
             return None
         if "route" in m:
             target = self._ref(m["route"], "routes", "route")
             if target:
                 self.fallback_refs[route] = (target, m["route"])
             return Fallback(FallbackKind.ROUTE, target) if target else None
+        if "receiving_number" in m:
+            name = self._ref(m["receiving_number"], "receiving_numbers", "receiving number")
+            return Fallback(FallbackKind.NUMBER, name) if name else None
         number = self._number(m["number"])
         return Fallback(FallbackKind.NUMBER, number) if number else None
 

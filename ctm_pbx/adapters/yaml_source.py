@@ -218,7 +218,10 @@ class YNode:
         return self.substitute(str(self.node.value))
 
     def substitute(self, raw: str) -> str | None:
-        """``raw`` with ``${VAR}`` from the environment and ``$${`` as a literal ``${``."""
+        """``raw`` with ``${VAR}`` (or ``${VAR:-default}``) from the environment.
+
+        ``$${`` is a literal ``${``.
+        """
         failed = False
 
         def replace(match: re.Match[str]) -> str:
@@ -226,10 +229,15 @@ class YNode:
             whole, name = match.group(0), match.group(1)
             if whole == "$${":
                 return "${"
+            default = None
+            if name is not None and ":-" in name:
+                name, default = name.split(":-", 1)
             if name is None:
                 self.error("unclosed '${' (write '$${' for a literal '${')")
             elif not _ENV_NAME_RE.match(name):
                 self.error(f"invalid environment variable reference '{whole}'")
+            elif name not in self.issues.env and default is not None:
+                return default
             elif name not in self.issues.env:
                 self.error(f"environment variable '{name}' is not set")
             else:

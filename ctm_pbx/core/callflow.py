@@ -461,8 +461,10 @@ class CallFlow:
             winner = Ring(name=res.peer or "unknown", number="", dial_string="")
         self.ring_results.extend(r.result for r in results)
         talk = res.answered_ms / 1000 if winner else 0.0
-        ring_s = max(0.0, (res.dialed_ms - res.answered_ms) / 1000) if res.dialed_ms else (
-            seconds_between(started, now)
+        ring_s = (
+            max(0.0, (res.dialed_ms - res.answered_ms) / 1000)
+            if res.dialed_ms
+            else (seconds_between(started, now))
         )
         if winner is not None:
             self.answered = (winner, now - timedelta(milliseconds=res.answered_ms))
@@ -538,4 +540,3 @@ def _answering_ring(step: Step, peer: str) -> Ring | None:
         if peer and resource == peer:
             return ring
     return step.rings[0] if len(step.rings) == 1 else None
-

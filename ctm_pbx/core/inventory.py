@@ -52,9 +52,7 @@ def resolve_assignment(
             raise InventoryError(f"unknown pool '{pool}' (known: {_names(config.pools)})")
         pool_source = config.pools[pool].source
         if source is not None and source != pool_source:
-            raise InventoryError(
-                f"pool '{pool}' belongs to source '{pool_source}', not '{source}'"
-            )
+            raise InventoryError(f"pool '{pool}' belongs to source '{pool_source}', not '{source}'")
         source = pool_source
     if source is not None:
         if source not in config.sources:

@@ -86,9 +86,7 @@ def plan_route(route: Route, config: Config, memory: RouteMemory | None = None) 
     return Plan(steps, new_memory)
 
 
-def pick_weighted(
-    weights: list[tuple[str, int]], memory: RouteMemory
-) -> tuple[int, RouteMemory]:
+def pick_weighted(weights: list[tuple[str, int]], memory: RouteMemory) -> tuple[int, RouteMemory]:
     """Smooth weighted round robin: the index to start at and the new memory.
 
     Each pick adds every weight to its counter, takes the largest counter and
@@ -138,10 +136,14 @@ def plan_fallback(
     if fallback.kind is FallbackKind.NUMBER:
         value = fallback.value or ""
         rn = config.receiving_numbers.get(value)
-        ring = ring_for(rn) if rn else Ring(
-            name=f"fallback:{value}",
-            number=value,
-            dial_string=DEFAULT_DIAL.replace("{number}", value),
+        ring = (
+            ring_for(rn)
+            if rn
+            else Ring(
+                name=f"fallback:{value}",
+                number=value,
+                dial_string=DEFAULT_DIAL.replace("{number}", value),
+            )
         )
         route = config.routes[from_route]
         return FallbackAction(
@@ -155,4 +157,3 @@ def _receiving(config: Config, name: str) -> ReceivingNumber:
         return config.receiving_numbers[name]
     except KeyError:
         raise RoutingError(f"unknown receiving number '{name}'") from None
-

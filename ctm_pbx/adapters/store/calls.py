@@ -96,9 +96,7 @@ def get_call(db: sqlite_utils.Database, call_id: int) -> dict | None:
         return None
     call = rows[0]
     call["path"] = json.loads(call.pop("path_json") or "[]")
-    call["legs"] = list(
-        db["call_legs"].rows_where("call_id = ?", [call_id], order_by="step, id")
-    )
+    call["legs"] = list(db["call_legs"].rows_where("call_id = ?", [call_id], order_by="step, id"))
     return call
 
 

@@ -34,9 +34,7 @@ def list_numbers(
         if val is not None:
             where.append(f"{col} = ?")
             args.append(val)
-    rows = db["tracking_numbers"].rows_where(
-        " AND ".join(where) or None, args, order_by="number"
-    )
+    rows = db["tracking_numbers"].rows_where(" AND ".join(where) or None, args, order_by="number")
     return [_record(r) for r in rows]
 
 
@@ -44,33 +42,34 @@ def all_numbers(db: sqlite_utils.Database) -> dict[str, NumberRecord]:
     return {r.number: r for r in list_numbers(db, status=None)}
 
 
-def add_numbers(
-    db: sqlite_utils.Database, records: Iterable[NumberRecord], *, now: str
-) -> None:
+_UPSERT = (
+    "INSERT INTO tracking_numbers (number, label, source, pool, route, status, managed_by,"
+    " added_at, updated_at, released_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, NULL)"
+    " ON CONFLICT (number) DO UPDATE SET label = excluded.label, source = excluded.source,"
+    " pool = excluded.pool, route = excluded.route, status = 'active',"
+    " managed_by = excluded.managed_by, updated_at = excluded.updated_at, released_at = NULL"
+)
+
+
+def add_numbers(db: sqlite_utils.Database, records: Iterable[NumberRecord], *, now: str) -> None:
     """Add numbers in one transaction: all of them or none.
 
     A released number can be added again (it becomes active with the new
-    assignment); an active one is a duplicate.
+    assignment, keeping its first ``added_at``); an active one is a duplicate.
     """
     records = list(records)
-    with db.conn:
-        for rec in records:
-            old = get_number(db, rec.number)
-            if old is not None and old.status == "active":
-                raise StoreError(f"{rec.number} is already in the inventory ({_owner(old)})")
-            row = {
-                "number": rec.number,
-                "label": rec.label,
-                "source": rec.source,
-                "pool": rec.pool,
-                "route": rec.route,
-                "status": "active",
-                "managed_by": rec.managed_by,
-                "added_at": now if old is None else old.added_at,
-                "updated_at": now,
-                "released_at": None,
-            }
-            db["tracking_numbers"].upsert(row, pk="number")
+    for rec in records:
+        old = get_number(db, rec.number)
+        if old is not None and old.status == "active":
+            raise StoreError(f"{rec.number} is already in the inventory ({_owner(old)})")
+    with db.conn:  # raw statements: one transaction for the whole batch
+        db.conn.executemany(
+            _UPSERT,
+            [
+                (r.number, r.label, r.source, r.pool, r.route, r.managed_by, now, now)
+                for r in records
+            ],
+        )
 
 
 def update_assignment(
@@ -105,27 +104,19 @@ def apply_sync(db: sqlite_utils.Database, plan: SyncPlan, *, now: str) -> None:
     """Carry out a ``SyncPlan`` (without conflicts) in one transaction."""
     if plan.conflicts:
         raise StoreError("; ".join(plan.conflicts))
-    table = db["tracking_numbers"]
     with db.conn:
-        for decl in plan.insert + plan.update:
-            old = get_number(db, decl.number)
-            table.upsert(
-                {
-                    "number": decl.number,
-                    "label": decl.label,
-                    "source": decl.source,
-                    "pool": decl.pool,
-                    "route": decl.route,
-                    "status": "active",
-                    "managed_by": "config",
-                    "added_at": old.added_at if old else now,
-                    "updated_at": now,
-                    "released_at": None,
-                },
-                pk="number",
-            )
-        for number in plan.release:
-            table.update(number, {"status": "released", "released_at": now, "updated_at": now})
+        db.conn.executemany(
+            _UPSERT,
+            [
+                (d.number, d.label, d.source, d.pool, d.route, "config", now, now)
+                for d in plan.insert + plan.update
+            ],
+        )
+        db.conn.executemany(
+            "UPDATE tracking_numbers SET status = 'released', released_at = ?, updated_at = ?"
+            " WHERE number = ?",
+            [(now, now, number) for number in plan.release],
+        )
 
 
 def _editable(db: sqlite_utils.Database, number: str) -> NumberRecord:

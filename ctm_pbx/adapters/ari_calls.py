@@ -1,0 +1,376 @@
+"""ARI mode: turn Stasis events into call-flow events, and call-flow actions into
+ARI requests and store writes.
+
+Per call, Asterisk enters our app a few times (see dialplan/ctm-pbx.conf):
+``inbound`` (decide the first leg), ``dialed`` (Dial() returned unconnected:
+decide the next) and ``ended`` (the hangup handler's report). Each entry is one
+``StasisStart``; the decisions leave by ``continue``, so a call costs one REST
+request per leg and a handful of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from ctm_pbx.adapters.ari_client import AriClient, AriError
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store.route_state import load_route_memory, save_route_memory
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.callflow import (
+    Action,
+    CallFlow,
+    DialResult,
+    DialReturned,
+    DialStep,
+    EndCall,
+    Ended,
+    Event,
+    FinishCall,
+    FinishStep,
+    Gone,
+    HandlerFailed,
+    Inbound,
+    NumberInfo,
+    RememberRoute,
+    SendToFailsafe,
+    StartCall,
+    StartStep,
+)
+from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.model import Config
+from ctm_pbx.core.phone import caller_e164, did_e164
+from ctm_pbx.core.routing import Ring, RouteMemory, Step
+
+log = logging.getLogger(__name__)
+
+DIAL_CONTEXT = "ctm-dial"
+END_CONTEXT = "ctm-end"
+FAILSAFE_CONTEXT = "ctm-failsafe"
+MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
+EVENT_TYPES = ["StasisStart", "StasisEnd"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Call:
+    flow: CallFlow
+    channel_id: str
+    linkedid: str | None = None
+    call_id: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def parse_result(args: list[str]) -> DialResult:
+    """``[status, dialed_ms, answered_ms, cause, peer, …]`` from the dialplan."""
+
+    def num(i: int) -> int:
+        try:
+            return int(args[i])
+        except (IndexError, ValueError):
+            return 0
+
+    return DialResult(
+        status=args[0] if args else "",
+        dialed_ms=num(1),
+        answered_ms=num(2),
+        cause=num(3) if len(args) > 3 and args[3] else None,
+        peer=args[4] if len(args) > 4 else "",
+    )
+
+
+def _record(db: sqlite_utils.Database, call: _Call, actions: list[Action], now: str) -> int | None:
+    """Write a batch of call-flow actions (runs on the store's writer thread)."""
+    call_id = call.call_id
+    for action in actions:
+        if isinstance(action, StartCall):
+            call_id = call_store.insert_call(
+                db, action, channel_id=call.channel_id, linkedid=call.linkedid
+            )
+        elif isinstance(action, RememberRoute):
+            save_route_memory(db, action.route, action.memory, now=now)
+        elif call_id is None:
+            continue
+        elif isinstance(action, StartStep):
+            call_store.insert_step(db, call_id, action)
+        elif isinstance(action, FinishStep):
+            call_store.finish_step(db, call_id, action)
+        elif isinstance(action, FinishCall):
+            call_store.finish_call(db, call_id, action)
+    return call_id
+
+
+def _load_numbers(db: sqlite_utils.Database) -> tuple[int, dict[str, NumberInfo]]:
+    version = db.execute("PRAGMA data_version").fetchone()[0]
+    rows = db.execute(
+        "SELECT number, source, pool, route FROM tracking_numbers WHERE status = 'active'"
+    ).fetchall()
+    return version, {r[0]: NumberInfo(*r) for r in rows}
+
+
+def _data_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA data_version").fetchone()[0]
+
+
+class AriCallHandler:
+    """Routes the calls of one Stasis app."""
+
+    def __init__(
+        self,
+        config: Config,
+        ari: AriClient,
+        writer: StoreWriter,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.ari = ari
+        self.writer = writer
+        self.clock = clock
+        self.calls: dict[str, _Call] = {}
+        self.numbers: dict[str, NumberInfo] = {}
+        self.memory: dict[str, RouteMemory] = {}
+        self._numbers_version = -1
+        self._tasks: set[asyncio.Task] = set()
+        self.calls_finished = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def load(self) -> None:
+        self._numbers_version, self.numbers = await self.writer.run(_load_numbers)
+        self.memory = await self.writer.run(load_route_memory)
+
+    async def refresh_numbers(self) -> None:
+        """Pick up inventory changes made by the CLI (another connection)."""
+        version = await self.writer.run(_data_version)
+        if version != self._numbers_version:
+            self._numbers_version, self.numbers = await self.writer.run(_load_numbers)
+            log.info("tracking numbers reloaded: %d active", len(self.numbers))
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- events --------------------------------------------------------------------
+
+    def on_event(self, event: dict) -> None:
+        """Called by the ARI client for each event, in order."""
+        if event.get("type") != "StasisStart":
+            return
+        channel = event.get("channel") or {}
+        channel_id = channel.get("id")
+        if not channel_id:
+            return
+        call = self.calls.get(channel_id)
+        if call is None:
+            call = self.calls[channel_id] = _Call(
+                flow=CallFlow(self.config, self.memory),
+                channel_id=channel_id,
+                linkedid=channel.get("linkedid"),
+            )
+        task = asyncio.create_task(self._stasis_start(call, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stasis_start(self, call: _Call, event: dict) -> None:
+        async with call.lock:
+            args = list(event.get("args") or [])
+            kind = args[0] if args else ""
+            now = self.clock()
+            try:
+                if kind == "inbound":
+                    await self._handle(call, self._inbound_event(event, args, now))
+                elif kind == "dialed":
+                    await self._ensure_flow(call)
+                    await self._handle(call, DialReturned(now, parse_result(args[1:])))
+                elif kind == "ended":
+                    await self._ensure_flow(call)
+                    await self._handle(
+                        call, Ended(now, parse_result(args[1:]), failsafe_used=_flag(args, 6))
+                    )
+                else:
+                    log.warning("StasisStart with unknown args %r: back to the dialplan", args)
+                    await self._raw_failsafe(call.channel_id)
+            except Exception as exc:  # any handler error: the fail-safe takes the call
+                log.exception("call %s: handler error", call.channel_id)
+                await self._fail(call, exc, now, ended=kind == "ended")
+            finally:
+                if call.flow.phase.value == "done":
+                    self.calls.pop(call.channel_id, None)
+
+    def _inbound_event(self, event: dict, args: list[str], now: datetime) -> Inbound:
+        channel = event["channel"]
+        raw_did = args[1] if len(args) > 1 else channel.get("dialplan", {}).get("exten", "")
+        country = self.config.tracking.default_country
+        did = did_e164(raw_did, country) or raw_did
+        caller = channel.get("caller") or {}
+        return Inbound(
+            now=now,
+            did=did,
+            number=self.numbers.get(did),
+            caller_number=caller_e164(caller.get("number"), country),
+            caller_name=caller.get("name") or None,
+        )
+
+    async def _handle(self, call: _Call, event: Event) -> None:
+        actions = call.flow.handle(event)
+        await self._apply(call, actions)
+
+    async def _apply(self, call: _Call, actions: list[Action]) -> None:
+        records = [a for a in actions if not isinstance(a, DialStep | EndCall | SendToFailsafe)]
+        moves = [a for a in actions if isinstance(a, DialStep | EndCall | SendToFailsafe)]
+        write = self.writer.run(_record, call, records, iso(self.clock())) if records else None
+        results = await asyncio.gather(
+            write or _none(), self._move(call.channel_id, moves), return_exceptions=True
+        )
+        written, moved = results
+        if isinstance(written, BaseException):
+            log.error("call %s: store write failed: %s", call.channel_id, written)
+        elif written is not None:
+            call.call_id = written
+        if any(isinstance(a, FinishCall) for a in records):
+            self.calls_finished += 1
+        if isinstance(moved, AriError) and moved.status == 404:
+            # the caller hung up while we decided
+            await self._apply(call, call.flow.handle(Gone(self.clock(), "caller hung up", True)))
+        elif isinstance(moved, BaseException):
+            raise moved
+
+    async def _move(self, channel_id: str, moves: list[Action]) -> None:
+        for move in moves:
+            if isinstance(move, DialStep):
+                ext = "D" + move.dial_args
+                if len(ext) > MAX_EXTENSION:
+                    await self.ari.set_channel_var(channel_id, "CTM_DIAL", move.dial_args)
+                    ext = "var"
+                await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, ext)
+            elif isinstance(move, EndCall):
+                await self.ari.continue_in_dialplan(channel_id, END_CONTEXT, move.how)
+            elif isinstance(move, SendToFailsafe):
+                await self.ari.continue_in_dialplan(channel_id, FAILSAFE_CONTEXT, "app")
+
+    async def _fail(self, call: _Call, exc: Exception, now: datetime, *, ended: bool) -> None:
+        """Send the channel to the dialplan fail-safe; still complete the row."""
+        if ended:
+            return  # the channel is already hanging up; nothing to rescue
+        try:
+            actions = call.flow.handle(HandlerFailed(now, f"{type(exc).__name__}: {exc}"))
+            await self._apply(call, actions)
+        except Exception:
+            log.exception("call %s: fail-safe handling failed too", call.channel_id)
+            await self._raw_failsafe(call.channel_id)
+
+    async def _raw_failsafe(self, channel_id: str) -> None:
+        try:
+            await self.ari.continue_in_dialplan(channel_id, FAILSAFE_CONTEXT, "app")
+        except Exception as exc:
+            log.error("call %s: could not reach the fail-safe: %s", channel_id, exc)
+
+    # -- restarts ----------------------------------------------------------------
+
+    async def _ensure_flow(self, call: _Call) -> None:
+        """A call we met before a restart: rebuild its flow from the store."""
+        if call.flow.started is not None:
+            return
+        row = await self.writer.run(call_store.call_by_channel, call.channel_id)
+        if row is None:
+            raise LookupError(f"no call row for channel {call.channel_id}")
+        call.call_id = row["id"]
+        call.flow = resume_flow(self.config, row, self.memory)
+
+    async def reconcile(self) -> None:
+        """After (re)connecting: finish or adopt the rows of calls still open."""
+        try:
+            app = await self.ari.application()
+            live = {c["id"]: c for c in await self.ari.channels()}
+        except Exception as exc:
+            log.warning("reconcile skipped: %s", exc)
+            return
+        in_app = set(app.get("channel_ids") or [])
+        for channel_id in in_app:
+            if channel_id in self.calls or channel_id not in live:
+                continue
+            # stuck in our app while we were away: replay its entry
+            chan = live[channel_id]
+            args = (chan.get("dialplan") or {}).get("app_data", "").split(",")[1:]
+            log.info("call %s waited in Stasis while we were away: %r", channel_id, args)
+            self.on_event({"type": "StasisStart", "channel": chan, "args": args})
+        for row in await self.writer.run(call_store.open_calls):
+            channel_id = row["channel_id"]
+            if channel_id in live or channel_id in self.calls:
+                continue  # still talking in the dialplan: its hangup handler will report
+            await self._collect(row)
+
+    async def _collect(self, row: dict) -> None:
+        """Finish the row of a call whose channel is gone."""
+        channel_id = row["channel_id"]
+        call = _Call(flow=resume_flow(self.config, row, self.memory), channel_id=channel_id)
+        call.call_id = row["id"]
+        now = self.clock()
+        try:
+            pending = await self.ari.get_global(f"DB_DELETE(ctm-pending/{channel_id})")
+        except AriError:
+            pending = ""
+        async with call.lock:
+            if pending:
+                parts = pending.split(",")
+                ended_at = _epoch(parts[0]) or now
+                event: Event = Ended(ended_at, parse_result(parts[1:]), _flag(parts, 6))
+            else:
+                event = Gone(now, "channel gone while ctm-pbx was away; no result left")
+            await self._apply(call, call.flow.handle(event))
+        log.info("call %s (row %s) completed after a restart", channel_id, row["id"])
+
+
+def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> CallFlow:
+    """Rebuild a call's flow from its row and legs."""
+    legs = row.get("legs") or []
+    step_no = max((leg["step"] for leg in legs), default=0)
+    open_legs = [leg for leg in legs if leg["step"] == step_no and leg["result"] is None]
+    open_step = None
+    open_started = None
+    if open_legs:
+        rings = tuple(
+            Ring(leg["receiving_number"], leg["number"] or "", leg["dial_string"] or "")
+            for leg in open_legs
+        )
+        open_step = Step(open_legs[0]["route"] or "", rings, 0)
+        open_started = parse_iso(open_legs[0]["started_at"])
+    flow = CallFlow.resume(
+        config,
+        started=parse_iso(row["started_at"]),
+        route=row["route"],
+        step_no=step_no,
+        open_step=open_step,
+        open_step_started=open_started,
+        path=[],
+        failsafe=any(leg["receiving_number"] == "failsafe" for leg in open_legs),
+    )
+    flow.memory_of = memory
+    for leg in legs:
+        if leg["result"]:
+            flow.ring_results.append(leg["result"])
+    flow.start_emitted = True
+    return flow
+
+
+def _flag(args: list[str], i: int) -> bool:
+    return len(args) > i and args[i] == "1"
+
+
+def _epoch(text: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(text), UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _none() -> None:
+    return None

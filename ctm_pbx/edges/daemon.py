@@ -1,0 +1,109 @@
+"""``ctm-pbx run``: one asyncio process with the ARI call router and the web app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
+from ctm_pbx.adapters.ari_client import AriClient
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.model import Config
+from ctm_pbx.edges.web import create_app
+
+log = logging.getLogger(__name__)
+
+NUMBERS_REFRESH_S = 1.0
+RECONCILE_EVERY_S = 60.0
+
+
+class Daemon:
+    """Wires the ARI client, the call handler, the store writer and the web app."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        a = config.asterisk
+        self.writer = StoreWriter(config.database.path)
+        self.ari = AriClient(a.ari_url, a.username, a.password, a.app)
+        self.handler = AriCallHandler(config, self.ari, self.writer)
+        self.stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def status(self) -> dict:
+        return {
+            "ari_connected": self.ari.connected.is_set(),
+            "app": self.config.asterisk.app,
+            "calls_in_progress": len(self.handler.calls),
+            "calls_finished": self.handler.calls_finished,
+            "tracking_numbers": len(self.handler.numbers),
+            "ari_requests": self.ari.requests_sent,
+        }
+
+    async def _on_connect(self) -> None:
+        await self.ari.set_event_filter(EVENT_TYPES)
+        await self.handler.reconcile()
+
+    async def _housekeeping(self) -> None:
+        since_reconcile = 0.0
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), NUMBERS_REFRESH_S)
+            if self.stop.is_set():
+                return
+            try:
+                await self.handler.refresh_numbers()
+                since_reconcile += NUMBERS_REFRESH_S
+                if since_reconcile >= RECONCILE_EVERY_S and self.ari.connected.is_set():
+                    since_reconcile = 0.0
+                    await self.handler.reconcile()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def serve(self) -> None:
+        await self.ari.start()
+        await self.handler.load()
+        web_cfg = self.config.web
+        self._runner = web.AppRunner(create_app(self.status), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, web_cfg.host, web_cfg.port).start()
+        log.info(
+            "ctm-pbx running: web on http://%s:%d, ARI app %s at %s, %d tracking numbers",
+            web_cfg.host,
+            web_cfg.port,
+            self.config.asterisk.app,
+            self.config.asterisk.ari_url,
+            len(self.handler.numbers),
+        )
+        tasks = [
+            asyncio.create_task(
+                self.ari.run_events(self.handler.on_event, self._on_connect, self.stop)
+            ),
+            asyncio.create_task(self._housekeeping()),
+        ]
+        try:
+            await self.stop.wait()
+        finally:
+            log.info("stopping")
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.handler.drain()
+            await self._runner.cleanup()
+            await self.ari.close()
+            self.writer.close()
+            log.info("stopped")
+
+
+def run_daemon(config: Config) -> None:
+    """Run until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        daemon = Daemon(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop.set)
+        await daemon.serve()
+
+    asyncio.run(main())

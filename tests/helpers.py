@@ -1,0 +1,33 @@
+"""Shared builders for unit tests: small configs written as YAML."""
+
+from __future__ import annotations
+
+from ctm_pbx.adapters.config_loader import parse_config
+from ctm_pbx.core.model import Config
+
+BASE = """\
+sources:
+  billboard: {kind: offsite}
+  google-ads: {preset: google_ads}
+receiving_numbers:
+  desk-1: {number: "+13125550101", dial: "PJSIP/phone1"}
+  desk-2: {number: "+13125550102", dial: "PJSIP/phone2"}
+  desk-3: {number: "+13125550103", dial: "PJSIP/phone3"}
+  mobile: {number: "+13125550109"}
+routes:
+  one: {type: single, targets: [desk-1], ring_timeout: 10}
+  all: {type: simultaneous, targets: [desk-1, desk-2, desk-3], ring_timeout: 15}
+  seq: {type: sequential, targets: [desk-1, desk-2], ring_timeout: 5, fallback: busy}
+  rr: {type: sequential, order: round_robin, targets: [desk-1, desk-2, desk-3]}
+  wrr:
+    type: sequential
+    order: round_robin
+    targets: [{receiving_number: desk-1, weight: 3}, desk-2]
+  to-route: {type: single, targets: [desk-1], fallback: {route: seq}}
+  to-number: {type: single, targets: [desk-2], fallback: {number: "+13125550199"}}
+  to-mobile: {type: single, targets: [desk-2], fallback: {receiving_number: mobile}}
+"""
+
+
+def config(extra: str = "") -> Config:
+    return parse_config(BASE + extra, env={})
