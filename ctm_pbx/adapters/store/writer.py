@@ -31,18 +31,18 @@ class StoreWriter:
     def _open(self) -> None:
         self._db = open_db(self._path, check_same_thread=False)
 
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         assert self._db is not None
         with self._db.conn:
-            return fn(self._db, *args)
+            return fn(self._db, *args, **kwargs)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._call, fn, args)
+        return await loop.run_in_executor(self._pool, self._call, fn, args, kwargs)
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The same from synchronous code (startup, tests)."""
-        return self._pool.submit(self._call, fn, args).result()
+        return self._pool.submit(self._call, fn, args, kwargs).result()
 
     def close(self) -> None:
         def _close() -> None:
