@@ -2,7 +2,7 @@
 
 The real Asterisk runs in tests/integration; these pin the adapter's own
 behaviour: requests it sends, 404 handling, handler errors, reconnects and
-reconciliation after a restart.
+reconciliation after a restart (results the dialplan kept in globals).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class FakeAri:
     gone: set[str] = field(default_factory=set)
     live_channels: list[dict] = field(default_factory=list)
     app_channels: list[str] = field(default_factory=list)
-    astdb: dict[str, str] = field(default_factory=dict)
+    globals: dict[str, str] = field(default_factory=dict)
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     connects: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -71,9 +71,11 @@ class FakeAri:
         if parts[0] == "applications" and len(parts) == 2:
             return web.json_response({"name": parts[1], "channel_ids": self.app_channels})
         if path == "/asterisk/variable":
-            expr = request.query["variable"]
-            key = expr[len("DB_DELETE(") : -1]
-            return web.json_response({"value": self.astdb.pop(key, "")})
+            name = request.query["variable"]
+            if request.method == "POST":
+                self.globals.pop(name, None)
+                return web.Response(status=204)
+            return web.json_response({"value": self.globals.get(name, "")})
         return web.json_response({})
 
     async def send(self, event: dict) -> None:
@@ -218,8 +220,8 @@ async def test_reconnects_and_reconciles_calls_that_ended_meanwhile(rig: Rig) ->
     await rig.fake.send(stasis("c6", "inbound", "13125550143"))
     await rig.fake.send(stasis("c7", "inbound", "13125550143"))
     await rig.settle()
-    # Asterisk restarts: c6 ended while we were away (its result in AstDB); c7 left nothing.
-    rig.fake.astdb["ctm-pending/c6"] = "1795820000,ANSWER,10000,7000,16,phone1,"
+    # While we were away c6 ended (its result left in a global variable); c7 left nothing.
+    rig.fake.globals["CTM_PENDING_c6"] = "1795820000,ANSWER,10000,7000,16,phone1,"
     rig.fake.connected.clear()
     await rig.fake.sockets[-1].close()
     await asyncio.wait_for(rig.fake.connected.wait(), 5)
@@ -232,6 +234,7 @@ async def test_reconnects_and_reconciles_calls_that_ended_meanwhile(rig: Rig) ->
     c6, c7 = rig.row("c6"), rig.row("c7")
     assert (c6["outcome"], c6["answered_by"], c6["talk_seconds"]) == ("answered", "desk-1", 7.0)
     assert c7["outcome"] == "unknown" and c7["status"] == "completed"
+    assert rig.fake.globals == {}, "collected results are deleted from Asterisk"
 
 
 async def test_channel_waiting_in_stasis_after_reconnect_is_handled(rig: Rig) -> None:

@@ -54,6 +54,7 @@ END_CONTEXT = "ctm-end"
 FAILSAFE_CONTEXT = "ctm-failsafe"
 MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
 EVENT_TYPES = ["StasisStart", "StasisEnd"]
+PENDING_PREFIX = "CTM_PENDING_"  # global variable the hangup handler leaves when we are away
 
 
 def utcnow() -> datetime:
@@ -314,10 +315,13 @@ class AriCallHandler:
         call = _Call(flow=resume_flow(self.config, row, self.memory), channel_id=channel_id)
         call.call_id = row["id"]
         now = self.clock()
+        pending = ""
         try:
-            pending = await self.ari.get_global(f"DB_DELETE(ctm-pending/{channel_id})")
-        except AriError:
-            pending = ""
+            pending = await self.ari.get_global(f"{PENDING_PREFIX}{channel_id}")
+            if pending:
+                await self.ari.delete_global(f"{PENDING_PREFIX}{channel_id}")
+        except AriError as exc:
+            log.warning("call %s: could not read its pending result: %s", channel_id, exc)
         async with call.lock:
             if pending:
                 parts = pending.split(",")

@@ -108,10 +108,14 @@ class AriClient:
     async def set_channel_var(self, channel_id: str, name: str, value: str) -> None:
         await self.request("POST", f"/channels/{channel_id}/variable", variable=name, value=value)
 
-    async def get_global(self, expression: str) -> str:
-        """Evaluate a global variable or dialplan function (e.g. ``DB_DELETE(f/k)``)."""
-        data = await self.request("GET", "/asterisk/variable", variable=expression)
+    async def get_global(self, name: str) -> str:
+        """A global dialplan variable ("" when unset)."""
+        data = await self.request("GET", "/asterisk/variable", variable=name)
         return (data or {}).get("value", "")
+
+    async def delete_global(self, name: str) -> None:
+        """Remove a global dialplan variable (a set without a value deletes it)."""
+        await self.request("POST", "/asterisk/variable", variable=name)
 
     async def channels(self) -> list[dict]:
         return await self.request("GET", "/channels") or []

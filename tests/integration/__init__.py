@@ -1,0 +1,1 @@
+"""Integration tests against a real Asterisk (scripts/asterisk-sandbox) with sipp."""

@@ -1,0 +1,187 @@
+"""Running ctm-pbx itself in integration tests: in a thread, or as a `ctm-pbx run` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ctm_pbx.adapters.config_loader import load_config
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store import migrate, open_db
+from ctm_pbx.core.model import Config
+from ctm_pbx.edges.cli import sync_config_numbers
+from ctm_pbx.edges.daemon import Daemon
+
+from .sip import Asterisk
+
+TEST_CONFIG = """\
+asterisk: {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx}}
+database: {{path: {db}}}
+web: {{host: 127.0.0.1, port: {port}}}
+sources:
+  billboard: {{kind: offsite, label: "Billboard"}}
+  radio: {{kind: offsite}}
+receiving_numbers:
+  desk-1: {{number: "+13125550101", dial: "PJSIP/phone1"}}
+  desk-2: {{number: "+13125550102", dial: "PJSIP/phone2"}}
+  desk-3: {{number: "+13125550103", dial: "PJSIP/phone3"}}
+  desk-4: {{number: "+13125550104", dial: "PJSIP/phone4"}}
+routes:
+  single: {{type: single, targets: [desk-1], ring_timeout: 2}}
+  simul: {{type: simultaneous, targets: [desk-1, desk-2], ring_timeout: 5}}
+  seq: {{type: sequential, targets: [desk-1, desk-2, desk-3], ring_timeout: 2, fallback: busy}}
+  rr: {{type: sequential, order: round_robin, targets: [desk-1, desk-2, desk-3], ring_timeout: 2}}
+  nobody: {{type: single, targets: [desk-4], ring_timeout: 2, fallback: {{route: backup}}}}
+  backup: {{type: single, targets: [desk-3], ring_timeout: 3}}
+tracking_numbers:
+  - {{number: "+13125550142", source: billboard, route: single}}
+  - {{number: "+13125550143", source: billboard, route: simul}}
+  - {{number: "+13125550144", source: radio, route: seq}}
+  - {{number: "+13125550145", source: radio, route: rr}}
+  - {{number: "+13125550146", source: radio, route: nobody}}
+"""
+
+DIDS = {
+    "single": "13125550142",
+    "simul": "13125550143",
+    "seq": "13125550144",
+    "rr": "13125550145",
+    "nobody": "13125550146",
+}
+WEB_PORT = 18089
+
+
+def write_config(directory: Path, port: int = WEB_PORT) -> Path:
+    path = directory / "config.yaml"
+    path.write_text(TEST_CONFIG.format(db=directory / "ctm.db", port=port), encoding="utf-8")
+    return path
+
+
+def prepare_db(config: Config) -> None:
+    db = open_db(config.database.path)
+    migrate(db)
+    sync_config_numbers(config, db)
+    db.conn.close()
+
+
+def wait_app(asterisk: Asterisk, present: bool, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (asterisk.app in asterisk.applications()) != present:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Stasis app {'not ' if present else ''}connected")
+        time.sleep(0.05)
+
+
+class ThreadDaemon:
+    """The daemon in a thread of the test process (so tests can inject faults)."""
+
+    def __init__(self, config_path: Path, asterisk: Asterisk) -> None:
+        self.config = load_config(config_path)
+        self.asterisk = asterisk
+        self.daemon: Daemon | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> ThreadDaemon:
+        prepare_db(self.config)
+        ready = threading.Event()
+
+        def main() -> None:
+            async def serve() -> None:
+                self._loop = asyncio.get_running_loop()
+                self.daemon = Daemon(self.config)
+                ready.set()
+                await self.daemon.serve()
+
+            try:
+                asyncio.run(serve())
+            except BaseException as exc:  # surfaced by stop()
+                self._error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=main, name="ctm-daemon", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        wait_app(self.asterisk, True)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self.daemon and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.daemon.stop.set)
+            self._thread.join(15)
+        wait_app(self.asterisk, False)
+        if self._error:
+            raise self._error
+
+    def call(self, timeout_s: float = 10.0, **match) -> dict:
+        """The latest completed call row matching ``match`` (waits for completion)."""
+        return wait_call(self.config.database.path, timeout_s=timeout_s, **match)
+
+
+class ProcessDaemon:
+    """``ctm-pbx run`` as a child process, stopped (or killed) by its PID."""
+
+    def __init__(self, config_path: Path, asterisk: Asterisk, log: Path) -> None:
+        self.config_path = config_path
+        self.asterisk = asterisk
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessDaemon:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ctm_pbx", "--config", str(self.config_path), "run"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
+        out.close()
+        try:
+            wait_app(self.asterisk, True, timeout_s=15)
+        except TimeoutError:
+            self.stop()
+            raise TimeoutError(
+                f"ctm-pbx run did not connect:\n{self.log.read_text()[-2000:]}"
+            ) from None
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def wait_call(db_path: str, timeout_s: float = 10.0, **match) -> dict:
+    """Poll the call log until a completed row matches ``match``; the latest such row."""
+    deadline = time.monotonic() + timeout_s
+    last: list[dict] = []
+    while time.monotonic() < deadline:
+        db = open_db(db_path)
+        try:
+            last = call_store.list_calls(db, limit=200)
+            rows = [
+                r for r in last
+                if r["status"] == "completed" and all(r.get(k) == v for k, v in match.items())
+            ]
+            if rows:
+                return call_store.get_call(db, rows[0]["id"])
+        finally:
+            db.conn.close()
+        time.sleep(0.05)
+    raise AssertionError(f"no completed call matching {match}; rows: {last[:3]}")
