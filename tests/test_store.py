@@ -154,3 +154,32 @@ def test_route_memory_round_trip(db) -> None:
     save_route_memory(db, "rr", RouteMemory.from_dict({"desk-1": -2, "desk-2": 1}), now=NOW)
     save_route_memory(db, "rr", RouteMemory.from_dict({"desk-1": -1, "desk-2": -1}), now=NOW)
     assert load_route_memory(db)["rr"].as_dict() == {"desk-1": -1, "desk-2": -1}
+
+
+async def test_writer_group_commit_isolates_a_failing_job(tmp_path) -> None:
+    import asyncio
+
+    from ctm_pbx.adapters.store.writer import StoreWriter
+
+    writer = StoreWriter(str(tmp_path / "w.db"))
+    writer.run_sync(migrate)
+
+    def add(db, number):
+        number_store.add_numbers(db, [rec(number)], now=NOW)
+
+    def fail(db):
+        db.conn.execute("UPDATE tracking_numbers SET label = 'half-done'")
+        raise RuntimeError("job failed")
+
+    results = await asyncio.gather(
+        *(writer.run(add, f"+1312555{100 + i:04d}") for i in range(20)),
+        writer.run(fail),
+        writer.run(add, "+13125550142"),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results].count("RuntimeError") == 1
+    numbers = writer.run_sync(lambda db: number_store.list_numbers(db))
+    assert len(numbers) == 21 and all(n.label == "" for n in numbers), "the failed job left nothing"
+    writer.close()
+    reopened = open_db(tmp_path / "w.db")
+    assert len(number_store.list_numbers(reopened)) == 21, "committed, not just visible"

@@ -53,7 +53,7 @@ DIAL_CONTEXT = "ctm-dial"
 END_CONTEXT = "ctm-end"
 FAILSAFE_CONTEXT = "ctm-failsafe"
 MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
-EVENT_TYPES = ["StasisStart", "StasisEnd"]
+EVENT_TYPES = ["StasisStart"]  # all ctm-pbx needs: each entry into the app
 PENDING_PREFIX = "CTM_PENDING_"  # global variable the hangup handler leaves when we are away
 
 

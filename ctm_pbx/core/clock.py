@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 def iso(dt: datetime) -> str:
     """``2026-11-28T00:01:19.123Z`` (sortable as text)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -258,11 +258,7 @@ def numbers_import(ctx: Context, csv_file: str) -> None:
 
 def _read_csv(ctx: Context, csv_file: str) -> tuple[list[NumberRecord], list[str]]:
     try:
-        handle = (
-            click.get_text_stream("stdin")
-            if csv_file == "-"
-            else open(csv_file, newline="", encoding="utf-8")  # noqa: SIM115
-        )
+        handle = click.open_file(csv_file, encoding="utf-8")  # "-" is stdin
     except OSError as exc:
         raise click.ClickException(f"cannot read {csv_file}: {exc.strerror}") from None
     with handle:

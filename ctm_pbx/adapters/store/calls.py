@@ -8,6 +8,27 @@ import sqlite_utils
 
 from ctm_pbx.core.callflow import FinishCall, FinishStep, StartCall, StartStep
 
+# The hot path (one call = a few of these) uses plain SQL: sqlite-utils' table
+# helpers introspect the schema on every call.
+_INSERT_CALL = (
+    "INSERT INTO calls (mode, status, started_at, tracking_number, caller_number, caller_name,"
+    " source, pool, route, channel_id, linkedid)"
+    " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_LEG = (
+    "INSERT INTO call_legs (call_id, step, route, receiving_number, number, dial_string,"
+    " started_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_FINISH_LEG = (
+    "UPDATE call_legs SET ended_at = ?, result = ?, dial_status = ?, ring_seconds = ?,"
+    " talk_seconds = ?, hangup_cause = ? WHERE call_id = ? AND step = ? AND receiving_number = ?"
+)
+_FINISH_CALL = (
+    "UPDATE calls SET status = 'completed', ended_at = ?, answered_at = ?, outcome = ?,"
+    " hangup_cause = ?, ring_seconds = ?, talk_seconds = ?, answered_by = ?, answered_number = ?,"
+    " failsafe = ?, path_json = ?, notes = ? WHERE id = ?"
+)
+
 
 def insert_call(
     db: sqlite_utils.Database,
@@ -18,75 +39,79 @@ def insert_call(
     mode: str = "ari",
 ) -> int:
     """Create the row as the call starts; returns its id."""
-    row = {
-        "mode": mode,
-        "status": "in_progress",
-        "started_at": start.started_at,
-        "tracking_number": start.tracking_number,
-        "caller_number": start.caller_number,
-        "caller_name": start.caller_name,
-        "source": start.source,
-        "pool": start.pool,
-        "route": start.route,
-        "channel_id": channel_id,
-        "linkedid": linkedid,
-    }
-    return db["calls"].insert(row).last_pk  # type: ignore[return-value]
+    cur = db.conn.execute(
+        _INSERT_CALL,
+        (
+            mode,
+            start.started_at,
+            start.tracking_number,
+            start.caller_number,
+            start.caller_name,
+            start.source,
+            start.pool,
+            start.route,
+            channel_id,
+            linkedid,
+        ),
+    )
+    return cur.lastrowid  # type: ignore[return-value]
 
 
 def insert_step(db: sqlite_utils.Database, call_id: int, step: StartStep) -> None:
-    db["call_legs"].insert_all(
-        {
-            "call_id": call_id,
-            "step": step.step,
-            "route": step.route or None,
-            "receiving_number": ring.name,
-            "number": ring.number or None,
-            "dial_string": ring.dial_string or None,
-            "started_at": step.started_at,
-        }
-        for ring in step.rings
+    db.conn.executemany(
+        _INSERT_LEG,
+        [
+            (
+                call_id,
+                step.step,
+                step.route or None,
+                ring.name,
+                ring.number or None,
+                ring.dial_string or None,
+                step.started_at,
+            )
+            for ring in step.rings
+        ],
     )
 
 
 def finish_step(db: sqlite_utils.Database, call_id: int, fin: FinishStep) -> None:
-    for res in fin.results:
-        talk = fin.talk_seconds if res.result == "answered" else 0.0
-        db.execute(
-            "UPDATE call_legs SET ended_at = ?, result = ?, dial_status = ?, ring_seconds = ?,"
-            " talk_seconds = ?, hangup_cause = ?"
-            " WHERE call_id = ? AND step = ? AND receiving_number = ?",
-            [
+    db.conn.executemany(
+        _FINISH_LEG,
+        [
+            (
                 fin.ended_at,
                 res.result,
                 fin.dial_status,
                 fin.ring_seconds,
-                talk,
+                fin.talk_seconds if res.result == "answered" else 0.0,
                 fin.cause,
                 call_id,
                 fin.step,
                 res.name,
-            ],
-        )
+            )
+            for res in fin.results
+        ],
+    )
 
 
 def finish_call(db: sqlite_utils.Database, call_id: int, fin: FinishCall) -> None:
-    db["calls"].update(
-        call_id,
-        {
-            "status": "completed",
-            "ended_at": fin.ended_at,
-            "answered_at": fin.answered_at,
-            "outcome": fin.outcome.value,
-            "hangup_cause": fin.hangup_cause,
-            "ring_seconds": fin.ring_seconds,
-            "talk_seconds": fin.talk_seconds,
-            "answered_by": fin.answered_by,
-            "answered_number": fin.answered_number,
-            "failsafe": int(fin.failsafe),
-            "path_json": json.dumps(list(fin.path)),
-            "notes": fin.notes,
-        },
+    db.conn.execute(
+        _FINISH_CALL,
+        (
+            fin.ended_at,
+            fin.answered_at,
+            fin.outcome.value,
+            fin.hangup_cause,
+            fin.ring_seconds,
+            fin.talk_seconds,
+            fin.answered_by,
+            fin.answered_number,
+            int(fin.failsafe),
+            json.dumps(list(fin.path)),
+            fin.notes,
+            call_id,
+        ),
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -26,3 +28,20 @@ def open_db(path: str | Path, *, check_same_thread: bool = True) -> sqlite_utils
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+@contextmanager
+def atomic(db: sqlite_utils.Database, name: str = "ctm") -> Iterator[None]:
+    """All or nothing: a savepoint, so it nests inside the writer's group transaction.
+
+    Outside any transaction (the CLI) releasing it commits.
+    """
+    conn = db.conn
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")

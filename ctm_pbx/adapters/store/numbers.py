@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from ctm_pbx.adapters.store.db import StoreError
+from ctm_pbx.adapters.store.db import StoreError, atomic
 from ctm_pbx.core.inventory import NumberRecord, SyncPlan
 
 _FIELDS = NumberRecord.__dataclass_fields__
@@ -42,6 +42,10 @@ def all_numbers(db: sqlite_utils.Database) -> dict[str, NumberRecord]:
     return {r.number: r for r in list_numbers(db, status=None)}
 
 
+_RELEASE = (
+    "UPDATE tracking_numbers SET status = 'released', released_at = ?, updated_at = ?"
+    " WHERE number = ?"
+)
 _UPSERT = (
     "INSERT INTO tracking_numbers (number, label, source, pool, route, status, managed_by,"
     " added_at, updated_at, released_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, NULL)"
@@ -62,7 +66,7 @@ def add_numbers(db: sqlite_utils.Database, records: Iterable[NumberRecord], *, n
         old = get_number(db, rec.number)
         if old is not None and old.status == "active":
             raise StoreError(f"{rec.number} is already in the inventory ({_owner(old)})")
-    with db.conn:  # raw statements: one transaction for the whole batch
+    with atomic(db, "add_numbers"):
         db.conn.executemany(
             _UPSERT,
             [
@@ -83,20 +87,19 @@ def update_assignment(
     now: str,
 ) -> NumberRecord:
     rec = _editable(db, number)
-    changes = {"source": source, "pool": pool, "route": route, "updated_at": now}
-    if label is not None:
-        changes["label"] = label
-    with db.conn:
-        db["tracking_numbers"].update(rec.number, changes)
+    with atomic(db, "assign"):
+        db.conn.execute(
+            "UPDATE tracking_numbers SET source = ?, pool = ?, route = ?, label = ?,"
+            " updated_at = ? WHERE number = ?",
+            (source, pool, route, rec.label if label is None else label, now, rec.number),
+        )
     return get_number(db, number)  # type: ignore[return-value]
 
 
 def release_number(db: sqlite_utils.Database, number: str, *, now: str) -> NumberRecord:
     rec = _editable(db, number)
-    with db.conn:
-        db["tracking_numbers"].update(
-            rec.number, {"status": "released", "released_at": now, "updated_at": now}
-        )
+    with atomic(db, "release"):
+        db.conn.execute(_RELEASE, (now, now, rec.number))
     return get_number(db, number)  # type: ignore[return-value]
 
 
@@ -104,7 +107,7 @@ def apply_sync(db: sqlite_utils.Database, plan: SyncPlan, *, now: str) -> None:
     """Carry out a ``SyncPlan`` (without conflicts) in one transaction."""
     if plan.conflicts:
         raise StoreError("; ".join(plan.conflicts))
-    with db.conn:
+    with atomic(db, "sync"):
         db.conn.executemany(
             _UPSERT,
             [
@@ -112,11 +115,7 @@ def apply_sync(db: sqlite_utils.Database, plan: SyncPlan, *, now: str) -> None:
                 for d in plan.insert + plan.update
             ],
         )
-        db.conn.executemany(
-            "UPDATE tracking_numbers SET status = 'released', released_at = ?, updated_at = ?"
-            " WHERE number = ?",
-            [(now, now, number) for number in plan.release],
-        )
+        db.conn.executemany(_RELEASE, [(now, now, number) for number in plan.release])
 
 
 def _editable(db: sqlite_utils.Database, number: str) -> NumberRecord:

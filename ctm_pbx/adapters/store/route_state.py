@@ -19,11 +19,9 @@ def load_route_memory(db: sqlite_utils.Database) -> dict[str, RouteMemory]:
 def save_route_memory(
     db: sqlite_utils.Database, route: str, memory: RouteMemory, *, now: str
 ) -> None:
-    db["route_state"].upsert(
-        {
-            "route": route,
-            "state_json": json.dumps({"current": memory.as_dict()}),
-            "updated_at": now,
-        },
-        pk="route",
+    db.conn.execute(
+        "INSERT INTO route_state (route, state_json, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (route) DO UPDATE SET state_json = excluded.state_json,"
+        " updated_at = excluded.updated_at",
+        (route, json.dumps({"current": memory.as_dict()}), now),
     )

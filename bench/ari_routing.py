@@ -1,0 +1,326 @@
+"""Benchmark: calls through ctm-pbx (ARI mode) against a plain dialplan Dial().
+
+Both on the same sandbox Asterisk, to the same receiving phone (a sipp UAS on
+phone1), at rising call rates with short calls:
+
+  (a) ctm      : DID -> Stasis(ctm-pbx) -> simultaneous route of one phone -> Dial()
+  (b) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
+
+For each rate: calls placed, calls the phone completed, call-log rows completed as
+answered (ctm), post-dial delay (the caller's INVITE -> 180 Ringing; median, p99),
+CPU of Asterisk and of ctm-pbx, ARI requests per call. "Clean" = every call reached
+the phone, completed, and (ctm) was logged as answered; no channel left. The sipp
+processes are kept light (built-in UAS, no per-call logs) since they share the cores.
+
+Run as root from the repository (the sandbox must be installable):
+
+    .venv/bin/python bench/ari_routing.py --rates 50,100,200,300,400 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ctm_pbx.adapters.store import open_db  # noqa: E402
+from tests.integration.ctm import ProcessDaemon  # noqa: E402
+from tests.integration.sip import BASELINE_DID, Asterisk  # noqa: E402
+
+SIPP_DIR = REPO / "bench" / "sipp"
+PHONE_PORT, CARRIER_PORT = 5081, 5070
+
+BENCH_DID = "13125550199"
+WEB_PORT = 18090
+CONFIG = f"""\
+asterisk: {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx}}
+database: {{path: ctm.db}}
+web: {{host: 127.0.0.1, port: {WEB_PORT}}}
+sources:
+  bench: {{kind: offsite}}
+receiving_numbers:
+  desk-1: {{number: "+13125550101", dial: "PJSIP/phone1"}}
+routes:
+  bench: {{type: simultaneous, targets: [desk-1], ring_timeout: 30}}
+tracking_numbers:
+  - {{number: "+{BENCH_DID}", source: bench, route: bench}}
+"""
+
+
+@dataclass
+class Run:
+    mode: str
+    rate: int
+    placed: int
+    phone_completed: int
+    logged_answered: int | None
+    clean: bool
+    pdd_ms_p50: float | None
+    pdd_ms_p99: float | None
+    asterisk_cpu: float  # 1.0 = one core
+    ctm_cpu: float
+    ari_requests_per_call: float | None
+    channels_left: int
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sipp(port: int, *args: str) -> list[str]:
+    """A light sipp on loopback: no per-call logs, only the screen (and RTT) at the end."""
+    return [
+        "sipp",
+        "-i",
+        "127.0.0.1",
+        "-mi",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mp",
+        str(20000 + port * 2 % 10000),
+        "-ci",
+        "127.0.0.1",
+        "-cp",
+        str(13000 + port % 1000),
+        "-nostdin",
+        "-trace_screen",
+        "-screen_file",
+        "screen.log",
+        *args,
+    ]
+
+
+def screen_counts(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            cols = [c.strip() for c in line.split("|")]
+            if len(cols) >= 3 and cols[-1].isdigit():
+                counts[cols[0]] = int(cols[-1])
+    return counts
+
+
+def start_phone(work: Path, max_s: int) -> subprocess.Popen:
+    """phone1: sipp's built-in UAS (180 + 200 at once), until SIGUSR1."""
+    work.mkdir(parents=True)
+    proc = subprocess.Popen(
+        sipp(PHONE_PORT, "-sn", "uas", "-timeout", f"{max_s}s"),
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)  # sipp binds its port at once; give it a moment to start its loop
+    return proc
+
+
+def stop_phone(proc: subprocess.Popen, work: Path) -> int:
+    """Stop the phone by its PID; the number of calls it completed."""
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    return screen_counts(work / "screen.log").get("Successful call", 0)
+
+
+def place_calls(work: Path, did: str, count: int, rate: int, hold_ms: int) -> tuple[int, list]:
+    """``count`` calls at ``rate``/s; (calls completed, post-dial delays in ms)."""
+    work.mkdir(parents=True)
+    limit = str(rate * (hold_ms // 1000 + 5))
+    subprocess.run(
+        sipp(
+            CARRIER_PORT,
+            "-sf",
+            str(SIPP_DIR / "uac_pdd.xml"),
+            "-s",
+            did,
+            "127.0.0.1:5060",
+            "-m",
+            str(count),
+            "-r",
+            str(rate),
+            "-l",
+            limit,
+            "-d",
+            str(hold_ms),
+            "-trace_rtt",
+            "-rtt_freq",
+            "1",
+            "-timeout",
+            f"{count // rate + 60}s",
+        ),
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        timeout=count // rate + 90,
+    )
+    delays = []
+    for rtt in work.glob("*_rtt.csv"):
+        for line in rtt.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2:
+                delays.append(float(parts[1]))
+    return screen_counts(work / "screen.log").get("Successful call", 0), sorted(delays)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(p * len(values)))], 2)
+
+
+def healthz() -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/healthz", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def answered_rows(db_path: Path, since_id: int) -> tuple[int, int]:
+    db = open_db(db_path)
+    try:
+        rows = db.execute(
+            "SELECT COUNT(*), COALESCE(MAX(id), ?) FROM calls WHERE id > ?"
+            " AND status = 'completed' AND outcome = 'answered'",
+            [since_id, since_id],
+        ).fetchone()
+        top = db.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0]
+        return rows[0], top
+    finally:
+        db.conn.close()
+
+
+def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_path) -> Run:
+    count = rate * seconds
+    did = BENCH_DID if mode == "ctm" else BASELINE_DID
+    _, top_before = answered_rows(db_path, 0)
+    phone_dir = work / f"{mode}-{rate}-phone"
+    phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
+    req0 = healthz()["ari_requests"]
+    a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+    completed, pdd = place_calls(work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms)
+    left = asterisk.wait_no_channels(timeout_s=30)
+    a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+    phone_completed = stop_phone(phone, phone_dir)
+    wall = t1 - t0
+    logged = None
+    req_per_call = None
+    if mode == "ctm":
+        deadline = time.monotonic() + 30
+        while True:
+            logged, _ = answered_rows(db_path, top_before)
+            if logged >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        req_per_call = round((healthz()["ari_requests"] - req0) / max(1, count), 2)
+    clean = (
+        phone_completed == count
+        and completed == count
+        and not left
+        and (logged is None or logged == count)
+    )
+    return Run(
+        mode=mode,
+        rate=rate,
+        placed=count,
+        phone_completed=phone_completed,
+        logged_answered=logged,
+        clean=clean,
+        pdd_ms_p50=percentile(pdd, 0.5),
+        pdd_ms_p99=percentile(pdd, 0.99),
+        asterisk_cpu=round((a1 - a0) / wall, 2),
+        ctm_cpu=round((c1 - c0) / wall, 2),
+        ari_requests_per_call=req_per_call,
+        channels_left=len(left),
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rates", default="50,100,200,300,400", help="calls/s, comma-separated")
+    ap.add_argument("--seconds", type=int, default=5, help="seconds of calls at each rate")
+    ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+
+    env = dict(os.environ, CTM_SANDBOX_EXTRA_ETC=str(REPO / "tests" / "asterisk"))
+    asterisk = Asterisk(env=env)
+    was_running = asterisk.run_sandbox("status").returncode == 0
+    up = asterisk.run_sandbox("up", timeout_s=900)
+    if up.returncode != 0:
+        print(up.stdout, up.stderr, file=sys.stderr)
+        return 1
+    sandbox_dir = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox"))
+    ast_pid = int((sandbox_dir / "run" / "asterisk.pid").read_text())
+
+    work = Path(tempfile.mkdtemp(prefix="ctm-bench-"))
+    (work / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
+    runs: list[Run] = []
+    try:
+        for mode in ("dialplan", "ctm"):
+            for rate in rates:
+                run = one_run(
+                    mode,
+                    rate,
+                    args.seconds,
+                    args.hold_ms,
+                    work,
+                    asterisk,
+                    ast_pid,
+                    daemon.proc.pid,
+                    work / "ctm.db",
+                )
+                runs.append(run)
+                print(json.dumps(asdict(run)), flush=True)
+    finally:
+        daemon.stop()
+        if not was_running:
+            asterisk.run_sandbox("down")
+
+    best = {
+        m: max((r.rate for r in runs if r.mode == m and r.clean), default=0)
+        for m in ("dialplan", "ctm")
+    }
+    base = {r.rate: r for r in runs if r.mode == "dialplan"}
+    added = [
+        r.pdd_ms_p50 - base[r.rate].pdd_ms_p50
+        for r in runs
+        if r.mode == "ctm" and r.pdd_ms_p50 is not None and base[r.rate].pdd_ms_p50
+    ]
+    summary = {
+        "highest_clean_rate": best,
+        "ratio_ctm_vs_dialplan": round(best["ctm"] / best["dialplan"], 2)
+        if best["dialplan"]
+        else None,
+        "added_pdd_ms_p50_median": round(statistics.median(added), 2) if added else None,
+        "seconds_per_rate": args.seconds,
+        "hold_ms": args.hold_ms,
+        "cores": os.cpu_count(),
+    }
+    print(json.dumps(summary))
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"ari_routing-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps({"runs": [asdict(r) for r in runs], "summary": summary}, indent=2))
+    print(f"results in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
