@@ -255,6 +255,7 @@ def main() -> int:
     ap.add_argument("--rates", default="50,100,200,300,400", help="calls/s, comma-separated")
     ap.add_argument("--seconds", type=int, default=5, help="seconds of calls at each rate")
     ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
+    ap.add_argument("--modes", default="dialplan,ctm", help="dialplan, ctm or both")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -274,7 +275,7 @@ def main() -> int:
     daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
     runs: list[Run] = []
     try:
-        for mode in ("dialplan", "ctm"):
+        for mode in args.modes.split(","):
             for rate in rates:
                 run = one_run(
                     mode,

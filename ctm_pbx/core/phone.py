@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 
@@ -26,11 +28,13 @@ def to_e164(text: str, default_country: str = "US") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=65536)
 def caller_e164(text: str | None, default_country: str = "US") -> str | None:
     """Best-effort E.164 for a caller id; the raw digits when it does not parse.
 
     Caller ids come from carriers in many shapes (``5550100100``, ``+1…``,
-    ``anonymous``); a call is never refused for its caller id.
+    ``anonymous``); a call is never refused for its caller id. Cached: parsing
+    costs more than the rest of a call's decision.
     """
     if not text:
         return None
@@ -44,6 +48,7 @@ def caller_e164(text: str | None, default_country: str = "US") -> str | None:
     return raw
 
 
+@lru_cache(maxsize=65536)
 def did_e164(exten: str, default_country: str = "US") -> str | None:
     """The E.164 form of a dialled DID as a trunk delivers it (``15550100200``, ``+1…``)."""
     digits = exten.strip()
