@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from ctm_pbx.adapters.store import open_db  # noqa: E402
 from tests.integration.ctm import ProcessDaemon  # noqa: E402
-from tests.integration.sip import BASELINE_DID, Asterisk  # noqa: E402
+from tests.integration.sip import BASELINE_DID, Asterisk, screen_counts  # noqa: E402
 
 SIPP_DIR = REPO / "bench" / "sipp"
 PHONE_PORT, CARRIER_PORT = 5081, 5070
@@ -102,16 +102,6 @@ def sipp(port: int, *args: str) -> list[str]:
         "screen.log",
         *args,
     ]
-
-
-def screen_counts(path: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            cols = [c.strip() for c in line.split("|")]
-            if len(cols) >= 3 and cols[-1].isdigit():
-                counts[cols[0]] = int(cols[-1])
-    return counts
 
 
 def start_phone(work: Path, max_s: int) -> subprocess.Popen:

@@ -251,7 +251,7 @@ def final_status(codes: list[int]) -> int | None:
     return next((c for c in codes if c >= 200), None)
 
 
-def _screen_counts(path: Path) -> dict[str, int]:
+def screen_counts(path: Path) -> dict[str, int]:
     """'Successful call' / 'Failed call' ... cumulative counts of sipp's final screen."""
     counts: dict[str, int] = {}
     for line in _tail(path, 200).splitlines():
@@ -768,7 +768,7 @@ class Carrier:
             exit_code=rc,
             elapsed_s=elapsed,
             final_codes=Counter(per_call.values()),
-            sipp_counts=_screen_counts(run_dir / "screen.log"),
+            sipp_counts=screen_counts(run_dir / "screen.log"),
             workdir=run_dir,
             timed_out=timed_out,
             per_call=per_call,
