@@ -178,6 +178,31 @@ def m004_route_state(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_pool_assignment(db: sqlite_utils.Database) -> None:
+    """Pool assignment: active leases by number and expiry; per-pool counters.
+
+    ``idx_leases_number_expires`` answers both "who holds these numbers now"
+    (``expires_at > now``) and "who held number N within the window"
+    (``expires_at >= since``) with a range scan, however long the history.
+    """
+    db.execute("CREATE INDEX idx_leases_number_expires ON leases (number, expires_at)")
+    db.execute(
+        """
+        CREATE TABLE pool_stats (
+            pool             TEXT PRIMARY KEY,
+            leases           INTEGER NOT NULL DEFAULT 0,  -- new leases handed out
+            shares           INTEGER NOT NULL DEFAULT 0,  -- of which shared a held number
+            overflows        INTEGER NOT NULL DEFAULT 0,  -- visitors shown the overflow number
+            peak_concurrent  INTEGER NOT NULL DEFAULT 0,  -- most active leases at once
+            peak_at          TEXT,
+            since            TEXT NOT NULL,               -- counting started (or was reset)
+            updated_at       TEXT NOT NULL
+        )
+        """
+    )
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

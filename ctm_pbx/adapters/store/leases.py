@@ -1,0 +1,369 @@
+"""Website visitors, their visits, pool leases and per-pool counters.
+
+Hot path (every page view of a visitor on a pool): ``pool_view`` (two indexed
+queries), ``assign`` in the core, ``record_assignment``. Plain SQL throughout:
+sqlite-utils' table helpers introspect the schema on every call.
+
+Times go in as aware datetimes and are stored as ISO 8601 UTC text
+(``ctm_pbx.core.clock.iso``), which sorts as time does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from ctm_pbx.adapters.store.db import atomic
+from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.model import Pool
+from ctm_pbx.core.pools import Assignment, Lease, NumberState, PoolView
+
+_LEASE_COLS = (
+    "id, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared"
+)
+
+# --- visitors and visits ---------------------------------------------------
+
+_UPSERT_VISITOR = (
+    "INSERT INTO visitors (id, first_seen_at, last_seen_at, source, visit_id)"
+    " VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET"
+    " last_seen_at = max(visitors.last_seen_at, excluded.last_seen_at),"
+    " visit_id = CASE WHEN excluded.source IS NULL THEN visitors.visit_id"
+    " ELSE excluded.visit_id END,"
+    " source = coalesce(excluded.source, visitors.source)"
+)
+_INSERT_VISIT = (
+    "INSERT INTO visits (id, visitor_id, started_at, last_active_at, source, source_rule,"
+    " landing_url, referrer, utm_source, utm_medium, utm_campaign, utm_term, utm_content,"
+    " click_ids_json, pages, ip, user_agent)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+)
+_TOUCH_VISIT = (
+    "UPDATE visits SET last_active_at = max(last_active_at, ?), pages = pages + 1 WHERE id = ?"
+)
+_TOUCH_VISITOR = (
+    "UPDATE visitors SET last_seen_at = max(last_seen_at, ?)"
+    " WHERE id = (SELECT visitor_id FROM visits WHERE id = ?)"
+)
+_UTM = ("source", "medium", "campaign", "term", "content")
+
+
+def upsert_visitor(
+    db: sqlite_utils.Database,
+    visitor_id: str,
+    *,
+    now: datetime,
+    source: str | None = None,
+    visit_id: str | None = None,
+) -> None:
+    """Create the visitor or mark them seen at ``now``.
+
+    ``source`` (with the ``visit_id`` that set it) replaces the attributed
+    source when given: whether a visit takes over (first/last touch) is the
+    caller's decision.
+    """
+    at = iso(now)
+    db.conn.execute(_UPSERT_VISITOR, (visitor_id, at, at, source, visit_id))
+
+
+def get_visitor(db: sqlite_utils.Database, visitor_id: str) -> dict[str, Any] | None:
+    return _one(db, "SELECT * FROM visitors WHERE id = ?", (visitor_id,))
+
+
+def insert_visit(
+    db: sqlite_utils.Database,
+    visit_id: str,
+    visitor_id: str,
+    *,
+    now: datetime,
+    source: str | None = None,
+    source_rule: str | None = None,
+    landing_url: str | None = None,
+    referrer: str | None = None,
+    utm: dict[str, str] | None = None,
+    click_ids: dict[str, str] | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> None:
+    """A new visit (first page view at ``now``); the visitor must exist.
+
+    ``utm`` keys are ``source``, ``medium``, ``campaign``, ``term``, ``content``
+    (with or without the ``utm_`` prefix).
+    """
+    at = iso(now)
+    utm = {k.removeprefix("utm_"): v for k, v in (utm or {}).items()}
+    db.conn.execute(
+        _INSERT_VISIT,
+        (
+            visit_id,
+            visitor_id,
+            at,
+            at,
+            source,
+            source_rule,
+            landing_url,
+            referrer,
+            *(utm.get(k) for k in _UTM),
+            json.dumps(click_ids or {}, sort_keys=True),
+            ip,
+            user_agent,
+        ),
+    )
+
+
+def touch_visit(db: sqlite_utils.Database, visit_id: str, now: datetime) -> bool:
+    """Another page view (or heartbeat) of the visit; False if there is no such visit."""
+    at = iso(now)
+    cur = db.conn.execute(_TOUCH_VISIT, (at, visit_id))
+    if not cur.rowcount:
+        return False
+    db.conn.execute(_TOUCH_VISITOR, (at, visit_id))
+    return True
+
+
+def get_visit(db: sqlite_utils.Database, visit_id: str) -> dict[str, Any] | None:
+    row = _one(db, "SELECT * FROM visits WHERE id = ?", (visit_id,))
+    if row is not None:
+        row["click_ids"] = json.loads(row.pop("click_ids_json"))
+    return row
+
+
+# --- leases ----------------------------------------------------------------
+
+_ACTIVE_LEASES = (
+    f"SELECT {_LEASE_COLS} FROM leases"
+    " WHERE number IN (SELECT value FROM json_each(?)) AND expires_at > ?"
+)
+_LAST_ACTIVE = (
+    "SELECT j.value, (SELECT last_active_at FROM leases WHERE number = j.value"
+    " ORDER BY last_active_at DESC LIMIT 1) FROM json_each(?) AS j"
+)
+_INSERT_LEASE = (
+    "INSERT INTO leases (number, pool, visitor_id, visit_id, leased_at, last_active_at,"
+    " expires_at, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RENEW_LEASE = (
+    "UPDATE leases SET last_active_at = max(last_active_at, ?), expires_at = ? WHERE id = ?"
+)
+_ACTIVE_LEASE = (
+    f"SELECT {_LEASE_COLS} FROM leases WHERE visitor_id = ? AND pool = ? AND expires_at > ?"
+    " ORDER BY last_active_at DESC LIMIT 1"
+)
+# Who held the number at some time in [since, until]: leases that started by
+# ``until`` and had not expired before ``since``. The range on expires_at keeps
+# the scan to the window however long the number's history is.
+_LEASE_HISTORY = (
+    f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_number_expires"
+    " WHERE number = ? AND expires_at >= ? AND leased_at <= ? ORDER BY leased_at, id"
+)
+
+
+def _lease(row: tuple) -> Lease:
+    id_, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared = row
+    return Lease(
+        visitor_id=visitor_id,
+        leased_at=parse_iso(leased_at),
+        last_active_at=parse_iso(last_active_at),
+        expires_at=parse_iso(expires_at),
+        visit_id=visit_id,
+        shared=bool(shared),
+        id=id_,
+        number=number,
+        pool=pool,
+    )
+
+
+def pool_numbers(db: sqlite_utils.Database, pool: str) -> list[str]:
+    """The active inventory numbers of a pool."""
+    rows = db.conn.execute(
+        "SELECT number FROM tracking_numbers WHERE pool = ? AND status = 'active' ORDER BY number",
+        (pool,),
+    )
+    return [r[0] for r in rows]
+
+
+def pool_view(db: sqlite_utils.Database, pool: Pool, numbers: list[str], now: datetime) -> PoolView:
+    """Per number: its active leases and the last activity of anyone who held it.
+
+    Two queries whatever the history: active leases by (number, expires_at),
+    then each number's latest activity by (number, last_active_at) (one
+    seek to the end of the number's index range).
+    """
+    numbers = list(dict.fromkeys(numbers))
+    if not numbers:
+        return PoolView(pool, ())
+    wanted = json.dumps(numbers)
+    holders: dict[str, list[Lease]] = {n: [] for n in numbers}
+    for row in db.conn.execute(_ACTIVE_LEASES, (wanted, iso(now))):
+        holders[row[1]].append(_lease(row))
+    last = dict(db.conn.execute(_LAST_ACTIVE, (wanted,)).fetchall())
+    return PoolView(
+        pool,
+        tuple(
+            NumberState(
+                n,
+                parse_iso(last[n]) if last.get(n) else None,
+                tuple(sorted(holders[n], key=lambda h: (h.leased_at, h.id or 0))),
+            )
+            for n in numbers
+        ),
+    )
+
+
+def insert_lease(
+    db: sqlite_utils.Database,
+    *,
+    number: str,
+    pool: str,
+    visitor_id: str,
+    visit_id: str | None,
+    now: datetime,
+    expires_at: datetime,
+    shared: bool = False,
+) -> int:
+    at = iso(now)
+    cur = db.conn.execute(
+        _INSERT_LEASE, (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared))
+    )
+    return cur.lastrowid  # type: ignore[return-value]
+
+
+def renew_lease(
+    db: sqlite_utils.Database, lease_id: int, now: datetime, expires_at: datetime
+) -> None:
+    """The holder was active at ``now``: the lease now ends at ``expires_at``."""
+    db.conn.execute(_RENEW_LEASE, (iso(now), iso(expires_at), lease_id))
+
+
+def active_lease(
+    db: sqlite_utils.Database, visitor_id: str, pool: str, now: datetime
+) -> Lease | None:
+    row = db.conn.execute(_ACTIVE_LEASE, (visitor_id, pool, iso(now))).fetchone()
+    return _lease(row) if row else None
+
+
+def get_lease(db: sqlite_utils.Database, lease_id: int) -> Lease | None:
+    row = db.conn.execute(f"SELECT {_LEASE_COLS} FROM leases WHERE id = ?", (lease_id,)).fetchone()
+    return _lease(row) if row else None
+
+
+def lease_history(
+    db: sqlite_utils.Database, number: str, since: datetime, until: datetime
+) -> list[Lease]:
+    """Every lease that held ``number`` at some time in ``[since, until]``, oldest first."""
+    rows = db.conn.execute(_LEASE_HISTORY, (number, iso(since), iso(until)))
+    return [_lease(r) for r in rows]
+
+
+def record_assignment(
+    db: sqlite_utils.Database,
+    view: PoolView,
+    assignment: Assignment,
+    *,
+    visitor_id: str,
+    visit_id: str | None,
+    now: datetime,
+) -> int | None:
+    """Store what ``assign`` decided; returns the lease id (None: no lease).
+
+    ``view`` must be the one ``assign`` saw (same writer job): it gives the
+    number of active leases for the peak counter.
+    """
+    pool = view.pool.name
+    with atomic(db, "lease"):
+        if assignment.overflow:
+            bump_pool_counters(db, pool, now=now, overflows=1)
+            return None
+        if assignment.number is None or assignment.expires_at is None:
+            return None
+        if assignment.renewed and assignment.lease_id is not None:
+            renew_lease(db, assignment.lease_id, now, assignment.expires_at)
+            return assignment.lease_id
+        lease_id = insert_lease(
+            db,
+            number=assignment.number,
+            pool=pool,
+            visitor_id=visitor_id,
+            visit_id=visit_id,
+            now=now,
+            expires_at=assignment.expires_at,
+            shared=assignment.shared,
+        )
+        bump_pool_counters(
+            db,
+            pool,
+            now=now,
+            leases=1,
+            shares=int(assignment.shared),
+            concurrent=view.active_leases(now) + 1,
+        )
+        return lease_id
+
+
+# --- per-pool counters -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolCounters:
+    pool: str
+    leases: int = 0
+    shares: int = 0
+    overflows: int = 0
+    peak_concurrent: int = 0
+    peak_at: str | None = None
+    since: str | None = None
+    updated_at: str | None = None
+
+
+_BUMP = (
+    "INSERT INTO pool_stats (pool, leases, shares, overflows, peak_concurrent, peak_at, since,"
+    " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6)"
+    " ON CONFLICT (pool) DO UPDATE SET leases = leases + ?2, shares = shares + ?3,"
+    " overflows = overflows + ?4,"
+    " peak_at = CASE WHEN ?5 > peak_concurrent THEN ?6 ELSE peak_at END,"
+    " peak_concurrent = max(peak_concurrent, ?5), updated_at = ?6"
+)
+
+
+def bump_pool_counters(
+    db: sqlite_utils.Database,
+    pool: str,
+    *,
+    now: datetime,
+    leases: int = 0,
+    shares: int = 0,
+    overflows: int = 0,
+    concurrent: int = 0,
+) -> None:
+    """Add to the counters; ``concurrent`` (active leases now) raises the peak."""
+    db.conn.execute(_BUMP, (pool, leases, shares, overflows, concurrent, iso(now)))
+
+
+def pool_counters(db: sqlite_utils.Database, pool: str) -> PoolCounters:
+    row = _one(db, "SELECT * FROM pool_stats WHERE pool = ?", (pool,))
+    return PoolCounters(**row) if row else PoolCounters(pool)
+
+
+def reset_pool_counters(db: sqlite_utils.Database, pool: str, *, now: datetime) -> None:
+    """Start counting afresh (e.g. after resizing the pool)."""
+    at = iso(now)
+    db.conn.execute(
+        "INSERT INTO pool_stats (pool, since, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (pool) DO UPDATE SET leases = 0, shares = 0, overflows = 0,"
+        " peak_concurrent = 0, peak_at = NULL, since = excluded.since,"
+        " updated_at = excluded.updated_at",
+        (pool, at, at),
+    )
+
+
+def _one(db: sqlite_utils.Database, sql: str, args: tuple) -> dict[str, Any] | None:
+    cur = db.conn.execute(sql, args)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))

@@ -1,0 +1,308 @@
+"""Number pools: which tracking number a website visitor is shown.
+
+Pure: the store builds a ``PoolView`` (per number, who holds it now and when
+its holders were last active), ``assign`` decides, the store records it.
+
+The design follows the traffic simulation in
+``/work/shared/notes/attribution-findings.md``:
+
+- calls made while the page is open are attributed almost perfectly; the loss
+  is in calls made *after* the visitor left, when the number has gone to
+  someone else. So what matters is how long a number rests after its last
+  holder's last activity: hand out the number whose holders were active
+  longest ago (least-recently-*active*, never-used first).
+- a lease lives ``lease_minutes`` after the visitor's *last* activity (each
+  page view or heartbeat renews it), then the number rests
+  ``cooldown_minutes`` before it is free again.
+- a pool never fails: when no number is free it shows the overflow number if
+  one is configured, else it reuses the least recently active number (a
+  resting one first, sharing a held one last, marked ``shared``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from ctm_pbx.core.model import Pool
+
+CTM_VISITORS_PER_NUMBER = 20  # CallTrackingMetrics' rule of thumb
+FINDINGS_VISITORS_PER_NUMBER = 5  # >= 99 % same-day accuracy in the simulation
+
+HELD, RESTING, FREE = "held", "resting", "free"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One visitor holding one number, from ``leased_at`` until ``expires_at``.
+
+    ``expires_at`` is ``last_active_at + lease_minutes``: renewing moves both.
+    """
+
+    visitor_id: str
+    leased_at: datetime
+    last_active_at: datetime
+    expires_at: datetime
+    visit_id: str | None = None
+    shared: bool = False  # handed out while someone else held the number
+    id: int | None = None  # the store's row id
+    number: str = ""
+    pool: str = ""
+
+    def active(self, now: datetime) -> bool:
+        return self.leased_at <= now < self.expires_at
+
+
+Holder = Lease  # a lease seen from the number it holds
+
+
+@dataclass(frozen=True)
+class NumberState:
+    """One number of a pool: its active leases and its holders' last activity.
+
+    ``last_active_at`` is the latest activity of anyone who ever held it
+    (``None``: never used); ``holders`` are the leases active now.
+    """
+
+    number: str
+    last_active_at: datetime | None = None
+    holders: tuple[Lease, ...] = ()
+
+    def active_holders(self, now: datetime) -> tuple[Lease, ...]:
+        return tuple(h for h in self.holders if h.active(now))
+
+    def last_activity(self) -> datetime | None:
+        times = [h.last_active_at for h in self.holders]
+        if self.last_active_at is not None:
+            times.append(self.last_active_at)
+        return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class PoolView:
+    pool: Pool
+    numbers: tuple[NumberState, ...] = ()
+
+    def active_leases(self, now: datetime) -> int:
+        return sum(len(n.active_holders(now)) for n in self.numbers)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What to show a visitor.
+
+    ``number`` is ``None`` for an empty pool (show the target's own number).
+    A new lease is to be stored when ``expires_at`` is set and ``renewed`` is
+    false; a renewal updates lease ``lease_id``; the overflow number and an
+    empty pool store no lease.
+    """
+
+    number: str | None
+    shared: bool = False
+    renewed: bool = False
+    reason: str = ""
+    expires_at: datetime | None = None
+    lease_id: int | None = None  # the lease renewed
+    overflow: bool = False
+
+    @property
+    def new_lease(self) -> bool:
+        return self.number is not None and not self.renewed and not self.overflow
+
+
+def lease_expiry(pool: Pool, now: datetime) -> datetime:
+    """A lease taken or renewed at ``now`` expires ``lease_minutes`` later."""
+    return now + timedelta(minutes=pool.lease_minutes)
+
+
+def free_at(state: NumberState, pool: Pool) -> datetime | None:
+    """When the number may go to a new visitor (``None``: never used, free now)."""
+    last = state.last_activity()
+    if last is None:
+        return None
+    return last + timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
+
+
+def number_status(state: NumberState, pool: Pool, now: datetime) -> str:
+    """``held`` (an active lease), ``resting`` (cooldown not over) or ``free``."""
+    if state.active_holders(now):
+        return HELD
+    ready = free_at(state, pool)
+    return FREE if ready is None or now >= ready else RESTING
+
+
+def renew(lease: Lease, now: datetime, pool: Pool) -> Lease:
+    """The visitor was active at ``now``: the lease lives ``lease_minutes`` more."""
+    return replace(
+        lease, last_active_at=max(lease.last_active_at, now), expires_at=lease_expiry(pool, now)
+    )
+
+
+def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
+    """The number to show ``visitor_id`` at ``now``. Never fails."""
+    pool = view.pool
+    if not view.numbers:
+        return Assignment(None, reason="empty pool: show the target's own number")
+    expires = lease_expiry(pool, now)
+
+    own = [
+        (state, lease)
+        for state in view.numbers
+        for lease in state.active_holders(now)
+        if lease.visitor_id == visitor_id
+    ]
+    if own:
+        state, lease = max(own, key=lambda sl: (sl[1].last_active_at, sl[1].leased_at))
+        others = {h.visitor_id for h in state.active_holders(now)} - {visitor_id}
+        reason = "renewed: the visitor holds this number"
+        if others:
+            reason += f" (shared with {len(others)} other{'s' if len(others) > 1 else ''})"
+        return Assignment(
+            state.number,
+            shared=bool(others),
+            renewed=True,
+            reason=reason,
+            expires_at=expires,
+            lease_id=lease.id,
+        )
+
+    free = [s for s in view.numbers if number_status(s, pool, now) == FREE]
+    if free:
+        best = min(free, key=_least_recently_active)
+        last = best.last_activity()
+        if last is None:
+            reason = "free number, never used"
+        else:
+            reason = f"free number, least recently active ({_minutes(now - last)} min ago)"
+        return Assignment(best.number, reason=reason, expires_at=expires)
+
+    if pool.overflow_number:
+        return Assignment(
+            pool.overflow_number,
+            reason="pool exhausted: overflow number (no number free)",
+            overflow=True,
+        )
+
+    best = min(view.numbers, key=lambda s: _least_recently_active(s, len(s.active_holders(now))))
+    holders = best.active_holders(now)
+    last = best.last_activity()
+    idle = _minutes(now - last) if last is not None else 0
+    if not holders:
+        return Assignment(
+            best.number,
+            reason=f"pool exhausted: cooldown cut short, resting for {idle} min",
+            expires_at=expires,
+        )
+    count = len({h.visitor_id for h in holders})
+    return Assignment(
+        best.number,
+        shared=True,
+        reason=(
+            f"pool exhausted: shared with {count} holder{'s' if count > 1 else ''}"
+            f" (least recently active, {idle} min ago)"
+        ),
+        expires_at=expires,
+    )
+
+
+def _least_recently_active(state: NumberState, holders: int = 0) -> tuple:
+    """Sort key: never used first, then the oldest last activity, fewer holders, the number."""
+    last = state.last_activity()
+    return (last is not None, last.timestamp() if last is not None else 0.0, holders, state.number)
+
+
+def _minutes(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds() // 60))
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    pool: str
+    size: int  # numbers in the pool
+    held: int  # numbers with an active lease
+    resting: int  # numbers in their cooldown
+    free: int  # numbers that can go to a new visitor now
+    active_leases: int  # visitors holding a number now
+    shared_leases: int  # active leases beyond the first on their number
+    utilisation: float  # held / size (0 for an empty pool)
+    shares_total: int  # leases handed out shared, ever (the store's counter)
+    peak_concurrent: int  # most active leases seen at once (the store's counter)
+
+
+def pool_metrics(view: PoolView, now: datetime, shares_count: int = 0, peak: int = 0) -> PoolStats:
+    statuses = [number_status(s, view.pool, now) for s in view.numbers]
+    active = [len(s.active_holders(now)) for s in view.numbers]
+    size = len(view.numbers)
+    held = statuses.count(HELD)
+    return PoolStats(
+        pool=view.pool.name,
+        size=size,
+        held=held,
+        resting=statuses.count(RESTING),
+        free=statuses.count(FREE),
+        active_leases=sum(active),
+        shared_leases=sum(n - 1 for n in active if n > 1),
+        utilisation=held / size if size else 0.0,
+        shares_total=shares_count,
+        peak_concurrent=max(peak, sum(active)),
+    )
+
+
+@dataclass(frozen=True)
+class Advice:
+    by_peak: int  # smallest N with P(share) <= target, concurrency ~ Poisson(peak)
+    ctm_rule: int  # 1 number per 20 daily visitors
+    findings_rule: int  # 1 number per 5 daily visitors (>= 99 % same-day accuracy)
+    recommended: int  # max(by_peak, findings_rule)
+    explanation: str
+
+
+def poisson_size(mean: float, target_share_probability: float) -> int:
+    """Smallest N with P(X > N) <= p for X ~ Poisson(mean)."""
+    p = target_share_probability
+    if not 0 < p < 1:
+        raise ValueError("target_share_probability must be between 0 and 1 (exclusive)")
+    if mean <= 0:
+        return 0
+    log_mean = math.log(mean)
+    limit = mean + 60 * math.sqrt(mean) + 100  # guards the loop against rounding
+    k, log_term, cdf = 0, -mean, 0.0
+    while True:
+        cdf += math.exp(log_term)
+        if 1.0 - cdf <= p or k >= limit:
+            return k
+        k += 1
+        log_term += log_mean - math.log(k)
+
+
+def advise(
+    peak_concurrent: int, daily_visitors: float, target_share_probability: float = 0.01
+) -> Advice:
+    """How many numbers a pool needs, three ways.
+
+    ``by_peak`` treats concurrency at the busiest time as Poisson with mean
+    ``peak_concurrent`` (active leases at once, the store's counter) and asks
+    for the smallest size whose chance of running out (sharing) stays under
+    ``target_share_probability``. The findings show that peak sizing loses
+    calls made after the visitor left at high volume, so ``recommended`` is
+    the larger of it and 1 number per 5 daily visitors.
+    """
+    if peak_concurrent < 0 or daily_visitors < 0:
+        raise ValueError("peak_concurrent and daily_visitors must not be negative")
+    by_peak = max(1, poisson_size(float(peak_concurrent), target_share_probability))
+    ctm = max(1, math.ceil(daily_visitors / CTM_VISITORS_PER_NUMBER))
+    findings = max(1, math.ceil(daily_visitors / FINDINGS_VISITORS_PER_NUMBER))
+    recommended = max(by_peak, findings)
+    explanation = (
+        f"By peak concurrency: {by_peak} numbers keep the chance of sharing under"
+        f" {target_share_probability:.2%} at a peak of {peak_concurrent} visitors at once"
+        f" (Poisson). CTM's rule of thumb (1 number per {CTM_VISITORS_PER_NUMBER} daily"
+        f" visitors): {ctm} for {daily_visitors:g} visitors a day. For >= 99 % same-day"
+        f" attribution accuracy the traffic simulation needs about 1 number per"
+        f" {FINDINGS_VISITORS_PER_NUMBER} daily visitors: {findings}. Recommended:"
+        f" {recommended}; a bigger pool lets numbers rest longer after their last holder"
+        f" left, which is what keeps calls made after the visit attributable. Calls made"
+        f" days later are matched by the caller id of an earlier call, not by pool size."
+    )
+    return Advice(by_peak, ctm, findings, recommended, explanation)
