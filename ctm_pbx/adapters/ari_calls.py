@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 import sqlite_utils
 
 from ctm_pbx.adapters.ari_client import AriClient, AriError
+from ctm_pbx.adapters.call_attribution import attribute_call
 from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.route_state import load_route_memory, save_route_memory
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.callflow import (
@@ -88,7 +90,9 @@ def parse_result(args: list[str]) -> DialResult:
     )
 
 
-def _record(db: sqlite_utils.Database, call: _Call, actions: list[Action], now: str) -> int | None:
+def _record(
+    db: sqlite_utils.Database, config: Config, call: _Call, actions: list[Action], now: datetime
+) -> int | None:
     """Write a batch of call-flow actions (runs on the store's writer thread)."""
     call_id = call.call_id
     for action in actions:
@@ -96,8 +100,13 @@ def _record(db: sqlite_utils.Database, call: _Call, actions: list[Action], now: 
             call_id = call_store.insert_call(
                 db, action, channel_id=call.channel_id, linkedid=call.linkedid
             )
+            try:
+                with atomic(db, "attribution"):
+                    attribute_call(db, config, call_id, action, now)
+            except Exception:  # the call row matters more than its attribution
+                log.exception("call %s: attribution failed", call.channel_id)
         elif isinstance(action, RememberRoute):
-            save_route_memory(db, action.route, action.memory, now=now)
+            save_route_memory(db, action.route, action.memory, now=iso(now))
         elif call_id is None:
             continue
         elif isinstance(action, StartStep):
@@ -227,7 +236,9 @@ class AriCallHandler:
     async def _apply(self, call: _Call, actions: list[Action]) -> None:
         records = [a for a in actions if not isinstance(a, DialStep | EndCall | SendToFailsafe)]
         moves = [a for a in actions if isinstance(a, DialStep | EndCall | SendToFailsafe)]
-        write = self.writer.run(_record, call, records, iso(self.clock())) if records else None
+        write = (
+            self.writer.run(_record, self.config, call, records, self.clock()) if records else None
+        )
         results = await asyncio.gather(
             write or _none(), self._move(call.channel_id, moves), return_exceptions=True
         )

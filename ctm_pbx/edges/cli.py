@@ -502,10 +502,15 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(call)
         return
-    skip = {"path", "legs"}
+    skip = {"path", "legs", "attribution_candidates"}
     for key, value in call.items():
         if key not in skip:
             click.echo(f"{key + ':':<17} {value if value not in (None, '') else '-'}")
+    for cand in call.get("attribution_candidates") or []:
+        click.echo(
+            f"  candidate visitor {cand['visitor_id']}: p={cand['weight']}, idle "
+            f"{cand['idle_minutes']} min{' (active lease)' if cand['active'] else ''}"
+        )
     click.echo("route path:")
     for entry in call["path"]:
         click.echo("  " + _path_line(entry))

@@ -13,7 +13,7 @@ from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.model import Config
-from ctm_pbx.edges.web import create_app
+from ctm_pbx.edges.web import VisitApi, create_app
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class Daemon:
         await self.ari.start()
         await self.handler.load()
         web_cfg = self.config.web
-        self._runner = web.AppRunner(create_app(self.status), access_log=None)
+        app = create_app(self.status, VisitApi(self.config, self.writer))
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, web_cfg.host, web_cfg.port).start()
         log.info(

@@ -1,30 +1,62 @@
-"""The aiohttp application: health now; the tracking-script API joins it later.
+"""The aiohttp application: the tracking script, its API, the demo page and health.
 
 Errors leave as JSON ``{"error": …, "message": …}`` with a 4xx status; an
 unexpected failure is logged and answered 500 in the same shape.
+
+Limits (per client IP): 10 API requests/s with bursts of 60, and of those at
+most 1 new visitor/s with bursts of 20; beyond that a 429 with Retry-After.
+Request bodies over 16 KB get a 413.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.visits import VisitRequest, handle_visit
+from ctm_pbx.core.model import Config
+from ctm_pbx.core.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StatusProvider = Callable[[], dict]
+MAX_BODY = 16 * 1024
+MAX_URL = 2000
+VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
-def json_error(status: int, error: str, message: str) -> web.Response:
-    return web.json_response({"error": error, "message": message}, status=status)
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+        self.retry_after = retry_after
+
+
+def json_error(status: int, error: str, message: str, headers=None) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status, headers=headers)
 
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ApiError as exc:
+        headers = _cors_headers(request)
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
+        return json_error(exc.status, exc.error, exc.message, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -34,16 +66,165 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(500, "internal_error", "the server failed; see its log")
 
 
-def create_app(status: StatusProvider) -> web.Application:
+def _static(name: str) -> bytes:
+    return resources.files("ctm_pbx.web").joinpath("static", name).read_bytes()
+
+
+@dataclass
+class VisitApi:
+    """What the tracking API needs: the config, the store and per-IP limits."""
+
+    config: Config
+    writer: StoreWriter
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    requests: RateLimiter = field(default_factory=lambda: RateLimiter(rate=10, burst=60))
+    new_visitors: RateLimiter = field(default_factory=lambda: RateLimiter(rate=1, burst=20))
+
+
+def _cors_headers(request: web.Request) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    allowed = request.app.get("allowed_origins", ())
+    if origin and (origin in allowed or _same_origin(request, origin)):
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {}
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    return origin == f"{request.scheme}://{request.host}"
+
+
+def _check_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin and not _cors_headers(request):
+        raise ApiError(403, "origin_not_allowed", f"origin {origin[:100]} may not use this API")
+
+
+def _client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def _read_json(request: web.Request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+def _optional_str(data: dict, key: str, limit: int) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"'{key}' must be a string")
+    if len(value) > limit:
+        raise ApiError(400, "invalid_field", f"'{key}' is longer than {limit} characters")
+    return value
+
+
+def _visit_request(request: web.Request, data: dict, *, page_view: bool) -> VisitRequest:
+    visitor_id = _optional_str(data, "visitor_id", 64)
+    if visitor_id is not None and not VISITOR_ID.match(visitor_id):
+        raise ApiError(400, "invalid_field", "'visitor_id' is not a visitor id")
+    landing = None
+    referrer = None
+    if page_view:
+        landing = _optional_str(data, "landing_url", MAX_URL)
+        if not landing:
+            raise ApiError(400, "missing_field", "'landing_url' is required")
+        parts = urlsplit(landing)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApiError(400, "invalid_field", "'landing_url' must be an http(s) URL")
+        referrer = _optional_str(data, "referrer", MAX_URL) or None
+    elif visitor_id is None:
+        raise ApiError(400, "missing_field", "'visitor_id' is required")
+    return VisitRequest(
+        visitor_id=visitor_id,
+        landing_url=landing,
+        referrer=referrer,
+        ip=_client_ip(request),
+        user_agent=request.headers.get("User-Agent"),
+    )
+
+
+def _rate_limited(retry: float, what: str) -> ApiError:
+    message = f"too many {what} from this address; retry later"
+    return ApiError(429, "rate_limited", message, retry_after=max(1, round(retry)))
+
+
+def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Application:
     """The web app. ``status`` reports the daemon's state for ``/healthz``."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
 
     async def healthz(request: web.Request) -> web.Response:
         state = status()
         code = 200 if state.get("ari_connected") else 503
-        return web.json_response(
-            {"status": "ok" if code == 200 else "degraded", **state}, status=code
-        )
+        body = {"status": "ok" if code == 200 else "degraded", **state}
+        return web.json_response(body, status=code)
 
     app.router.add_get("/healthz", healthz)
+    if api is not None:
+        _add_tracking(app, api)
     return app
+
+
+def _add_tracking(app: web.Application, api: VisitApi) -> None:
+    app["allowed_origins"] = tuple(api.config.web.allowed_origins)
+    script = _static("swap.js")
+    etag = '"' + hashlib.sha256(script).hexdigest()[:16] + '"'
+    demo = _static("demo.html")
+
+    async def swap_js(request: web.Request) -> web.Response:
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=300"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(
+            body=script, content_type="application/javascript", charset="utf-8", headers=headers
+        )
+
+    async def demo_page(request: web.Request) -> web.Response:
+        return web.Response(body=demo, content_type="text/html", charset="utf-8")
+
+    async def preflight(request: web.Request) -> web.Response:
+        _check_origin(request)
+        headers = {
+            **_cors_headers(request),
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        }
+        return web.Response(status=204, headers=headers)
+
+    async def visit(request: web.Request, *, page_view: bool) -> web.Response:
+        _check_origin(request)
+        ip = _client_ip(request)
+        ok, retry = api.requests.allow(ip, time.monotonic())
+        if not ok:
+            raise _rate_limited(retry, "requests")
+        req = _visit_request(request, await _read_json(request), page_view=page_view)
+        if page_view and req.visitor_id is None:
+            ok, retry = api.new_visitors.allow(ip, time.monotonic())
+            if not ok:
+                raise _rate_limited(retry, "new visitors")
+        result = await api.writer.run(handle_visit, api.config, req, api.clock())
+        return web.json_response(result.as_json(), headers=_cors_headers(request))
+
+    async def api_visit(request: web.Request) -> web.Response:
+        return await visit(request, page_view=True)
+
+    async def api_renew(request: web.Request) -> web.Response:
+        return await visit(request, page_view=False)
+
+    app.router.add_get("/swap.js", swap_js)
+    app.router.add_get("/demo", demo_page)
+    app.router.add_post("/api/visit", api_visit)
+    app.router.add_post("/api/renew", api_renew)
+    app.router.add_route("OPTIONS", "/api/visit", preflight)
+    app.router.add_route("OPTIONS", "/api/renew", preflight)

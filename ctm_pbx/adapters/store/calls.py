@@ -121,6 +121,9 @@ def get_call(db: sqlite_utils.Database, call_id: int) -> dict | None:
         return None
     call = rows[0]
     call["path"] = json.loads(call.pop("path_json") or "[]")
+    if "attribution_candidates_json" in call:
+        call["attribution_candidates"] = json.loads(call.pop("attribution_candidates_json"))
+        call["click_ids"] = json.loads(call.pop("click_ids_json") or "{}")
     call["legs"] = list(db["call_legs"].rows_where("call_id = ?", [call_id], order_by="step, id"))
     return call
 

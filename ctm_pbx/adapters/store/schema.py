@@ -203,6 +203,30 @@ def m005_pool_assignment(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m006_call_attribution(db: sqlite_utils.Database) -> None:
+    """What the call log knows of the caller's website visit, and how sure it is."""
+    for column, kind in (
+        ("visitor_id", "TEXT"),
+        ("visit_id", "TEXT"),
+        ("attribution_confidence", "REAL"),
+        ("attribution_reason", "TEXT"),
+        ("attribution_candidates_json", "TEXT NOT NULL DEFAULT '[]'"),
+        ("landing_url", "TEXT"),
+        ("referrer", "TEXT"),
+        ("utm_source", "TEXT"),
+        ("utm_medium", "TEXT"),
+        ("utm_campaign", "TEXT"),
+        ("utm_term", "TEXT"),
+        ("utm_content", "TEXT"),
+        ("click_ids_json", "TEXT NOT NULL DEFAULT '{}'"),
+        ("pages", "INTEGER"),
+        ("previous_call_id", "INTEGER"),
+    ):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX idx_calls_visitor ON calls (visitor_id)")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

@@ -1,0 +1,109 @@
+"""Attributing a call to a website visit when it starts (runs on the store's writer).
+
+It does not delay the call: the routing decision leaves for Asterisk while
+this runs beside the insert of the call row.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import sqlite_utils
+
+from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.core.attribution import attribute, link_repeat_caller
+from ctm_pbx.core.callflow import StartCall
+from ctm_pbx.core.clock import iso
+from ctm_pbx.core.model import Config, SourceKind
+
+REPEAT_CALLER_DAYS = 90
+
+_UPDATE = (
+    "UPDATE calls SET visitor_id = ?, visit_id = ?, attribution_confidence = ?,"
+    " attribution_reason = ?, attribution_candidates_json = ?, landing_url = ?, referrer = ?,"
+    " utm_source = ?, utm_medium = ?, utm_campaign = ?, utm_term = ?, utm_content = ?,"
+    " click_ids_json = ?, pages = ?, previous_call_id = ? WHERE id = ?"
+)
+
+
+def attribute_call(
+    db: sqlite_utils.Database, config: Config, call_id: int, start: StartCall, now: datetime
+) -> None:
+    source = config.sources.get(start.source or "")
+    visitor_id = visit_id = None
+    candidates: list[dict] = []
+    if source is None:
+        confidence, reason = None, "not a tracking number of a known source"
+    elif source.kind is SourceKind.OFFSITE:
+        confidence, reason = 1.0, "off-site source: its own fixed number"
+    elif start.pool is None:
+        confidence, reason = 1.0, "source-level number (no pool): the source is certain"
+    else:
+        window = config.tracking.attribution_window_minutes
+        history = lease_store.lease_history(
+            db, start.tracking_number, now - timedelta(minutes=window), now
+        )
+        att = attribute(start.tracking_number, now, history, window)
+        visitor_id, visit_id = att.visitor_id, att.visit_id
+        confidence, reason = round(att.confidence, 4), att.reason
+        candidates = [
+            {
+                "visitor_id": c.visitor_id,
+                "visit_id": c.visit_id,
+                "weight": round(c.weight, 4),
+                "idle_minutes": round(c.idle_minutes, 1),
+                "active": c.active,
+            }
+            for c in att.candidates
+        ]
+    previous = _repeat_link(db, call_id, start, now)
+    if previous is not None and visitor_id is None and previous[1] is not None:
+        visitor_id = previous[1]
+        reason = f"{reason}; repeat caller: linked to call #{previous[0]} and its visitor"
+    visit = lease_store.get_visit(db, visit_id) if visit_id else None
+    if visit is None and visitor_id:
+        visitor = lease_store.get_visitor(db, visitor_id)
+        if visitor and visitor.get("visit_id"):
+            visit = lease_store.get_visit(db, visitor["visit_id"])
+    v = visit or {}
+    db.conn.execute(
+        _UPDATE,
+        (
+            visitor_id,
+            v.get("id", visit_id),
+            confidence,
+            reason,
+            json.dumps(candidates),
+            v.get("landing_url"),
+            v.get("referrer"),
+            v.get("utm_source"),
+            v.get("utm_medium"),
+            v.get("utm_campaign"),
+            v.get("utm_term"),
+            v.get("utm_content"),
+            json.dumps(v.get("click_ids") or {}),
+            v.get("pages"),
+            previous[0] if previous else None,
+            call_id,
+        ),
+    )
+
+
+def _repeat_link(
+    db: sqlite_utils.Database, call_id: int, start: StartCall, now: datetime
+) -> tuple[int, str | None] | None:
+    """The caller's earlier call (and its visitor) within the last days, if any."""
+    caller = start.caller_number
+    if not caller or not caller.startswith("+"):
+        return None
+    since = iso(now - timedelta(days=REPEAT_CALLER_DAYS))
+    rows = db.conn.execute(
+        "SELECT id, visitor_id, started_at FROM calls WHERE caller_number = ? AND id != ?"
+        " AND started_at >= ? ORDER BY started_at DESC LIMIT 20",
+        (caller, call_id, since),
+    ).fetchall()
+    if not rows:
+        return None
+    link = link_repeat_caller([(r[0], r[1], r[2]) for r in rows], now)
+    return (link.call_id, link.visitor_id) if link else (rows[0][0], None)

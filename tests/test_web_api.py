@@ -1,0 +1,214 @@
+"""The tracking API through aiohttp's test client, on a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.config_loader import parse_config
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store import migrate
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.callflow import StartCall
+from ctm_pbx.core.clock import iso
+from ctm_pbx.edges.cli import sync_config_numbers
+from ctm_pbx.edges.web import VisitApi, create_app
+
+CONFIG = """\
+web: {allowed_origins: ["https://shop.example.com"]}
+sources:
+  google-ads: {preset: google_ads}
+  facebook: {preset: facebook}
+  direct: {preset: direct}
+  billboard: {kind: offsite}
+targets:
+  sales: "+1 312 555 0100"
+pools:
+  gads: {source: google-ads}
+receiving_numbers:
+  desk: {number: "+13125550101", dial: "PJSIP/phone1"}
+routes:
+  main: {type: single, targets: [desk]}
+tracking_numbers:
+  - {number: "+13125550150", pool: gads, route: main}
+  - {number: "+13125550151", pool: gads, route: main}
+  - {number: "+13125550160", source: facebook, route: main}
+  - {number: "+13125550170", source: billboard, route: main}
+"""
+SHOP = "https://shop.example.com"
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return parse_config(CONFIG, env={}, base_dir=tmp_path)
+
+
+@pytest.fixture
+def writer(cfg, tmp_path):
+    w = StoreWriter(str(tmp_path / "ctm.db"))
+    w.run_sync(migrate)
+    w.run_sync(lambda db: sync_config_numbers(cfg, db))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def client(aiohttp_client, cfg, writer, clock):
+    api = VisitApi(cfg, writer, clock=clock)
+    return await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+
+
+async def visit(client, landing, referrer="", visitor_id=None, origin=SHOP):
+    body = {"visitor_id": visitor_id, "landing_url": landing, "referrer": referrer}
+    resp = await client.post("/api/visit", json=body, headers={"Origin": origin})
+    return resp.status, await resp.json()
+
+
+async def test_ads_visitor_gets_a_pool_number_and_keeps_it(client, clock) -> None:
+    status, first = await visit(client, f"{SHOP}/?gclid=abc123")
+    assert status == 200
+    assert first["source"] == "google-ads" and "gclid" in first["rule"]
+    shown = first["numbers"]["+13125550100"]
+    assert shown["pool"] == "gads" and shown["number"] in ("+13125550150", "+13125550151")
+    clock.now += timedelta(minutes=2)
+    _, again = await visit(client, f"{SHOP}/pricing", SHOP + "/", first["visitor_id"])
+    assert again["visitor_id"] == first["visitor_id"]
+    assert again["source"] == "google-ads", "first touch kept on later pages"
+    assert again["numbers"]["+13125550100"]["number"] == shown["number"]
+
+
+async def test_two_visitors_get_different_numbers_then_share(client) -> None:
+    got = []
+    for i in range(3):
+        _, body = await visit(client, f"{SHOP}/?gclid=v{i}")
+        got.append(body["numbers"]["+13125550100"])
+    assert got[0]["number"] != got[1]["number"]
+    assert got[2]["shared"] is True, "an exhausted pool shares, never shows nothing"
+
+
+async def test_source_level_and_direct_visitors(client) -> None:
+    _, fb = await visit(client, f"{SHOP}/?fbclid=x")
+    assert fb["numbers"]["+13125550100"]["number"] == "+13125550160"
+    _, direct = await visit(client, f"{SHOP}/")
+    assert direct["source"] == "direct" and direct["numbers"] == {}
+
+
+async def test_renew_extends_the_lease(client, clock) -> None:
+    _, first = await visit(client, f"{SHOP}/?gclid=r")
+    clock.now += timedelta(minutes=20)
+    resp = await client.post("/api/renew", json={"visitor_id": first["visitor_id"]})
+    assert resp.status == 200
+    renewed = await resp.json()
+    assert renewed["numbers"] == first["numbers"] | renewed["numbers"]
+    assert renewed["expires_at"] > first["expires_at"]
+
+
+async def test_cors_for_allowed_origins_only(client) -> None:
+    resp = await client.options(
+        "/api/visit", headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"}
+    )
+    assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == SHOP
+    status, body = await visit(
+        client, "https://evil.example/?gclid=1", origin="https://evil.example"
+    )
+    assert status == 403 and body["error"] == "origin_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (b"\xff\xfe", 400, "invalid_json"),
+        (json.dumps({"referrer": "x"}).encode(), 400, "missing_field"),
+        (json.dumps({"landing_url": 42}).encode(), 400, "invalid_field"),
+        (json.dumps({"landing_url": "javascript:alert(1)"}).encode(), 400, "invalid_field"),
+        (json.dumps({"landing_url": "https://" + "a" * 5000}).encode(), 400, "invalid_field"),
+        (
+            json.dumps({"landing_url": SHOP, "visitor_id": "../../etc"}).encode(),
+            400,
+            "invalid_field",
+        ),
+        (json.dumps({"landing_url": SHOP, "referrer": ["x"]}).encode(), 400, "invalid_field"),
+        (b"{" + b'"a": "' + b"x" * 20000 + b'"}', 413, "body_too_large"),
+    ],
+    ids=[
+        "malformed",
+        "not an object",
+        "not utf-8",
+        "missing landing",
+        "wrong type",
+        "not http",
+        "absurd url",
+        "bad visitor id",
+        "referrer list",
+        "huge body",
+    ],
+)
+async def test_bad_input_is_a_json_4xx(client, body, status, error) -> None:
+    resp = await client.post(
+        "/api/visit", data=body, headers={"Origin": SHOP, "Content-Type": "application/json"}
+    )
+    assert resp.status == status
+    assert (await resp.json())["error"] == error
+
+
+async def test_renew_needs_a_visitor(client) -> None:
+    resp = await client.post("/api/renew", json={})
+    assert resp.status == 400 and (await resp.json())["error"] == "missing_field"
+
+
+async def test_new_visitors_are_rate_limited_per_ip(client) -> None:
+    codes = [(await visit(client, f"{SHOP}/?gclid=bot{i}"))[0] for i in range(25)]
+    assert codes[:20] == [200] * 20 and 429 in codes[20:]
+    resp = await client.post("/api/visit", json={"landing_url": SHOP})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_swap_script_is_cacheable(client) -> None:
+    resp = await client.get("/swap.js")
+    assert resp.status == 200 and "javascript" in resp.headers["Content-Type"]
+    etag = resp.headers["ETag"]
+    again = await client.get("/swap.js", headers={"If-None-Match": etag})
+    assert again.status == 304
+    demo = await client.get("/demo")
+    assert demo.status == 200 and "swap.js" in await demo.text()
+
+
+async def test_call_to_a_pool_number_is_attributed_to_the_visitor(
+    client, cfg, writer, clock
+) -> None:
+    _, ads = await visit(client, f"{SHOP}/?gclid=CALLME&utm_source=google&utm_medium=cpc")
+    number = ads["numbers"]["+13125550100"]["number"]
+    call_at = clock.now + timedelta(minutes=3)
+
+    def log_call(db, caller, n):
+        start = StartCall(iso(call_at), number, caller, None, "google-ads", "gads", "main")
+        call_id = call_store.insert_call(db, start, channel_id=f"c-{n}", linkedid=None)
+        attribute_call(db, cfg, call_id, start, call_at)
+        return call_store.get_call(db, call_id)
+
+    row = writer.run_sync(log_call, "+13125550999", 1)
+    assert row["visitor_id"] == ads["visitor_id"]
+    assert row["click_ids"] == {"gclid": "CALLME"} and row["utm_medium"] == "cpc"
+    assert row["attribution_confidence"] >= 0.9 and row["attribution_reason"]
+    assert row["landing_url"].endswith("gclid=CALLME&utm_source=google&utm_medium=cpc")
+    again = writer.run_sync(log_call, "+13125550999", 2)  # the same caller calls again
+    assert again["previous_call_id"] == row["id"]
