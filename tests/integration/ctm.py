@@ -27,6 +27,11 @@ web: {{host: 127.0.0.1, port: {port}}}
 sources:
   billboard: {{kind: offsite, label: "Billboard"}}
   radio: {{kind: offsite}}
+  google-ads: {{preset: google_ads}}
+targets:
+  sales: "+13125550100"
+pools:
+  gads: {{source: google-ads, target: sales}}
 receiving_numbers:
   desk-1: {{number: "+13125550101", dial: "PJSIP/phone1"}}
   desk-2: {{number: "+13125550102", dial: "PJSIP/phone2"}}
@@ -45,6 +50,7 @@ tracking_numbers:
   - {{number: "+13125550144", source: radio, route: seq}}
   - {{number: "+13125550145", source: radio, route: rr}}
   - {{number: "+13125550146", source: radio, route: nobody}}
+  - {{number: "+13125550150", pool: gads, route: single}}
 """
 
 DIDS = {

@@ -1,0 +1,77 @@
+"""End to end: a browser visit from a Google Ads click, then a real call to the number it saw.
+
+Real Chromium loads ctm-pbx's demo page (served by the daemon) with ?gclid=…; swap.js
+gets a pool number from the API; sipp calls that number through the real Asterisk; the
+call row carries the visitor's source, gclid and a high confidence.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from .ctm import WEB_PORT, ThreadDaemon, write_config
+from .sip import Carrier
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not shutil.which(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium and Playwright must be installed in CI", pytrace=False)
+        pytest.skip("needs Debian's chromium and playwright")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_browser_visit_then_call_is_attributed(asterisk, tmp_path, chromium, phone_factory):
+    daemon = ThreadDaemon(write_config(tmp_path), asterisk).start()
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(
+            f"http://127.0.0.1:{WEB_PORT}/demo?gclid=E2E-CLICK-42&utm_source=google&utm_medium=cpc"
+        )
+        page.wait_for_function(
+            "document.getElementById('sales-tel').getAttribute('href') !== 'tel:+13125550100'",
+            timeout=10_000,
+        )
+        href = page.get_attribute("#sales-tel", "href")
+        shown = page.inner_text("#sales-tel")
+        context.close()
+        assert href == "tel:+13125550150" and shown == "(312) 555-0150", "same format"
+
+        phone_factory("phone1", "answer", ring_ms=100)
+        call = Carrier(tmp_path / "carrier").place_call(href[len("tel:+") :], "call", hold_ms=300)
+        assert call.success, call.describe()
+        row = daemon.call(tracking_number="+13125550150")
+    finally:
+        daemon.stop()
+    assert row["source"] == "google-ads" and row["pool"] == "gads"
+    assert row["click_ids"] == {"gclid": "E2E-CLICK-42"}
+    assert row["utm_source"] == "google" and row["utm_medium"] == "cpc"
+    assert row["attribution_confidence"] >= 0.9
+    assert row["attribution_reason"] == "exclusive active lease"
+    assert row["visitor_id"] and row["answered_by"] == "desk-1"
