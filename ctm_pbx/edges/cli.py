@@ -430,6 +430,150 @@ def numbers_sync(ctx: Context) -> None:
     _sync(ctx, ctx.db())
 
 
+# ---- pools -----------------------------------------------------------------
+
+
+@main.group()
+def pools() -> None:
+    """Number pools: their numbers, how busy they are, and how big they should be.
+
+    \b
+    Example:
+      ctm-pbx pools stats
+    """
+
+
+def _pool_rows(ctx: Context):
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.core.pools import pool_metrics
+
+    database = ctx.db()
+    now = datetime.now(UTC)
+    for pool in ctx.config.pools.values():
+        numbers = lease_store.pool_numbers(database, pool.name)
+        view = lease_store.pool_view(database, pool, numbers, now)
+        counters = lease_store.pool_counters(database, pool.name)
+        stats = pool_metrics(view, now, counters.shares, counters.peak_concurrent)
+        daily = lease_store.daily_visitors(database, pool.source, now)
+        yield pool, numbers, stats, counters, daily
+
+
+@pools.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_ctx
+def pools_list(ctx: Context, as_json: bool) -> None:
+    """List pools with their source, target, lease settings and numbers.
+
+    \b
+    Example:
+      ctm-pbx pools list --json
+    """
+    rows = [
+        {
+            "pool": p.name,
+            "source": p.source,
+            "target": p.target,
+            "lease_minutes": p.lease_minutes,
+            "cooldown_minutes": p.cooldown_minutes,
+            "overflow_number": p.overflow_number,
+            "numbers": numbers,
+        }
+        for p, numbers, *_ in _pool_rows(ctx)
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no pools configured")
+    for r in rows:
+        click.echo(
+            f"{r['pool']}: source {r['source']}, target {r['target'] or 'all'}, "
+            f"lease {r['lease_minutes']} min, cooldown {r['cooldown_minutes']} min, "
+            f"{len(r['numbers'])} numbers: {', '.join(r['numbers']) or '-'}"
+        )
+
+
+@pools.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_ctx
+def pools_stats(ctx: Context, as_json: bool) -> None:
+    """Utilisation now, and since the counters started: leases, shares, peak concurrency.
+
+    \b
+    Example:
+      ctm-pbx pools stats
+    """
+    rows = []
+    for _pool, _numbers, stats, counters, daily in _pool_rows(ctx):
+        rows.append(
+            {
+                **stats.__dict__,
+                "leases_total": counters.leases,
+                "overflows_total": counters.overflows,
+                "peak_at": counters.peak_at,
+                "since": counters.since,
+                "daily_visitors_7d": round(daily, 1),
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['pool']}: {r['size']} numbers, {r['held']} held, {r['resting']} resting, "
+            f"{r['free']} free ({r['utilisation']:.0%} used); {r['active_leases']} active "
+            f"leases, {r['shared_leases']} shared now; since {r['since'] or '-'}: "
+            f"{r['leases_total']} leases, {r['shares_total']} shared, "
+            f"{r['overflows_total']} overflow, peak {r['peak_concurrent']} at once"
+        )
+
+
+@pools.command("advise")
+@click.option(
+    "--share-probability",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="Acceptable chance that a new visitor must share a number.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_ctx
+def pools_advise(ctx: Context, share_probability: float, as_json: bool) -> None:
+    """Recommend each pool's size from its observed peak and daily visitors.
+
+    Beside CTM's rule of thumb (1 number per 20 daily visitors per source).
+
+    \b
+    Example:
+      ctm-pbx pools advise --share-probability 0.01
+    """
+    from ctm_pbx.core.pools import advise
+
+    if not 0 < share_probability < 1:
+        raise click.ClickException("--share-probability must be between 0 and 1")
+    rows = []
+    for pool, numbers, _stats, counters, daily in _pool_rows(ctx):
+        advice = advise(counters.peak_concurrent, daily, share_probability)
+        rows.append(
+            {
+                "pool": pool.name,
+                "size": len(numbers),
+                "peak": counters.peak_concurrent,
+                "daily_visitors": round(daily, 1),
+                **advice.__dict__,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['pool']}: has {r['size']}, recommended {r['recommended']} "
+            f"(by peak {r['by_peak']}, CTM rule {r['ctm_rule']}, 1 per 5 visitors "
+            f"{r['findings_rule']})\n  {r['explanation']}"
+        )
+
+
 # ---- calls -----------------------------------------------------------------
 
 

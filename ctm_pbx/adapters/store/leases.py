@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -367,3 +367,12 @@ def _one(db: sqlite_utils.Database, sql: str, args: tuple) -> dict[str, Any] | N
     if row is None:
         return None
     return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def daily_visitors(db: sqlite_utils.Database, source: str, now: datetime, days: int = 7) -> float:
+    """Average distinct visitors a day from ``source`` over the last ``days`` days."""
+    row = db.conn.execute(
+        "SELECT COUNT(DISTINCT visitor_id) FROM visits WHERE source = ? AND started_at >= ?",
+        (source, iso(now - timedelta(days=days))),
+    ).fetchone()
+    return row[0] / days
