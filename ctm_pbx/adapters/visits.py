@@ -16,7 +16,7 @@ import sqlite_utils
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind
-from ctm_pbx.core.pools import assign
+from ctm_pbx.core.pools import assign, lease_expiry
 from ctm_pbx.core.sources import Touch, attribute_visitor, parse_visit, resolve_source
 
 VISIT_IDLE = timedelta(minutes=30)  # a page view after this much idle time starts a new visit
@@ -168,6 +168,17 @@ def _pool_for(pools: list[Pool], target: str) -> Pool | None:
 def _lease_number(
     db: sqlite_utils.Database, pool: Pool, result: VisitResult, now: datetime
 ) -> dict | None:
+    held = lease_store.active_lease(db, result.visitor_id, pool.name, now)
+    if held is not None and held.id is not None:
+        # the common case, a returning visitor: renew without looking at the whole pool
+        expires = lease_expiry(pool, now)
+        lease_store.renew_lease(db, held.id, now, expires)
+        return {
+            "number": held.number,
+            "pool": pool.name,
+            "shared": held.shared,
+            "expires_at": iso(expires),
+        }
     numbers = lease_store.pool_numbers(db, pool.name)
     view = lease_store.pool_view(db, pool, numbers, now)
     decision = assign(view, result.visitor_id, now)

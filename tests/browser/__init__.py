@@ -1,0 +1,1 @@
+"""Browser tests of swap.js in headless Chromium."""
