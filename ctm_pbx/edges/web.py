@@ -35,6 +35,7 @@ StatusProvider = Callable[[], dict]
 MAX_BODY = 16 * 1024
 MAX_URL = 2000
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+ALLOWED_ORIGINS = web.AppKey("allowed_origins", tuple)
 
 
 class ApiError(Exception):
@@ -83,7 +84,7 @@ class VisitApi:
 
 def _cors_headers(request: web.Request) -> dict[str, str]:
     origin = request.headers.get("Origin")
-    allowed = request.app.get("allowed_origins", ())
+    allowed = request.app.get(ALLOWED_ORIGINS, ())
     if origin and (origin in allowed or _same_origin(request, origin)):
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     return {}
@@ -176,7 +177,7 @@ def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Appli
 
 
 def _add_tracking(app: web.Application, api: VisitApi) -> None:
-    app["allowed_origins"] = tuple(api.config.web.allowed_origins)
+    app[ALLOWED_ORIGINS] = tuple(api.config.web.allowed_origins)
     script = _static("swap.js")
     etag = '"' + hashlib.sha256(script).hexdigest()[:16] + '"'
     demo = _static("demo.html")
