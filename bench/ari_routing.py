@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -290,17 +289,23 @@ def main() -> int:
         for m in ("dialplan", "ctm")
     }
     base = {r.rate: r for r in runs if r.mode == "dialplan"}
+    # added delay where both connected every call and the baseline was not saturated
     added = [
         r.pdd_ms_p50 - base[r.rate].pdd_ms_p50
         for r in runs
-        if r.mode == "ctm" and r.pdd_ms_p50 is not None and base[r.rate].pdd_ms_p50
+        if r.mode == "ctm"
+        and r.clean
+        and r.rate in base
+        and base[r.rate].clean
+        and r.pdd_ms_p50 is not None
+        and base[r.rate].pdd_ms_p50 is not None
     ]
     summary = {
         "highest_clean_rate": best,
         "ratio_ctm_vs_dialplan": round(best["ctm"] / best["dialplan"], 2)
         if best["dialplan"]
         else None,
-        "added_pdd_ms_p50_median": round(statistics.median(added), 2) if added else None,
+        "added_pdd_ms_p50_by_clean_rate": added,
         "seconds_per_rate": args.seconds,
         "hold_ms": args.hold_ms,
         "cores": os.cpu_count(),
