@@ -264,8 +264,10 @@ def main() -> int:
     daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
     runs: list[Run] = []
     try:
-        for mode in args.modes.split(","):
-            for rate in rates:
+        # modes alternate at each rate: Asterisk slows down as it runs (its memory grows
+        # with every call), so running one mode after the other would favour the first
+        for rate in rates:
+            for mode in args.modes.split(","):
                 run = one_run(
                     mode,
                     rate,
