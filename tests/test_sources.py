@@ -82,7 +82,9 @@ CUSTOM_YAML = r"""
 PRESET_SOURCES = parse_config(PRESET_YAML, env={}).sources
 CUSTOM_SOURCES = parse_config(PRESET_YAML + CUSTOM_YAML, env={}).sources
 
-GOOGLE_TLD_REGEX = r"referrer matches '^https?://([a-z0-9-]+\.)*google\.[a-z.]{2,6}/'"
+GOOGLE_TLD_REGEX = (
+    r"referrer matches '^https?://(www\.)?google\.(com|co\.[a-z]{2}|com\.[a-z]{2}|[a-z]{2})/'"
+)
 
 # (id, landing URL, referrer, source, rule, phase)
 PRESET_CASES = [
@@ -157,7 +159,7 @@ PRESET_CASES = [
         f"{SITE}/",
         "https://www.google.com/",
         "google-organic",
-        "referrer host google.com",
+        GOOGLE_TLD_REGEX,
         PHASE_REFERRER,
     ),
     (
@@ -165,7 +167,7 @@ PRESET_CASES = [
         f"{SITE}/",
         "https://www.google.com",
         "google-organic",
-        "referrer host google.com",
+        GOOGLE_TLD_REGEX,
         PHASE_REFERRER,
     ),
     (
@@ -189,7 +191,7 @@ PRESET_CASES = [
         f"{SITE}/?utm_source=google&utm_medium=organic",
         "https://www.google.com/",
         "google-organic",
-        "referrer host google.com",
+        GOOGLE_TLD_REGEX,
         PHASE_REFERRER,
     ),
     # Bing
@@ -348,6 +350,22 @@ PRESET_CASES = [
         "https://www.yelp.com/biz/acme-plumbing-chicago",
         "referral",
         "external referrer www.yelp.com",
+        PHASE_REFERRER,
+    ),
+    (
+        "gmail is not google search",
+        f"{SITE}/",
+        "https://mail.google.com/mail/u/0/",
+        "referral",
+        "external referrer mail.google.com",
+        PHASE_REFERRER,
+    ),
+    (
+        "a lookalike host is not google search",
+        f"{SITE}/",
+        "https://google.example.io/",
+        "referral",
+        "external referrer google.example.io",
         PHASE_REFERRER,
     ),
     (

@@ -65,9 +65,12 @@ _PRESET_LIST: tuple[Preset, ...] = (
         name="google_organic",
         label="Google (organic)",
         priority=PRIORITY_ORGANIC,
+        # Google Search itself (www.google.com, google.co.uk, google.com.au…), not Gmail,
+        # Docs or lookalike hosts such as google.example.io
         rules=(
-            _hosts("google.com"),
-            MatchRule(referrer_regex=r"^https?://([a-z0-9-]+\.)*google\.[a-z.]{2,6}/"),
+            MatchRule(
+                referrer_regex=r"^https?://(www\.)?google\.(com|co\.[a-z]{2}|com\.[a-z]{2}|[a-z]{2})/"
+            ),
         ),
     ),
     Preset(
