@@ -2,7 +2,7 @@
 
 Pure: the store hands over the lease history of the number called.
 
-Per ``/work/shared/notes/attribution-findings.md`` a call is scored as a
+Per the team's attribution findings (a traffic simulation) a call is scored as a
 probability over *every* visitor who held the number within the window, each
 weighted by how likely a call is at that delay after their last activity
 (that gave a calibrated confidence: calls scored >= 0.9 were 97 % right).

@@ -3,8 +3,7 @@
 Pure: the store builds a ``PoolView`` (per number, who holds it now and when
 its holders were last active), ``assign`` decides, the store records it.
 
-The design follows the traffic simulation in
-``/work/shared/notes/attribution-findings.md``:
+The design follows the team's attribution findings (a traffic simulation):
 
 - calls made while the page is open are attributed almost perfectly; the loss
   is in calls made *after* the visitor left, when the number has gone to

@@ -37,20 +37,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "ctm_pbx" / "web" / "static"
 SITE = Path(__file__).resolve().parent / "site"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The fake's configuration: target number -> (tracking number format, first index).
 # Visitor n (0, 1, 2 … in order of arrival) gets index first+n of every target.

@@ -12,22 +12,12 @@ import shutil
 
 import pytest
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+
 from .ctm import WEB_PORT, ThreadDaemon, write_config
 from .sip import Carrier
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
