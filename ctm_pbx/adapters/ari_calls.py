@@ -20,9 +20,10 @@ import sqlite_utils
 
 from ctm_pbx.adapters.ari_client import AriClient, AriError
 from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
-from ctm_pbx.adapters.store.route_state import load_route_memory, save_route_memory
+from ctm_pbx.adapters.store.route_state import save_route_memory
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.callflow import (
     Action,
@@ -118,18 +119,6 @@ def _record(
     return call_id
 
 
-def _load_numbers(db: sqlite_utils.Database) -> tuple[int, dict[str, NumberInfo]]:
-    version = db.execute("PRAGMA data_version").fetchone()[0]
-    rows = db.execute(
-        "SELECT number, source, pool, route FROM tracking_numbers WHERE status = 'active'"
-    ).fetchall()
-    return version, {r[0]: NumberInfo(*r) for r in rows}
-
-
-def _data_version(db: sqlite_utils.Database) -> int:
-    return db.execute("PRAGMA data_version").fetchone()[0]
-
-
 class AriCallHandler:
     """Routes the calls of one Stasis app."""
 
@@ -139,30 +128,33 @@ class AriCallHandler:
         ari: AriClient,
         writer: StoreWriter,
         clock: Callable[[], datetime] = utcnow,
+        inventory: LiveInventory | None = None,
     ) -> None:
         self.config = config
         self.ari = ari
         self.writer = writer
         self.clock = clock
+        self.inventory = inventory or LiveInventory(writer)
         self.calls: dict[str, _Call] = {}
-        self.numbers: dict[str, NumberInfo] = {}
-        self.memory: dict[str, RouteMemory] = {}
-        self._numbers_version = -1
         self._tasks: set[asyncio.Task] = set()
         self.calls_finished = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
+    @property
+    def numbers(self) -> dict[str, NumberInfo]:
+        return self.inventory.numbers
+
+    @property
+    def memory(self) -> dict[str, RouteMemory]:
+        return self.inventory.memory
+
     async def load(self) -> None:
-        self._numbers_version, self.numbers = await self.writer.run(_load_numbers)
-        self.memory = await self.writer.run(load_route_memory)
+        if not self.inventory.loaded:
+            await self.inventory.load()
 
     async def refresh_numbers(self) -> None:
-        """Pick up inventory changes made by the CLI (another connection)."""
-        version = await self.writer.run(_data_version)
-        if version != self._numbers_version:
-            self._numbers_version, self.numbers = await self.writer.run(_load_numbers)
-            log.info("tracking numbers reloaded: %d active", len(self.numbers))
+        await self.inventory.refresh()
 
     async def drain(self) -> None:
         if self._tasks:

@@ -100,6 +100,18 @@ class StoreWriter:
         self._submit(fn, args, kwargs, done)
         return await fut
 
+    def submit(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
+        """Queue ``fn(db, *args)`` without waiting; a failure is logged.
+
+        Jobs run in the order they are queued, so a job may rely on an earlier one.
+        """
+
+        def done(value: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+
+        self._submit(fn, args, {}, done)
+
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The same from synchronous code (startup, tests)."""
         fut: Future = Future()
