@@ -212,7 +212,7 @@ Action = (
     | FinishCall
 )
 
-_RESULT_BY_STATUS = {
+RESULT_BY_STATUS = {
     "ANSWER": "answered",
     "NOANSWER": "no_answer",
     "BUSY": "busy",
@@ -447,7 +447,7 @@ class CallFlow:
     def _finish_step(self, now: datetime, res: DialResult) -> FinishStep:
         step, started = self.current, self.current_started or now
         assert step is not None
-        result = _RESULT_BY_STATUS.get(res.status, "failed")
+        result = RESULT_BY_STATUS.get(res.status, "failed")
         winner = _answering_ring(step, res.peer) if res.status == "ANSWER" else None
         results = []
         for ring in step.rings:
@@ -504,18 +504,12 @@ class CallFlow:
     ) -> FinishCall:
         self.phase = Phase.DONE
         started = self.started or now
-        if self.answered is not None:
-            outcome = Outcome.ANSWERED
-        elif unknown:
-            outcome = Outcome.UNKNOWN
-        elif caller_left:
-            outcome = Outcome.ABANDONED
-        elif "no_answer" in self.ring_results:
-            outcome = Outcome.NO_ANSWER
-        elif "busy" in self.ring_results:
-            outcome = Outcome.BUSY
-        else:
-            outcome = Outcome.FAILED
+        outcome = decide_outcome(
+            answered=self.answered is not None,
+            unknown=unknown,
+            caller_left=caller_left,
+            ring_results=self.ring_results,
+        )
         answered_at = self.answered[1] if self.answered else None
         ring_end = answered_at or now
         return FinishCall(
@@ -531,6 +525,23 @@ class CallFlow:
             path=tuple(self.path),
             notes=notes,
         )
+
+
+def decide_outcome(
+    *, answered: bool, unknown: bool, caller_left: bool, ring_results: list[str]
+) -> Outcome:
+    """A call's outcome from how it ended and what its rings did (both modes)."""
+    if answered:
+        return Outcome.ANSWERED
+    if unknown:
+        return Outcome.UNKNOWN
+    if caller_left:
+        return Outcome.ABANDONED
+    if "no_answer" in ring_results:
+        return Outcome.NO_ANSWER
+    if "busy" in ring_results:
+        return Outcome.BUSY
+    return Outcome.FAILED
 
 
 def _answering_ring(step: Step, peer: str) -> Ring | None:

@@ -1,0 +1,149 @@
+"""AGI mode: a whole route decided at once, for the admin's dialplan to run.
+
+In ARI mode ctm-pbx decides each leg as the previous one returns. In AGI mode
+the dialplan asks once (FastAGI) and runs ``Dial()`` itself, so the route, its
+fallbacks included, is unrolled here into numbered ``Dial()`` steps and a final
+``busy``/``hangup``. Pure: the round-robin memory goes in and the new memory
+comes out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ctm_pbx.core.callflow import NumberInfo
+from ctm_pbx.core.model import Config, FallbackKind, Route, RouteType
+from ctm_pbx.core.routing import Plan, RouteMemory, RoutingError, Step, plan_fallback, plan_route
+
+# What a plain Dial() loop can run; everything else needs ARI mode.
+AGI_ROUTE_TYPES = frozenset({RouteType.SINGLE, RouteType.SIMULTANEOUS, RouteType.SEQUENTIAL})
+
+
+class AgiStatus:
+    """``CTM_STATUS``: whether the dialplan got steps to dial."""
+
+    OK = "ok"
+    UNKNOWN_NUMBER = "unknown_number"
+    NO_ROUTE = "no_route"
+    NEEDS_ARI = "needs_ari"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class AgiPlan:
+    status: str
+    reason: str = ""
+    route: str | None = None
+    route_type: str | None = None
+    steps: tuple[Step, ...] = ()
+    end: str = "hangup"  # after the last step: "busy" or "hangup"
+    # path entries (fallbacks taken) keyed by the index of the step they lead to
+    transitions: tuple[tuple[int, dict], ...] = ()
+    memories: dict[str, RouteMemory] = field(default_factory=dict)  # round robin to persist
+
+    @property
+    def needs_ari(self) -> bool:
+        return self.status == AgiStatus.NEEDS_ARI
+
+
+def plan_agi_call(
+    config: Config, number: NumberInfo | None, did: str, memory_of: dict[str, RouteMemory]
+) -> AgiPlan:
+    """Unroll the number's route and its fallback chain into ``Dial()`` steps."""
+    if number is None:
+        return AgiPlan(AgiStatus.UNKNOWN_NUMBER, f"{did} is not a tracking number")
+    if number.route is None:
+        return AgiPlan(AgiStatus.NO_ROUTE, f"{number.number} has no route")
+    route = config.routes.get(number.route)
+    if route is None:
+        return AgiPlan(AgiStatus.NO_ROUTE, f"route '{number.route}' is not configured")
+    if route.type not in AGI_ROUTE_TYPES:
+        return AgiPlan(
+            AgiStatus.NEEDS_ARI,
+            f"route '{route.name}' ({route.type.value}) needs ARI mode",
+            route=route.name,
+            route_type=route.type.value,
+        )
+    memory = dict(memory_of)
+    memories: dict[str, RouteMemory] = {}
+    try:
+        steps, end, transitions = _unroll(config, route, memory, memories)
+    except RoutingError as exc:
+        return AgiPlan(AgiStatus.ERROR, str(exc), route=route.name, route_type=route.type.value)
+    return AgiPlan(
+        AgiStatus.OK,
+        route=route.name,
+        route_type=route.type.value,
+        steps=tuple(steps),
+        end=end,
+        transitions=tuple(transitions),
+        memories=memories,
+    )
+
+
+def _unroll(
+    config: Config, route: Route, memory: dict[str, RouteMemory], memories: dict[str, RouteMemory]
+) -> tuple[list[Step], str, list[tuple[int, dict]]]:
+    def take(name: str, plan: Plan) -> None:
+        if plan.memory is not None:
+            memory[name] = memories[name] = plan.memory
+        steps.extend(plan.steps)
+
+    steps: list[Step] = []
+    transitions: list[tuple[int, dict]] = []
+    visited = {route.name}
+    take(route.name, plan_route(route, config, memory.get(route.name)))
+    current = route
+    while True:
+        action = plan_fallback(
+            current.fallback,
+            config,
+            from_route=current.name,
+            visited=frozenset(visited),
+            memory_of=memory,
+        )
+        entry = {"fallback": action.kind.value, "from_route": current.name}
+        if action.kind is FallbackKind.ROUTE:
+            nxt = config.routes[action.route or ""]
+            if nxt.type not in AGI_ROUTE_TYPES:
+                raise RoutingError(f"fallback route '{nxt.name}' ({nxt.type.value}) needs ARI mode")
+            entry["to_route"] = nxt.name
+            transitions.append((len(steps), entry))
+            visited.add(nxt.name)
+            take(nxt.name, action.plan)
+            current = nxt
+            continue
+        if action.kind is FallbackKind.NUMBER:
+            entry["to_number"] = current.fallback.value
+            transitions.append((len(steps), entry))
+            steps.extend(action.plan.steps)  # type: ignore[union-attr]
+            return steps, "hangup", transitions  # a number fallback is the last resort
+        transitions.append((len(steps), entry))
+        return steps, action.kind.value, transitions
+
+
+def channel_variables(
+    plan: AgiPlan,
+    *,
+    call_id: int | None,
+    source: str | None,
+    source_label: str = "",
+    visitor_id: str | None = None,
+    confidence: float | None = None,
+) -> list[tuple[str, str]]:
+    """The ``CTM_*`` variables set on the channel (see dialplan/ctm-pbx-agi.conf)."""
+    out = [
+        ("CTM_CALL_ID", "" if call_id is None else str(call_id)),
+        ("CTM_SOURCE", source or ""),
+        ("CTM_SOURCE_LABEL", source_label),
+        ("CTM_VISITOR_ID", visitor_id or ""),
+        ("CTM_CONFIDENCE", "" if confidence is None else f"{confidence:g}"),
+        ("CTM_ROUTE", plan.route or ""),
+        ("CTM_ROUTE_TYPE", plan.route_type or ""),
+        ("CTM_NEEDS_ARI", "1" if plan.needs_ari else "0"),
+        ("CTM_DIAL", plan.steps[0].dial_args() if plan.steps else ""),
+        ("CTM_DIAL_STEPS", str(len(plan.steps))),
+    ]
+    out += [(f"CTM_DIAL_{i}", step.dial_args()) for i, step in enumerate(plan.steps, 1)]
+    out += [("CTM_DIAL_END", plan.end), ("CTM_STATUS", plan.status)]
+    return out
