@@ -168,6 +168,27 @@ tracking_numbers:
         "duplicate key 'desk-1' (first on line 2)",
     ),
     (
+        "unknown asterisk mode",
+        "asterisk:\n  mode: agl\n",
+        "asterisk.mode",
+        2,
+        "expected one of 'ari', 'agi', 'both', got 'agl' (did you mean 'agi'?)",
+    ),
+    (
+        "AGI port out of range",
+        "asterisk:\n  agi:\n    port: 70000\n",
+        "asterisk.agi.port",
+        3,
+        "70000",
+    ),
+    (
+        "unknown AMI key",
+        "asterisk:\n  ami:\n    host: 127.0.0.1\n    secert: x\n",
+        "asterisk.ami.secert",
+        4,
+        "unknown key 'secert' (did you mean 'secret'?)",
+    ),
+    (
         "unset environment variable",
         "asterisk:\n  username: ctm\n  password: '${CTM_TEST_UNSET}'\n",
         "asterisk.password",
@@ -497,3 +518,16 @@ def test_env_reference_default_applies_only_when_unset() -> None:
     config = parse(text, {"ARI_USER": "admin"})
     assert config.asterisk.password == "sandbox"
     assert config.asterisk.username == "admin"
+
+
+def test_asterisk_modes_and_agi_settings() -> None:
+    config = parse_config(
+        "asterisk:\n  mode: both\n  agi: {port: 4574, timeout_ms: 1500}\n"
+        "  ami: {username: mgr, secret: s}\n"
+    )
+    a = config.asterisk
+    assert a.mode.value == "both" and a.uses_ari and a.uses_agi
+    assert (a.agi.host, a.agi.port, a.agi.timeout_ms) == ("127.0.0.1", 4574, 1500)
+    assert (a.ami.port, a.ami.username, a.ami.secret) == (5038, "mgr", "s")
+    default = parse_config("{}\n").asterisk
+    assert default.mode.value == "ari" and default.uses_ari and not default.uses_agi

@@ -26,6 +26,9 @@ from ctm_pbx.adapters.yaml_source import (
     suggest,
 )
 from ctm_pbx.core.model import (
+    AgiSettings,
+    AmiSettings,
+    AsteriskMode,
     AsteriskSettings,
     Config,
     DatabaseSettings,
@@ -61,7 +64,9 @@ DIAL_PLACEHOLDERS = ("number", "digits")
 
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "routes")
 TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
-ASTERISK_KEYS = ("ari_url", "username", "password", "app")
+ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami")
+AGI_KEYS = ("host", "port", "timeout_ms")
+AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
 WEB_KEYS = ("host", "port", "allowed_origins")
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
@@ -263,6 +268,32 @@ class _Builder:
             username=_opt(m, "username", YNode.text, d.username),
             password=_opt(m, "password", YNode.text, d.password),
             app=_opt(m, "app", YNode.text, d.app),
+            mode=_opt(m, "mode", _mode, d.mode),
+            agi=_opt(m, "agi", self._agi, d.agi),
+            ami=_opt(m, "ami", self._ami, d.ami),
+        )
+
+    def _agi(self, node: YNode) -> AgiSettings | None:
+        m = node.mapping(AGI_KEYS)
+        if m is None:
+            return None
+        d = AgiSettings()
+        return AgiSettings(
+            host=_opt(m, "host", YNode.text, d.host),
+            port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+            timeout_ms=_opt(m, "timeout_ms", lambda n: n.integer(50, 60_000), d.timeout_ms),
+        )
+
+    def _ami(self, node: YNode) -> AmiSettings | None:
+        m = node.mapping(AMI_KEYS)
+        if m is None:
+            return None
+        d = AmiSettings()
+        return AmiSettings(
+            host=_opt(m, "host", YNode.text, d.host),
+            port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+            username=_opt(m, "username", YNode.text, d.username),
+            secret=_opt(m, "secret", YNode.text, d.secret),
         )
 
     def _http_url(self, node: YNode) -> str | None:
@@ -711,3 +742,8 @@ class _Builder:
             )
             return None, None
         return pool.source, pool.name
+
+
+def _mode(node: YNode) -> AsteriskMode | None:
+    value = node.choice([m.value for m in AsteriskMode])
+    return None if value is None else AsteriskMode(value)

@@ -136,12 +136,50 @@ class TrackingNumberDecl:
     label: str = ""
 
 
+class AsteriskMode(StrEnum):
+    """How calls reach ctm-pbx."""
+
+    ARI = "ari"  # the trunk's calls enter our Stasis app (dialplan/ctm-pbx.conf)
+    AGI = "agi"  # the admin's dialplan asks us over FastAGI (dialplan/ctm-pbx-agi.conf)
+    BOTH = "both"  # both, for different DIDs (the dialplan decides which DID goes where)
+
+
+@dataclass(frozen=True)
+class AgiSettings:
+    """The FastAGI server of AGI mode."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    timeout_ms: int = 2000  # an AGI request not answered by then lets the dialplan go on
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    """The Asterisk Manager Interface account AGI mode reads call events with."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "ctm"
+    secret: str = ""
+
+
 @dataclass(frozen=True)
 class AsteriskSettings:
     ari_url: str = "http://127.0.0.1:8088"
     username: str = "ctm"
     password: str = ""
     app: str = "ctm-pbx"
+    mode: AsteriskMode = AsteriskMode.ARI
+    agi: AgiSettings = field(default_factory=AgiSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+
+    @property
+    def uses_ari(self) -> bool:
+        return self.mode in (AsteriskMode.ARI, AsteriskMode.BOTH)
+
+    @property
+    def uses_agi(self) -> bool:
+        return self.mode in (AsteriskMode.AGI, AsteriskMode.BOTH)
 
 
 @dataclass(frozen=True)

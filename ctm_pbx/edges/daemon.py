@@ -1,4 +1,5 @@
-"""``ctm-pbx run``: one asyncio process with the ARI call router and the web app."""
+"""``ctm-pbx run``: one asyncio process with the call routers (ARI and/or AGI mode)
+and the web app."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import signal
 
 from aiohttp import web
 
+from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient
+from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.model import Config
 from ctm_pbx.edges.web import VisitApi, create_app
@@ -22,26 +25,42 @@ RECONCILE_EVERY_S = 60.0
 
 
 class Daemon:
-    """Wires the ARI client, the call handler, the store writer and the web app."""
+    """Wires the call handlers (ARI, AGI), the store writer and the web app."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         a = config.asterisk
         self.writer = StoreWriter(config.database.path)
+        self.inventory = LiveInventory(self.writer)
         self.ari = AriClient(a.ari_url, a.username, a.password, a.app)
-        self.handler = AriCallHandler(config, self.ari, self.writer)
+        self.handler = AriCallHandler(config, self.ari, self.writer, inventory=self.inventory)
+        self.agi = AgiCallHandler(config, self.writer, self.inventory) if a.uses_agi else None
         self.stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     def status(self) -> dict:
-        return {
-            "ari_connected": self.ari.connected.is_set(),
-            "app": self.config.asterisk.app,
-            "calls_in_progress": len(self.handler.calls),
-            "calls_finished": self.handler.calls_finished,
-            "tracking_numbers": len(self.handler.numbers),
-            "ari_requests": self.ari.requests_sent,
+        a = self.config.asterisk
+        out: dict = {
+            "mode": a.mode.value,
+            "tracking_numbers": len(self.inventory.numbers),
         }
+        if a.uses_ari:
+            out |= {
+                "ari_connected": self.ari.connected.is_set(),
+                "app": a.app,
+                "calls_in_progress": len(self.handler.calls),
+                "calls_finished": self.handler.calls_finished,
+                "ari_requests": self.ari.requests_sent,
+            }
+        if self.agi is not None:
+            out |= {
+                "ami_connected": self.agi.ami.connected.is_set(),
+                "agi_requests": self.agi.requests,
+                "agi_timeouts": self.agi.timeouts,
+                "agi_calls_in_progress": len(self.agi.calls),
+                "agi_calls_finished": self.agi.calls_finished,
+            }
+        return out
 
     async def _on_connect(self) -> None:
         await self.ari.set_event_filter(EVENT_TYPES)
@@ -55,42 +74,53 @@ class Daemon:
             if self.stop.is_set():
                 return
             try:
-                await self.handler.refresh_numbers()
+                await self.inventory.refresh()
                 since_reconcile += NUMBERS_REFRESH_S
-                if since_reconcile >= RECONCILE_EVERY_S and self.ari.connected.is_set():
+                if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0
-                    await self.handler.reconcile()
+                    if self.config.asterisk.uses_ari and self.ari.connected.is_set():
+                        await self.handler.reconcile()
+                    if self.agi is not None:
+                        await self.agi.reconcile()
             except Exception:
                 log.exception("housekeeping failed")
 
     async def serve(self) -> None:
-        await self.ari.start()
-        await self.handler.load()
+        a = self.config.asterisk
+        await self.inventory.load()
+        if a.uses_ari:
+            await self.ari.start()
+        if self.agi is not None:
+            await self.agi.start()
         web_cfg = self.config.web
         app = create_app(self.status, VisitApi(self.config, self.writer))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, web_cfg.host, web_cfg.port).start()
         log.info(
-            "ctm-pbx running: web on http://%s:%d, ARI app %s at %s, %d tracking numbers",
+            "ctm-pbx running (%s mode): web on http://%s:%d, %d tracking numbers",
+            a.mode.value,
             web_cfg.host,
             web_cfg.port,
-            self.config.asterisk.app,
-            self.config.asterisk.ari_url,
-            len(self.handler.numbers),
+            len(self.inventory.numbers),
         )
-        tasks = [
-            asyncio.create_task(
-                self.ari.run_events(self.handler.on_event, self._on_connect, self.stop)
-            ),
-            asyncio.create_task(self._housekeeping()),
-        ]
+        if a.uses_ari:
+            log.info("ARI app %s at %s", a.app, a.ari_url)
+        tasks = [asyncio.create_task(self._housekeeping())]
+        if a.uses_ari:
+            tasks.append(
+                asyncio.create_task(
+                    self.ari.run_events(self.handler.on_event, self._on_connect, self.stop)
+                )
+            )
         try:
             await self.stop.wait()
         finally:
             log.info("stopping")
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.handler.drain()
+            if self.agi is not None:
+                await self.agi.close()
             await self._runner.cleanup()
             await self.ari.close()
             self.writer.close()

@@ -21,7 +21,9 @@ from ctm_pbx.edges.daemon import Daemon
 from .sip import Asterisk
 
 TEST_CONFIG = """\
-asterisk: {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx}}
+asterisk:
+  {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
+   mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{username: ctm, secret: ctm-secret}}}}
 database: {{path: {db}}}
 web: {{host: 127.0.0.1, port: {port}}}
 sources:
@@ -51,6 +53,12 @@ tracking_numbers:
   - {{number: "+13125550145", source: radio, route: rr}}
   - {{number: "+13125550146", source: radio, route: nobody}}
   - {{number: "+13125550150", pool: gads, route: single}}
+  # AGI mode (tests/asterisk/extensions_local.conf sends +1312555016X to ctm-agi-inbound)
+  - {{number: "+13125550160", source: billboard, route: single}}
+  - {{number: "+13125550161", source: billboard, route: simul}}
+  - {{number: "+13125550162", source: radio, route: seq}}
+  - {{number: "+13125550163", source: radio, route: nobody}}
+  - {{number: "+13125550165", pool: gads, route: single}}
 """
 
 DIDS = {
@@ -59,6 +67,14 @@ DIDS = {
     "seq": "13125550144",
     "rr": "13125550145",
     "nobody": "13125550146",
+}
+AGI_DIDS = {
+    "single": "13125550160",
+    "simul": "13125550161",
+    "seq": "13125550162",
+    "nobody": "13125550163",
+    "unknown": "13125550169",  # not a tracking number: the default destination
+    "gads": "13125550165",
 }
 WEB_PORT = 18089
 

@@ -1,0 +1,313 @@
+"""AGI mode: FastAGI requests from the admin's dialplan, completed from AMI events.
+
+At the top of an inbound route the dialplan calls
+``AGI(agi://127.0.0.1:4573/inbound,${EXTEN})`` (see dialplan/ctm-pbx-agi.conf).
+For that request ctm-pbx creates the call row, attributes the call, and sets
+``CTM_*`` channel variables: the call id, the source, the visitor and the
+``Dial()`` steps of the number's route. The dialplan then dials by itself;
+``DialBegin``/``DialEnd``/``Hangup`` events from AMI complete the row.
+
+An answer that would come later than ``asterisk.agi.timeout_ms`` is not sent:
+``CTM_STATUS`` is set last, so the dialplan goes on to its default destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlite_utils
+from panoramisk.fast_agi import Application, Request
+from panoramisk.message import Message
+
+from ctm_pbx.adapters.ami_client import AmiClient
+from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.live_inventory import LiveInventory
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store.db import atomic
+from ctm_pbx.adapters.store.route_state import save_route_memory
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
+from ctm_pbx.core.agi_tracker import (
+    AgiCallTracker,
+    ChannelLost,
+    DialBegan,
+    DialEnded,
+    HungUp,
+    TrackerEvent,
+)
+from ctm_pbx.core.callflow import Action, FinishCall, FinishStep, StartCall, StartStep
+from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.model import Config
+from ctm_pbx.core.phone import caller_e164, did_e164
+
+log = logging.getLogger(__name__)
+
+ROUTE = "inbound"  # agi://host:port/inbound
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _AgiCall:
+    uniqueid: str
+    tracker: AgiCallTracker
+    call_id: int | None = None
+
+
+def _record_start(
+    db: sqlite_utils.Database,
+    config: Config,
+    call: _AgiCall,
+    start: StartCall,
+    plan: AgiPlan,
+    linkedid: str | None,
+    now: datetime,
+) -> tuple[int, str | None, float | None]:
+    """Create the row, attribute it, remember round robin (on the writer thread)."""
+    call_id = call_store.insert_call(
+        db, start, channel_id=call.uniqueid, linkedid=linkedid, mode="agi"
+    )
+    call.call_id = call_id
+    for route, memory in plan.memories.items():
+        save_route_memory(db, route, memory, now=iso(now))
+    try:
+        with atomic(db, "attribution"):
+            attribute_call(db, config, call_id, start, now)
+    except Exception:  # the call row matters more than its attribution
+        log.exception("AGI call %s: attribution failed", call.uniqueid)
+    row = db.execute(
+        "SELECT visitor_id, attribution_confidence FROM calls WHERE id = ?", [call_id]
+    ).fetchone()
+    return call_id, row[0], row[1]
+
+
+def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Action]) -> None:
+    if call.call_id is None:
+        log.error("AGI call %s: no row to record its events in", call.uniqueid)
+        return
+    for action in actions:
+        if isinstance(action, StartStep):
+            call_store.insert_step(db, call.call_id, action)
+        elif isinstance(action, FinishStep):
+            call_store.finish_step(db, call.call_id, action)
+        elif isinstance(action, FinishCall):
+            call_store.finish_call(db, call.call_id, action)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AgiCallHandler:
+    """Answers FastAGI requests and follows their calls through AMI."""
+
+    def __init__(
+        self,
+        config: Config,
+        writer: StoreWriter,
+        inventory: LiveInventory,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.writer = writer
+        self.inventory = inventory
+        self.clock = clock
+        self.calls: dict[str, _AgiCall] = {}
+        self.requests = 0
+        self.timeouts = 0
+        self.calls_finished = 0
+        self.ami = AmiClient(config.asterisk.ami, self.on_ami_event, self.reconcile)
+        self._server: asyncio.Server | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.inventory.loaded:
+            await self.inventory.load()
+        app = Application(loop=asyncio.get_running_loop())
+        app.add_route(ROUTE, self.on_request)
+        agi = self.config.asterisk.agi
+        self._server = await asyncio.start_server(app.handler, agi.host, agi.port)
+        self.ami.start()
+        log.info("FastAGI on agi://%s:%d/%s", agi.host, agi.port, ROUTE)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.ami.close()
+
+    # -- FastAGI -----------------------------------------------------------------
+
+    async def on_request(self, request: Request) -> None:
+        self.requests += 1
+        timeout = self.config.asterisk.agi.timeout_ms / 1000
+        call: _AgiCall | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                call = await self._inbound(request)
+        except TimeoutError:
+            self.timeouts += 1
+            log.warning(
+                "AGI request %s took over %.0f ms: the dialplan goes on without ctm-pbx",
+                request.headers.get("agi_uniqueid"),
+                timeout * 1000,
+            )
+            if call is None:
+                call = self.calls.get(request.headers.get("agi_uniqueid", ""))
+            if call is not None:
+                call.tracker.give_up(self.clock(), "ctm-pbx answered too late")
+        except Exception:
+            log.exception("AGI request %s failed", request.headers.get("agi_uniqueid"))
+            call = self.calls.get(request.headers.get("agi_uniqueid", ""))
+            if call is not None:
+                call.tracker.give_up(self.clock(), "ctm-pbx failed to answer")
+
+    async def _inbound(self, request: Request) -> _AgiCall:
+        h = request.headers
+        uniqueid = h["agi_uniqueid"]
+        country = self.config.tracking.default_country
+        raw_did = h.get("agi_arg_1") or h.get("agi_extension", "")
+        did = did_e164(raw_did, country) or raw_did
+        info = self.inventory.numbers.get(did)
+        now = self.clock()
+        plan = plan_agi_call(self.config, info, did, self.inventory.memory)
+        self.inventory.memory.update(plan.memories)
+        start = StartCall(
+            started_at=iso(now),
+            tracking_number=info.number if info else did,
+            caller_number=caller_e164(h.get("agi_callerid"), country),
+            caller_name=_name(h.get("agi_calleridname")),
+            source=info.source if info else None,
+            pool=info.pool if info else None,
+            route=plan.route,
+        )
+        call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
+        linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
+        linkedid = _agi_value(linked) or uniqueid
+        call_id, visitor_id, confidence = await self.writer.run(
+            _record_start, self.config, call, start, plan, linkedid, now
+        )
+        source = self.config.sources.get(start.source or "")
+        variables = channel_variables(
+            plan,
+            call_id=call_id,
+            source=start.source,
+            source_label=source.label if source else "",
+            visitor_id=visitor_id,
+            confidence=confidence,
+        )
+        for name, value in variables:
+            result = await request.send_command(f"SET VARIABLE {name} {_quote(value)}")
+            if result.get("status_code") != 200:
+                raise RuntimeError(f"SET VARIABLE {name}: {result}")
+        if plan.status != AgiStatus.OK:
+            log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)
+        return call
+
+    # -- AMI ---------------------------------------------------------------------
+
+    def on_ami_event(self, msg: Message) -> None:
+        uniqueid = msg.get("Uniqueid")
+        call = self.calls.get(uniqueid or "")
+        if call is None:
+            return
+        now = _timestamp(msg.get("Timestamp")) or self.clock()
+        name = msg.get("Event")
+        event: TrackerEvent
+        if name == "DialBegin":
+            dest = msg.get("DestUniqueid", "")
+            event = DialBegan(now, dest, msg.get("DestChannel", ""), msg.get("DialString", ""))
+        elif name == "DialEnd":
+            event = DialEnded(now, msg.get("DestUniqueid", ""), msg.get("DialStatus", ""))
+        elif name == "Hangup":
+            event = HungUp(now, _int(msg.get("Cause")))
+        else:
+            return
+        self._apply(call, call.tracker.handle(event))
+
+    def _apply(self, call: _AgiCall, actions: list[Action]) -> None:
+        if actions:
+            self.writer.submit(_record_actions, call, actions, what=f"AGI call {call.uniqueid}")
+        if call.tracker.done:
+            self.calls.pop(call.uniqueid, None)
+            self.calls_finished += 1
+
+    async def reconcile(self) -> None:
+        """After an AMI (re)connect: finish rows whose channels vanished unseen."""
+        try:
+            live = await self.ami.live_channels()
+        except Exception as exc:
+            log.warning("AGI reconcile skipped: %s", exc)
+            return
+        if live is None:
+            return
+        now = self.clock()
+        for uniqueid, call in list(self.calls.items()):
+            if uniqueid not in live:
+                self._apply(call, call.tracker.handle(ChannelLost(now, "channel gone unseen")))
+        for row in await self.writer.run(_open_agi_calls):
+            uniqueid = row["channel_id"]
+            if uniqueid in self.calls:
+                continue
+            started = parse_iso(row["started_at"])
+            tracker = AgiCallTracker(AgiPlan(AgiStatus.OK), started, adopted=True)
+            call = _AgiCall(uniqueid, tracker, row["id"])
+            self.writer.submit(_close_open_legs, row["id"], iso(now))
+            if uniqueid in live:
+                self.calls[uniqueid] = call  # adopt it: its hangup will complete the row
+                log.info("AGI call %s (row %s) adopted after a restart", uniqueid, row["id"])
+                continue
+            reason = "channel gone while ctm-pbx was away"
+            self._apply(call, call.tracker.handle(ChannelLost(now, reason)))
+            log.info("AGI call %s (row %s) completed after a restart", uniqueid, row["id"])
+
+
+def _open_agi_calls(db: sqlite_utils.Database) -> list[dict]:
+    return [
+        dict(zip(("id", "channel_id", "started_at"), r, strict=True))
+        for r in db.execute(
+            "SELECT id, channel_id, started_at FROM calls"
+            " WHERE status = 'in_progress' AND mode = 'agi' ORDER BY id"
+        ).fetchall()
+    ]
+
+
+def _close_open_legs(db: sqlite_utils.Database, call_id: int, ended_at: str) -> None:
+    db.execute(
+        "UPDATE call_legs SET ended_at = ?, result = 'unknown'"
+        " WHERE call_id = ? AND result IS NULL",
+        [ended_at, call_id],
+    )
+
+
+def _agi_value(result: dict) -> str | None:
+    """The ``(value)`` of ``200 result=1 (value)``."""
+    if result.get("status_code") != 200:
+        return None
+    code, value = result.get("result", ("", ""))
+    return value if code == "1" and value else None
+
+
+def _name(raw: str | None) -> str | None:
+    return None if not raw or raw == "unknown" else raw
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(text), UTC) if text else None
+    except ValueError:
+        return None

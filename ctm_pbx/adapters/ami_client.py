@@ -1,0 +1,132 @@
+"""A small AMI client on panoramisk: call events in, a few actions out.
+
+panoramisk keeps the connection (it reconnects by itself every couple of
+seconds); this wrapper adds what AGI mode needs: an event filter set on every
+login so that Asterisk sends only the events we use, a hook run after each
+login (reconciliation), the live channel list, and a clean close that stops
+the reconnecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from ctm_pbx.core.model import AmiSettings
+
+log = logging.getLogger(__name__)
+
+CALL_EVENTS = ("DialBegin", "DialEnd", "Hangup")
+
+
+class _Manager(Manager):
+    """panoramisk's Manager that stops reconnecting once closed, and says why a login failed."""
+
+    closing = False
+
+    def connect(self, *args, **kwargs):  # type: ignore[override]
+        if self.closing:
+            return None
+        return super().connect(*args, **kwargs)
+
+    def login(self, future):  # type: ignore[override]
+        ok = super().login(future)
+        if not ok:
+            resp = future.result()
+            log.error("AMI login refused: %s", getattr(resp, "message", resp))
+        return ok
+
+
+class AmiClient:
+    def __init__(
+        self,
+        settings: AmiSettings,
+        on_event: Callable[[Message], None],
+        on_login: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.on_login = on_login
+        self.connected = asyncio.Event()
+        self.events_received = 0
+        self._manager: _Manager | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        s = self.settings
+        self._manager = _Manager(
+            loop=asyncio.get_running_loop(),
+            host=s.host,
+            port=s.port,
+            username=s.username,
+            secret=s.secret,
+            events="call",
+            ping_delay=10,
+            reconnect_timeout=1,
+            on_login=self._logged_in,
+            on_disconnect=self._disconnected,
+        )
+        for name in CALL_EVENTS:
+            self._manager.register_event(name, self._dispatch)
+        self._manager.connect()
+
+    def _dispatch(self, manager: Manager, event: Message) -> None:
+        self.events_received += 1
+        try:
+            self.on_event(event)
+        except Exception:
+            log.exception("AMI event %s: handler failed", event.get("Event"))
+
+    def _logged_in(self, manager: Manager) -> None:
+        task = asyncio.ensure_future(self._after_login())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_login(self) -> None:
+        assert self._manager is not None
+        # Only the events we use: the rest of a busy PBX's event stream costs CPU on both sides.
+        pattern = "|".join(CALL_EVENTS)
+        try:
+            await self._manager.send_action(
+                {"Action": "Filter", "Operation": "Add", "Filter": f"Event: ({pattern})\r"}
+            )
+        except Exception as exc:  # an unfiltered stream still works
+            log.warning("AMI event filter not set: %s", exc)
+        self.connected.set()
+        log.info("AMI connected to %s:%d", self.settings.host, self.settings.port)
+        if self.on_login is not None:
+            try:
+                await self.on_login()
+            except Exception:
+                log.exception("AMI login hook failed")
+
+    def _disconnected(self, manager: Manager, exc: Exception | None) -> None:
+        self.connected.clear()
+        if self._manager is not None and not self._manager.closing:
+            log.warning("AMI connection lost; reconnecting")
+
+    async def live_channels(self) -> set[str] | None:
+        """Unique ids of the channels Asterisk has now; ``None`` when AMI is not connected."""
+        if self._manager is None or not self.connected.is_set():
+            return None
+        resp = await asyncio.wait_for(
+            self._manager.send_action({"Action": "CoreShowChannels"}), timeout=10
+        )
+        messages = resp if isinstance(resp, list) else [resp]
+        return {
+            m["Uniqueid"]
+            for m in messages
+            if m.get("Event") == "CoreShowChannel" and m.get("Uniqueid")
+        }
+
+    async def close(self) -> None:
+        if self._manager is not None:
+            self._manager.closing = True
+            self._manager.close()
+        self.connected.clear()
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,185 @@
+"""The FastAGI side of AGI mode, against an in-process fake of Asterisk's AGI client.
+
+The fake connects like Asterisk's ``AGI(agi://...)`` does, sends the ``agi_*``
+environment and answers each command. AMI events are fed to the handler as
+panoramisk hands them over (header mappings). The real Asterisk runs these flows
+in tests/integration/test_agi_mode.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from ctm_pbx.adapters.agi_calls import AgiCallHandler
+from ctm_pbx.adapters.live_inventory import LiveInventory
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store import numbers as number_store
+from ctm_pbx.adapters.store.schema import migrate
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.inventory import NumberRecord
+from tests.helpers import config
+
+DID = "+13125550142"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AgiResult:
+    variables: dict[str, str]
+    commands: list[str]
+
+
+async def agi_request(port: int, uniqueid: str, did: str, extra: str = "") -> AgiResult:
+    """What Asterisk does for ``AGI(agi://127.0.0.1:port/inbound,did)``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    env = (
+        "agi_network: yes\nagi_network_script: inbound\nagi_request: agi://127.0.0.1/inbound\n"
+        f"agi_channel: PJSIP/carrier-00000001\nagi_uniqueid: {uniqueid}\n"
+        "agi_callerid: +13125550100\nagi_calleridname: Jane Caller\n"
+        f"agi_extension: {did.lstrip('+')}\nagi_arg_1: {did.lstrip('+')}\n{extra}\n"
+    )
+    writer.write(env.encode())
+    variables: dict[str, str] = {}
+    commands: list[str] = []
+    while line := (await reader.readline()).decode().strip():
+        commands.append(line)
+        if line.startswith("GET FULL VARIABLE"):
+            writer.write(b"200 result=1 (linked-1)\n")
+        elif line.startswith("SET VARIABLE "):
+            name, _, value = line[len("SET VARIABLE ") :].partition(" ")
+            variables[name] = value.strip('"').replace('\\"', '"')
+            writer.write(b"200 result=1\n")
+        else:
+            writer.write(b"510 Invalid or unknown command\n")
+    writer.close()
+    return AgiResult(variables, commands)
+
+
+@dataclass
+class Rig:
+    handler: AgiCallHandler
+    writer: StoreWriter
+    port: int
+
+    def row(self, uniqueid: str) -> dict | None:
+        return self.writer.run_sync(call_store.call_by_channel, uniqueid)
+
+
+@pytest.fixture
+async def rig(tmp_path) -> AsyncIterator[Rig]:
+    port = free_port()
+    cfg = config(
+        f"""\
+asterisk:
+  mode: agi
+  agi: {{port: {port}, timeout_ms: 300}}
+  ami: {{port: {free_port()}}}
+"""
+    )
+    writer = StoreWriter(str(tmp_path / "ctm.db"))
+    writer.run_sync(migrate)
+    writer.run_sync(
+        number_store.add_numbers,
+        [NumberRecord(DID, "billboard", None, "seq")],
+        now="2026-11-28T00:00:00.000Z",
+    )
+    handler = AgiCallHandler(cfg, writer, LiveInventory(writer))
+    await handler.start()
+    yield Rig(handler, writer, port)
+    await handler.close()
+    writer.close()
+
+
+def ami(event: str, uniqueid: str, **headers: str) -> dict:
+    return {"Event": event, "Uniqueid": uniqueid, "Timestamp": f"{time.time():.6f}", **headers}
+
+
+async def test_request_creates_the_row_and_sets_the_dial_steps(rig: Rig) -> None:
+    result = await agi_request(rig.port, "u-1", DID)
+    assert result.variables["CTM_STATUS"] == "ok"
+    assert result.variables["CTM_SOURCE"] == "billboard"
+    assert result.variables["CTM_DIAL_STEPS"] == "2"
+    assert result.variables["CTM_DIAL_1"] == "PJSIP/phone1,5"
+    assert result.variables["CTM_DIAL_END"] == "busy"
+    assert list(result.variables)[-1] == "CTM_STATUS", "set last: a partial answer is no answer"
+    row = rig.row("u-1")
+    assert row is not None and str(row["id"]) == result.variables["CTM_CALL_ID"]
+    assert (row["mode"], row["status"], row["linkedid"]) == ("agi", "in_progress", "linked-1")
+    assert (row["caller_number"], row["caller_name"]) == ("+13125550100", "Jane Caller")
+    assert row["attribution_confidence"] == 1.0, "off-site source: certain"
+
+
+async def test_ami_events_complete_the_row(rig: Rig) -> None:
+    await agi_request(rig.port, "u-2", DID)
+    dest = {"DestUniqueid": "d-1", "DestChannel": "PJSIP/phone1-00000002"}
+    for msg in (
+        ami("DialBegin", "u-2", DialString="phone1", **dest),
+        ami("DialEnd", "u-2", DialStatus="BUSY", **dest),
+        ami("Hangup", "d-1", Cause="17"),  # the phone's channel: not ours to track
+        ami(
+            "DialBegin",
+            "u-2",
+            DialString="phone2",
+            DestUniqueid="d-2",
+            DestChannel="PJSIP/phone2-3",
+        ),
+        ami("DialEnd", "u-2", DialStatus="ANSWER", DestUniqueid="d-2"),
+        ami("Hangup", "u-2", Cause="16"),
+        ami("Hangup", "u-unrelated", Cause="16"),
+    ):
+        rig.handler.on_ami_event(msg)
+    row = rig.writer.run_sync(call_store.call_by_channel, "u-2")
+    assert row["status"] == "completed" and row["outcome"] == "answered"
+    assert row["answered_by"] == "desk-2" and row["hangup_cause"] == 16
+    assert [(leg["receiving_number"], leg["result"]) for leg in row["legs"]] == [
+        ("desk-1", "busy"),
+        ("desk-2", "answered"),
+    ]
+    assert rig.handler.calls == {} and rig.handler.calls_finished == 1
+
+
+async def test_unknown_number_tells_the_dialplan_to_use_its_default(rig: Rig) -> None:
+    result = await agi_request(rig.port, "u-3", "+13125550999")
+    assert result.variables["CTM_STATUS"] == "unknown_number"
+    assert result.variables["CTM_DIAL_STEPS"] == "0"
+    assert rig.row("u-3")["tracking_number"] == "+13125550999", "still logged"
+
+
+async def test_slow_store_no_answer_after_the_timeout(rig: Rig) -> None:
+    original = rig.writer.run
+
+    def slow_start(fn, *args, **kwargs):
+        def slow(db, *a, **kw):
+            time.sleep(0.6)  # timeout_ms is 300
+            return fn(db, *a, **kw)
+
+        return original(slow, *args, **kwargs)
+
+    rig.handler.writer.run = slow_start
+    t0 = time.monotonic()
+    result = await agi_request(rig.port, "u-4", DID)
+    assert time.monotonic() - t0 < 0.55, "the request is closed at the timeout"
+    assert "CTM_STATUS" not in result.variables
+    assert rig.handler.timeouts == 1
+    assert rig.handler.calls["u-4"].tracker.failsafe
+
+
+async def test_malformed_request_is_closed_without_a_row(rig: Rig) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.port)
+    writer.write(b"agi_network_script: inbound\nnonsense\n\n")  # no agi_uniqueid
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    result = await agi_request(rig.port, "u-5", DID)  # and the server still serves
+    assert result.variables["CTM_STATUS"] == "ok"
+    assert rig.handler.requests == 2
