@@ -1,20 +1,23 @@
-"""Benchmark: calls through ctm-pbx (ARI mode) against a plain dialplan Dial().
+"""Benchmark: calls through ctm-pbx (ARI mode, AGI mode) against a plain dialplan Dial().
 
-Both on the same sandbox Asterisk, to the same receiving phone (a sipp UAS on
+All on the same sandbox Asterisk, to the same receiving phone (a sipp UAS on
 phone1), at rising call rates with short calls:
 
   (a) ctm      : DID -> Stasis(ctm-pbx) -> simultaneous route of one phone -> Dial()
-  (b) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
+  (b) agi      : DID -> [ctm-agi-inbound] -> AGI(agi://…/inbound) -> Dial(${CTM_DIAL_1}),
+                 the row completed from AMI events (dialplan/ctm-pbx-agi.conf)
+  (c) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
 
 For each rate: calls placed, calls the phone completed, call-log rows completed as
-answered (ctm), post-dial delay (the caller's INVITE -> 180 Ringing; median, p99),
+answered (ctm, agi), post-dial delay (the caller's INVITE -> 180 Ringing; median, p99),
 CPU of Asterisk and of ctm-pbx, ARI requests per call. "Clean" = every call reached
-the phone, completed, and (ctm) was logged as answered; no channel left. The sipp
+the phone, completed, and (ctm, agi) was logged as answered; no channel left. The sipp
 processes are kept light (built-in UAS, no per-call logs) since they share the cores.
 
 Run as root from the repository (the sandbox must be installable):
 
     .venv/bin/python bench/ari_routing.py --rates 50,100,200,300,400 --seconds 5
+    .venv/bin/python bench/ari_routing.py --modes dialplan,agi --rates 100,200,300
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ SIPP_DIR = REPO / "bench" / "sipp"
 PHONE_PORT, CARRIER_PORT = 5081, 5070
 
 BENCH_DID = "13125550199"
+AGI_DID = "13125550160"  # tests/asterisk/extensions_local.conf sends it to [ctm-agi-inbound]
+DIDS = {"ctm": BENCH_DID, "agi": AGI_DID, "dialplan": BASELINE_DID}
 WEB_PORT = 18090
 CONFIG = f"""\
-asterisk: {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx}}
+asterisk:
+  {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
+   mode: both, ami: {{secret: ctm-secret}}}}
 database: {{path: ctm.db}}
 web: {{host: 127.0.0.1, port: {WEB_PORT}}}
 sources:
@@ -55,6 +62,7 @@ routes:
   bench: {{type: simultaneous, targets: [desk-1], ring_timeout: 30}}
 tracking_numbers:
   - {{number: "+{BENCH_DID}", source: bench, route: bench}}
+  - {{number: "+{AGI_DID}", source: bench, route: bench}}
 """
 
 
@@ -180,13 +188,13 @@ def healthz() -> dict:
         return json.loads(resp.read())
 
 
-def answered_rows(db_path: Path, since_id: int) -> tuple[int, int]:
+def answered_rows(db_path: Path, since_id: int, mode: str = "ari") -> tuple[int, int]:
     db = open_db(db_path)
     try:
         rows = db.execute(
             "SELECT COUNT(*), COALESCE(MAX(id), ?) FROM calls WHERE id > ?"
-            " AND status = 'completed' AND outcome = 'answered'",
-            [since_id, since_id],
+            " AND status = 'completed' AND outcome = 'answered' AND mode = ?",
+            [since_id, since_id, mode],
         ).fetchone()
         top = db.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0]
         return rows[0], top
@@ -196,7 +204,7 @@ def answered_rows(db_path: Path, since_id: int) -> tuple[int, int]:
 
 def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_path) -> Run:
     count = rate * seconds
-    did = BENCH_DID if mode == "ctm" else BASELINE_DID
+    did = DIDS[mode]
     _, top_before = answered_rows(db_path, 0)
     phone_dir = work / f"{mode}-{rate}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
@@ -209,10 +217,10 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
     wall = t1 - t0
     logged = None
     req_per_call = None
-    if mode == "ctm":
+    if mode in ("ctm", "agi"):
         deadline = time.monotonic() + 30
         while True:
-            logged, _ = answered_rows(db_path, top_before)
+            logged, _ = answered_rows(db_path, top_before, "ari" if mode == "ctm" else "agi")
             if logged >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -244,7 +252,7 @@ def main() -> int:
     ap.add_argument("--rates", default="50,100,200,300,400", help="calls/s, comma-separated")
     ap.add_argument("--seconds", type=int, default=5, help="seconds of calls at each rate")
     ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
-    ap.add_argument("--modes", default="dialplan,ctm", help="dialplan, ctm or both")
+    ap.add_argument("--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -286,28 +294,31 @@ def main() -> int:
         if not was_running:
             asterisk.run_sandbox("down")
 
-    best = {
-        m: max((r.rate for r in runs if r.mode == m and r.clean), default=0)
-        for m in ("dialplan", "ctm")
-    }
+    modes = args.modes.split(",")
+    best = {m: max((r.rate for r in runs if r.mode == m and r.clean), default=0) for m in modes}
     base = {r.rate: r for r in runs if r.mode == "dialplan"}
-    # added delay where both connected every call and the baseline was not saturated
-    added = [
-        r.pdd_ms_p50 - base[r.rate].pdd_ms_p50
-        for r in runs
-        if r.mode == "ctm"
-        and r.clean
-        and r.rate in base
-        and base[r.rate].clean
-        and r.pdd_ms_p50 is not None
-        and base[r.rate].pdd_ms_p50 is not None
-    ]
+
+    def added(mode: str) -> list[float]:
+        """Added delay where both connected every call (the baseline not saturated)."""
+        return [
+            round(r.pdd_ms_p50 - base[r.rate].pdd_ms_p50, 2)
+            for r in runs
+            if r.mode == mode
+            and r.clean
+            and r.rate in base
+            and base[r.rate].clean
+            and r.pdd_ms_p50 is not None
+            and base[r.rate].pdd_ms_p50 is not None
+        ]
+
     summary = {
         "highest_clean_rate": best,
-        "ratio_ctm_vs_dialplan": round(best["ctm"] / best["dialplan"], 2)
-        if best["dialplan"]
+        "ratio_vs_dialplan": {
+            m: round(best[m] / best["dialplan"], 2) for m in modes if m != "dialplan"
+        }
+        if best.get("dialplan")
         else None,
-        "added_pdd_ms_p50_by_clean_rate": added,
+        "added_pdd_ms_p50_by_clean_rate": {m: added(m) for m in modes if m != "dialplan"},
         "seconds_per_rate": args.seconds,
         "hold_ms": args.hold_ms,
         "cores": os.cpu_count(),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ctm_pbx.adapters.agi_calls import AgiCallHandler
+from ctm_pbx.adapters.agi_calls import AgiCallHandler, mset_command
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
@@ -32,6 +32,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def split_unescaped(text: str, sep: str | None) -> list[str]:
+    """Split like Asterisk: a backslash escapes the next character (and is dropped),
+    double quotes group (and are dropped), parentheses group (and are kept);
+    ``sep=None`` only unescapes (AGI's command line)."""
+    parts, cur, quoted, depth, i = [], [], False, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif sep is not None and ch in "()":
+            depth += 1 if ch == "(" else -1 if depth else 0
+            cur.append(ch)
+        elif sep is not None and ch == sep and not quoted and not depth:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_mset(agi_args: str) -> dict[str, str]:
+    """What Asterisk sets for ``EXEC MSet <agi_args>``: AGI's argument parsing, then MSet's."""
+    (data,) = split_unescaped(agi_args, None)
+    return dict(item.split("=", 1) for item in split_unescaped(data, ","))
 
 
 @dataclass
@@ -56,10 +88,9 @@ async def agi_request(port: int, uniqueid: str, did: str, extra: str = "") -> Ag
         commands.append(line)
         if line.startswith("GET FULL VARIABLE"):
             writer.write(b"200 result=1 (linked-1)\n")
-        elif line.startswith("SET VARIABLE "):
-            name, _, value = line[len("SET VARIABLE ") :].partition(" ")
-            variables[name] = value.strip('"').replace('\\"', '"')
-            writer.write(b"200 result=1\n")
+        elif line.startswith("EXEC MSet "):
+            variables.update(parse_mset(line[len("EXEC MSet ") :]))
+            writer.write(b"200 result=0\n")
         else:
             writer.write(b"510 Invalid or unknown command\n")
     writer.close()
@@ -183,3 +214,22 @@ async def test_malformed_request_is_closed_without_a_row(rig: Rig) -> None:
     result = await agi_request(rig.port, "u-5", DID)  # and the server still serves
     assert result.variables["CTM_STATUS"] == "ok"
     assert rig.handler.requests == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "PJSIP/phone1&PJSIP/phone2,20",
+        'Jo "the caller", Inc.',
+        "a\\b\\,c",
+        "x=y=z",
+        "",
+        "ünïcode",
+        "x(",  # an open parenthesis would swallow the next separator
+        'a(b,c)d"e',
+    ],
+)
+def test_mset_command_round_trips_any_value(value: str) -> None:
+    command = mset_command([("CTM_A", value), ("CTM_B", "after")])
+    assert command.startswith('EXEC MSet "') and "\n" not in command
+    assert parse_mset(command[len("EXEC MSet ") :]) == {"CTM_A": value, "CTM_B": "after"}

@@ -100,8 +100,25 @@ def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Act
             call_store.finish_call(db, call.call_id, action)
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+MSET_SPECIAL = ',"()'  # what Asterisk's application argument parser acts on
+
+
+def mset_command(variables: list[tuple[str, str]]) -> str:
+    """One AGI command that sets every variable: ``EXEC MSet "A=1,B=x\\,y"``.
+
+    One round trip instead of one per variable (Asterisk cannot take pipelined AGI
+    commands). Values are escaped twice: for MSet's argument list (separators,
+    quotes and parentheses, which group) and for the AGI command line.
+    """
+    args = ",".join(f"{name}={_escape(value, MSET_SPECIAL)}" for name, value in variables)
+    return f'EXEC MSet "{_escape(args, chr(34))}"'
+
+
+def _escape(value: str, special: str) -> str:
+    value = value.replace("\\", "\\\\")
+    for ch in special:
+        value = value.replace(ch, "\\" + ch)
+    return value
 
 
 class AgiCallHandler:
@@ -189,8 +206,10 @@ class AgiCallHandler:
             route=plan.route,
         )
         call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
-        linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
-        linkedid = _agi_value(linked) or uniqueid
+        linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
+        if not linkedid:
+            linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
+            linkedid = _agi_value(linked) or uniqueid
         call_id, visitor_id, confidence = await self.writer.run(
             _record_start, self.config, call, start, plan, linkedid, now
         )
@@ -203,10 +222,9 @@ class AgiCallHandler:
             visitor_id=visitor_id,
             confidence=confidence,
         )
-        for name, value in variables:
-            result = await request.send_command(f"SET VARIABLE {name} {_quote(value)}")
-            if result.get("status_code") != 200:
-                raise RuntimeError(f"SET VARIABLE {name}: {result}")
+        result = await request.send_command(mset_command(variables))
+        if result.get("status_code") != 200:
+            raise RuntimeError(f"setting the CTM_* variables failed: {result}")
         if plan.status != AgiStatus.OK:
             log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)
         return call

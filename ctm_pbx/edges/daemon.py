@@ -55,6 +55,7 @@ class Daemon:
         if self.agi is not None:
             out |= {
                 "ami_connected": self.agi.ami.connected.is_set(),
+                "ami_events": self.agi.ami.events_received,
                 "agi_requests": self.agi.requests,
                 "agi_timeouts": self.agi.timeouts,
                 "agi_calls_in_progress": len(self.agi.calls),
