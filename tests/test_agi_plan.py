@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from ctm_pbx.core.agi_plan import AgiStatus, channel_variables, plan_agi_call
@@ -16,6 +18,7 @@ CFG = config(
 """
 )
 DID = "+13125550142"
+T0 = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
 
 def number(route: str | None) -> NumberInfo:
@@ -50,7 +53,7 @@ def number(route: str | None) -> NumberInfo:
     ],
 )
 def test_route_unrolled(route, dials, end, fallbacks) -> None:
-    plan = plan_agi_call(CFG, number(route), DID, {})
+    plan = plan_agi_call(CFG, number(route), DID, {}, now=T0)
     assert plan.status == AgiStatus.OK and plan.route == route
     assert [s.dial_args() for s in plan.steps] == dials
     assert plan.end == end
@@ -70,7 +73,7 @@ def test_route_unrolled(route, dials, end, fallbacks) -> None:
     ],
 )
 def test_nothing_to_dial(info, route_cfg, status, reason) -> None:
-    plan = plan_agi_call(CFG, info, DID, {})
+    plan = plan_agi_call(CFG, info, DID, {}, now=T0)
     assert (plan.status, plan.reason, plan.steps) == (status, reason, ())
     variables = dict(channel_variables(plan, call_id=7, source=None))
     assert variables["CTM_STATUS"] == status and variables["CTM_DIAL_STEPS"] == "0"
@@ -81,7 +84,7 @@ def test_round_robin_rotates_and_hands_back_its_memory() -> None:
     memory: dict[str, RouteMemory] = {}
     firsts = []
     for _ in range(4):
-        plan = plan_agi_call(CFG, number("rr"), DID, memory)
+        plan = plan_agi_call(CFG, number("rr"), DID, memory, now=T0)
         memory.update(plan.memories)
         firsts.append(plan.steps[0].rings[0].name)
         assert len(plan.steps) == 3, "every receiving number, starting at the rotated one"
@@ -91,12 +94,12 @@ def test_round_robin_rotates_and_hands_back_its_memory() -> None:
 
 def test_planning_does_not_change_the_memory_it_was_given() -> None:
     memory: dict[str, RouteMemory] = {}
-    plan_agi_call(CFG, number("rr"), DID, memory)
+    plan_agi_call(CFG, number("rr"), DID, memory, now=T0)
     assert memory == {}
 
 
 def test_channel_variables_in_order_status_last() -> None:
-    plan = plan_agi_call(CFG, number("seq"), DID, {})
+    plan = plan_agi_call(CFG, number("seq"), DID, {}, now=T0)
     variables = channel_variables(
         plan,
         call_id=42,

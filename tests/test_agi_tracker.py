@@ -28,7 +28,7 @@ def at(s: float) -> datetime:
 
 def tracker(route: str | None = "one", known: bool = True) -> AgiCallTracker:
     info = NumberInfo(DID, "billboard", None, route) if known else None
-    return AgiCallTracker(plan_agi_call(CFG, info, DID, {}), T0)
+    return AgiCallTracker(plan_agi_call(CFG, info, DID, {}, now=T0), T0)
 
 
 def begin(t: float, phone: str, n: int) -> DialBegan:
@@ -217,7 +217,7 @@ def test_times_come_from_the_events() -> None:
 
 def test_path_has_each_step_and_the_fallback_taken() -> None:
     cfg = config()
-    plan = plan_agi_call(cfg, NumberInfo(DID, "billboard", None, "to-route"), DID, {})
+    plan = plan_agi_call(cfg, NumberInfo(DID, "billboard", None, "to-route"), DID, {}, now=T0)
     tr = AgiCallTracker(plan, T0)
     actions = run(
         tr,
@@ -248,6 +248,6 @@ def test_give_up_marks_the_call_as_default_destination() -> None:
 
 
 def test_adopted_after_restart_is_unknown_not_abandoned() -> None:
-    tr = AgiCallTracker(plan_agi_call(CFG, None, DID, {}), T0, adopted=True)
+    tr = AgiCallTracker(plan_agi_call(CFG, None, DID, {}, now=T0), T0, adopted=True)
     _, finish = summary(tr.handle(HungUp(at(30), 16)))
     assert finish.outcome.value == "unknown" and "restart" in finish.notes

@@ -43,6 +43,9 @@ def test_example_routes_cover_all_types_and_fallbacks(example: Config) -> None:
     assert routes["sales"].fallback.value == "sales-overflow"
     assert routes["sales-overflow"].fallback.value == "after-hours"
     assert {r.fallback.kind for r in routes.values()} == set(FallbackKind)
+    assert routes["sales"].schedule == "office-hours"
+    assert routes["by-region"].geo_rules[1].regions == ("IL", "WI", "IN")
+    assert example.schedules["office-hours"].holidays[0].isoformat() == "2026-12-25"
 
 
 def test_example_numbers_and_pools(example: Config) -> None:

@@ -189,6 +189,43 @@ tracking_numbers:
         "unknown key 'secert' (did you mean 'secret'?)",
     ),
     (
+        "unknown time zone",
+        "schedules:\n  office:\n    time_zone: Europe/Pariss\n    hours: {mon-fri: 09:00-17:00}\n",
+        "schedules.office.time_zone",
+        3,
+        "unknown time zone 'Europe/Pariss'",
+    ),
+    (
+        "bad business hours",
+        "schedules:\n  office:\n    time_zone: UTC\n    hours:\n      mon-fri: 9 to 5\n",
+        "schedules.office.hours.mon-fri",
+        5,
+        "expected HH:MM-HH:MM, got '9 to 5'",
+    ),
+    (
+        "after_hours without a schedule",
+        RECEIVING + "routes:\n  r: {type: single, targets: [desk-1], after_hours: busy}\n",
+        "routes.r.after_hours",
+        4,
+        "'after_hours' needs a 'schedule'",
+    ),
+    (
+        "geo rule with an unknown state",
+        "routes:\n  g:\n    type: geo\n    rules:\n      - {states: [ZZ], route: g}\n",
+        "routes.g.rules[0].states[0]",
+        5,
+        "unknown state or province code 'ZZ'",
+    ),
+    (
+        "geo route with targets",
+        RECEIVING
+        + "routes:\n  g:\n    type: geo\n    targets: [desk-1]\n"
+        + "    rules: [{states: [IL], route: g}]\n",
+        "routes.g.targets",
+        6,
+        "'targets' does not apply to geo routes",
+    ),
+    (
         "unset environment variable",
         "asterisk:\n  username: ctm\n  password: '${CTM_TEST_UNSET}'\n",
         "asterisk.password",

@@ -82,7 +82,7 @@ def test_weighted_route_prefers_the_heavier_number() -> None:
 @pytest.mark.parametrize(
     ("route", "kind", "dial"),
     [
-        ("to-route", FallbackKind.ROUTE, ["PJSIP/phone1,5", "PJSIP/phone2,5"]),
+        ("to-route", FallbackKind.ROUTE, None),  # the route is selected and planned by the caller
         ("to-number", FallbackKind.NUMBER, ["PJSIP/+13125550199@carrier,20"]),
         ("to-mobile", FallbackKind.NUMBER, ["PJSIP/+13125550109@carrier,20"]),
         ("seq", FallbackKind.BUSY, None),
@@ -96,6 +96,7 @@ def test_fallbacks(route: str, kind: FallbackKind, dial) -> None:
     assert action.kind is kind
     got = [s.dial_args() for s in action.plan.steps] if action.plan else None
     assert got == dial
+    assert action.route == ("seq" if kind is FallbackKind.ROUTE else None)
 
 
 def test_fallback_loop_is_refused() -> None:

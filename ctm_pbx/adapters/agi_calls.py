@@ -41,6 +41,7 @@ from ctm_pbx.core.agi_tracker import (
 )
 from ctm_pbx.core.callflow import Action, FinishCall, FinishStep, StartCall, StartStep
 from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.geo import locate_number
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import caller_e164, did_e164
 
@@ -194,16 +195,19 @@ class AgiCallHandler:
         did = did_e164(raw_did, country) or raw_did
         info = self.inventory.numbers.get(did)
         now = self.clock()
-        plan = plan_agi_call(self.config, info, did, self.inventory.memory)
+        caller = caller_e164(h.get("agi_callerid"), country)
+        where = locate_number(caller)
+        plan = plan_agi_call(self.config, info, did, self.inventory.memory, now=now, where=where)
         self.inventory.memory.update(plan.memories)
         start = StartCall(
             started_at=iso(now),
             tracking_number=info.number if info else did,
-            caller_number=caller_e164(h.get("agi_callerid"), country),
+            caller_number=caller,
             caller_name=_name(h.get("agi_calleridname")),
             source=info.source if info else None,
             pool=info.pool if info else None,
             route=plan.route,
+            location=where,
         )
         call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not

@@ -11,9 +11,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -25,6 +27,7 @@ from ctm_pbx.adapters.yaml_source import (
     compose,
     suggest,
 )
+from ctm_pbx.core.geo import REGION_NAMES, GeoRule
 from ctm_pbx.core.model import (
     AgiSettings,
     AmiSettings,
@@ -50,6 +53,7 @@ from ctm_pbx.core.model import (
 )
 from ctm_pbx.core.phone import InvalidNumber, to_e164
 from ctm_pbx.core.presets import Preset, get_preset, preset_names
+from ctm_pbx.core.schedules import DAYS, Interval, Schedule, parse_days, parse_intervals
 
 __all__ = ["ConfigError", "ConfigIssue", "load_config", "parse_config"]
 
@@ -62,7 +66,7 @@ DEFAULT_DIAL = "PJSIP/{number}@carrier"
 DEFAULT_PRIORITY = 50
 DIAL_PLACEHOLDERS = ("number", "digits")
 
-NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "routes")
+NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
 TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
 ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami")
 AGI_KEYS = ("host", "port", "timeout_ms")
@@ -83,7 +87,20 @@ RULE_KEYS = (
 TARGET_KEYS = ("number", "label")
 POOL_KEYS = ("source", "target", "lease_minutes", "cooldown_minutes", "overflow_number")
 RECEIVING_KEYS = ("number", "dial", "label")
-ROUTE_KEYS = ("type", "targets", "ring_timeout", "order", "fallback", "label")
+ROUTE_KEYS = (
+    "type",
+    "targets",
+    "ring_timeout",
+    "order",
+    "fallback",
+    "label",
+    "schedule",
+    "after_hours",
+    "rules",
+    "default",
+)
+SCHEDULE_KEYS = ("time_zone", "hours", "holidays", "label")
+GEO_RULE_KEYS = ("states", "area_codes", "zip_prefixes", "route")
 ROUTE_TARGET_KEYS = ("receiving_number", "weight")
 FALLBACK_KEYS = ("route", "number", "receiving_number")
 TRACKING_NUMBER_KEYS = ("number", "source", "pool", "route", "label")
@@ -166,6 +183,7 @@ class _Builder:
         targets = self._each(sections["targets"], self._target)
         pools = self._each(sections["pools"], lambda n, v: self._pool(n, v, sources))
         receiving = self._each(sections["receiving_numbers"], self._receiving)
+        schedules = self._each(sections["schedules"], self._schedule)
         routes = self._each(sections["routes"], self._route)
         self._check_fallback_cycles()
         return Config(
@@ -178,6 +196,7 @@ class _Builder:
             pools=pools,
             receiving_numbers=receiving,
             routes=routes,
+            schedules=schedules,
             tracking_numbers=self._tracking_numbers(top.get("tracking_numbers"), sources, pools),
             path=path,
         )
@@ -581,8 +600,14 @@ class _Builder:
         m = node.mapping(ROUTE_KEYS)
         if m is None:
             return None
-        type_node, targets_node = _req(m, node, "type"), _req(m, node, "targets")
+        type_node = _req(m, node, "type")
         type_text = type_node.choice([t.value for t in RouteType]) if type_node else None
+        if type_text == RouteType.GEO.value:
+            return self._geo_route(name, node, m)
+        targets_node = _req(m, node, "targets")
+        for key in ("rules", "default"):
+            if key in m:
+                m[key].error(f"'{key}' applies only to geo routes")
         targets = self._route_targets(targets_node) if targets_node else None
         order = RouteOrder(
             _opt(
@@ -597,6 +622,7 @@ class _Builder:
         label = _opt(m, "label", YNode.text, "")
         if type_text is None or targets is None or targets_node is None:
             return None
+        schedule, after_hours = self._route_schedule(name, m)
         route_type = RouteType(type_text)
         if not self._route_shape_ok(route_type, order, targets, targets_node, m):
             return None
@@ -608,7 +634,157 @@ class _Builder:
             order=order,
             fallback=fallback or Fallback(FallbackKind.HANGUP),
             label=label,
+            schedule=schedule,
+            after_hours=after_hours,
         )
+
+    def _route_schedule(
+        self, name: str, m: Mapping[str, YNode]
+    ) -> tuple[str | None, Fallback | None]:
+        schedule = _opt(m, "schedule", lambda n: self._ref(n, "schedules", "schedule"), None)
+        after = _opt(m, "after_hours", lambda n: self._fallback(name, n, record=False), None)
+        if "after_hours" in m and "schedule" not in m:
+            m["after_hours"].error("'after_hours' needs a 'schedule'")
+        return schedule, after
+
+    def _geo_route(self, name: str, node: YNode, m: Mapping[str, YNode]) -> Route | None:
+        for key in ("targets", "order", "ring_timeout", "fallback"):
+            if key in m:
+                m[key].error(f"'{key}' does not apply to geo routes (their rules pick a route)")
+        rules_node = _req(m, node, "rules")
+        items = rules_node.sequence() if rules_node else None
+        rules = [self._geo_rule(item) for item in items or []]
+        default = _opt(m, "default", lambda n: self._fallback(name, n, record=False), None)
+        schedule, after_hours = self._route_schedule(name, m)
+        if items is None or any(r is None for r in rules):
+            return None
+        if not rules:
+            rules_node.error("a geo route needs at least 1 rule")  # type: ignore[union-attr]
+            return None
+        return Route(
+            name=name,
+            type=RouteType.GEO,
+            label=_opt(m, "label", YNode.text, ""),
+            schedule=schedule,
+            after_hours=after_hours,
+            geo_rules=tuple(r for r in rules if r is not None),
+            geo_default=default,
+        )
+
+    def _geo_rule(self, node: YNode) -> GeoRule | None:
+        m = node.mapping(GEO_RULE_KEYS)
+        if m is None:
+            return None
+        route_node = _req(m, node, "route")
+        target = self._ref(route_node, "routes", "route") if route_node else None
+        states = _opt(m, "states", self._states, ())
+        area_codes = _opt(m, "area_codes", lambda n: self._digit_list(n, 3, 3, "area code"), ())
+        zips = _opt(m, "zip_prefixes", lambda n: self._digit_list(n, 1, 5, "ZIP prefix"), ())
+        if not (states or area_codes or zips) and not any(
+            k in m for k in ("states", "area_codes", "zip_prefixes")
+        ):
+            node.error("a geo rule needs states, area_codes or zip_prefixes")
+            return None
+        if target is None:
+            return None
+        return GeoRule(target, states, area_codes, zips)
+
+    def _states(self, node: YNode) -> tuple[str, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        known = set(REGION_NAMES.values())
+        out = []
+        for item in items:
+            code = (item.text() or "").strip().upper()
+            if code not in known:
+                item.error(f"unknown state or province code '{code}' (expected e.g. IL, NY, ON)")
+                return None
+            out.append(code)
+        return tuple(out)
+
+    def _digit_list(
+        self, node: YNode, shortest: int, longest: int, what: str
+    ) -> tuple[str, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        out = []
+        for item in items:
+            text = (item.text() or "").strip()
+            if not (text.isdigit() and shortest <= len(text) <= longest):
+                size = f"{shortest}" if shortest == longest else f"{shortest} to {longest}"
+                article = "an" if what[0] in "aeiou" else "a"
+                item.error(f"expected {article} {what} of {size} digits, got '{text}'")
+                return None
+            out.append(text)
+        return tuple(out)
+
+    def _schedule(self, name: str, node: YNode) -> Schedule | None:
+        m = node.mapping(SCHEDULE_KEYS)
+        if m is None:
+            return None
+        tz_node, hours_node = _req(m, node, "time_zone"), _req(m, node, "hours")
+        tz = self._time_zone(tz_node) if tz_node else None
+        week = self._week(hours_node) if hours_node else None
+        holidays = _opt(m, "holidays", self._dates, ())
+        label = _opt(m, "label", YNode.text, "")
+        if tz is None or week is None:
+            return None
+        return Schedule(name, tz, week, holidays, label)
+
+    def _time_zone(self, node: YNode) -> str | None:
+        value = node.text()
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            node.error(f"unknown time zone '{value}' (expected an IANA name like America/Chicago)")
+            return None
+        return value
+
+    def _week(self, node: YNode) -> tuple[tuple[Interval, ...], ...] | None:
+        entries = node.mapping()
+        if entries is None:
+            return None
+        week: list[list[Interval]] = [[] for _ in DAYS]
+        ok = True
+        for key, value in entries.items():
+            try:
+                days = parse_days(key)
+            except ValueError as exc:
+                value.error(str(exc), line=value.entry_line)
+                ok = False
+                continue
+            texts = (
+                [i.text() for i in value.sequence() or []] if value.is_sequence else [value.text()]
+            )
+            try:
+                intervals = [iv for t in texts if t is not None for iv in parse_intervals(t)]
+            except ValueError as exc:
+                value.error(str(exc))
+                ok = False
+                continue
+            for day in days:
+                week[day].extend(intervals)
+        return tuple(tuple(day) for day in week) if ok else None
+
+    def _dates(self, node: YNode) -> tuple[date, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        out = []
+        for item in items:
+            raw = item.text()
+            if raw is None:
+                return None
+            try:
+                out.append(date.fromisoformat(raw.strip()))
+            except ValueError:
+                item.error(f"expected a date like 2026-12-25, got '{raw}'")
+                return None
+        return tuple(out)
 
     def _route_shape_ok(
         self,
@@ -657,7 +833,7 @@ class _Builder:
         weight = _opt(m, "weight", lambda n: n.integer(1), 1)
         return RouteTarget(name, weight) if name else None
 
-    def _fallback(self, route: str, node: YNode) -> Fallback | None:
+    def _fallback(self, route: str, node: YNode, *, record: bool = True) -> Fallback | None:
         if node.is_scalar:
             word = node.choice(("busy", "hangup"))
             return Fallback(FallbackKind(word)) if word else None
@@ -671,7 +847,7 @@ class _Builder:
             return None
         if "route" in m:
             target = self._ref(m["route"], "routes", "route")
-            if target:
+            if target and record:
                 self.fallback_refs[route] = (target, m["route"])
             return Fallback(FallbackKind.ROUTE, target) if target else None
         if "receiving_number" in m:

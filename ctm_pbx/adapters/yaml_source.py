@@ -145,6 +145,10 @@ class YNode:
     def is_mapping(self) -> bool:
         return isinstance(self.node, MappingNode)
 
+    @property
+    def is_sequence(self) -> bool:
+        return isinstance(self.node, SequenceNode)
+
     def mapping(self, allowed: Collection[str] | None = None) -> dict[str, YNode] | None:
         """The entries of a mapping (null counts as empty); None if not a mapping.
 

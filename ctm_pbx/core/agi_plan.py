@@ -10,12 +10,16 @@ comes out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ctm_pbx.core.callflow import NumberInfo
-from ctm_pbx.core.model import Config, FallbackKind, Route, RouteType
-from ctm_pbx.core.routing import Plan, RouteMemory, RoutingError, Step, plan_fallback, plan_route
+from ctm_pbx.core.geo import Location
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
+from ctm_pbx.core.route_select import select_route
+from ctm_pbx.core.routing import RouteMemory, RoutingError, Step, plan_fallback, plan_route
 
-# What a plain Dial() loop can run; everything else needs ARI mode.
+# What a plain Dial() loop can run (geo routes only choose one of these); the rest
+# needs ARI mode.
 AGI_ROUTE_TYPES = frozenset({RouteType.SINGLE, RouteType.SIMULTANEOUS, RouteType.SEQUENTIAL})
 
 
@@ -47,9 +51,19 @@ class AgiPlan:
 
 
 def plan_agi_call(
-    config: Config, number: NumberInfo | None, did: str, memory_of: dict[str, RouteMemory]
+    config: Config,
+    number: NumberInfo | None,
+    did: str,
+    memory_of: dict[str, RouteMemory],
+    *,
+    now: datetime,
+    where: Location | None = None,
 ) -> AgiPlan:
-    """Unroll the number's route and its fallback chain into ``Dial()`` steps."""
+    """Unroll the number's route and its fallback chain into ``Dial()`` steps.
+
+    Schedules and geo rules are decided now (they need no media); a route that
+    needs the caller's input or a queue needs ARI mode.
+    """
     if number is None:
         return AgiPlan(AgiStatus.UNKNOWN_NUMBER, f"{did} is not a tracking number")
     if number.route is None:
@@ -57,17 +71,17 @@ def plan_agi_call(
     route = config.routes.get(number.route)
     if route is None:
         return AgiPlan(AgiStatus.NO_ROUTE, f"route '{number.route}' is not configured")
-    if route.type not in AGI_ROUTE_TYPES:
-        return AgiPlan(
-            AgiStatus.NEEDS_ARI,
-            f"route '{route.name}' ({route.type.value}) needs ARI mode",
-            route=route.name,
-            route_type=route.type.value,
-        )
     memory = dict(memory_of)
     memories: dict[str, RouteMemory] = {}
     try:
-        steps, end, transitions = _unroll(config, route, memory, memories)
+        steps, end, transitions = _unroll(config, route.name, memory, memories, now, where)
+    except NeedsAri as exc:
+        return AgiPlan(
+            AgiStatus.NEEDS_ARI,
+            str(exc),
+            route=exc.route.name,
+            route_type=exc.route.type.value,
+        )
     except RoutingError as exc:
         return AgiPlan(AgiStatus.ERROR, str(exc), route=route.name, route_type=route.type.value)
     return AgiPlan(
@@ -81,20 +95,43 @@ def plan_agi_call(
     )
 
 
-def _unroll(
-    config: Config, route: Route, memory: dict[str, RouteMemory], memories: dict[str, RouteMemory]
-) -> tuple[list[Step], str, list[tuple[int, dict]]]:
-    def take(name: str, plan: Plan) -> None:
-        if plan.memory is not None:
-            memory[name] = memories[name] = plan.memory
-        steps.extend(plan.steps)
+class NeedsAri(RoutingError):
+    def __init__(self, route: Route) -> None:
+        super().__init__(f"route '{route.name}' ({route.type.value}) needs ARI mode")
+        self.route = route
 
+
+def _unroll(
+    config: Config,
+    name: str,
+    memory: dict[str, RouteMemory],
+    memories: dict[str, RouteMemory],
+    now: datetime,
+    where: Location | None,
+) -> tuple[list[Step], str, list[tuple[int, dict]]]:
     steps: list[Step] = []
     transitions: list[tuple[int, dict]] = []
-    visited = {route.name}
-    take(route.name, plan_route(route, config, memory.get(route.name)))
-    current = route
+    visited: set[str] = set()
     while True:
+        sel = select_route(config, name, now=now, where=where, visited=frozenset(visited))
+        transitions += [(len(steps), entry) for entry in sel.path]
+        visited |= sel.visited
+        if sel.route is None:  # after hours / no geo match: a number, busy or hang up
+            fallback = sel.fallback or Fallback(FallbackKind.HANGUP)
+            if fallback.kind is FallbackKind.NUMBER:
+                action = plan_fallback(
+                    fallback, config, from_route=sel.from_route or "", visited=frozenset()
+                )
+                steps.extend(action.plan.steps)  # type: ignore[union-attr]
+                return steps, "hangup", transitions
+            return steps, fallback.kind.value, transitions
+        current = sel.route
+        if current.type not in AGI_ROUTE_TYPES:
+            raise NeedsAri(current)
+        plan = plan_route(current, config, memory.get(current.name))
+        if plan.memory is not None:
+            memory[current.name] = memories[current.name] = plan.memory
+        steps.extend(plan.steps)
         action = plan_fallback(
             current.fallback,
             config,
@@ -104,14 +141,9 @@ def _unroll(
         )
         entry = {"fallback": action.kind.value, "from_route": current.name}
         if action.kind is FallbackKind.ROUTE:
-            nxt = config.routes[action.route or ""]
-            if nxt.type not in AGI_ROUTE_TYPES:
-                raise RoutingError(f"fallback route '{nxt.name}' ({nxt.type.value}) needs ARI mode")
-            entry["to_route"] = nxt.name
+            entry["to_route"] = action.route
             transitions.append((len(steps), entry))
-            visited.add(nxt.name)
-            take(nxt.name, action.plan)
-            current = nxt
+            name = action.route or ""
             continue
         if action.kind is FallbackKind.NUMBER:
             entry["to_number"] = current.fallback.value

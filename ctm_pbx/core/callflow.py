@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ctm_pbx.core.clock import iso, seconds_between
-from ctm_pbx.core.model import Config, FallbackKind
+from ctm_pbx.core.geo import Location, locate_number
+from ctm_pbx.core.model import Config, Fallback, FallbackKind
+from ctm_pbx.core.route_select import select_route
 from ctm_pbx.core.routing import (
     Plan,
     Ring,
@@ -134,6 +136,7 @@ class StartCall:
     source: str | None
     pool: str | None
     route: str | None
+    location: Location | None = None  # from the caller's number (area code)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ class CallFlow:
     fallback_spent: bool = False  # a number fallback is the last resort of a route
     start_record: StartCall | None = None
     start_emitted: bool = False
+    location: Location | None = None
 
     # -- entry points --------------------------------------------------------
 
@@ -302,6 +306,7 @@ class CallFlow:
         self.started = ev.now
         info = ev.number
         self.route = info.route if info else None
+        self.location = locate_number(ev.caller_number)
         start = StartCall(
             started_at=iso(ev.now),
             tracking_number=info.number if info else ev.did,
@@ -310,6 +315,7 @@ class CallFlow:
             source=info.source if info else None,
             pool=info.pool if info else None,
             route=self.route,
+            location=self.location,
         )
         self.start_record = start
         actions = self._route_inbound(ev, start)
@@ -326,8 +332,7 @@ class CallFlow:
         if route is None:
             return [start, *self._to_failsafe(ev.now, f"route '{self.route}' is not configured")]
         self.visited.add(route.name)
-        plan = plan_route(route, self.config, self.memory_of.get(route.name))
-        return [start, *self._remember(route.name, plan), *self._take_plan(plan, ev.now)]
+        return [start, *self._enter(route.name, ev.now)]
 
     def _dial_returned(self, ev: DialReturned) -> list[Action]:
         if self.phase is not Phase.DIALING:
@@ -415,12 +420,8 @@ class CallFlow:
         if action.kind is FallbackKind.ROUTE:
             entry["to_route"] = action.route
             self.path.append(entry)
-            self.route = action.route
             self.visited.add(action.route or "")
-            return [
-                *self._remember(action.route or "", action.plan),  # type: ignore[arg-type]
-                *self._take_plan(action.plan, now),  # type: ignore[arg-type]
-            ]
+            return self._enter(action.route or "", now)
         if action.kind is FallbackKind.NUMBER:
             entry["to_number"] = route.fallback.value
             self.path.append(entry)
@@ -429,6 +430,34 @@ class CallFlow:
         self.path.append(entry)
         self.phase = Phase.ENDING
         return [EndCall(action.kind.value)]
+
+    def _enter(self, name: str, now: datetime) -> list[Action]:
+        """Run route ``name``, or the route its schedule or geo rules hand over to."""
+        try:
+            sel = select_route(
+                self.config, name, now=now, where=self.location, visited=frozenset(self.visited)
+            )
+        except RoutingError as exc:
+            return self._to_failsafe(now, str(exc))
+        self.path.extend(sel.path)
+        self.visited |= sel.visited
+        if sel.route is not None:
+            self.route = sel.route.name
+            plan = plan_route(sel.route, self.config, self.memory_of.get(sel.route.name))
+            return [*self._remember(sel.route.name, plan), *self._take_plan(plan, now)]
+        self.route = sel.from_route
+        return self._final(sel.fallback or Fallback(FallbackKind.HANGUP), now)
+
+    def _final(self, fallback: Fallback, now: datetime) -> list[Action]:
+        """A handover straight to a number, busy or hangup (after hours, no geo match)."""
+        if fallback.kind is FallbackKind.NUMBER:
+            action = plan_fallback(
+                fallback, self.config, from_route=self.route or "", visited=frozenset()
+            )
+            self.fallback_spent = True
+            return self._take_plan(action.plan, now)  # type: ignore[arg-type]
+        self.phase = Phase.ENDING
+        return [EndCall(fallback.kind.value)]
 
     def _to_failsafe(self, now: datetime, reason: str) -> list[Action]:
         actions: list[Action] = []

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ctm_pbx.core.geo import GeoRule
+from ctm_pbx.core.schedules import Schedule
+
 
 class SourceKind(StrEnum):
     """Where a source's callers saw the number."""
@@ -21,6 +24,12 @@ class RouteType(StrEnum):
     SINGLE = "single"
     SIMULTANEOUS = "simultaneous"
     SEQUENTIAL = "sequential"
+    GEO = "geo"  # picks another route by where the caller is
+
+    @property
+    def dials(self) -> bool:
+        """Rings receiving numbers itself (rather than choosing another route)."""
+        return self in (RouteType.SINGLE, RouteType.SIMULTANEOUS, RouteType.SEQUENTIAL)
 
 
 class RouteOrder(StrEnum):
@@ -118,11 +127,15 @@ class Fallback:
 class Route:
     name: str
     type: RouteType
-    targets: tuple[RouteTarget, ...]
+    targets: tuple[RouteTarget, ...] = ()
     ring_timeout: int = 20  # seconds each leg (or the whole group, simultaneous) rings
     order: RouteOrder = RouteOrder.FIXED  # sequential only
     fallback: Fallback = Fallback(FallbackKind.HANGUP)
     label: str = ""
+    schedule: str | None = None  # a Schedule name: outside its hours, ``after_hours`` runs
+    after_hours: Fallback | None = None
+    geo_rules: tuple[GeoRule, ...] = ()  # geo routes: first matching rule's route
+    geo_default: Fallback | None = None  # geo routes: no rule matched (or location unknown)
 
 
 @dataclass(frozen=True)
@@ -212,5 +225,6 @@ class Config:
     pools: dict[str, Pool] = field(default_factory=dict)
     receiving_numbers: dict[str, ReceivingNumber] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
     tracking_numbers: tuple[TrackingNumberDecl, ...] = ()
     path: str | None = None  # the file it came from

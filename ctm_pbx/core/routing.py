@@ -111,7 +111,7 @@ class FallbackAction:
     """What a route's fallback does once its steps are exhausted."""
 
     kind: FallbackKind
-    plan: Plan | None = None  # ROUTE / NUMBER: more steps
+    plan: Plan | None = None  # NUMBER: the step that dials it
     route: str | None = None  # ROUTE: the route that runs next
 
 
@@ -131,8 +131,7 @@ def plan_fallback(
         route = config.routes.get(name)
         if route is None:
             raise RoutingError(f"route '{from_route}' falls back to unknown route '{name}'")
-        memory = (memory_of or {}).get(name)
-        return FallbackAction(FallbackKind.ROUTE, plan_route(route, config, memory), name)
+        return FallbackAction(FallbackKind.ROUTE, None, name)  # the caller selects and plans it
     if fallback.kind is FallbackKind.NUMBER:
         value = fallback.value or ""
         rn = config.receiving_numbers.get(value)

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
+from datetime import datetime
 
 from aiohttp import web
 
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
-from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
+from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.writer import StoreWriter
@@ -27,14 +29,19 @@ RECONCILE_EVERY_S = 60.0
 class Daemon:
     """Wires the call handlers (ARI, AGI), the store writer and the web app."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], datetime] = utcnow) -> None:
+        """``clock``: what the call handlers take as now (tests pin it for business hours)."""
         self.config = config
         a = config.asterisk
         self.writer = StoreWriter(config.database.path)
         self.inventory = LiveInventory(self.writer)
         self.ari = AriClient(a.ari_url, a.username, a.password, a.app)
-        self.handler = AriCallHandler(config, self.ari, self.writer, inventory=self.inventory)
-        self.agi = AgiCallHandler(config, self.writer, self.inventory) if a.uses_agi else None
+        self.handler = AriCallHandler(
+            config, self.ari, self.writer, clock=clock, inventory=self.inventory
+        )
+        self.agi = (
+            AgiCallHandler(config, self.writer, self.inventory, clock=clock) if a.uses_agi else None
+        )
         self.stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from ctm_pbx.adapters.config_loader import load_config
@@ -46,18 +48,31 @@ routes:
   rr: {{type: sequential, order: round_robin, targets: [desk-1, desk-2, desk-3], ring_timeout: 2}}
   nobody: {{type: single, targets: [desk-4], ring_timeout: 2, fallback: {{route: backup}}}}
   backup: {{type: single, targets: [desk-3], ring_timeout: 3}}
+  office: {{type: single, targets: [desk-1], ring_timeout: 3, schedule: weekdays,
+            after_hours: {{route: backup}}}}
+  by-region:
+    type: geo
+    rules:
+      - {{area_codes: ["212"], route: simul}}
+      - {{states: [IL], route: single}}
+    default: {{route: backup}}
+schedules:
+  weekdays: {{time_zone: America/Chicago, hours: {{mon-fri: "09:00-17:00"}}}}
 tracking_numbers:
   - {{number: "+13125550142", source: billboard, route: single}}
   - {{number: "+13125550143", source: billboard, route: simul}}
   - {{number: "+13125550144", source: radio, route: seq}}
   - {{number: "+13125550145", source: radio, route: rr}}
   - {{number: "+13125550146", source: radio, route: nobody}}
+  - {{number: "+13125550147", source: radio, route: office}}
+  - {{number: "+13125550148", source: radio, route: by-region}}
   - {{number: "+13125550150", pool: gads, route: single}}
   # AGI mode (tests/asterisk/extensions_local.conf sends +1312555016X to ctm-agi-inbound)
   - {{number: "+13125550160", source: billboard, route: single}}
   - {{number: "+13125550161", source: billboard, route: simul}}
   - {{number: "+13125550162", source: radio, route: seq}}
   - {{number: "+13125550163", source: radio, route: nobody}}
+  - {{number: "+13125550164", source: radio, route: by-region}}
   - {{number: "+13125550165", pool: gads, route: single}}
 """
 
@@ -67,12 +82,15 @@ DIDS = {
     "seq": "13125550144",
     "rr": "13125550145",
     "nobody": "13125550146",
+    "office": "13125550147",
+    "by-region": "13125550148",
 }
 AGI_DIDS = {
     "single": "13125550160",
     "simul": "13125550161",
     "seq": "13125550162",
     "nobody": "13125550163",
+    "by-region": "13125550164",
     "unknown": "13125550169",  # not a tracking number: the default destination
     "gads": "13125550165",
 }
@@ -103,9 +121,15 @@ def wait_app(asterisk: Asterisk, present: bool, timeout_s: float = 10.0) -> None
 class ThreadDaemon:
     """The daemon in a thread of the test process (so tests can inject faults)."""
 
-    def __init__(self, config_path: Path, asterisk: Asterisk) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        asterisk: Asterisk,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = load_config(config_path)
         self.asterisk = asterisk
+        self.clock = clock
         self.daemon: Daemon | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -118,7 +142,9 @@ class ThreadDaemon:
         def main() -> None:
             async def serve() -> None:
                 self._loop = asyncio.get_running_loop()
-                self.daemon = Daemon(self.config)
+                self.daemon = (
+                    Daemon(self.config, self.clock) if self.clock else Daemon(self.config)
+                )
                 ready.set()
                 await self.daemon.serve()
 

@@ -98,6 +98,18 @@ def test_fallback_route(ctm, phone_factory, carrier: Carrier) -> None:
     assert (fallback["from_route"], fallback["to_route"]) == ("nobody", "backup")
 
 
+def test_geo_route_decided_in_agi_mode(ctm, phone_factory, carrier: Carrier) -> None:
+    phone_factory("phone1", "noanswer")
+    phone_factory("phone2", "answer", ring_ms=100)
+    call = carrier.place_call(AGI_DIDS["by-region"], "call", from_number="+12125550100")
+    assert call.success, call.describe()
+    row = ctm.call(tracking_number="+13125550164")
+    assert row["mode"] == "agi" and row["answered_by"] == "desk-2"
+    assert row["caller_region"] == "NY" and row["caller_area_code"] == "212"
+    geo = next(p for p in row["path"] if "geo" in p)
+    assert geo["to_route"] == "simul"
+
+
 def test_caller_hangs_up_while_ringing(ctm, phone_factory, carrier: Carrier) -> None:
     phone1 = phone_factory("phone1", "noanswer")
     phone2 = phone_factory("phone2", "noanswer")

@@ -12,8 +12,9 @@ from ctm_pbx.core.callflow import FinishCall, FinishStep, StartCall, StartStep
 # helpers introspect the schema on every call.
 _INSERT_CALL = (
     "INSERT INTO calls (mode, status, started_at, tracking_number, caller_number, caller_name,"
-    " source, pool, route, channel_id, linkedid)"
-    " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " source, pool, route, channel_id, linkedid, caller_place, caller_region, caller_area_code,"
+    " caller_location_source)"
+    " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_LEG = (
     "INSERT INTO call_legs (call_id, step, route, receiving_number, number, dial_string,"
@@ -39,6 +40,7 @@ def insert_call(
     mode: str = "ari",
 ) -> int:
     """Create the row as the call starts; returns its id."""
+    where = start.location
     cur = db.conn.execute(
         _INSERT_CALL,
         (
@@ -52,6 +54,10 @@ def insert_call(
             start.route,
             channel_id,
             linkedid,
+            where.place if where else None,
+            where.region if where else None,
+            where.area_code if where else None,
+            where.source if where else None,
         ),
     )
     return cur.lastrowid  # type: ignore[return-value]

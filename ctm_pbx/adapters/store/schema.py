@@ -227,6 +227,20 @@ def m006_call_attribution(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_calls_visitor ON calls (visitor_id)")
 
 
+@migrations()
+def m007_caller_location(db: sqlite_utils.Database) -> None:
+    """Where the caller is: from the number's area code, or a ZIP entered in a menu."""
+    for column in (
+        "caller_place",  # e.g. "Chicago, IL"
+        "caller_region",  # state/province code, e.g. IL
+        "caller_area_code",
+        "caller_zip",
+        "caller_county",
+        "caller_location_source",  # number | zip
+    ):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

@@ -1,0 +1,95 @@
+"""Choosing the route that actually rings: business hours and geo routing.
+
+A tracking number's route may first choose another route: outside its
+schedule's hours it hands over to its ``after_hours``; a ``geo`` route hands
+over to the route of the first rule the caller's location matches (or its
+``default``). Each choice is a path entry of the call. Pure: the time and the
+caller's location come in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ctm_pbx.core.clock import iso
+from ctm_pbx.core.geo import Location, match_rule
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
+from ctm_pbx.core.routing import RoutingError
+from ctm_pbx.core.schedules import is_open
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Either a route to run, or a final fallback (number, busy, hangup) of ``from_route``."""
+
+    route: Route | None
+    fallback: Fallback | None = None
+    from_route: str | None = None
+    path: tuple[dict, ...] = ()
+    visited: frozenset[str] = field(default_factory=frozenset)
+
+
+def select_route(
+    config: Config,
+    name: str,
+    *,
+    now: datetime,
+    where: Location | None,
+    visited: frozenset[str] = frozenset(),
+) -> Selection:
+    """Follow schedules and geo rules from route ``name`` to the route that runs."""
+    path: list[dict] = []
+    seen = set(visited)
+    while True:
+        route = config.routes.get(name)
+        if route is None:
+            raise RoutingError(f"route '{name}' is not configured")
+        if name in seen and path:
+            raise RoutingError(f"route loop: {' -> '.join([*_chain(path), name])}")
+        seen.add(name)
+        handover = _handover(config, route, now, where)
+        if handover is None:
+            return Selection(route, path=tuple(path), visited=frozenset(seen))
+        entry, to = handover
+        entry = {**entry, "from_route": name, "at": iso(now)}
+        if to.kind is FallbackKind.ROUTE:
+            entry["to_route"] = to.value
+            path.append(entry)
+            name = to.value or ""
+            continue
+        entry["to"] = to.kind.value if to.value is None else f"{to.kind.value}:{to.value}"
+        path.append(entry)
+        return Selection(None, to, name, tuple(path), frozenset(seen))
+
+
+def _handover(
+    config: Config, route: Route, now: datetime, where: Location | None
+) -> tuple[dict, Fallback] | None:
+    if route.schedule is not None:
+        schedule = config.schedules[route.schedule]
+        if not is_open(schedule, now):
+            return {"schedule": schedule.name, "open": False}, route.after_hours or Fallback(
+                FallbackKind.HANGUP
+            )
+    if route.type is RouteType.GEO:
+        rule = match_rule(route.geo_rules, where)
+        entry: dict = {"geo": _where(where)}
+        if rule is not None:
+            return entry, Fallback(FallbackKind.ROUTE, rule.target)
+        entry["geo"]["matched"] = False
+        return entry, route.geo_default or Fallback(FallbackKind.HANGUP)
+    return None
+
+
+def _where(where: Location | None) -> dict:
+    if where is None:
+        return {"known": False}
+    out = {"region": where.region, "area_code": where.area_code, "from": where.source}
+    if where.zip:
+        out["zip"] = where.zip
+    return out
+
+
+def _chain(path: list[dict]) -> list[str]:
+    return [p["from_route"] for p in path]
