@@ -46,6 +46,8 @@ def test_example_routes_cover_all_types_and_fallbacks(example: Config) -> None:
     assert routes["sales"].schedule == "office-hours"
     assert routes["by-region"].geo_rules[1].regions == ("IL", "WI", "IN")
     assert example.schedules["office-hours"].holidays[0].isoformat() == "2026-12-25"
+    assert [o.key for o in routes["support-menu"].options] == ["1", "2", "*"]
+    assert routes["by-zip"].ask_zip.prompts == ("ctm-pbx/enter-zip",)
 
 
 def test_example_numbers_and_pools(example: Config) -> None:

@@ -226,6 +226,36 @@ tracking_numbers:
         "'targets' does not apply to geo routes",
     ),
     (
+        "menu key of two digits",
+        "routes:\n  m:\n    type: ivr\n    prompts: ctm-pbx/welcome\n    options:\n"
+        "      12: hangup\n",
+        "routes.m.options.12",
+        6,
+        "menu keys are single keys 0-9, * or #, got '12'",
+    ),
+    (
+        "prompt with a file extension",
+        "routes:\n  m:\n    type: ivr\n    prompts: [ctm-pbx/welcome.wav]\n"
+        "    options: {1: busy}\n",
+        "routes.m.prompts[0]",
+        4,
+        "expected a sound name like 'ctm-pbx/welcome'",
+    ),
+    (
+        "menu option to an unknown route",
+        "routes:\n  m:\n    type: ivr\n    prompts: x\n    options: {1: {route: sails}}\n",
+        "routes.m.options.1.route",
+        5,
+        "unknown route 'sails'",
+    ),
+    (
+        "ivr route without options",
+        "routes:\n  m:\n    type: ivr\n    prompts: x\n",
+        "routes.m",
+        2,
+        "missing required field 'options'",
+    ),
+    (
         "unset environment variable",
         "asterisk:\n  username: ctm\n  password: '${CTM_TEST_UNSET}'\n",
         "asterisk.password",

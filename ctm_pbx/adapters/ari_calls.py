@@ -25,12 +25,15 @@ from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.route_state import save_route_memory
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.zip_lookup import lookup_zip
 from ctm_pbx.core.callflow import (
     Action,
     CallFlow,
+    CollectDigits,
     DialResult,
     DialReturned,
     DialStep,
+    DigitsEntered,
     EndCall,
     Ended,
     Event,
@@ -40,6 +43,7 @@ from ctm_pbx.core.callflow import (
     HandlerFailed,
     Inbound,
     NumberInfo,
+    RecordInput,
     RememberRoute,
     SendToFailsafe,
     StartCall,
@@ -53,11 +57,15 @@ from ctm_pbx.core.routing import Ring, RouteMemory, Step
 log = logging.getLogger(__name__)
 
 DIAL_CONTEXT = "ctm-dial"
+IVR_CONTEXT = "ctm-ivr"
 END_CONTEXT = "ctm-end"
 FAILSAFE_CONTEXT = "ctm-failsafe"
 MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
 EVENT_TYPES = ["StasisStart"]  # all ctm-pbx needs: each entry into the app
 PENDING_PREFIX = "CTM_PENDING_"  # global variable the hangup handler leaves when we are away
+
+
+MOVES = (DialStep, CollectDigits, EndCall, SendToFailsafe)  # actions that move the channel
 
 
 def utcnow() -> datetime:
@@ -116,6 +124,8 @@ def _record(
             call_store.finish_step(db, call_id, action)
         elif isinstance(action, FinishCall):
             call_store.finish_call(db, call_id, action)
+        elif isinstance(action, RecordInput):
+            call_store.record_input(db, call_id, action)
     return call_id
 
 
@@ -173,7 +183,7 @@ class AriCallHandler:
         call = self.calls.get(channel_id)
         if call is None:
             call = self.calls[channel_id] = _Call(
-                flow=CallFlow(self.config, self.memory),
+                flow=CallFlow(self.config, self.memory, zip_lookup=lookup_zip),
                 channel_id=channel_id,
                 linkedid=channel.get("linkedid"),
             )
@@ -192,6 +202,11 @@ class AriCallHandler:
                 elif kind == "dialed":
                     await self._ensure_flow(call)
                     await self._handle(call, DialReturned(now, parse_result(args[1:])))
+                elif kind == "digits":
+                    await self._ensure_flow(call)
+                    digits = args[1] if len(args) > 1 else ""
+                    status = args[2] if len(args) > 2 else "OK"
+                    await self._handle(call, DigitsEntered(now, digits, status))
                 elif kind == "ended":
                     await self._ensure_flow(call)
                     await self._handle(
@@ -226,8 +241,8 @@ class AriCallHandler:
         await self._apply(call, actions)
 
     async def _apply(self, call: _Call, actions: list[Action]) -> None:
-        records = [a for a in actions if not isinstance(a, DialStep | EndCall | SendToFailsafe)]
-        moves = [a for a in actions if isinstance(a, DialStep | EndCall | SendToFailsafe)]
+        records = [a for a in actions if not isinstance(a, MOVES)]
+        moves = [a for a in actions if isinstance(a, MOVES)]
         write = (
             self.writer.run(_record, self.config, call, records, self.clock()) if records else None
         )
@@ -255,6 +270,9 @@ class AriCallHandler:
                     await self.ari.set_channel_var(channel_id, "CTM_DIAL", move.dial_args)
                     ext = "var"
                 await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, ext)
+            elif isinstance(move, CollectDigits):
+                await self.ari.set_channel_var(channel_id, "CTM_READ", move.read_args())
+                await self.ari.continue_in_dialplan(channel_id, IVR_CONTEXT, "read")
             elif isinstance(move, EndCall):
                 await self.ari.continue_in_dialplan(channel_id, END_CONTEXT, move.how)
             elif isinstance(move, SendToFailsafe):
@@ -288,6 +306,7 @@ class AriCallHandler:
             raise LookupError(f"no call row for channel {call.channel_id}")
         call.call_id = row["id"]
         call.flow = resume_flow(self.config, row, self.memory)
+        call.flow.zip_lookup = lookup_zip
 
     async def reconcile(self) -> None:
         """After (re)connecting: finish or adopt the rows of calls still open."""

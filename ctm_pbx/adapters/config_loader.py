@@ -38,7 +38,9 @@ from ctm_pbx.core.model import (
     Fallback,
     FallbackKind,
     MatchRule,
+    MenuOption,
     Pool,
+    Prompt,
     ReceivingNumber,
     Route,
     RouteOrder,
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+PROMPT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_/-]*$")
 DEFAULT_DIAL = "PJSIP/{number}@carrier"
 DEFAULT_PRIORITY = 50
 DIAL_PLACEHOLDERS = ("number", "digits")
@@ -98,7 +101,16 @@ ROUTE_KEYS = (
     "after_hours",
     "rules",
     "default",
+    "ask_zip",
+    "prompts",
+    "options",
+    "timeout",
+    "attempts",
+    "invalid_prompt",
 )
+PROMPT_KEYS = ("prompts", "timeout", "attempts")
+MENU_KEYS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"}
+IVR_ONLY = ("prompts", "options", "timeout", "attempts", "invalid_prompt")
 SCHEDULE_KEYS = ("time_zone", "hours", "holidays", "label")
 GEO_RULE_KEYS = ("states", "area_codes", "zip_prefixes", "route")
 ROUTE_TARGET_KEYS = ("receiving_number", "weight")
@@ -604,10 +616,15 @@ class _Builder:
         type_text = type_node.choice([t.value for t in RouteType]) if type_node else None
         if type_text == RouteType.GEO.value:
             return self._geo_route(name, node, m)
+        if type_text == RouteType.IVR.value:
+            return self._ivr_route(name, node, m)
         targets_node = _req(m, node, "targets")
-        for key in ("rules", "default"):
+        for key in ("rules", "ask_zip"):
             if key in m:
                 m[key].error(f"'{key}' applies only to geo routes")
+        for key in (*IVR_ONLY, "default"):
+            if key in m:
+                m[key].error(f"'{key}' applies only to ivr (and geo) routes")
         targets = self._route_targets(targets_node) if targets_node else None
         order = RouteOrder(
             _opt(
@@ -648,7 +665,7 @@ class _Builder:
         return schedule, after
 
     def _geo_route(self, name: str, node: YNode, m: Mapping[str, YNode]) -> Route | None:
-        for key in ("targets", "order", "ring_timeout", "fallback"):
+        for key in ("targets", "order", "ring_timeout", "fallback", *IVR_ONLY):
             if key in m:
                 m[key].error(f"'{key}' does not apply to geo routes (their rules pick a route)")
         rules_node = _req(m, node, "rules")
@@ -668,8 +685,95 @@ class _Builder:
             schedule=schedule,
             after_hours=after_hours,
             geo_rules=tuple(r for r in rules if r is not None),
-            geo_default=default,
+            default=default,
+            ask_zip=_opt(m, "ask_zip", self._prompt, None),
         )
+
+    def _prompt(self, node: YNode) -> Prompt | None:
+        m = node.mapping(PROMPT_KEYS)
+        if m is None:
+            return None
+        prompts_node = _req(m, node, "prompts")
+        prompts = self._prompt_names(prompts_node) if prompts_node else None
+        if not prompts:
+            return None
+        return Prompt(
+            prompts,
+            timeout=_opt(m, "timeout", lambda n: n.integer(1, 60), 8),
+            attempts=_opt(m, "attempts", lambda n: n.integer(1, 10), 2),
+        )
+
+    def _prompt_names(self, node: YNode) -> tuple[str, ...] | None:
+        """One sound name or a list: ``ctm-pbx/welcome`` (no extension)."""
+        items = node.sequence() if node.is_sequence else [node]
+        out = []
+        for item in items or []:
+            text = item.text()
+            if text is None:
+                return None
+            if not PROMPT_RE.match(text):
+                item.error(
+                    f"expected a sound name like 'ctm-pbx/welcome' (letters, digits, - _ /, "
+                    f"no extension), got '{text}'"
+                )
+                return None
+            out.append(text)
+        if not out:
+            node.error("expected at least 1 prompt")
+            return None
+        return tuple(out)
+
+    def _ivr_route(self, name: str, node: YNode, m: Mapping[str, YNode]) -> Route | None:
+        for key in ("targets", "order", "rules", "ask_zip"):
+            if key in m:
+                m[key].error(f"'{key}' does not apply to ivr routes (their options lead on)")
+        prompts_node, options_node = _req(m, node, "prompts"), _req(m, node, "options")
+        prompts = self._prompt_names(prompts_node) if prompts_node else None
+        options = self._menu_options(name, options_node) if options_node else None
+        schedule, after_hours = self._route_schedule(name, m)
+        route = Route(
+            name=name,
+            type=RouteType.IVR,
+            label=_opt(m, "label", YNode.text, ""),
+            ring_timeout=_opt(m, "ring_timeout", lambda n: n.integer(1, 600), 20),
+            fallback=_opt(m, "fallback", lambda n: self._fallback(name, n), None)
+            or Fallback(FallbackKind.HANGUP),
+            schedule=schedule,
+            after_hours=after_hours,
+            prompts=prompts or (),
+            options=options or (),
+            menu_timeout=_opt(m, "timeout", lambda n: n.integer(1, 60), 5),
+            attempts=_opt(m, "attempts", lambda n: n.integer(1, 10), 3),
+            invalid_prompt=_opt(m, "invalid_prompt", self._one_prompt, None),
+            default=_opt(m, "default", lambda n: self._fallback(name, n, record=False), None),
+        )
+        return route if prompts and options else None
+
+    def _one_prompt(self, node: YNode) -> str | None:
+        names = self._prompt_names(node) if node.is_scalar else None
+        if node.is_sequence:
+            node.error("expected one sound name")
+        return names[0] if names else None
+
+    def _menu_options(self, route: str, node: YNode) -> tuple[MenuOption, ...] | None:
+        entries = node.mapping()
+        if entries is None:
+            return None
+        out = []
+        for key, value in entries.items():
+            if key not in MENU_KEYS:
+                value.error(
+                    f"menu keys are single keys 0-9, * or #, got '{key}'", line=value.entry_line
+                )
+                return None
+            target = self._fallback(route, value, record=False)
+            if target is None:
+                return None
+            out.append(MenuOption(key, target))
+        if not out:
+            node.error("an ivr menu needs at least 1 option")
+            return None
+        return tuple(out)
 
     def _geo_rule(self, node: YNode) -> GeoRule | None:
         m = node.mapping(GEO_RULE_KEYS)

@@ -14,13 +14,13 @@ A call ends with exactly one ``FinishCall``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ctm_pbx.core.clock import iso, seconds_between
-from ctm_pbx.core.geo import Location, locate_number
-from ctm_pbx.core.model import Config, Fallback, FallbackKind
+from ctm_pbx.core.geo import Location, ZipLookup, locate_number, locate_zip, valid_zip
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
 from ctm_pbx.core.route_select import select_route
 from ctm_pbx.core.routing import (
     Plan,
@@ -36,6 +36,7 @@ from ctm_pbx.core.routing import (
 class Phase(StrEnum):
     ROUTING = "routing"  # in Stasis: we decide
     DIALING = "dialing"  # in the dialplan's Dial()
+    COLLECTING = "collecting"  # in the dialplan's Read(): a menu or a ZIP prompt
     ENDING = "ending"  # sent to busy/hangup
     FAILSAFE = "failsafe"  # sent to the dialplan fail-safe
     DONE = "done"
@@ -101,6 +102,15 @@ class Ended:
 
 
 @dataclass(frozen=True)
+class DigitsEntered:
+    """Read() returned: the keys pressed (READSTATUS: OK, TIMEOUT, ERROR...)."""
+
+    now: datetime
+    digits: str
+    status: str = "OK"
+
+
+@dataclass(frozen=True)
 class Gone:
     """The channel vanished without reporting a result.
 
@@ -121,7 +131,7 @@ class HandlerFailed:
     error: str
 
 
-Event = Inbound | DialReturned | Ended | Gone | HandlerFailed
+Event = Inbound | DialReturned | DigitsEntered | Ended | Gone | HandlerFailed
 
 
 # ---- actions --------------------------------------------------------------
@@ -172,6 +182,29 @@ class DialStep:
 
 
 @dataclass(frozen=True)
+class CollectDigits:
+    """Continue the channel into the dialplan's Read(): play ``prompts``, take keys."""
+
+    prompts: tuple[str, ...]
+    max_digits: int
+    timeout: int
+    pound_ends: bool = True  # '#' ends the input (a ZIP); else '#' is a key (menus)
+
+    def read_args(self) -> str:
+        """Read()'s arguments after the variable name (one attempt: ctm-pbx counts them)."""
+        options = "" if self.pound_ends else "t()"  # t(): no terminator digit
+        return f"{'&'.join(self.prompts)},{self.max_digits},{options},1,{self.timeout}"
+
+
+@dataclass(frozen=True)
+class RecordInput:
+    """What the caller keyed in so far (menu keys, a ZIP), and where that puts them."""
+
+    digits: str
+    location: Location | None
+
+
+@dataclass(frozen=True)
 class EndCall:
     """Continue the channel to a final outcome: ``busy`` or ``hangup``."""
 
@@ -209,6 +242,8 @@ Action = (
     | StartStep
     | FinishStep
     | DialStep
+    | CollectDigits
+    | RecordInput
     | EndCall
     | SendToFailsafe
     | RememberRoute
@@ -258,6 +293,12 @@ class CallFlow:
     start_record: StartCall | None = None
     start_emitted: bool = False
     location: Location | None = None
+    zip_lookup: ZipLookup | None = None  # the adapter's ZIP dataset (for geo ZIP prompts)
+    menu: Route | None = None  # the ivr/geo route waiting for keys
+    menu_attempts: int = 0
+    asked: set[str] = field(default_factory=set)  # geo routes that asked for a ZIP
+    inputs: list[str] = field(default_factory=list)
+    caller_answered: bool = False  # a menu answered the caller: Dial() must play ringback
 
     # -- entry points --------------------------------------------------------
 
@@ -268,6 +309,8 @@ class CallFlow:
             return self._inbound(event)
         if isinstance(event, DialReturned):
             return self._dial_returned(event)
+        if isinstance(event, DigitsEntered):
+            return self._digits(event)
         if isinstance(event, Ended):
             return self._ended(event)
         if isinstance(event, Gone):
@@ -346,7 +389,10 @@ class CallFlow:
     def _ended(self, ev: Ended) -> list[Action]:
         actions: list[Action] = []
         res = ev.result
-        caller_left = self.phase is Phase.ROUTING or res.status in ("CANCEL", "")
+        caller_left = self.phase in (Phase.ROUTING, Phase.COLLECTING) or res.status in (
+            "CANCEL",
+            "",
+        )
         if ev.failsafe_used and not self.failsafe:
             # the dialplan sent the call to its fail-safe while ctm-pbx was away
             if self.current is not None:
@@ -386,7 +432,10 @@ class CallFlow:
         return [RememberRoute(route, plan.memory)]
 
     def _take_plan(self, plan: Plan, now: datetime) -> list[Action]:
-        self.pending = list(plan.steps)
+        steps = list(plan.steps)
+        if self.caller_answered:  # the caller hears silence unless Dial() makes ringback
+            steps = [replace(s, options=s.options + "r") for s in steps]
+        self.pending = steps
         return self._dial_next(now)
 
     def _dial_next(self, now: datetime) -> list[Action]:
@@ -435,21 +484,32 @@ class CallFlow:
         """Run route ``name``, or the route its schedule or geo rules hand over to."""
         try:
             sel = select_route(
-                self.config, name, now=now, where=self.location, visited=frozenset(self.visited)
+                self.config,
+                name,
+                now=now,
+                where=self.location,
+                visited=frozenset(self.visited),
+                asked=frozenset(self.asked),
             )
         except RoutingError as exc:
             return self._to_failsafe(now, str(exc))
         self.path.extend(sel.path)
         self.visited |= sel.visited
-        if sel.route is not None:
-            self.route = sel.route.name
-            plan = plan_route(sel.route, self.config, self.memory_of.get(sel.route.name))
-            return [*self._remember(sel.route.name, plan), *self._take_plan(plan, now)]
-        self.route = sel.from_route
-        return self._final(sel.fallback or Fallback(FallbackKind.HANGUP), now)
+        if sel.route is None:
+            self.route = sel.from_route
+            return self._final(sel.fallback or Fallback(FallbackKind.HANGUP), now)
+        self.route = sel.route.name
+        if sel.route.type is RouteType.IVR:
+            return self._menu(sel.route, now)
+        if sel.route.type is RouteType.GEO:  # it asks for a ZIP code first
+            return self._menu(sel.route, now)
+        plan = plan_route(sel.route, self.config, self.memory_of.get(sel.route.name))
+        return [*self._remember(sel.route.name, plan), *self._take_plan(plan, now)]
 
     def _final(self, fallback: Fallback, now: datetime) -> list[Action]:
         """A handover straight to a number, busy or hangup (after hours, no geo match)."""
+        if fallback.kind is FallbackKind.ROUTE:
+            return self._enter(fallback.value or "", now)
         if fallback.kind is FallbackKind.NUMBER:
             action = plan_fallback(
                 fallback, self.config, from_route=self.route or "", visited=frozenset()
@@ -458,6 +518,83 @@ class CallFlow:
             return self._take_plan(action.plan, now)  # type: ignore[arg-type]
         self.phase = Phase.ENDING
         return [EndCall(fallback.kind.value)]
+
+    # -- menus (ivr routes, ZIP prompts) ---------------------------------------------
+
+    def _menu(self, route: Route, now: datetime, *, invalid: bool = False) -> list[Action]:
+        """Play a menu (or a ZIP prompt) and wait for the caller's keys."""
+        if self.menu is not route:
+            self.menu, self.menu_attempts = route, 0
+        self.phase = Phase.COLLECTING
+        self.caller_answered = True  # Read() answers the channel
+        if route.type is RouteType.GEO:
+            ask = route.ask_zip
+            assert ask is not None
+            return [CollectDigits(ask.prompts, 5, ask.timeout)]
+        prompts = route.prompts
+        if invalid and route.invalid_prompt:
+            prompts = (route.invalid_prompt, *prompts)
+        return [CollectDigits(prompts, 1, route.menu_timeout, pound_ends=False)]
+
+    def _digits(self, ev: DigitsEntered) -> list[Action]:
+        if self.phase is not Phase.COLLECTING or self.menu is None:
+            raise ProtocolError(f"keys entered in phase {self.phase.value}")
+        menu, digits = self.menu, ev.digits if ev.status == "OK" else ""
+        if menu.type is RouteType.GEO:
+            return self._zip_entered(menu, digits, ev.now)
+        if digits == "*" and not any(o.key == "*" for o in menu.options):
+            return self._menu(menu, ev.now)  # star replays the menu
+        option = next((o for o in menu.options if o.key == digits), None) if digits else None
+        entry = {"ivr": menu.name, "key": digits or None, "at": iso(ev.now)}
+        if option is None:
+            self.menu_attempts += 1
+            entry["result"] = "timeout" if not digits else "invalid"
+            self.path.append(entry)
+            if self.menu_attempts < menu.attempts:
+                return self._menu(menu, ev.now, invalid=bool(digits))
+            return self._leave_menu(menu.default or Fallback(FallbackKind.HANGUP), ev.now)
+        self.inputs.append(digits)
+        entry["to"] = _describe(option.target)
+        self.path.append(entry)
+        return [RecordInput(",".join(self.inputs), self.location)] + self._leave_menu(
+            option.target, ev.now
+        )
+
+    def _leave_menu(self, target: Fallback, now: datetime) -> list[Action]:
+        menu = self.menu
+        self.menu, self.menu_attempts = None, 0
+        self.phase = Phase.ROUTING
+        self.route = menu.name if menu else self.route
+        if target.kind is FallbackKind.NUMBER:
+            action = plan_fallback(
+                target, self.config, from_route=self.route or "", visited=frozenset()
+            )
+            return self._take_plan(action.plan, now)  # type: ignore[arg-type]
+        return self._final(target, now)
+
+    def _zip_entered(self, menu: Route, digits: str, now: datetime) -> list[Action]:
+        where = (
+            locate_zip(digits, self.zip_lookup) if valid_zip(digits) and self.zip_lookup else None
+        )
+        if where is None:
+            self.menu_attempts += 1
+            self.path.append(
+                {"zip_prompt": menu.name, "zip": digits or None, "valid": False, "at": iso(now)}
+            )
+            ask = menu.ask_zip
+            if ask is not None and self.menu_attempts < ask.attempts:
+                return self._menu(menu, now)
+            where = self.location  # no ZIP: the area code decides
+        else:
+            self.location = where
+            self.inputs.append(digits)
+            self.path.append({"zip_prompt": menu.name, "zip": digits, "at": iso(now)})
+        self.asked.add(menu.name)
+        self.menu, self.menu_attempts = None, 0
+        self.phase = Phase.ROUTING
+        self.visited.discard(menu.name)
+        actions: list[Action] = [RecordInput(",".join(self.inputs), self.location)]
+        return actions + self._enter(menu.name, now)
 
     def _to_failsafe(self, now: datetime, reason: str) -> list[Action]:
         actions: list[Action] = []
@@ -554,6 +691,10 @@ class CallFlow:
             path=tuple(self.path),
             notes=notes,
         )
+
+
+def _describe(target: Fallback) -> str:
+    return target.kind.value if target.value is None else f"{target.kind.value}:{target.value}"
 
 
 def decide_outcome(

@@ -25,6 +25,7 @@ class RouteType(StrEnum):
     SIMULTANEOUS = "simultaneous"
     SEQUENTIAL = "sequential"
     GEO = "geo"  # picks another route by where the caller is
+    IVR = "ivr"  # a voice menu: the caller's key picks a route or a number
 
     @property
     def dials(self) -> bool:
@@ -135,7 +136,28 @@ class Route:
     schedule: str | None = None  # a Schedule name: outside its hours, ``after_hours`` runs
     after_hours: Fallback | None = None
     geo_rules: tuple[GeoRule, ...] = ()  # geo routes: first matching rule's route
-    geo_default: Fallback | None = None  # geo routes: no rule matched (or location unknown)
+    ask_zip: Prompt | None = None  # geo routes: ask the caller for a ZIP code first
+    prompts: tuple[str, ...] = ()  # ivr routes: what the menu plays
+    options: tuple[MenuOption, ...] = ()  # ivr routes: key -> where it leads
+    menu_timeout: int = 5  # ivr routes: seconds to wait for a key after the prompts
+    attempts: int = 3  # ivr routes: plays of the menu before ``default``
+    invalid_prompt: str | None = None  # ivr routes: played before replaying on a wrong key
+    default: Fallback | None = None  # geo: no rule matched; ivr: no valid key in time
+
+
+@dataclass(frozen=True)
+class MenuOption:
+    key: str  # 0-9, * or #
+    target: Fallback  # a route, a number (or receiving number), busy or hangup
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Something the caller is asked to key in (e.g. a ZIP code)."""
+
+    prompts: tuple[str, ...]
+    timeout: int = 8
+    attempts: int = 2
 
 
 @dataclass(frozen=True)

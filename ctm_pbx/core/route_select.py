@@ -37,8 +37,13 @@ def select_route(
     now: datetime,
     where: Location | None,
     visited: frozenset[str] = frozenset(),
+    asked: frozenset[str] = frozenset(),
 ) -> Selection:
-    """Follow schedules and geo rules from route ``name`` to the route that runs."""
+    """Follow schedules and geo rules from route ``name`` to the route that runs.
+
+    The route returned dials, or needs the caller's input (an ivr menu, a geo
+    route that asks for a ZIP code; ``asked``: geo routes that asked already).
+    """
     path: list[dict] = []
     seen = set(visited)
     while True:
@@ -48,7 +53,7 @@ def select_route(
         if name in seen and path:
             raise RoutingError(f"route loop: {' -> '.join([*_chain(path), name])}")
         seen.add(name)
-        handover = _handover(config, route, now, where)
+        handover = _handover(config, route, now, where, asked)
         if handover is None:
             return Selection(route, path=tuple(path), visited=frozenset(seen))
         entry, to = handover
@@ -64,7 +69,7 @@ def select_route(
 
 
 def _handover(
-    config: Config, route: Route, now: datetime, where: Location | None
+    config: Config, route: Route, now: datetime, where: Location | None, asked: frozenset[str]
 ) -> tuple[dict, Fallback] | None:
     if route.schedule is not None:
         schedule = config.schedules[route.schedule]
@@ -73,12 +78,14 @@ def _handover(
                 FallbackKind.HANGUP
             )
     if route.type is RouteType.GEO:
+        if route.ask_zip is not None and route.name not in asked and not (where and where.zip):
+            return None  # the caller is asked for a ZIP code first
         rule = match_rule(route.geo_rules, where)
         entry: dict = {"geo": _where(where)}
         if rule is not None:
             return entry, Fallback(FallbackKind.ROUTE, rule.target)
         entry["geo"]["matched"] = False
-        return entry, route.geo_default or Fallback(FallbackKind.HANGUP)
+        return entry, route.default or Fallback(FallbackKind.HANGUP)
     return None
 
 

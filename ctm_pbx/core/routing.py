@@ -42,10 +42,12 @@ class Step:
     route: str
     rings: tuple[Ring, ...]
     timeout: int
+    options: str = ""  # Dial() options, e.g. "r" (ringback for an answered caller)
 
     def dial_args(self) -> str:
-        """The arguments of Asterisk's Dial(): ``tech/a&tech/b,timeout``."""
-        return "&".join(r.dial_string for r in self.rings) + f",{self.timeout}"
+        """The arguments of Asterisk's Dial(): ``tech/a&tech/b,timeout[,options]``."""
+        args = "&".join(r.dial_string for r in self.rings) + f",{self.timeout}"
+        return f"{args},{self.options}" if self.options else args
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ import csv
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
 from ctm_pbx import __version__
+from ctm_pbx.adapters import prompts as prompt_files
 from ctm_pbx.adapters.config_loader import ConfigError, load_config
 from ctm_pbx.adapters.store import StoreError, migrate, open_db
 from ctm_pbx.adapters.store import calls as call_store
@@ -138,6 +140,63 @@ def config_check(ctx: Context, path: str | None) -> None:
         f"{len(cfg.pools)} pools, {len(cfg.receiving_numbers)} receiving numbers, "
         f"{len(cfg.routes)} routes, {len(cfg.tracking_numbers)} tracking numbers declared)"
     )
+
+
+# ---- prompts ---------------------------------------------------------------
+
+
+@main.group()
+def prompts() -> None:
+    """Voice prompts for IVR menus.
+
+    \b
+    Example:
+      ctm-pbx prompts build                 # ivr_prompts/prompts.yaml -> ivr_prompts/*.wav
+    """
+
+
+@prompts.command("build")
+@click.option(
+    "--texts",
+    "texts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("ivr_prompts/prompts.yaml"),
+    show_default=True,
+    help="YAML mapping of prompt name to the text to speak.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the WAV files go (default: beside the texts file).",
+)
+@click.option("--voice", default="en-us", show_default=True, help="An espeak-ng voice.")
+@click.option("--speed", default=150, show_default=True, help="Words per minute.")
+@click.argument("names", nargs=-1)
+def prompts_build(
+    texts_path: Path, out_dir: Path | None, voice: str, speed: int, names: tuple[str, ...]
+) -> None:
+    """Speak prompt texts into 8 kHz mono WAV files (espeak-ng and sox).
+
+    \b
+    Example:
+      ctm-pbx prompts build --texts my-prompts.yaml --out /usr/share/asterisk/sounds/ctm-pbx
+      ctm-pbx prompts build main-menu invalid     # only these
+    """
+    try:
+        texts = prompt_files.read_texts(texts_path)
+        unknown = sorted(set(names) - set(texts))
+        if unknown:
+            raise click.ClickException(f"not in {texts_path}: {', '.join(unknown)}")
+        prompt_files.check_tools()
+        target = out_dir or texts_path.parent
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names or tuple(texts):
+            built = prompt_files.build_prompt(name, texts[name], target, voice=voice, speed=speed)
+            click.echo(f"{built.path}  {built.seconds:.1f} s")
+    except (prompt_files.PromptError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ---- db --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
 from ctm_pbx.adapters.ari_client import AriClient
@@ -96,6 +97,8 @@ class Daemon:
     async def serve(self) -> None:
         a = self.config.asterisk
         await self.inventory.load()
+        if any(r.ask_zip for r in self.config.routes.values()):
+            await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset takes ~0.5 s to load
         if a.uses_ari:
             await self.ari.start()
         if self.agi is not None:

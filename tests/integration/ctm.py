@@ -56,6 +56,26 @@ routes:
       - {{area_codes: ["212"], route: simul}}
       - {{states: [IL], route: single}}
     default: {{route: backup}}
+  menu:
+    type: ivr
+    prompts: ctm-pbx/welcome
+    options: {{1: {{route: single}}, 2: {{route: submenu}}, 3: {{receiving_number: desk-3}},
+               "#": {{route: backup}}}}
+    timeout: 1
+    attempts: 2
+    invalid_prompt: ctm-pbx/invalid
+    default: {{route: backup}}
+  submenu:
+    type: ivr
+    prompts: ctm-pbx/welcome
+    options: {{1: {{route: simul}}, "*": {{route: menu}}}}
+    timeout: 1
+    default: busy
+  zip-region:
+    type: geo
+    ask_zip: {{prompts: [ctm-pbx/enter-zip], timeout: 2, attempts: 2}}
+    rules: [{{zip_prefixes: ["606"], route: single}}, {{states: [NY], route: simul}}]
+    default: {{route: backup}}
 schedules:
   weekdays: {{time_zone: America/Chicago, hours: {{mon-fri: "09:00-17:00"}}}}
 tracking_numbers:
@@ -66,6 +86,8 @@ tracking_numbers:
   - {{number: "+13125550146", source: radio, route: nobody}}
   - {{number: "+13125550147", source: radio, route: office}}
   - {{number: "+13125550148", source: radio, route: by-region}}
+  - {{number: "+13125550149", source: radio, route: menu}}
+  - {{number: "+13125550141", source: radio, route: zip-region}}
   - {{number: "+13125550150", pool: gads, route: single}}
   # AGI mode (tests/asterisk/extensions_local.conf sends +1312555016X to ctm-agi-inbound)
   - {{number: "+13125550160", source: billboard, route: single}}
@@ -84,6 +106,8 @@ DIDS = {
     "nobody": "13125550146",
     "office": "13125550147",
     "by-region": "13125550148",
+    "menu": "13125550149",
+    "zip-region": "13125550141",
 }
 AGI_DIDS = {
     "single": "13125550160",

@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from ctm_pbx.core.callflow import FinishCall, FinishStep, StartCall, StartStep
+from ctm_pbx.core.callflow import FinishCall, FinishStep, RecordInput, StartCall, StartStep
 
 # The hot path (one call = a few of these) uses plain SQL: sqlite-utils' table
 # helpers introspect the schema on every call.
@@ -119,6 +119,19 @@ def finish_call(db: sqlite_utils.Database, call_id: int, fin: FinishCall) -> Non
             call_id,
         ),
     )
+
+
+def record_input(db: sqlite_utils.Database, call_id: int, rec: RecordInput) -> None:
+    """The caller's keys so far, and their location when a ZIP code placed them."""
+    where = rec.location
+    if where is not None and where.source == "zip":
+        db.conn.execute(
+            "UPDATE calls SET ivr_digits = ?, caller_zip = ?, caller_county = ?,"
+            " caller_region = ?, caller_place = ?, caller_location_source = 'zip' WHERE id = ?",
+            (rec.digits, where.zip, where.county, where.region, where.place, call_id),
+        )
+    else:
+        db.conn.execute("UPDATE calls SET ivr_digits = ? WHERE id = ?", (rec.digits, call_id))
 
 
 def get_call(db: sqlite_utils.Database, call_id: int) -> dict | None:

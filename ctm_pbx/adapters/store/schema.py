@@ -241,6 +241,12 @@ def m007_caller_location(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
 
 
+@migrations()
+def m008_ivr_input(db: sqlite_utils.Database) -> None:
+    """The keys the caller pressed in menus (and a ZIP code they entered), in order."""
+    db.execute("ALTER TABLE calls ADD COLUMN ivr_digits TEXT")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
