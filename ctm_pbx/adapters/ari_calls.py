@@ -36,6 +36,7 @@ from ctm_pbx.core.callflow import (
     DigitsEntered,
     EndCall,
     Ended,
+    EnterQueue,
     Event,
     FinishCall,
     FinishStep,
@@ -43,7 +44,10 @@ from ctm_pbx.core.callflow import (
     HandlerFailed,
     Inbound,
     NumberInfo,
+    QueueResult,
+    QueueReturned,
     RecordInput,
+    RecordQueue,
     RememberRoute,
     SendToFailsafe,
     StartCall,
@@ -58,6 +62,7 @@ log = logging.getLogger(__name__)
 
 DIAL_CONTEXT = "ctm-dial"
 IVR_CONTEXT = "ctm-ivr"
+QUEUE_CONTEXT = "ctm-queue"
 END_CONTEXT = "ctm-end"
 FAILSAFE_CONTEXT = "ctm-failsafe"
 MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
@@ -65,7 +70,13 @@ EVENT_TYPES = ["StasisStart"]  # all ctm-pbx needs: each entry into the app
 PENDING_PREFIX = "CTM_PENDING_"  # global variable the hangup handler leaves when we are away
 
 
-MOVES = (DialStep, CollectDigits, EndCall, SendToFailsafe)  # actions that move the channel
+MOVES = (
+    DialStep,
+    CollectDigits,
+    EnterQueue,
+    EndCall,
+    SendToFailsafe,
+)  # actions that move the channel
 
 
 def utcnow() -> datetime:
@@ -126,6 +137,8 @@ def _record(
             call_store.finish_call(db, call_id, action)
         elif isinstance(action, RecordInput):
             call_store.record_input(db, call_id, action)
+        elif isinstance(action, RecordQueue):
+            call_store.record_queue(db, call_id, action)
     return call_id
 
 
@@ -207,11 +220,13 @@ class AriCallHandler:
                     digits = args[1] if len(args) > 1 else ""
                     status = args[2] if len(args) > 2 else "OK"
                     await self._handle(call, DigitsEntered(now, digits, status))
+                elif kind == "queued":
+                    await self._ensure_flow(call)
+                    await self._handle(call, QueueReturned(now, parse_queue(args[1:4])))
                 elif kind == "ended":
                     await self._ensure_flow(call)
-                    await self._handle(
-                        call, Ended(now, parse_result(args[1:]), failsafe_used=_flag(args, 6))
-                    )
+                    ended = Ended(now, parse_result(args[1:]), _flag(args, 6), _queue_part(args, 7))
+                    await self._handle(call, ended)
                 else:
                     log.warning("StasisStart with unknown args %r: back to the dialplan", args)
                     await self._raw_failsafe(call.channel_id)
@@ -273,6 +288,8 @@ class AriCallHandler:
             elif isinstance(move, CollectDigits):
                 await self.ari.set_channel_var(channel_id, "CTM_READ", move.read_args())
                 await self.ari.continue_in_dialplan(channel_id, IVR_CONTEXT, "read")
+            elif isinstance(move, EnterQueue):
+                await self.ari.continue_in_dialplan(channel_id, QUEUE_CONTEXT, move.extension())
             elif isinstance(move, EndCall):
                 await self.ari.continue_in_dialplan(channel_id, END_CONTEXT, move.how)
             elif isinstance(move, SendToFailsafe):
@@ -348,7 +365,9 @@ class AriCallHandler:
             if pending:
                 parts = pending.split(",")
                 ended_at = _epoch(parts[0]) or now
-                event: Event = Ended(ended_at, parse_result(parts[1:]), _flag(parts, 6))
+                event: Event = Ended(
+                    ended_at, parse_result(parts[1:]), _flag(parts, 6), _queue_part(parts, 7)
+                )
             else:
                 event = Gone(now, "channel gone while ctm-pbx was away; no result left")
             await self._apply(call, call.flow.handle(event))
@@ -385,6 +404,28 @@ def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> Ca
             flow.ring_results.append(leg["result"])
     flow.start_emitted = True
     return flow
+
+
+def parse_queue(args: list[str]) -> QueueResult:
+    """``[QUEUESTATUS, QEHOLDTIME, QEORIGINALPOS, MEMBERNAME]`` from the dialplan."""
+
+    def num(i: int) -> int | None:
+        try:
+            return int(args[i])
+        except (IndexError, ValueError):
+            return None
+
+    return QueueResult(
+        status=args[0] if args else "",
+        wait_seconds=num(1) or 0,
+        position=num(2),
+        agent=args[3] if len(args) > 3 else "",
+    )
+
+
+def _queue_part(args: list[str], start: int) -> QueueResult | None:
+    part = args[start : start + 4]
+    return parse_queue(part) if any(part) else None
 
 
 def _flag(args: list[str], i: int) -> bool:

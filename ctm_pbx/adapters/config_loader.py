@@ -41,6 +41,8 @@ from ctm_pbx.core.model import (
     MenuOption,
     Pool,
     Prompt,
+    QueueSettings,
+    QueueStrategy,
     ReceivingNumber,
     Route,
     RouteOrder,
@@ -90,6 +92,16 @@ RULE_KEYS = (
 TARGET_KEYS = ("number", "label")
 POOL_KEYS = ("source", "target", "lease_minutes", "cooldown_minutes", "overflow_number")
 RECEIVING_KEYS = ("number", "dial", "label")
+QUEUE_KEYS = (
+    "strategy",
+    "max_wait",
+    "max_length",
+    "wrapup",
+    "announce_every",
+    "periodic_prompt",
+    "music",
+    "priority_by_source",
+)
 ROUTE_KEYS = (
     "type",
     "targets",
@@ -107,6 +119,7 @@ ROUTE_KEYS = (
     "timeout",
     "attempts",
     "invalid_prompt",
+    *QUEUE_KEYS,
 )
 PROMPT_KEYS = ("prompts", "timeout", "attempts")
 MENU_KEYS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"}
@@ -625,6 +638,10 @@ class _Builder:
         for key in (*IVR_ONLY, "default"):
             if key in m:
                 m[key].error(f"'{key}' applies only to ivr (and geo) routes")
+        if type_text != RouteType.QUEUE.value:
+            for key in QUEUE_KEYS:
+                if key in m:
+                    m[key].error(f"'{key}' applies only to queue routes")
         targets = self._route_targets(targets_node) if targets_node else None
         order = RouteOrder(
             _opt(
@@ -653,7 +670,43 @@ class _Builder:
             label=label,
             schedule=schedule,
             after_hours=after_hours,
+            queue=self._queue(m) if route_type is RouteType.QUEUE else None,
         )
+
+    def _queue(self, m: Mapping[str, YNode]) -> QueueSettings:
+        d = QueueSettings()
+        return QueueSettings(
+            strategy=QueueStrategy(
+                _opt(
+                    m, "strategy", lambda n: n.choice([s.value for s in QueueStrategy]), d.strategy
+                )
+            ),
+            max_wait=_opt(m, "max_wait", lambda n: n.integer(1, 86400), d.max_wait),
+            max_length=_opt(m, "max_length", lambda n: n.integer(0, 10000), d.max_length),
+            wrapup=_opt(m, "wrapup", lambda n: n.integer(0, 3600), d.wrapup),
+            announce_every=_opt(m, "announce_every", lambda n: n.integer(0, 3600), 0),
+            periodic_prompt=_opt(m, "periodic_prompt", self._one_prompt, None),
+            music=_opt(m, "music", YNode.text, d.music),
+            priority_by_source=_opt(m, "priority_by_source", self._source_priorities, ()),
+        )
+
+    def _source_priorities(self, node: YNode) -> tuple[tuple[str, int], ...] | None:
+        entries = node.mapping()
+        if entries is None:
+            return None
+        out = []
+        for name, value in entries.items():
+            if name not in self.declared["sources"]:
+                value.error(
+                    f"unknown source '{name}'{suggest(name, self.declared['sources'])}",
+                    line=value.entry_line,
+                )
+                return None
+            prio = value.integer(0, 100)
+            if prio is None:
+                return None
+            out.append((name, prio))
+        return tuple(out)
 
     def _route_schedule(
         self, name: str, m: Mapping[str, YNode]

@@ -30,6 +30,7 @@ from ctm_pbx.core.routing import (
     Step,
     plan_fallback,
     plan_route,
+    ring_for,
 )
 
 
@@ -37,6 +38,7 @@ class Phase(StrEnum):
     ROUTING = "routing"  # in Stasis: we decide
     DIALING = "dialing"  # in the dialplan's Dial()
     COLLECTING = "collecting"  # in the dialplan's Read(): a menu or a ZIP prompt
+    QUEUED = "queued"  # in the dialplan's Queue(): waiting for an agent
     ENDING = "ending"  # sent to busy/hangup
     FAILSAFE = "failsafe"  # sent to the dialplan fail-safe
     DONE = "done"
@@ -99,6 +101,25 @@ class Ended:
     now: datetime
     result: DialResult
     failsafe_used: bool = False
+    queue: QueueResult | None = None  # when the call went through a queue
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """What Queue() leaves on the caller's channel (QUEUESTATUS, QEHOLDTIME...)."""
+
+    status: str = ""  # TIMEOUT, FULL, JOINEMPTY, LEAVEEMPTY, ... ("" when connected)
+    wait_seconds: int = 0
+    position: int | None = None  # position at entry (1: first in line)
+    agent: str = ""  # MEMBERNAME: the receiving number that answered
+
+
+@dataclass(frozen=True)
+class QueueReturned:
+    """Queue() returned without an agent (timeout, full...): the route's fallback runs."""
+
+    now: datetime
+    result: QueueResult
 
 
 @dataclass(frozen=True)
@@ -131,7 +152,7 @@ class HandlerFailed:
     error: str
 
 
-Event = Inbound | DialReturned | DigitsEntered | Ended | Gone | HandlerFailed
+Event = Inbound | DialReturned | DigitsEntered | QueueReturned | Ended | Gone | HandlerFailed
 
 
 # ---- actions --------------------------------------------------------------
@@ -197,6 +218,29 @@ class CollectDigits:
 
 
 @dataclass(frozen=True)
+class EnterQueue:
+    """Continue the channel into the dialplan's Queue()."""
+
+    queue: str  # the Asterisk queue
+    priority: int  # QUEUE_PRIO: higher is served first
+    max_wait: int  # seconds before Queue() gives up (TIMEOUT)
+
+    def extension(self) -> str:
+        return f"Q{self.queue}.{self.priority}.{self.max_wait}"
+
+
+@dataclass(frozen=True)
+class RecordQueue:
+    """The queue part of the call: for the call row."""
+
+    queue: str
+    status: str  # CONNECTED, TIMEOUT, FULL, ABANDONED, ...
+    wait_seconds: float
+    position: int | None
+    agent: str | None
+
+
+@dataclass(frozen=True)
 class RecordInput:
     """What the caller keyed in so far (menu keys, a ZIP), and where that puts them."""
 
@@ -243,6 +287,8 @@ Action = (
     | FinishStep
     | DialStep
     | CollectDigits
+    | EnterQueue
+    | RecordQueue
     | RecordInput
     | EndCall
     | SendToFailsafe
@@ -311,6 +357,8 @@ class CallFlow:
             return self._dial_returned(event)
         if isinstance(event, DigitsEntered):
             return self._digits(event)
+        if isinstance(event, QueueReturned):
+            return self._queue_returned(event)
         if isinstance(event, Ended):
             return self._ended(event)
         if isinstance(event, Gone):
@@ -393,6 +441,8 @@ class CallFlow:
             "CANCEL",
             "",
         )
+        if self.phase is Phase.QUEUED and self.current is not None:
+            return self._ended_in_queue(ev)
         if ev.failsafe_used and not self.failsafe:
             # the dialplan sent the call to its fail-safe while ctm-pbx was away
             if self.current is not None:
@@ -503,6 +553,8 @@ class CallFlow:
             return self._menu(sel.route, now)
         if sel.route.type is RouteType.GEO:  # it asks for a ZIP code first
             return self._menu(sel.route, now)
+        if sel.route.type is RouteType.QUEUE:
+            return self._enter_queue(sel.route, now)
         plan = plan_route(sel.route, self.config, self.memory_of.get(sel.route.name))
         return [*self._remember(sel.route.name, plan), *self._take_plan(plan, now)]
 
@@ -571,6 +623,90 @@ class CallFlow:
             )
             return self._take_plan(action.plan, now)  # type: ignore[arg-type]
         return self._final(target, now)
+
+    # -- queues ----------------------------------------------------------------------
+
+    def _enter_queue(self, route: Route, now: datetime) -> list[Action]:
+        q = route.queue
+        assert q is not None
+        rings = tuple(
+            ring_for(self.config.receiving_numbers[t.receiving_number]) for t in route.targets
+        )
+        self.step_no += 1
+        self.current, self.current_started = Step(route.name, rings, route.ring_timeout), now
+        self.phase = Phase.QUEUED
+        source = self.start_record.source if self.start_record else None
+        return [
+            StartStep(self.step_no, route.name, rings, iso(now)),
+            EnterQueue(route.queue_name, q.priority(source), q.max_wait),
+        ]
+
+    def _queue_returned(self, ev: QueueReturned) -> list[Action]:
+        if self.phase is not Phase.QUEUED:
+            raise ProtocolError(f"Queue() returned in phase {self.phase.value}")
+        res = ev.result
+        result = "busy" if res.status in ("FULL", "JOINEMPTY", "JOINUNAVAIL") else "no_answer"
+        actions = self._finish_queue_step(ev.now, res, winner=None, each=result)
+        self.phase = Phase.ROUTING
+        return actions + self._fallback(ev.now)
+
+    def _ended_in_queue(self, ev: Ended) -> list[Action]:
+        res = ev.queue or QueueResult()
+        step = self.current
+        assert step is not None
+        winner = next((r for r in step.rings if res.agent and r.name == res.agent), None)
+        if res.agent and winner is None:  # an agent we did not list (added by hand)
+            winner = Ring(name=res.agent, number="", dial_string="")
+        actions = self._finish_queue_step(ev.now, res, winner=winner, each="abandoned")
+        cause = ev.result.cause
+        return [*actions, self._finish_call(ev.now, cause, caller_left=winner is None)]
+
+    def _finish_queue_step(
+        self, now: datetime, res: QueueResult, *, winner: Ring | None, each: str
+    ) -> list[Action]:
+        step, started = self.current, self.current_started or now
+        assert step is not None
+        joined = started
+        answered_at = joined + timedelta(seconds=res.wait_seconds) if winner else None
+        results = tuple(
+            RingResult(r.name, "answered" if r is winner else ("cancelled" if winner else each))
+            for r in step.rings
+        )
+        if winner is not None and winner not in step.rings:
+            results += (RingResult(winner.name, "answered"),)
+        self.ring_results.extend(r.result for r in results)
+        status = "CONNECTED" if winner else (res.status or "ABANDONED")
+        wait = res.wait_seconds if res.wait_seconds else seconds_between(started, now)
+        if winner is not None:
+            self.answered = (winner, answered_at or now)
+        self.path.append(
+            {
+                "step": self.step_no,
+                "route": step.route,
+                "queue": status,
+                "position": res.position,
+                "wait_seconds": wait,
+                "agent": winner.name if winner else None,
+                "started_at": iso(started),
+                "ended_at": iso(now),
+            }
+        )
+        self.current = None
+        talk = seconds_between(answered_at, now) if answered_at else 0.0
+        return [
+            FinishStep(
+                step=self.step_no,
+                ended_at=iso(now),
+                dial_status=f"QUEUE_{status}",
+                results=results,
+                ring_seconds=round(float(wait), 3),
+                talk_seconds=talk,
+                cause=None,
+            ),
+            RecordQueue(
+                step.route, status, float(wait), res.position, winner.name if winner else None
+            ),
+        ]
 
     def _zip_entered(self, menu: Route, digits: str, now: datetime) -> list[Action]:
         where = (

@@ -26,6 +26,7 @@ class RouteType(StrEnum):
     SEQUENTIAL = "sequential"
     GEO = "geo"  # picks another route by where the caller is
     IVR = "ivr"  # a voice menu: the caller's key picks a route or a number
+    QUEUE = "queue"  # callers wait (music on hold) for the next free agent (Asterisk's app_queue)
 
     @property
     def dials(self) -> bool:
@@ -143,6 +144,39 @@ class Route:
     attempts: int = 3  # ivr routes: plays of the menu before ``default``
     invalid_prompt: str | None = None  # ivr routes: played before replaying on a wrong key
     default: Fallback | None = None  # geo: no rule matched; ivr: no valid key in time
+    queue: QueueSettings | None = None  # queue routes (targets are the agents)
+
+    @property
+    def queue_name(self) -> str:
+        """The Asterisk queue of a queue route (``ctm-pbx asterisk queues`` writes it)."""
+        return f"ctm-{self.name}"
+
+
+class QueueStrategy(StrEnum):
+    """Who rings next: Asterisk app_queue's strategies."""
+
+    RINGALL = "ringall"  # every free agent at once
+    LINEAR = "linear"  # in the listed order
+    RRMEMORY = "rrmemory"  # round robin, remembering who was last
+    LEASTRECENT = "leastrecent"  # the agent idle longest
+    FEWESTCALLS = "fewestcalls"  # the agent with the fewest calls
+    RANDOM = "random"
+    WRANDOM = "wrandom"  # random, weighted
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    strategy: QueueStrategy = QueueStrategy.RRMEMORY
+    max_wait: int = 300  # seconds a caller waits before the route's fallback (overflow)
+    max_length: int = 0  # callers waiting at most (0: no limit); more go to the fallback
+    wrapup: int = 0  # seconds an agent rests after a call
+    announce_every: int = 0  # seconds between position/wait announcements (0: none)
+    periodic_prompt: str | None = None  # played to waiting callers every announce_every
+    music: str = "default"  # music-on-hold class
+    priority_by_source: tuple[tuple[str, int], ...] = ()  # higher is served first
+
+    def priority(self, source: str | None) -> int:
+        return dict(self.priority_by_source).get(source or "", 0)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import click
 
 from ctm_pbx import __version__
 from ctm_pbx.adapters import prompts as prompt_files
+from ctm_pbx.adapters.asterisk_conf import render_queues
 from ctm_pbx.adapters.config_loader import ConfigError, load_config
 from ctm_pbx.adapters.store import StoreError, migrate, open_db
 from ctm_pbx.adapters.store import calls as call_store
@@ -197,6 +198,47 @@ def prompts_build(
             click.echo(f"{built.path}  {built.seconds:.1f} s")
     except (prompt_files.PromptError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# ---- asterisk --------------------------------------------------------------
+
+
+@main.group("asterisk")
+def asterisk_group() -> None:
+    """Asterisk configuration derived from config.yaml.
+
+    \b
+    Example:
+      ctm-pbx asterisk queues --out /etc/asterisk/queues_ctm.conf
+    """
+
+
+@asterisk_group.command("queues")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here (default: standard output).",
+)
+@pass_ctx
+def asterisk_queues(ctx: Context, out_path: Path | None) -> None:
+    """The queues of queue routes, for Asterisk's queues.conf (#tryinclude queues_ctm.conf).
+
+    \b
+    Example:
+      ctm-pbx asterisk queues --out /etc/asterisk/queues_ctm.conf
+      asterisk -rx "queue reload all"
+    """
+    text = render_queues(read_config(ctx.config_path))
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out_path}: {exc}") from None
+    click.echo(f"wrote {out_path}", err=True)
 
 
 # ---- db --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from .ctm import render_test_queues
 from .sip import REPO, Asterisk, Behaviour, Carrier, Phone
 
 EXTRA_ETC = REPO / "tests" / "asterisk"
@@ -42,14 +43,19 @@ def _missing_prerequisites() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def asterisk() -> Iterator[Asterisk]:
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
     missing = _missing_prerequisites()
     if missing:
         reason = "integration tests need " + ", ".join(missing)
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true: these tests must run in CI)", pytrace=False)
         pytest.skip(reason)
-    env = dict(os.environ, CTM_SANDBOX_EXTRA_ETC=str(EXTRA_ETC))
+    # the test endpoints and dialplan, and the queues of the test config's queue routes
+    extra = tmp_path_factory.mktemp("asterisk-etc")
+    for conf in EXTRA_ETC.glob("*.conf"):
+        shutil.copy(conf, extra / conf.name)
+    (extra / "queues_ctm.conf").write_text(render_test_queues(), encoding="utf-8")
+    env = dict(os.environ, CTM_SANDBOX_EXTRA_ETC=str(extra))
     ast = Asterisk(env=env)
     was_running = ast.run_sandbox("status").returncode == 0
     # creating the chroot (first run on a machine) takes about a minute

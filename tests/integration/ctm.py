@@ -76,6 +76,40 @@ routes:
     ask_zip: {{prompts: [ctm-pbx/enter-zip], timeout: 2, attempts: 2}}
     rules: [{{zip_prefixes: ["606"], route: single}}, {{states: [NY], route: simul}}]
     default: {{route: backup}}
+  # queues: agents desk-1..3 (phone1..3)
+  q-ringall: {{type: queue, strategy: ringall, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-linear: {{type: queue, strategy: linear, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-rrmemory:
+    {{type: queue, strategy: rrmemory, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-leastrecent:
+    {{type: queue, strategy: leastrecent, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-fewestcalls:
+    {{type: queue, strategy: fewestcalls, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-random: {{type: queue, strategy: random, targets: [desk-1, desk-2, desk-3], ring_timeout: 3}}
+  q-wrandom:
+    type: queue
+    strategy: wrandom
+    targets: [{{receiving_number: desk-1, weight: 1}}, {{receiving_number: desk-2, weight: 1}},
+              {{receiving_number: desk-3, weight: 1}}]
+    ring_timeout: 3
+  q-overflow: {{type: queue, targets: [desk-1], ring_timeout: 1, max_wait: 2,
+                fallback: {{route: backup}}}}
+  q-full: {{type: queue, targets: [desk-1], ring_timeout: 5, max_wait: 20, max_length: 1,
+            fallback: {{route: backup}}}}
+  q-priority: {{type: queue, strategy: linear, targets: [desk-1], ring_timeout: 5, max_wait: 30,
+                priority_by_source: {{google-ads: 10}}}}
+  menu-queue:
+    type: ivr
+    prompts: ctm-pbx/welcome
+    options: {{1: {{route: q-rrmemory}}, 2: {{route: submenu-queue}}}}
+    timeout: 1
+    default: hangup
+  submenu-queue:
+    type: ivr
+    prompts: ctm-pbx/welcome
+    options: {{1: {{route: q-linear}}}}
+    timeout: 1
+    default: hangup
 schedules:
   weekdays: {{time_zone: America/Chicago, hours: {{mon-fri: "09:00-17:00"}}}}
 tracking_numbers:
@@ -88,6 +122,18 @@ tracking_numbers:
   - {{number: "+13125550148", source: radio, route: by-region}}
   - {{number: "+13125550149", source: radio, route: menu}}
   - {{number: "+13125550141", source: radio, route: zip-region}}
+  - {{number: "+13125550200", source: radio, route: q-ringall}}
+  - {{number: "+13125550201", source: radio, route: q-linear}}
+  - {{number: "+13125550202", source: radio, route: q-rrmemory}}
+  - {{number: "+13125550203", source: radio, route: q-leastrecent}}
+  - {{number: "+13125550204", source: radio, route: q-fewestcalls}}
+  - {{number: "+13125550205", source: radio, route: q-random}}
+  - {{number: "+13125550206", source: radio, route: q-wrandom}}
+  - {{number: "+13125550207", source: radio, route: q-overflow}}
+  - {{number: "+13125550208", source: radio, route: q-full}}
+  - {{number: "+13125550209", source: radio, route: q-priority}}
+  - {{number: "+13125550210", source: google-ads, route: q-priority}}
+  - {{number: "+13125550211", source: radio, route: menu-queue}}
   - {{number: "+13125550150", pool: gads, route: single}}
   # AGI mode (tests/asterisk/extensions_local.conf sends +1312555016X to ctm-agi-inbound)
   - {{number: "+13125550160", source: billboard, route: single}}
@@ -108,6 +154,18 @@ DIDS = {
     "by-region": "13125550148",
     "menu": "13125550149",
     "zip-region": "13125550141",
+    "q-ringall": "13125550200",
+    "q-linear": "13125550201",
+    "q-rrmemory": "13125550202",
+    "q-leastrecent": "13125550203",
+    "q-fewestcalls": "13125550204",
+    "q-random": "13125550205",
+    "q-wrandom": "13125550206",
+    "q-overflow": "13125550207",
+    "q-full": "13125550208",
+    "q-priority": "13125550209",
+    "q-priority-ads": "13125550210",
+    "menu-queue": "13125550211",
 }
 AGI_DIDS = {
     "single": "13125550160",
@@ -119,6 +177,14 @@ AGI_DIDS = {
     "gads": "13125550165",
 }
 WEB_PORT = 18089
+
+
+def render_test_queues() -> str:
+    """queues_ctm.conf for the sandbox: the test config's queue routes."""
+    from ctm_pbx.adapters.asterisk_conf import render_queues
+    from ctm_pbx.adapters.config_loader import parse_config
+
+    return render_queues(parse_config(TEST_CONFIG.format(db="unused.db", port=WEB_PORT)))
 
 
 def write_config(directory: Path, port: int = WEB_PORT) -> Path:

@@ -6,7 +6,14 @@ import json
 
 import sqlite_utils
 
-from ctm_pbx.core.callflow import FinishCall, FinishStep, RecordInput, StartCall, StartStep
+from ctm_pbx.core.callflow import (
+    FinishCall,
+    FinishStep,
+    RecordInput,
+    RecordQueue,
+    StartCall,
+    StartStep,
+)
 
 # The hot path (one call = a few of these) uses plain SQL: sqlite-utils' table
 # helpers introspect the schema on every call.
@@ -132,6 +139,14 @@ def record_input(db: sqlite_utils.Database, call_id: int, rec: RecordInput) -> N
         )
     else:
         db.conn.execute("UPDATE calls SET ivr_digits = ? WHERE id = ?", (rec.digits, call_id))
+
+
+def record_queue(db: sqlite_utils.Database, call_id: int, rec: RecordQueue) -> None:
+    db.conn.execute(
+        "UPDATE calls SET queue_name = ?, queue_status = ?, queue_position = ?,"
+        " queue_wait_seconds = ?, queue_agent = ? WHERE id = ?",
+        (rec.queue, rec.status, rec.position, rec.wait_seconds, rec.agent, call_id),
+    )
 
 
 def get_call(db: sqlite_utils.Database, call_id: int) -> dict | None:

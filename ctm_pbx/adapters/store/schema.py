@@ -247,6 +247,19 @@ def m008_ivr_input(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN ivr_digits TEXT")
 
 
+@migrations()
+def m009_queue(db: sqlite_utils.Database) -> None:
+    """The queue part of a call: which queue, position at entry, wait, the agent."""
+    for column, kind in (
+        ("queue_name", "TEXT"),
+        ("queue_status", "TEXT"),  # CONNECTED, TIMEOUT, FULL, ABANDONED, ...
+        ("queue_position", "INTEGER"),
+        ("queue_wait_seconds", "REAL"),
+        ("queue_agent", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
