@@ -256,6 +256,28 @@ tracking_numbers:
         "missing required field 'options'",
     ),
     (
+        "whisper for an unknown source",
+        RECEIVING + "routes:\n  r: {type: single, targets: [desk-1], whisper: {gogle-ads: x}}\n",
+        "routes.r.whisper.gogle-ads",
+        4,
+        "unknown source 'gogle-ads'",
+    ),
+    (
+        "record is not a boolean",
+        RECEIVING + "routes:\n  r: {type: single, targets: [desk-1], record: sometimes}\n",
+        "routes.r.record",
+        4,
+        "expected true or false",
+    ),
+    (
+        "voicemail greeting with an extension",
+        RECEIVING
+        + "routes:\n  r: {type: single, targets: [desk-1], fallback: {voicemail: vm.wav}}\n",
+        "routes.r.fallback.voicemail",
+        4,
+        "expected a sound name",
+    ),
+    (
         "unset environment variable",
         "asterisk:\n  username: ctm\n  password: '${CTM_TEST_UNSET}'\n",
         "asterisk.password",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from ctm_pbx.adapters import media
 from ctm_pbx.adapters.ari_client import AriClient, AriError
 from ctm_pbx.adapters.call_attribution import attribute_call
 from ctm_pbx.adapters.live_inventory import LiveInventory
@@ -52,6 +53,7 @@ from ctm_pbx.core.callflow import (
     SendToFailsafe,
     StartCall,
     StartStep,
+    TakeMessage,
 )
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config
@@ -74,9 +76,12 @@ MOVES = (
     DialStep,
     CollectDigits,
     EnterQueue,
+    TakeMessage,
     EndCall,
     SendToFailsafe,
 )  # actions that move the channel
+VOICEMAIL_CONTEXT = "ctm-voicemail"
+MEDIA_SETTLE_S = 1.5  # Asterisk finishes a recording's file just after the hangup
 
 
 def utcnow() -> datetime:
@@ -269,8 +274,10 @@ class AriCallHandler:
             log.error("call %s: store write failed: %s", call.channel_id, written)
         elif written is not None:
             call.call_id = written
-        if any(isinstance(a, FinishCall) for a in records):
+        for fin in (a for a in records if isinstance(a, FinishCall)):
             self.calls_finished += 1
+            if (fin.recorded or fin.voicemail) and call.call_id is not None:
+                self._spawn(self._collect_media(call.call_id, call.channel_id, fin))
         if isinstance(moved, AriError) and moved.status == 404:
             # the caller hung up while we decided
             await self._apply(call, call.flow.handle(Gone(self.clock(), "caller hung up", True)))
@@ -280,20 +287,51 @@ class AriCallHandler:
     async def _move(self, channel_id: str, moves: list[Action]) -> None:
         for move in moves:
             if isinstance(move, DialStep):
-                ext = "D" + move.dial_args
+                prefix = "RD" if move.record else "D"
+                ext = prefix + move.dial_args
                 if len(ext) > MAX_EXTENSION:
                     await self.ari.set_channel_var(channel_id, "CTM_DIAL", move.dial_args)
-                    ext = "var"
+                    ext = "Rvar" if move.record else "var"
                 await self.ari.continue_in_dialplan(channel_id, DIAL_CONTEXT, ext)
+            elif isinstance(move, TakeMessage):
+                await self.ari.set_channel_var(channel_id, "CTM_VM_GREETING", move.greeting)
+                await self.ari.continue_in_dialplan(
+                    channel_id, VOICEMAIL_CONTEXT, f"V{move.max_seconds}"
+                )
             elif isinstance(move, CollectDigits):
                 await self.ari.set_channel_var(channel_id, "CTM_READ", move.read_args())
                 await self.ari.continue_in_dialplan(channel_id, IVR_CONTEXT, "read")
             elif isinstance(move, EnterQueue):
-                await self.ari.continue_in_dialplan(channel_id, QUEUE_CONTEXT, move.extension())
+                if move.whisper:
+                    await self.ari.set_channel_var(channel_id, "CTM_WHISPER", move.whisper)
+                ext = ("R" if move.record else "") + move.extension()
+                await self.ari.continue_in_dialplan(channel_id, QUEUE_CONTEXT, ext)
             elif isinstance(move, EndCall):
                 await self.ari.continue_in_dialplan(channel_id, END_CONTEXT, move.how)
             elif isinstance(move, SendToFailsafe):
                 await self.ari.continue_in_dialplan(channel_id, FAILSAFE_CONTEXT, "app")
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001 - a coroutine
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _collect_media(self, call_id: int, channel_id: str, fin: FinishCall) -> None:
+        """Link the call's recording / voicemail message, with its length, to the row."""
+        await asyncio.sleep(MEDIA_SETTLE_S)
+        rec = self.config.asterisk.recordings
+        for kind, wanted, name in (
+            ("recording", fin.recorded, f"ctm-{channel_id}.wav"),
+            ("voicemail", fin.voicemail, f"ctm-vm-{channel_id}.wav"),
+        ):
+            if not wanted:
+                continue
+            seconds = await asyncio.to_thread(media.wav_seconds, f"{rec.readable_dir}/{name}")
+            if seconds is None:
+                log.warning("call %s: no %s file %s", channel_id, kind, name)
+                continue
+            path = f"{rec.dir}/{name}"
+            self.writer.submit(call_store.record_media, call_id, kind, path, seconds)
 
     async def _fail(self, call: _Call, exc: Exception, now: datetime, *, ended: bool) -> None:
         """Send the channel to the dialplan fail-safe; still complete the row."""

@@ -44,6 +44,7 @@ from ctm_pbx.core.model import (
     QueueSettings,
     QueueStrategy,
     ReceivingNumber,
+    RecordingSettings,
     Route,
     RouteOrder,
     RouteTarget,
@@ -73,7 +74,8 @@ DIAL_PLACEHOLDERS = ("number", "digits")
 
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
 TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
-ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami")
+ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
+RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
@@ -119,6 +121,8 @@ ROUTE_KEYS = (
     "timeout",
     "attempts",
     "invalid_prompt",
+    "whisper",
+    "record",
     *QUEUE_KEYS,
 )
 PROMPT_KEYS = ("prompts", "timeout", "attempts")
@@ -127,7 +131,7 @@ IVR_ONLY = ("prompts", "options", "timeout", "attempts", "invalid_prompt")
 SCHEDULE_KEYS = ("time_zone", "hours", "holidays", "label")
 GEO_RULE_KEYS = ("states", "area_codes", "zip_prefixes", "route")
 ROUTE_TARGET_KEYS = ("receiving_number", "weight")
-FALLBACK_KEYS = ("route", "number", "receiving_number")
+FALLBACK_KEYS = ("route", "number", "receiving_number", "voicemail")
 TRACKING_NUMBER_KEYS = ("number", "source", "pool", "route", "label")
 
 
@@ -315,6 +319,23 @@ class _Builder:
             mode=_opt(m, "mode", _mode, d.mode),
             agi=_opt(m, "agi", self._agi, d.agi),
             ami=_opt(m, "ami", self._ami, d.ami),
+            recordings=_opt(m, "recordings", self._recordings, d.recordings),
+        )
+
+    def _recordings(self, node: YNode) -> RecordingSettings | None:
+        m = node.mapping(RECORDING_KEYS)
+        if m is None:
+            return None
+        d = RecordingSettings()
+        local = _opt(m, "local_dir", YNode.text, None)
+        if local is not None and not Path(local).is_absolute():
+            local = os.path.normpath(self.base_dir / local)
+        return RecordingSettings(
+            dir=_opt(m, "dir", YNode.text, d.dir),
+            local_dir=local,
+            voicemail_max_seconds=_opt(
+                m, "voicemail_max_seconds", lambda n: n.integer(5, 3600), d.voicemail_max_seconds
+            ),
         )
 
     def _agi(self, node: YNode) -> AgiSettings | None:
@@ -671,7 +692,32 @@ class _Builder:
             schedule=schedule,
             after_hours=after_hours,
             queue=self._queue(m) if route_type is RouteType.QUEUE else None,
+            whisper=_opt(m, "whisper", self._whisper, ()),
+            record=_opt(m, "record", YNode.boolean, False),
         )
+
+    def _whisper(self, node: YNode) -> tuple[tuple[str, str], ...] | None:
+        """A prompt for every call, or ``{source: prompt, ..., "*": prompt}``."""
+        if node.is_scalar:
+            prompt = self._one_prompt(node)
+            return (("*", prompt),) if prompt else None
+        entries = node.mapping()
+        if entries is None:
+            return None
+        out = []
+        for name, value in entries.items():
+            if name != "*" and name not in self.declared["sources"]:
+                value.error(
+                    f"unknown source '{name}'{suggest(name, self.declared['sources'])}"
+                    " (or '*' for every other call)",
+                    line=value.entry_line,
+                )
+                return None
+            prompt = self._one_prompt(value)
+            if prompt is None:
+                return None
+            out.append((name, prompt))
+        return tuple(out)
 
     def _queue(self, m: Mapping[str, YNode]) -> QueueSettings:
         d = QueueSettings()
@@ -718,7 +764,16 @@ class _Builder:
         return schedule, after
 
     def _geo_route(self, name: str, node: YNode, m: Mapping[str, YNode]) -> Route | None:
-        for key in ("targets", "order", "ring_timeout", "fallback", *IVR_ONLY):
+        for key in (
+            "targets",
+            "order",
+            "ring_timeout",
+            "fallback",
+            "whisper",
+            "record",
+            *IVR_ONLY,
+            *QUEUE_KEYS,
+        ):
             if key in m:
                 m[key].error(f"'{key}' does not apply to geo routes (their rules pick a route)")
         rules_node = _req(m, node, "rules")
@@ -777,7 +832,7 @@ class _Builder:
         return tuple(out)
 
     def _ivr_route(self, name: str, node: YNode, m: Mapping[str, YNode]) -> Route | None:
-        for key in ("targets", "order", "rules", "ask_zip"):
+        for key in ("targets", "order", "rules", "ask_zip", "whisper", "record", *QUEUE_KEYS):
             if key in m:
                 m[key].error(f"'{key}' does not apply to ivr routes (their options lead on)")
         prompts_node, options_node = _req(m, node, "prompts"), _req(m, node, "options")
@@ -999,9 +1054,13 @@ class _Builder:
             return None
         if len(m) != 1:
             node.error(
-                "expected exactly one of 'route', 'number' or 'receiving_number' (or busy, hangup)"
+                "expected exactly one of 'route', 'number', 'receiving_number' or 'voicemail'"
+                " (or busy, hangup)"
             )
             return None
+        if "voicemail" in m:
+            greeting = self._one_prompt(m["voicemail"])
+            return Fallback(FallbackKind.VOICEMAIL, greeting) if greeting else None
         if "route" in m:
             target = self._ref(m["route"], "routes", "route")
             if target and record:

@@ -96,8 +96,9 @@ def plan_agi_call(
 
 
 class NeedsAri(RoutingError):
-    def __init__(self, route: Route) -> None:
-        super().__init__(f"route '{route.name}' ({route.type.value}) needs ARI mode")
+    def __init__(self, route: Route, what: str | None = None) -> None:
+        what = what or route.type.value
+        super().__init__(f"route '{route.name}' ({what}) needs ARI mode")
         self.route = route
 
 
@@ -124,6 +125,8 @@ def _unroll(
                 )
                 steps.extend(action.plan.steps)  # type: ignore[union-attr]
                 return steps, "hangup", transitions
+            if fallback.kind is FallbackKind.VOICEMAIL:
+                raise NeedsAri(config.routes[sel.from_route or name], "voicemail")
             return steps, fallback.kind.value, transitions
         current = sel.route
         if current.type not in AGI_ROUTE_TYPES:
@@ -150,6 +153,8 @@ def _unroll(
             transitions.append((len(steps), entry))
             steps.extend(action.plan.steps)  # type: ignore[union-attr]
             return steps, "hangup", transitions  # a number fallback is the last resort
+        if action.kind is FallbackKind.VOICEMAIL:
+            raise NeedsAri(current, "voicemail")
         transitions.append((len(steps), entry))
         return steps, action.kind.value, transitions
 

@@ -40,6 +40,7 @@ class Phase(StrEnum):
     COLLECTING = "collecting"  # in the dialplan's Read(): a menu or a ZIP prompt
     QUEUED = "queued"  # in the dialplan's Queue(): waiting for an agent
     ENDING = "ending"  # sent to busy/hangup
+    VOICEMAIL = "voicemail"  # leaving a message
     FAILSAFE = "failsafe"  # sent to the dialplan fail-safe
     DONE = "done"
 
@@ -51,6 +52,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     ABANDONED = "abandoned"
     UNKNOWN = "unknown"  # the channel vanished while ctm-pbx was down and left no result
+    VOICEMAIL = "voicemail"  # nobody answered; the caller reached voicemail
 
 
 # ---- events ---------------------------------------------------------------
@@ -200,6 +202,15 @@ class DialStep:
     """Continue the channel into the dialplan's Dial() with these arguments."""
 
     dial_args: str
+    record: bool = False  # MixMonitor the call first (both sides, while connected)
+
+
+@dataclass(frozen=True)
+class TakeMessage:
+    """Continue the channel to voicemail: the greeting, then the caller's message."""
+
+    greeting: str
+    max_seconds: int
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,8 @@ class EnterQueue:
     queue: str  # the Asterisk queue
     priority: int  # QUEUE_PRIO: higher is served first
     max_wait: int  # seconds before Queue() gives up (TIMEOUT)
+    whisper: str | None = None  # prompt the answering agent hears first
+    record: bool = False
 
     def extension(self) -> str:
         return f"Q{self.queue}.{self.priority}.{self.max_wait}"
@@ -279,6 +292,8 @@ class FinishCall:
     failsafe: bool
     path: tuple[dict, ...]
     notes: str = ""
+    recorded: bool = False  # a recording of the conversation was started
+    voicemail: bool = False  # the caller was put through to voicemail
 
 
 Action = (
@@ -288,6 +303,7 @@ Action = (
     | DialStep
     | CollectDigits
     | EnterQueue
+    | TakeMessage
     | RecordQueue
     | RecordInput
     | EndCall
@@ -345,6 +361,8 @@ class CallFlow:
     asked: set[str] = field(default_factory=set)  # geo routes that asked for a ZIP
     inputs: list[str] = field(default_factory=list)
     caller_answered: bool = False  # a menu answered the caller: Dial() must play ringback
+    recorded: bool = False
+    voicemail_taken: bool = False
 
     # -- entry points --------------------------------------------------------
 
@@ -482,20 +500,37 @@ class CallFlow:
         return [RememberRoute(route, plan.memory)]
 
     def _take_plan(self, plan: Plan, now: datetime) -> list[Action]:
-        steps = list(plan.steps)
-        if self.caller_answered:  # the caller hears silence unless Dial() makes ringback
-            steps = [replace(s, options=s.options + "r") for s in steps]
+        steps = [replace(s, options=self._dial_options(s)) for s in plan.steps]
         self.pending = steps
         return self._dial_next(now)
+
+    def _source(self) -> str | None:
+        return self.start_record.source if self.start_record else None
+
+    def _dial_options(self, step: Step) -> str:
+        options = step.options
+        if self.caller_answered:  # the caller hears silence unless Dial() makes ringback
+            options += "r"
+        route = self.config.routes.get(step.route)
+        whisper = route.whisper_for(self._source()) if route else None
+        if whisper:  # played to whoever answers, before the caller is connected
+            options += f"U(ctm-whisper^{whisper})"
+        return options
+
+    def _records(self, route_name: str) -> bool:
+        route = self.config.routes.get(route_name)
+        return bool(route and route.record)
 
     def _dial_next(self, now: datetime) -> list[Action]:
         step = self.pending.pop(0)
         self.step_no += 1
         self.current, self.current_started = step, now
         self.phase = Phase.DIALING
+        record = self._records(step.route)
+        self.recorded |= record
         return [
             StartStep(self.step_no, step.route, step.rings, iso(now)),
-            DialStep(step.dial_args()),
+            DialStep(step.dial_args(), record),
         ]
 
     def _fallback(self, now: datetime) -> list[Action]:
@@ -527,8 +562,16 @@ class CallFlow:
             self.fallback_spent = True
             return self._take_plan(action.plan, now)  # type: ignore[arg-type]
         self.path.append(entry)
+        if action.kind is FallbackKind.VOICEMAIL:
+            return self._voicemail(route.fallback.value or "", now)
         self.phase = Phase.ENDING
         return [EndCall(action.kind.value)]
+
+    def _voicemail(self, greeting: str, now: datetime) -> list[Action]:
+        self.phase = Phase.VOICEMAIL
+        self.voicemail_taken = True
+        self.path.append({"voicemail": greeting, "at": iso(now)})
+        return [TakeMessage(greeting, self.config.asterisk.recordings.voicemail_max_seconds)]
 
     def _enter(self, name: str, now: datetime) -> list[Action]:
         """Run route ``name``, or the route its schedule or geo rules hand over to."""
@@ -568,6 +611,8 @@ class CallFlow:
             )
             self.fallback_spent = True
             return self._take_plan(action.plan, now)  # type: ignore[arg-type]
+        if fallback.kind is FallbackKind.VOICEMAIL:
+            return self._voicemail(fallback.value or "", now)
         self.phase = Phase.ENDING
         return [EndCall(fallback.kind.value)]
 
@@ -635,11 +680,16 @@ class CallFlow:
         self.step_no += 1
         self.current, self.current_started = Step(route.name, rings, route.ring_timeout), now
         self.phase = Phase.QUEUED
-        source = self.start_record.source if self.start_record else None
-        return [
-            StartStep(self.step_no, route.name, rings, iso(now)),
-            EnterQueue(route.queue_name, q.priority(source), q.max_wait),
-        ]
+        source = self._source()
+        self.recorded |= route.record
+        enter = EnterQueue(
+            route.queue_name,
+            q.priority(source),
+            q.max_wait,
+            route.whisper_for(source),
+            route.record,
+        )
+        return [StartStep(self.step_no, route.name, rings, iso(now)), enter]
 
     def _queue_returned(self, ev: QueueReturned) -> list[Action]:
         if self.phase is not Phase.QUEUED:
@@ -809,9 +859,11 @@ class CallFlow:
         outcome = decide_outcome(
             answered=self.answered is not None,
             unknown=unknown,
-            caller_left=caller_left,
+            caller_left=caller_left and not self.voicemail_taken,
             ring_results=self.ring_results,
         )
+        if outcome is not Outcome.ANSWERED and self.voicemail_taken:
+            outcome = Outcome.VOICEMAIL
         answered_at = self.answered[1] if self.answered else None
         ring_end = answered_at or now
         return FinishCall(
@@ -826,6 +878,8 @@ class CallFlow:
             failsafe=self.failsafe,
             path=tuple(self.path),
             notes=notes,
+            recorded=self.recorded and self.answered is not None,
+            voicemail=self.voicemail_taken,
         )
 
 

@@ -46,6 +46,7 @@ class FallbackKind(StrEnum):
     NUMBER = "number"  # dial one number (a fail-safe desk)
     BUSY = "busy"  # caller hears busy
     HANGUP = "hangup"  # hang up
+    VOICEMAIL = "voicemail"  # the caller leaves a message (value: the greeting prompt)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,12 @@ class Route:
     invalid_prompt: str | None = None  # ivr routes: played before replaying on a wrong key
     default: Fallback | None = None  # geo: no rule matched; ivr: no valid key in time
     queue: QueueSettings | None = None  # queue routes (targets are the agents)
+    whisper: tuple[tuple[str, str], ...] = ()  # source (or "*") -> prompt played to the agent
+    record: bool = False  # record the conversation (both sides mixed)
+
+    def whisper_for(self, source: str | None) -> str | None:
+        prompts = dict(self.whisper)
+        return prompts.get(source or "") or prompts.get("*")
 
     @property
     def queue_name(self) -> str:
@@ -233,6 +240,19 @@ class AmiSettings:
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    """Where call recordings and voicemail messages go."""
+
+    dir: str = "/var/spool/asterisk/monitor"  # as Asterisk sees it (CTM_REC_DIR)
+    local_dir: str | None = None  # the same directory as ctm-pbx sees it (default: dir)
+    voicemail_max_seconds: int = 120
+
+    @property
+    def readable_dir(self) -> str:
+        return self.local_dir or self.dir
+
+
+@dataclass(frozen=True)
 class AsteriskSettings:
     ari_url: str = "http://127.0.0.1:8088"
     username: str = "ctm"
@@ -241,6 +261,7 @@ class AsteriskSettings:
     mode: AsteriskMode = AsteriskMode.ARI
     agi: AgiSettings = field(default_factory=AgiSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    recordings: RecordingSettings = field(default_factory=RecordingSettings)
 
     @property
     def uses_ari(self) -> bool:

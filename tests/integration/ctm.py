@@ -25,7 +25,8 @@ from .sip import Asterisk
 TEST_CONFIG = """\
 asterisk:
   {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
-   mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{username: ctm, secret: ctm-secret}}}}
+   mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{username: ctm, secret: ctm-secret}},
+   recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}}}}
 database: {{path: {db}}}
 web: {{host: 127.0.0.1, port: {port}}}
 sources:
@@ -98,6 +99,11 @@ routes:
             fallback: {{route: backup}}}}
   q-priority: {{type: queue, strategy: linear, targets: [desk-1], ring_timeout: 5, max_wait: 30,
                 priority_by_source: {{google-ads: 10}}}}
+  whispered: {{type: single, targets: [desk-1], ring_timeout: 5,
+               whisper: {{google-ads: ctm-pbx/whisper-google-ads, "*": ctm-pbx/whisper-call}}}}
+  recorded: {{type: single, targets: [desk-1], ring_timeout: 5, record: true}}
+  to-voicemail: {{type: single, targets: [desk-4], ring_timeout: 1,
+                  fallback: {{voicemail: ctm-pbx/welcome}}}}
   menu-queue:
     type: ivr
     prompts: ctm-pbx/welcome
@@ -134,6 +140,10 @@ tracking_numbers:
   - {{number: "+13125550209", source: radio, route: q-priority}}
   - {{number: "+13125550210", source: google-ads, route: q-priority}}
   - {{number: "+13125550211", source: radio, route: menu-queue}}
+  - {{number: "+13125550220", source: radio, route: whispered}}
+  - {{number: "+13125550221", source: google-ads, route: whispered}}
+  - {{number: "+13125550222", source: radio, route: recorded}}
+  - {{number: "+13125550223", source: radio, route: to-voicemail}}
   - {{number: "+13125550150", pool: gads, route: single}}
   # AGI mode (tests/asterisk/extensions_local.conf sends +1312555016X to ctm-agi-inbound)
   - {{number: "+13125550160", source: billboard, route: single}}
@@ -166,7 +176,13 @@ DIDS = {
     "q-priority": "13125550209",
     "q-priority-ads": "13125550210",
     "menu-queue": "13125550211",
+    "whispered": "13125550220",
+    "whispered-ads": "13125550221",
+    "recorded": "13125550222",
+    "to-voicemail": "13125550223",
 }
+SANDBOX_ROOT = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox")) / "root"
+RECORDINGS = SANDBOX_ROOT / "var/spool/asterisk/monitor"  # as this process sees them
 AGI_DIDS = {
     "single": "13125550160",
     "simul": "13125550161",
@@ -184,12 +200,14 @@ def render_test_queues() -> str:
     from ctm_pbx.adapters.asterisk_conf import render_queues
     from ctm_pbx.adapters.config_loader import parse_config
 
-    return render_queues(parse_config(TEST_CONFIG.format(db="unused.db", port=WEB_PORT)))
+    text = TEST_CONFIG.format(db="unused.db", port=WEB_PORT, rec_local=RECORDINGS)
+    return render_queues(parse_config(text))
 
 
 def write_config(directory: Path, port: int = WEB_PORT) -> Path:
     path = directory / "config.yaml"
-    path.write_text(TEST_CONFIG.format(db=directory / "ctm.db", port=port), encoding="utf-8")
+    text = TEST_CONFIG.format(db=directory / "ctm.db", port=port, rec_local=RECORDINGS)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

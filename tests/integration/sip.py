@@ -554,9 +554,17 @@ def _scenario_ms(scenario: str, hold_ms: int, cancel_ms: int, digits: str, gap_m
 
 
 def _digits_2833_block(digits: str, gap_ms: int) -> str:
+    """``~`` is not a digit: it plays a second of speech-like audio (g711a.pcap)."""
     names = {"#": "pound", "*": "star"}
     lines = []
     for d in digits:
+        if d == "~":
+            lines.append(
+                '  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/>'
+                "</action></nop>"
+            )
+            lines.append(f'  <pause milliseconds="{gap_ms}"/>')
+            continue
         name = names.get(d, d)
         if not (d.isdigit() or d in names):
             raise ValueError(f"no RFC 2833 pcap for digit {d!r}")

@@ -149,6 +149,18 @@ def record_queue(db: sqlite_utils.Database, call_id: int, rec: RecordQueue) -> N
     )
 
 
+def record_media(
+    db: sqlite_utils.Database, call_id: int, kind: str, path: str, seconds: float | None
+) -> None:
+    """A recording (``kind`` "recording") or voicemail message ("voicemail") of the call."""
+    if kind not in ("recording", "voicemail"):
+        raise ValueError(kind)
+    db.conn.execute(
+        f"UPDATE calls SET {kind}_path = ?, {kind}_seconds = ? WHERE id = ?",
+        (path, seconds, call_id),
+    )
+
+
 def get_call(db: sqlite_utils.Database, call_id: int) -> dict | None:
     rows = list(db["calls"].rows_where("id = ?", [call_id]))
     if not rows:

@@ -260,6 +260,45 @@ def m009_queue(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
 
 
+@migrations()
+def m010_media(db: sqlite_utils.Database) -> None:
+    """Files of a call: the recording of the conversation, a voicemail message."""
+    for column, kind in (
+        ("recording_path", "TEXT"),
+        ("recording_seconds", "REAL"),
+        ("voicemail_path", "TEXT"),
+        ("voicemail_seconds", "REAL"),
+    ):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+
+
+@migrations()
+def m011_voicemail_outcome(db: sqlite_utils.Database) -> None:
+    """Allow the outcome 'voicemail' (a call that ended in a voicemail message).
+
+    Widening a CHECK constraint changes no stored data, so the table definition is
+    edited in place (SQLite's documented way: writable_schema, then a new
+    schema_version) instead of copying the table.
+    """
+    old = "'abandoned', 'unknown')"
+    new = "'abandoned', 'unknown', 'voicemail')"
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'calls'")
+    text = sql.fetchone()[0]
+    if old not in text:
+        raise RuntimeError("calls.outcome has an unexpected CHECK constraint")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'calls'",
+        [text.replace(old, new)],
+    )
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
+    problems = db.execute("PRAGMA integrity_check").fetchall()
+    if problems != [("ok",)]:
+        raise RuntimeError(f"integrity check after widening calls.outcome: {problems}")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
