@@ -7,6 +7,8 @@ phone1), at rising call rates with short calls:
   (b) agi      : DID -> [ctm-agi-inbound] -> AGI(agi://…/inbound) -> Dial(${CTM_DIAL_1}),
                  the row completed from AMI events (dialplan/ctm-pbx-agi.conf)
   (c) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
+  (d) ivrq     : DID -> Stasis -> a menu (Read(), one key by SIP INFO) -> a queue
+                 (Queue(), the agent phone1) -- compare it with (a), the plain route
 
 For each rate: calls placed, calls the phone completed, call-log rows completed as
 answered (ctm, agi), post-dial delay (the caller's INVITE -> 180 Ringing; median, p99),
@@ -18,6 +20,9 @@ Run as root from the repository (the sandbox must be installable):
 
     .venv/bin/python bench/ari_routing.py --rates 50,100,200,300,400 --seconds 5
     .venv/bin/python bench/ari_routing.py --modes dialplan,agi --rates 100,200,300
+    .venv/bin/python bench/ari_routing.py --modes ctm,ivrq --rates 50,100,150
+
+For ivrq the "post-dial delay" is INVITE -> 200 (the menu answers), not -> 180.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +43,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
+from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import open_db  # noqa: E402
 from tests.integration.ctm import ProcessDaemon  # noqa: E402
 from tests.integration.sip import BASELINE_DID, Asterisk, screen_counts  # noqa: E402
@@ -46,7 +54,9 @@ PHONE_PORT, CARRIER_PORT = 5081, 5070
 
 BENCH_DID = "13125550199"
 AGI_DID = "13125550160"  # tests/asterisk/extensions_local.conf sends it to [ctm-agi-inbound]
-DIDS = {"ctm": BENCH_DID, "agi": AGI_DID, "dialplan": BASELINE_DID}
+IVR_DID = "13125550198"
+DIDS = {"ctm": BENCH_DID, "agi": AGI_DID, "dialplan": BASELINE_DID, "ivrq": IVR_DID}
+CARRIER_INFO_PORT = 5071  # the carrier address whose DTMF is SIP INFO
 WEB_PORT = 18090
 CONFIG = f"""\
 asterisk:
@@ -60,9 +70,18 @@ receiving_numbers:
   desk-1: {{number: "+13125550101", dial: "PJSIP/phone1"}}
 routes:
   bench: {{type: simultaneous, targets: [desk-1], ring_timeout: 30}}
+  bench-menu:
+    type: ivr
+    prompts: ctm-pbx/beep
+    options: {{1: {{route: bench-queue}}}}
+    timeout: 5
+    default: hangup
+  bench-queue: {{type: queue, strategy: ringall, targets: [desk-1], ring_timeout: 30,
+                 max_wait: 60, ring_in_use: true}}
 tracking_numbers:
   - {{number: "+{BENCH_DID}", source: bench, route: bench}}
   - {{number: "+{AGI_DID}", source: bench, route: bench}}
+  - {{number: "+{IVR_DID}", source: bench, route: bench-menu}}
 """
 
 
@@ -80,6 +99,8 @@ class Run:
     ctm_cpu: float
     ari_requests_per_call: float | None
     channels_left: int
+    asterisk_ms_per_call: float = 0.0  # CPU milliseconds per call
+    ctm_ms_per_call: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -136,15 +157,17 @@ def stop_phone(proc: subprocess.Popen, work: Path) -> int:
     return screen_counts(work / "screen.log").get("Successful call", 0)
 
 
-def place_calls(work: Path, did: str, count: int, rate: int, hold_ms: int) -> tuple[int, list]:
+def place_calls(
+    work: Path, did: str, count: int, rate: int, hold_ms: int, ivr: bool = False
+) -> tuple[int, list]:
     """``count`` calls at ``rate``/s; (calls completed, post-dial delays in ms)."""
     work.mkdir(parents=True)
     limit = str(rate * (hold_ms // 1000 + 5))
     subprocess.run(
         sipp(
-            CARRIER_PORT,
+            CARRIER_INFO_PORT if ivr else CARRIER_PORT,
             "-sf",
-            str(SIPP_DIR / "uac_pdd.xml"),
+            str(SIPP_DIR / ("uac_ivr.xml" if ivr else "uac_pdd.xml")),
             "-s",
             did,
             "127.0.0.1:5060",
@@ -210,17 +233,19 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
     req0 = healthz()["ari_requests"]
     a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
-    completed, pdd = place_calls(work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms)
+    completed, pdd = place_calls(
+        work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
+    )
     left = asterisk.wait_no_channels(timeout_s=30)
     a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
     phone_completed = stop_phone(phone, phone_dir)
     wall = t1 - t0
     logged = None
     req_per_call = None
-    if mode in ("ctm", "agi"):
+    if mode in ("ctm", "agi", "ivrq"):
         deadline = time.monotonic() + 30
         while True:
-            logged, _ = answered_rows(db_path, top_before, "ari" if mode == "ctm" else "agi")
+            logged, _ = answered_rows(db_path, top_before, "agi" if mode == "agi" else "ari")
             if logged >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -244,6 +269,8 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
         ctm_cpu=round((c1 - c0) / wall, 2),
         ari_requests_per_call=req_per_call,
         channels_left=len(left),
+        asterisk_ms_per_call=round((a1 - a0) * 1000 / count, 2),
+        ctm_ms_per_call=round((c1 - c0) * 1000 / count, 2),
     )
 
 
@@ -257,7 +284,12 @@ def main() -> int:
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
 
-    env = dict(os.environ, CTM_SANDBOX_EXTRA_ETC=str(REPO / "tests" / "asterisk"))
+    # the test endpoints and dialplan, and the bench config's queue
+    extra = Path(tempfile.mkdtemp(prefix="ctm-bench-etc-"))
+    for conf in (REPO / "tests" / "asterisk").glob("*.conf"):
+        shutil.copy(conf, extra / conf.name)
+    (extra / "queues_ctm.conf").write_text(render_queues(parse_config(CONFIG)))
+    env = dict(os.environ, CTM_SANDBOX_EXTRA_ETC=str(extra))
     asterisk = Asterisk(env=env)
     was_running = asterisk.run_sandbox("status").returncode == 0
     up = asterisk.run_sandbox("up", timeout_s=900)

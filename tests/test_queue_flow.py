@@ -121,6 +121,7 @@ def test_render_queues() -> None:
         "member => PJSIP/phone2,4,desk-2",  # wrandom: the weight is the member's penalty
         "setinterfacevar = yes",
         "setqueueentryvar = yes",
+        "ringinuse = no",
     ):
         assert line in text.splitlines(), line
     assert render_queues(config()).count("[") == 0, "no queue routes, no queues"

@@ -33,7 +33,8 @@ def render_queues(config: Config) -> str:
             f"musicclass = {q.music}",
             "joinempty = yes",  # callers wait for agents to come back (until max_wait)
             "leavewhenempty = no",
-            "ringinuse = no",  # an agent on a call is not rung
+            # an agent on a call is not rung (unless the agent is a line taking many calls)
+            f"ringinuse = {'yes' if q.ring_in_use else 'no'}",
             "setinterfacevar = yes",  # MEMBERNAME etc. on the caller: who answered
             "setqueueentryvar = yes",  # QEHOLDTIME, QEORIGINALPOS: wait and position
             "autofill = yes",

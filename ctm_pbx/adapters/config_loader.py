@@ -103,6 +103,7 @@ QUEUE_KEYS = (
     "periodic_prompt",
     "music",
     "priority_by_source",
+    "ring_in_use",
 )
 ROUTE_KEYS = (
     "type",
@@ -734,6 +735,7 @@ class _Builder:
             periodic_prompt=_opt(m, "periodic_prompt", self._one_prompt, None),
             music=_opt(m, "music", YNode.text, d.music),
             priority_by_source=_opt(m, "priority_by_source", self._source_priorities, ()),
+            ring_in_use=_opt(m, "ring_in_use", YNode.boolean, False),
         )
 
     def _source_priorities(self, node: YNode) -> tuple[tuple[str, int], ...] | None:

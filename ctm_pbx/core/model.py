@@ -180,6 +180,7 @@ class QueueSettings:
     announce_every: int = 0  # seconds between position/wait announcements (0: none)
     periodic_prompt: str | None = None  # played to waiting callers every announce_every
     music: str = "default"  # music-on-hold class
+    ring_in_use: bool = False  # ring agents already on a call (lines taking several calls)
     priority_by_source: tuple[tuple[str, int], ...] = ()  # higher is served first
 
     def priority(self, source: str | None) -> int:
