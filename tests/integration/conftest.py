@@ -7,6 +7,7 @@
 - ``phone_factory``: ``phone_factory("phone1", "answer", ring_ms=200)`` starts a test
   phone (a sipp UAS); every phone is stopped at the end of the test.
 - ``carrier``: a ``Carrier`` (sipp UACs from the trunk's address) for the test.
+- ``ctm``: ctm-pbx (``ThreadDaemon``) with the test config, stopped after the test.
 - ``no_channels_left`` (autouse): after each test, no channel may be left in Asterisk.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .ctm import render_test_queues
+from .ctm import ThreadDaemon, render_test_queues, write_config
 from .sip import REPO, Asterisk, Behaviour, Carrier, Phone
 
 EXTRA_ETC = REPO / "tests" / "asterisk"
@@ -100,6 +101,14 @@ def phone_factory(asterisk: Asterisk, tmp_path: Path) -> Iterator[PhoneFactory]:
     yield make
     for phone in phones:
         phone.stop()
+
+
+@pytest.fixture
+def ctm(asterisk: Asterisk, tmp_path: Path) -> Iterator[ThreadDaemon]:
+    """ctm-pbx with the test config (tests/integration/ctm.py), in a thread of this process."""
+    daemon = ThreadDaemon(write_config(tmp_path), asterisk).start()
+    yield daemon
+    daemon.stop()
 
 
 @pytest.fixture

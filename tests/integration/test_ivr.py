@@ -11,22 +11,12 @@ after two plays without a valid key -> backup (phone3). ``submenu``: 1 -> simul.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from .ctm import DIDS, ThreadDaemon, write_config
-from .sip import Asterisk, Carrier
+from .ctm import DIDS
+from .sip import Carrier
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ctm(asterisk: Asterisk, tmp_path: Path) -> Iterator[ThreadDaemon]:
-    daemon = ThreadDaemon(write_config(tmp_path), asterisk).start()
-    yield daemon
-    daemon.stop()
 
 
 def ivr_path(row: dict) -> list[tuple]:
@@ -92,13 +82,19 @@ def test_nested_menu(ctm, phone_factory, carrier: Carrier) -> None:
 def test_zip_code_keyed_in_decides_the_geo_route(ctm, phone_factory, carrier: Carrier) -> None:
     phone_factory("phone1", "answer", ring_ms=100)
     call = carrier.place_call(
-        DIDS["zip-region"], "dtmf_info", digits="60606", gap_ms=250, from_number="+12125550100",
+        DIDS["zip-region"],
+        "dtmf_info",
+        digits="60606",
+        gap_ms=250,
+        from_number="+12125550100",
         hold_ms=2500,
     )
     assert call.success, call.describe()
     row = ctm.call(tracking_number="+13125550141")
     assert row["answered_by"] == "desk-1", "the ZIP (Chicago) wins over the area code (NY)"
     assert (row["caller_zip"], row["caller_region"], row["caller_county"]) == (
-        "60606", "IL", "Cook County",
+        "60606",
+        "IL",
+        "Cook County",
     )
     assert row["caller_location_source"] == "zip" and row["ivr_digits"] == "60606"

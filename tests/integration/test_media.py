@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .ctm import DIDS, RECORDINGS, ThreadDaemon, wait_call, write_config
-from .sip import Asterisk, Carrier
+from .ctm import DIDS, RECORDINGS, wait_call
+from .sip import Carrier
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ctm(asterisk: Asterisk, tmp_path: Path) -> Iterator[ThreadDaemon]:
-    daemon = ThreadDaemon(write_config(tmp_path), asterisk).start()
-    yield daemon
-    daemon.stop()
 
 
 def wait_media(db_path: str, number: str, column: str, timeout_s: float = 8) -> dict:
@@ -57,8 +49,7 @@ def test_no_whisper_connects_at_once(ctm, phone_factory, carrier: Carrier) -> No
 
 def test_recorded_call(ctm, phone_factory, carrier: Carrier) -> None:
     phone_factory("phone1", "answer", ring_ms=100)
-    call = carrier.place_call(DIDS["recorded"], "dtmf_2833", digits="1", gap_ms=300,
-                              hold_ms=1500)
+    call = carrier.place_call(DIDS["recorded"], "dtmf_2833", digits="1", gap_ms=300, hold_ms=1500)
     assert call.success, call.describe()
     row = wait_media(ctm.config.database.path, "+13125550222", "recording_path")
     assert row["recording_path"].startswith("/var/spool/asterisk/monitor/ctm-")
@@ -71,8 +62,9 @@ def test_recorded_call(ctm, phone_factory, carrier: Carrier) -> None:
 def test_voicemail(ctm, phone_factory, carrier: Carrier) -> None:
     phone_factory("phone4", "noanswer")
     # audio ("~") during the greeting, then twice during the message; then silence
-    call = carrier.place_call(DIDS["to-voicemail"], "dtmf_2833", digits="~~~", gap_ms=1500,
-                              hold_ms=4000)
+    call = carrier.place_call(
+        DIDS["to-voicemail"], "dtmf_2833", digits="~~~", gap_ms=1500, hold_ms=4000
+    )
     assert call.success, call.describe()
     row = wait_media(ctm.config.database.path, "+13125550223", "voicemail_path")
     assert row["outcome"] == "voicemail" and row["answered_by"] is None

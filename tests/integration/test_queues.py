@@ -8,22 +8,17 @@ menu leading (nested) to a queue.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+import time
 
 import pytest
 
-from .ctm import DIDS, ThreadDaemon, wait_call, write_config
-from .sip import Asterisk, Carrier
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store import open_db
+
+from .ctm import DIDS
+from .sip import Carrier
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ctm(asterisk: Asterisk, tmp_path: Path) -> Iterator[ThreadDaemon]:
-    daemon = ThreadDaemon(write_config(tmp_path), asterisk).start()
-    yield daemon
-    daemon.stop()
 
 
 def agents_in_turn(ctm, phone_factory, carrier, route: str, calls: int, rings=(100, 100, 100)):
@@ -34,25 +29,21 @@ def agents_in_turn(ctm, phone_factory, carrier, route: str, calls: int, rings=(1
     for n in range(calls):
         call = carrier.place_call(DIDS[route], "call", hold_ms=200)
         assert call.success, call.describe()
-        rows = wait_call(ctm.config.database.path, tracking_number=number)
         row = _nth(ctm, number, n + 1)
-        assert row["queue_status"] == "CONNECTED" and row["queue_name"] == route, rows
+        assert row["queue_status"] == "CONNECTED" and row["queue_name"] == route, row
         answered.append(row["answered_by"])
     return answered
 
 
 def _nth(ctm, number: str, n: int) -> dict:
-    import time
-
-    from ctm_pbx.adapters.store import calls as call_store
-    from ctm_pbx.adapters.store import open_db
-
+    """The n-th completed call to ``number`` (1: the first), waiting for it."""
     deadline = time.monotonic() + 10
     while True:
         db = open_db(ctm.config.database.path)
         try:
             rows = [
-                r for r in call_store.list_calls(db, number=number, limit=100)
+                r
+                for r in call_store.list_calls(db, number=number, limit=100)
                 if r["status"] == "completed"
             ]
             if len(rows) >= n:
@@ -123,7 +114,9 @@ def test_queue_row_has_wait_position_and_agent(ctm, phone_factory, carrier) -> N
     queue_step = next(p for p in row["path"] if "queue" in p)
     assert queue_step["queue"] == "CONNECTED" and queue_step["agent"] == "desk-1"
     assert [(leg["receiving_number"], leg["result"]) for leg in row["legs"]] == [
-        ("desk-1", "answered"), ("desk-2", "cancelled"), ("desk-3", "cancelled"),
+        ("desk-1", "answered"),
+        ("desk-2", "cancelled"),
+        ("desk-3", "cancelled"),
     ]
 
 
@@ -141,8 +134,6 @@ def test_overflow_on_max_wait(ctm, phone_factory, carrier) -> None:
 
 def test_overflow_on_max_length(ctm, phone_factory, carrier, tmp_path) -> None:
     """One caller waits (the agent is slow to answer); a second finds the queue full."""
-    import time
-
     phone_factory("phone1", "answer", ring_ms=2500)
     phone_factory("phone3", "answer", ring_ms=100)
     waiting = Carrier(tmp_path / "first", port=5072)
@@ -168,8 +159,6 @@ def test_overflow_on_max_length(ctm, phone_factory, carrier, tmp_path) -> None:
 def test_priority_by_source(ctm, phone_factory, carrier, tmp_path) -> None:
     """The one agent is busy; a radio caller starts waiting, then a Google Ads caller
     (priority 10 for google-ads). When the agent is free, Google Ads is served first."""
-    import time
-
     phone = phone_factory("phone1", "answer", ring_ms=100)
     calls: dict = {}
 
@@ -199,8 +188,9 @@ def test_priority_by_source(ctm, phone_factory, carrier, tmp_path) -> None:
 
 def test_nested_menu_to_a_queue(ctm, phone_factory, carrier) -> None:
     phone_factory("phone1", "answer", ring_ms=100)
-    call = carrier.place_call(DIDS["menu-queue"], "dtmf_info", digits="21", gap_ms=1500,
-                              hold_ms=2500)
+    call = carrier.place_call(
+        DIDS["menu-queue"], "dtmf_info", digits="21", gap_ms=1500, hold_ms=2500
+    )
     assert call.success, call.describe()
     row = ctm.call(tracking_number="+13125550211")
     assert row["ivr_digits"] == "2,1" and row["queue_name"] == "q-linear"
