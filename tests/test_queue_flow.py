@@ -125,6 +125,8 @@ def test_render_queues() -> None:
     ):
         assert line in text.splitlines(), line
     assert render_queues(config()).count("[") == 0, "no queue routes, no queues"
+    trunk = render_queues(config("  q: {type: queue, targets: [mobile]}\n"))
+    assert "member => PJSIP/+13125550109@carrier,0,mobile,Custom:ctm-mobile" in trunk
 
 
 def test_cli_writes_the_queues(tmp_path) -> None:

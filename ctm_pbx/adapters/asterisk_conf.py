@@ -54,6 +54,12 @@ def render_queues(config: Config) -> str:
         for target in route.targets:
             rn = config.receiving_numbers[target.receiving_number]
             penalty = target.weight if q.strategy is QueueStrategy.WRANDOM else 0
-            lines.append(f"member => {rn.dial_string},{penalty},{rn.name}")
+            member = f"member => {rn.dial_string},{penalty},{rn.name}"
+            if "@" in rn.dial_string:
+                # a number dialled through a trunk has no device state of its own
+                # (PJSIP/+1...@carrier reads "Invalid" and is never rung): give it a
+                # custom one, "Unknown" until set, which app_queue treats as free
+                member += f",Custom:ctm-{rn.name}"
+            lines.append(member)
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
