@@ -93,6 +93,8 @@ routes:
     targets: [{{receiving_number: desk-1, weight: 1}}, {{receiving_number: desk-2, weight: 1}},
               {{receiving_number: desk-3, weight: 1}}]
     ring_timeout: 3
+  q-wrapup: {{type: queue, strategy: linear, targets: [desk-1, desk-2], ring_timeout: 3,
+              wrapup: 3}}
   q-overflow: {{type: queue, targets: [desk-1], ring_timeout: 1, max_wait: 2,
                 fallback: {{route: backup}}}}
   q-full: {{type: queue, targets: [desk-1], ring_timeout: 5, max_wait: 20, max_length: 1,
@@ -140,6 +142,7 @@ tracking_numbers:
   - {{number: "+13125550209", source: radio, route: q-priority}}
   - {{number: "+13125550210", source: google-ads, route: q-priority}}
   - {{number: "+13125550211", source: radio, route: menu-queue}}
+  - {{number: "+13125550212", source: radio, route: q-wrapup}}
   - {{number: "+13125550220", source: radio, route: whispered}}
   - {{number: "+13125550221", source: google-ads, route: whispered}}
   - {{number: "+13125550222", source: radio, route: recorded}}
@@ -176,6 +179,7 @@ DIDS = {
     "q-priority": "13125550209",
     "q-priority-ads": "13125550210",
     "menu-queue": "13125550211",
+    "q-wrapup": "13125550212",
     "whispered": "13125550220",
     "whispered-ads": "13125550221",
     "recorded": "13125550222",

@@ -103,6 +103,20 @@ def test_random_strategies_spread_calls(ctm, phone_factory, carrier, route) -> N
     assert len(set(answered)) >= 2, answered  # all eight on one agent: p = 3 / 3**8
 
 
+def test_wrapup_rests_the_agent(ctm, phone_factory, carrier) -> None:
+    """linear always tries desk-1 first, but not while it wraps up (3 s) after a call."""
+    for name in ("phone1", "phone2"):
+        phone_factory(name, "answer", ring_ms=100)
+    answered = []
+    for n in range(3):
+        if n == 2:
+            time.sleep(3.5)  # desk-1's wrap-up is over
+        call = carrier.place_call(DIDS["q-wrapup"], "call", hold_ms=200)
+        assert call.success, call.describe()
+        answered.append(_nth(ctm, "+13125550212", n + 1)["answered_by"])
+    assert answered == ["desk-1", "desk-2", "desk-1"]
+
+
 def test_queue_row_has_wait_position_and_agent(ctm, phone_factory, carrier) -> None:
     phone_factory("phone1", "answer", ring_ms=800)
     call = carrier.place_call(DIDS["q-linear"], "call", hold_ms=500)
