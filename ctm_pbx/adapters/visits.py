@@ -172,7 +172,7 @@ def _lease_number(
     if held is not None and held.id is not None:
         # the common case, a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
-        lease_store.renew_lease(db, held.id, now, expires)
+        lease_store.renew_lease(db, held.id, now, expires, number=held.number)
         return {
             "number": held.number,
             "pool": pool.name,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import lease_index
+
 
 class StoreError(Exception):
     """A store operation refused: the message is meant for the admin."""
@@ -34,7 +36,8 @@ def open_db(path: str | Path, *, check_same_thread: bool = True) -> sqlite_utils
 def atomic(db: sqlite_utils.Database, name: str = "ctm") -> Iterator[None]:
     """All or nothing: a savepoint, so it nests inside the writer's group transaction.
 
-    Outside any transaction (the CLI) releasing it commits.
+    Outside any transaction (the CLI) releasing it commits. A rollback also
+    empties the writer's lease index, which may hold what was undone.
     """
     conn = db.conn
     conn.execute(f"SAVEPOINT {name}")
@@ -43,5 +46,6 @@ def atomic(db: sqlite_utils.Database, name: str = "ctm") -> Iterator[None]:
     except BaseException:
         conn.execute(f"ROLLBACK TO {name}")
         conn.execute(f"RELEASE {name}")
+        lease_index.invalidate(db)
         raise
     conn.execute(f"RELEASE {name}")

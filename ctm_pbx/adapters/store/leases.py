@@ -17,14 +17,14 @@ from typing import Any
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import lease_index
 from ctm_pbx.adapters.store.db import atomic
+from ctm_pbx.adapters.store.lease_index import LEASE_COLS as _LEASE_COLS
+from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
+from ctm_pbx.adapters.store.lease_index import stored
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Pool
 from ctm_pbx.core.pools import Assignment, Lease, NumberState, PoolView
-
-_LEASE_COLS = (
-    "id, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared"
-)
 
 # --- visitors and visits ---------------------------------------------------
 
@@ -163,21 +163,6 @@ _LEASE_HISTORY = (
 )
 
 
-def _lease(row: tuple) -> Lease:
-    id_, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared = row
-    return Lease(
-        visitor_id=visitor_id,
-        leased_at=parse_iso(leased_at),
-        last_active_at=parse_iso(last_active_at),
-        expires_at=parse_iso(expires_at),
-        visit_id=visit_id,
-        shared=bool(shared),
-        id=id_,
-        number=number,
-        pool=pool,
-    )
-
-
 def pool_numbers(db: sqlite_utils.Database, pool: str) -> list[str]:
     """The active inventory numbers of a pool."""
     rows = db.conn.execute(
@@ -230,14 +215,46 @@ def insert_lease(
     cur = db.conn.execute(
         _INSERT_LEASE, (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared))
     )
-    return cur.lastrowid  # type: ignore[return-value]
+    lease_id: int = cur.lastrowid  # type: ignore[assignment]
+    index = lease_index.of(db)
+    if index is not None:
+        held_from = stored(now)
+        index.added(
+            Lease(
+                visitor_id,
+                held_from,
+                held_from,
+                stored(expires_at),
+                visit_id,
+                shared,
+                lease_id,
+                number,
+                pool,
+            )
+        )
+    return lease_id
 
 
 def renew_lease(
-    db: sqlite_utils.Database, lease_id: int, now: datetime, expires_at: datetime
+    db: sqlite_utils.Database,
+    lease_id: int,
+    now: datetime,
+    expires_at: datetime,
+    *,
+    number: str | None = None,
 ) -> None:
-    """The holder was active at ``now``: the lease now ends at ``expires_at``."""
+    """The holder was active at ``now``: the lease now ends at ``expires_at``.
+
+    ``number`` (the lease's) spares the lease index a lookup.
+    """
     db.conn.execute(_RENEW_LEASE, (iso(now), iso(expires_at), lease_id))
+    index = lease_index.of(db)
+    if index is not None:
+        if number is None:
+            row = db.conn.execute("SELECT number FROM leases WHERE id = ?", (lease_id,)).fetchone()
+            number = row[0] if row else None
+        if number is not None:
+            index.renewed(number, lease_id, now, expires_at)
 
 
 def active_lease(
@@ -255,7 +272,13 @@ def get_lease(db: sqlite_utils.Database, lease_id: int) -> Lease | None:
 def lease_history(
     db: sqlite_utils.Database, number: str, since: datetime, until: datetime
 ) -> list[Lease]:
-    """Every lease that held ``number`` at some time in ``[since, until]``, oldest first."""
+    """Every lease that held ``number`` at some time in ``[since, until]``, oldest first.
+
+    From the writer's lease index when it has one (the daemon), else from the table.
+    """
+    index = lease_index.of(db)
+    if index is not None:
+        return index.history(number, since, until)
     rows = db.conn.execute(_LEASE_HISTORY, (number, iso(since), iso(until)))
     return [_lease(r) for r in rows]
 
@@ -282,7 +305,9 @@ def record_assignment(
         if assignment.number is None or assignment.expires_at is None:
             return None
         if assignment.renewed and assignment.lease_id is not None:
-            renew_lease(db, assignment.lease_id, now, assignment.expires_at)
+            renew_lease(
+                db, assignment.lease_id, now, assignment.expires_at, number=assignment.number
+            )
             return assignment.lease_id
         lease_id = insert_lease(
             db,

@@ -1,5 +1,7 @@
 """The one writer: store functions run on a single thread, off the event loop.
 
+The thread keeps the lease index (``lease_index``) for its connection.
+
 Group commit: the thread runs every job that is waiting, then commits once and
 only then answers them, so under load many calls share one commit while each
 caller still learns of its write only once it is committed.
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import lease_index
 from ctm_pbx.adapters.store.db import atomic, open_db
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class StoreWriter:
     def _loop(self, path: str, opened: Future) -> None:
         try:
             self._db = open_db(path, check_same_thread=False)
+            lease_index.attach(self._db)
         except BaseException as exc:
             opened.set_exception(exc)
             return
@@ -83,6 +87,7 @@ class StoreWriter:
             log.exception("store commit failed")
             with contextlib.suppress(Exception):
                 conn.rollback()
+            lease_index.invalidate(self._db)
             results = [(job[3], None, exc) for job in group]
         for done, value, exc in results:
             done(value, exc)
