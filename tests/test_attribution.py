@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctm_pbx.core.attribution import (
+    MAX_CANDIDATES,
     NOBODY,
     Attribution,
     attribute,
@@ -169,3 +170,13 @@ def test_link_repeat_caller(calls, expect) -> None:
     assert (None if got is None else (got.call_id, got.visitor_id)) == expect
     if got is not None:
         assert got.started_at.tzinfo is not None
+
+
+def test_a_busy_number_keeps_the_likeliest_candidates_and_counts_them_all() -> None:
+    holders = [lease(f"v{i:03d}", -10 * i - 5, -10 * i - 1, 5) for i in range(MAX_CANDIDATES + 40)]
+    got = score(*reversed(holders))
+    assert got.candidate_count == MAX_CANDIDATES + 40
+    assert [c.visitor_id for c in got.candidates] == [f"v{i:03d}" for i in range(MAX_CANDIDATES)]
+    everyone = sum(call_likelihood(10 * i + 1) for i in range(MAX_CANDIDATES + 40))
+    assert got.confidence == pytest.approx(call_likelihood(1) / everyone)
+    assert got.reason == "exclusive active lease"

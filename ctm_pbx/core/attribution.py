@@ -63,10 +63,14 @@ class Attribution:
     visit_id: str | None
     confidence: float  # 0..1: the best candidate's probability
     reason: str
-    candidates: tuple[Candidate, ...] = ()
+    candidates: tuple[Candidate, ...] = ()  # the likeliest first, at most MAX_CANDIDATES
+    candidate_count: int = 0  # every visitor who held the number in the window
 
 
 NOBODY = "no visitor held this number in the window"
+# A busy pool number has a hundred holders in a day; past the first few their
+# probabilities are noise, so only these are kept (the confidence counts them all).
+MAX_CANDIDATES = 10
 
 
 def attribute(
@@ -76,26 +80,30 @@ def attribute(
 
     Candidates are the visitors whose lease overlapped the window
     ``[now - window_minutes, now]``; a visitor with several leases counts once,
-    by their most recent activity.
+    by their most recent activity (activity after ``now`` counts as at ``now``).
     """
     since = now - timedelta(minutes=window_minutes)
-    best_by_visitor: dict[str, tuple[float, Lease]] = {}
+    latest: dict[str, tuple[datetime, Lease]] = {}  # visitor -> (last activity, its lease)
     active_visitors: set[str] = set()
     for lease in leases:
         if lease.number and lease.number != number:
             continue
         if lease.leased_at > now or lease.expires_at < since:
             continue
-        if lease.active(now):
+        active = lease.expires_at > now
+        if active:
             active_visitors.add(lease.visitor_id)
-        idle = max(0.0, (now - lease.last_active_at).total_seconds() / 60)
-        seen = best_by_visitor.get(lease.visitor_id)
-        if seen is None or idle < seen[0] or (idle == seen[0] and lease.active(now)):
-            best_by_visitor[lease.visitor_id] = (idle, lease)
-    if not best_by_visitor:
+        last = min(lease.last_active_at, now)
+        seen = latest.get(lease.visitor_id)
+        if seen is None or last > seen[0] or (last == seen[0] and active):
+            latest[lease.visitor_id] = (last, lease)
+    if not latest:
         return Attribution(None, None, 0.0, NOBODY)
 
-    scored = [(call_likelihood(idle), idle, lease) for idle, lease in best_by_visitor.values()]
+    scored = []
+    for last, lease in latest.values():
+        idle = (now - last).total_seconds() / 60
+        scored.append((call_likelihood(idle), idle, lease))
     total = sum(w for w, _, _ in scored)
     scored.sort(key=lambda s: (-s[0], s[1], s[2].visitor_id))
     candidates = tuple(
@@ -106,7 +114,7 @@ def attribute(
             round(idle, 3),
             lease.visitor_id in active_visitors,
         )
-        for w, idle, lease in scored
+        for w, idle, lease in scored[:MAX_CANDIDATES]
     )
     best_lease = scored[0][2]
     if best_lease.visitor_id in active_visitors:
@@ -116,7 +124,7 @@ def attribute(
         ago = round((now - best_lease.expires_at).total_seconds() / 60)
         reason = f"lease expired {ago} minute{'' if ago == 1 else 's'} before the call"
     best = candidates[0]
-    return Attribution(best.visitor_id, best.visit_id, best.weight, reason, candidates)
+    return Attribution(best.visitor_id, best.visit_id, best.weight, reason, candidates, len(scored))
 
 
 @dataclass(frozen=True)
