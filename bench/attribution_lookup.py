@@ -2,10 +2,18 @@
 
     .venv/bin/python bench/attribution_lookup.py --visits 1000000 --numbers 250 --lookups 2000
 
-Fills a fresh database with visits and one lease per visit, spread over 30 days across a
-pool's numbers (as a busy site would leave it), then times the lookup a call makes when it
-starts (now, at the end of that history): the number's lease history in the attribution
-window, scored by ``ctm_pbx.core.attribution.attribute``. Reports p50/p99 per lookup.
+Fills a fresh database with visitors, one visit each and one lease per visit, spread over
+30 days across a pool's numbers (as a busy site would leave it), then times the lookup a call
+makes when it starts (now, at the end of that history): the number's lease history in the
+attribution window, scored by ``ctm_pbx.core.attribution.attribute``. Reports p50/p99 per
+lookup, three ways:
+
+- ``index``: as the daemon does it, from the writer's lease index once it holds the number
+  (it reads a number from the table the first time a call to it is attributed);
+- ``first``: the first lookup of each number (that read included);
+- ``table``: straight from SQLite (what the CLI, which keeps no index, does).
+
+``--db PATH`` keeps the filled database there and reuses it on the next run.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ctm_pbx.adapters.store import lease_index, migrate, open_db  # noqa: E402
 from ctm_pbx.adapters.store import leases as lease_store  # noqa: E402
-from ctm_pbx.adapters.store import migrate, open_db  # noqa: E402
 from ctm_pbx.core.attribution import attribute  # noqa: E402
 from ctm_pbx.core.clock import iso  # noqa: E402
 
@@ -36,20 +44,16 @@ def fill(db, visits: int, numbers: list[str], end: datetime, days: int) -> None:
     span = days * 86400
     batch_v, batch_l = [], []
     with db.conn:
-        db.conn.execute(
-            "INSERT INTO visitors (id, first_seen_at, last_seen_at) VALUES ('v', ?, ?)",
-            (iso(end), iso(end)),
-        )
         for i in range(visits):
             start = end - timedelta(seconds=rng.random() * span)
             active = start + timedelta(minutes=rng.expovariate(1 / 5))
             number = numbers[i % len(numbers)]
-            batch_v.append((f"visit{i}", "v", iso(start), iso(active), "gads"))
+            batch_v.append((f"visit{i}", f"v{i}", iso(start), iso(active), "gads"))
             batch_l.append(
                 (
                     number,
                     "gads",
-                    "v",
+                    f"v{i}",
                     f"visit{i}",
                     iso(start),
                     iso(active),
@@ -64,6 +68,11 @@ def fill(db, visits: int, numbers: list[str], end: datetime, days: int) -> None:
 
 def _flush(db, visits, leases) -> None:
     db.conn.executemany(
+        "INSERT INTO visitors (id, first_seen_at, last_seen_at, source, visit_id)"
+        " VALUES (?2, ?3, ?4, ?5, ?1)",
+        visits,
+    )
+    db.conn.executemany(
         "INSERT INTO visits (id, visitor_id, started_at, last_active_at, source)"
         " VALUES (?, ?, ?, ?, ?)",
         visits,
@@ -77,47 +86,67 @@ def _flush(db, visits, leases) -> None:
     leases.clear()
 
 
+def timed(db, calls: list[str], end: datetime, seed: int) -> dict:
+    """Attribute a call to each number of ``calls``, in that order."""
+    rng = random.Random(seed)
+    times, candidates = [], []
+    for number in calls:
+        at = end - timedelta(seconds=rng.random() * 60)  # a call arriving now
+        t = time.perf_counter()
+        history = lease_store.lease_history(db, number, at - timedelta(minutes=WINDOW_MINUTES), at)
+        result = attribute(number, at, history, WINDOW_MINUTES)
+        times.append((time.perf_counter() - t) * 1000)
+        candidates.append(result.candidate_count)
+    times.sort()
+    return {
+        "p50_ms": round(times[len(times) // 2], 3),
+        "p99_ms": round(times[int(len(times) * 0.99)], 3),
+        "candidates_mean": round(statistics.mean(candidates), 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--visits", type=int, default=1_000_000)
     ap.add_argument("--numbers", type=int, default=250)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--lookups", type=int, default=2000)
+    ap.add_argument("--db", type=Path, help="keep (and reuse) the filled database here")
     args = ap.parse_args()
-    path = Path(tempfile.mkdtemp(prefix="ctm-bench-attr-")) / "attr.db"
+    path = args.db or Path(tempfile.mkdtemp(prefix="ctm-bench-attr-")) / "attr.db"
+    reuse = path.exists()
     db = open_db(path)
     migrate(db)
     end = datetime(2026, 11, 28, tzinfo=UTC)
     numbers = [f"+1312555{1000 + i:04d}" for i in range(args.numbers)]
     t0 = time.monotonic()
-    fill(db, args.visits, numbers, end, args.days)
+    if not reuse:
+        fill(db, args.visits, numbers, end, args.days)
     filled = time.monotonic() - t0
+    stored = db.conn.execute("SELECT count(*) FROM visits").fetchone()[0]
     rng = random.Random(11)
-    times = []
-    candidates = []
-    for _ in range(args.lookups):
-        number = rng.choice(numbers)
-        at = end - timedelta(seconds=rng.random() * 60)  # a call arriving now
-        t = time.perf_counter()
-        history = lease_store.lease_history(db, number, at - timedelta(minutes=WINDOW_MINUTES), at)
-        result = attribute(number, at, history, WINDOW_MINUTES)
-        times.append((time.perf_counter() - t) * 1000)
-        candidates.append(len(result.candidates))
-    times.sort()
+    calls = [rng.choice(numbers) for _ in range(args.lookups)]
+    table = timed(db, calls, end, 12)
+    index = lease_index.attach(db)
+    first = timed(db, numbers, end, 13)  # each number once: read from the table
+    warm = timed(db, calls, end, 14)
     print(
         json.dumps(
             {
-                "visits": args.visits,
+                "visits": stored,
                 "numbers": args.numbers,
                 "fill_seconds": round(filled, 1),
-                "lookup_ms_p50": round(times[len(times) // 2], 3),
-                "lookup_ms_p99": round(times[int(len(times) * 0.99)], 3),
-                "candidates_mean": round(statistics.mean(candidates), 1),
+                "index": warm,
+                "first": first,
+                "table": table,
+                "index_leases_held": index.size(),
+                "numbers_read_from_table": index.loads,
             }
         )
     )
     db.conn.close()
-    path.unlink()
+    if not args.db:
+        path.unlink()
     return 0
 
 
