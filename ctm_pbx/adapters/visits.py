@@ -1,25 +1,45 @@
 """Website visits: resolve the source, keep the visitor's touch, hand out numbers.
 
-One writer job per API request (``handle_visit``): it reads and writes the
-visitor, the visit and the leases in one transaction, so two requests can never
-take the same free number.
+``handle_visit`` is one writer job: it reads and writes the visitor, the visit and
+the leases in one transaction, so two requests can never take the same free
+number. It also returns what it decided (``KnownVisitor``), so that
+``VisitDesk`` can answer the same visitor's next pages and heartbeats from
+memory (``ctm_pbx.core.returning_visitors``) and write their page counts and
+lease renewals in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind
 from ctm_pbx.core.pools import assign, lease_expiry
-from ctm_pbx.core.sources import Touch, attribute_visitor, parse_visit, resolve_source
+from ctm_pbx.core.returning_visitors import (
+    ARRIVALS,
+    VISIT_IDLE,
+    HeldNumber,
+    KnownVisitor,
+    answer_known_visitor,
+)
+from ctm_pbx.core.sources import (
+    SourceDecision,
+    Touch,
+    attribute_visitor,
+    parse_visit,
+    resolve_source,
+)
 
-VISIT_IDLE = timedelta(minutes=30)  # a page view after this much idle time starts a new visit
+log = logging.getLogger(__name__)
 RENEW_EVERY_S = 60
 
 
@@ -40,6 +60,7 @@ class VisitResult:
     rule: str
     numbers: dict[str, dict] = field(default_factory=dict)  # target E.164 -> shown number
     expires_at: str | None = None
+    known: KnownVisitor | None = None  # what the next request of this visitor may start from
 
     def as_json(self) -> dict:
         return {
@@ -64,6 +85,8 @@ def handle_visit(
     current = _current_touch(db, visitor)
     visit_id = visitor["visit_id"] if visitor else None
     source, rule = (current.source, current.rule) if current else (None, "")
+    touch = current
+    page_visit: str | None = None
     if req.landing_url is not None:
         facts = parse_visit(req.landing_url, req.referrer)
         decision = resolve_source(config.sources, facts)
@@ -71,7 +94,7 @@ def handle_visit(
             current, decision, config.sources, now, config.tracking.first_touch_days
         )
         last = _latest_visit(db, visitor_id)
-        arrived = decision.phase in ("landing", "referrer")
+        arrived = decision.phase in ARRIVALS
         if last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE:
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now)
@@ -109,11 +132,15 @@ def handle_visit(
     elif visitor is not None:
         last = _latest_visit(db, visitor_id)
         if last:
-            lease_store.touch_visit(db, last["id"], now)
+            page_visit = last["id"]
+            lease_store.touch_visit(db, page_visit, now, page_view=False)
     result = VisitResult(visitor_id, visit_id, source, rule)
     if visitor is None and req.landing_url is None:
         return result  # a renewal for a visitor we do not know: nothing to renew
-    _assign_numbers(db, config, result, now)
+    held = _assign_numbers(db, config, result, now)
+    if page_visit is not None:
+        known = KnownVisitor(visitor_id, touch, visit_id, page_visit, now, tuple(held), now)
+        result.known = known if known.can_be_remembered() else None
     return result
 
 
@@ -136,25 +163,25 @@ def _latest_visit(db: sqlite_utils.Database, visitor_id: str) -> dict | None:
 
 def _assign_numbers(
     db: sqlite_utils.Database, config: Config, result: VisitResult, now: datetime
-) -> None:
+) -> list[HeldNumber]:
     source = config.sources.get(result.source or "")
     if source is None or source.kind is not SourceKind.ONSITE:
-        return
+        return []
     pools = [p for p in config.pools.values() if p.source == source.name]
-    expiry: list[str] = []
+    held: list[HeldNumber] = []
     for target in config.targets.values():
         pool = _pool_for(pools, target.name)
         if pool is not None:
-            shown = _lease_number(db, pool, result, now)
-            if shown is not None:
-                result.numbers[target.number] = shown
-                if shown.get("expires_at"):
-                    expiry.append(shown.pop("expires_at"))
-            continue
-        static = _static_number(db, source.name)
-        if static:
-            result.numbers[target.number] = {"number": static, "pool": None, "shared": False}
-    result.expires_at = min(expiry) if expiry else None
+            shown = _lease_number(db, pool, target.number, result.visitor_id, result.visit_id, now)
+        else:
+            static = _static_number(db, source.name)
+            shown = HeldNumber(target.number, static) if static else None
+        if shown is not None:
+            held.append(shown)
+            result.numbers[target.number] = shown.shown()
+    expiry = [h.expires_at for h in held if h.expires_at is not None]
+    result.expires_at = iso(min(expiry)) if expiry else None
+    return held
 
 
 def _pool_for(pools: list[Pool], target: str) -> Pool | None:
@@ -166,33 +193,30 @@ def _pool_for(pools: list[Pool], target: str) -> Pool | None:
 
 
 def _lease_number(
-    db: sqlite_utils.Database, pool: Pool, result: VisitResult, now: datetime
-) -> dict | None:
-    held = lease_store.active_lease(db, result.visitor_id, pool.name, now)
+    db: sqlite_utils.Database,
+    pool: Pool,
+    target: str,
+    visitor_id: str,
+    visit_id: str | None,
+    now: datetime,
+) -> HeldNumber | None:
+    held = lease_store.active_lease(db, visitor_id, pool.name, now)
     if held is not None and held.id is not None:
-        # the common case, a returning visitor: renew without looking at the whole pool
+        # a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
         lease_store.renew_lease(db, held.id, now, expires, number=held.number)
-        return {
-            "number": held.number,
-            "pool": pool.name,
-            "shared": held.shared,
-            "expires_at": iso(expires),
-        }
+        return HeldNumber(target, held.number, pool.name, held.shared, held.id, expires)
     numbers = lease_store.pool_numbers(db, pool.name)
     view = lease_store.pool_view(db, pool, numbers, now)
-    decision = assign(view, result.visitor_id, now)
-    lease_store.record_assignment(
-        db, view, decision, visitor_id=result.visitor_id, visit_id=result.visit_id, now=now
+    decision = assign(view, visitor_id, now)
+    lease_id = lease_store.record_assignment(
+        db, view, decision, visitor_id=visitor_id, visit_id=visit_id, now=now
     )
     if decision.number is None:
         return None
-    return {
-        "number": decision.number,
-        "pool": pool.name,
-        "shared": decision.shared,
-        "expires_at": iso(decision.expires_at) if decision.expires_at else None,
-    }
+    return HeldNumber(
+        target, decision.number, pool.name, decision.shared, lease_id, decision.expires_at
+    )
 
 
 def _static_number(db: sqlite_utils.Database, source: str) -> str | None:
@@ -203,3 +227,116 @@ def _static_number(db: sqlite_utils.Database, source: str) -> str | None:
         [source],
     ).fetchone()
     return row[0] if row else None
+
+
+class VisitDesk:
+    """The visit API's answers: returning visitors from memory, the rest through the writer.
+
+    A request the memory can answer (``answer_known_visitor``) does not wait for
+    the store: its page view and lease renewals are buffered and written as one
+    writer job ``flush_after`` seconds later, or before any request that does
+    go to the store (jobs run in order, so that one sees them). If the daemon
+    dies, at most that much activity is lost; numbers and sources never are.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        writer: StoreWriter,
+        *,
+        flush_after: float = 0.1,
+        max_known: int = 200_000,
+    ) -> None:
+        self.config = config
+        self.writer = writer
+        self.flush_after = flush_after
+        self.max_known = max_known
+        self._known: dict[str, KnownVisitor] = {}
+        self._pending = _empty_page_views()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        # a site's pages repeat across visitors: a page's source is a function of its URLs
+        self._source_of = functools.lru_cache(maxsize=4096)(self._resolve)
+
+    async def visit(self, req: VisitRequest, now: datetime) -> VisitResult:
+        quick = self._quick(req, now)
+        if quick is not None:
+            return quick
+        self.flush()
+        result = await self.writer.run(handle_visit, self.config, req, now)
+        self._remember(result.known, now)
+        return result
+
+    def flush(self) -> None:
+        """Queue the buffered activity for the writer (now, not after the delay)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        views, self._pending = self._pending, _empty_page_views()
+        if views.visits or views.renewals:
+            self.writer.submit(lease_store.record_page_views, views, what="page views")
+
+    def _quick(self, req: VisitRequest, now: datetime) -> VisitResult | None:
+        known = self._known.get(req.visitor_id or "")
+        if known is None:
+            return None
+        decision = None
+        if req.landing_url is not None:
+            decision = self._source_of(req.landing_url, req.referrer)
+        tracking = self.config.tracking
+        answer = answer_known_visitor(
+            known, decision, self.config.sources, self.config.pools, tracking.first_touch_days, now
+        )
+        if answer is None:
+            del self._known[known.visitor_id]
+            return None
+        visitor = answer.visitor
+        self._known[visitor.visitor_id] = visitor
+        self._buffer(visitor, answer.renewed, answer.page_view, now)
+        touch = visitor.touch
+        expires = answer.expires_at
+        return VisitResult(
+            visitor.visitor_id,
+            visitor.visit_id,
+            touch.source if touch else None,
+            touch.rule if touch else "",
+            {h.target: h.shown() for h in visitor.numbers},
+            iso(expires) if expires else None,
+        )
+
+    def _resolve(self, landing_url: str, referrer: str | None) -> SourceDecision:
+        return resolve_source(self.config.sources, parse_visit(landing_url, referrer))
+
+    def _buffer(
+        self, visitor: KnownVisitor, renewed: tuple[HeldNumber, ...], page_view: bool, now: datetime
+    ) -> None:
+        pending = self._pending
+        _at, pages = pending.visits.get(visitor.page_visit, (now, 0))
+        pending.visits[visitor.page_visit] = (now, pages + int(page_view))
+        pending.visitors[visitor.visitor_id] = now
+        for held in renewed:
+            if held.lease_id is not None and held.expires_at is not None:
+                pending.renewals[held.lease_id] = (held.number, now, held.expires_at)
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self.flush_after, self.flush)
+
+    def _remember(self, known: KnownVisitor | None, now: datetime) -> None:
+        if known is None:
+            return
+        if len(self._known) >= self.max_known:
+            self._forget_stale(now)
+        if len(self._known) < self.max_known:
+            self._known[known.visitor_id] = known
+
+    def _forget_stale(self, now: datetime) -> None:
+        stale = [
+            vid
+            for vid, known in self._known.items()
+            if answer_known_visitor(known, None, {}, self.config.pools, 0, now) is None
+        ]
+        for vid in stale:
+            del self._known[vid]
+
+
+def _empty_page_views() -> lease_store.PageViews:
+    return lease_store.PageViews({}, {}, {})

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.adapters.visits import VisitRequest, handle_visit
+from ctm_pbx.adapters.visits import VisitDesk, VisitRequest
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.ratelimit import RateLimiter
 
@@ -80,6 +80,11 @@ class VisitApi:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     requests: RateLimiter = field(default_factory=lambda: RateLimiter(rate=10, burst=60))
     new_visitors: RateLimiter = field(default_factory=lambda: RateLimiter(rate=1, burst=20))
+    desk: VisitDesk | None = None  # built from the config and the writer when not given
+
+    def __post_init__(self) -> None:
+        if self.desk is None:
+            self.desk = VisitDesk(self.config, self.writer)
 
 
 def _cors_headers(request: web.Request) -> dict[str, str]:
@@ -178,6 +183,13 @@ def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Appli
 
 def _add_tracking(app: web.Application, api: VisitApi) -> None:
     app[ALLOWED_ORIGINS] = tuple(api.config.web.allowed_origins)
+    desk = api.desk
+    assert desk is not None
+
+    async def write_buffered_activity(app: web.Application) -> None:
+        desk.flush()
+
+    app.on_cleanup.append(write_buffered_activity)
     script = _static("swap.js")
     etag = '"' + hashlib.sha256(script).hexdigest()[:16] + '"'
     demo = _static("demo.html")
@@ -214,7 +226,7 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
             ok, retry = api.new_visitors.allow(ip, time.monotonic())
             if not ok:
                 raise _rate_limited(retry, "new visitors")
-        result = await api.writer.run(handle_visit, api.config, req, api.clock())
+        result = await desk.visit(req, api.clock())
         return web.json_response(result.as_json(), headers=_cors_headers(request))
 
     async def api_visit(request: web.Request) -> web.Response:

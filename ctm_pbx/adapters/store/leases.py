@@ -44,12 +44,13 @@ _INSERT_VISIT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
 )
 _TOUCH_VISIT = (
-    "UPDATE visits SET last_active_at = max(last_active_at, ?), pages = pages + 1 WHERE id = ?"
+    "UPDATE visits SET last_active_at = max(last_active_at, ?), pages = pages + ? WHERE id = ?"
 )
 _TOUCH_VISITOR = (
     "UPDATE visitors SET last_seen_at = max(last_seen_at, ?)"
     " WHERE id = (SELECT visitor_id FROM visits WHERE id = ?)"
 )
+_SEEN_VISITOR = "UPDATE visitors SET last_seen_at = max(last_seen_at, ?) WHERE id = ?"
 _UTM = ("source", "medium", "campaign", "term", "content")
 
 
@@ -116,14 +117,43 @@ def insert_visit(
     )
 
 
-def touch_visit(db: sqlite_utils.Database, visit_id: str, now: datetime) -> bool:
-    """Another page view (or heartbeat) of the visit; False if there is no such visit."""
+def touch_visit(
+    db: sqlite_utils.Database, visit_id: str, now: datetime, *, page_view: bool = True
+) -> bool:
+    """Another page view (or, ``page_view=False``, a heartbeat) of the visit.
+
+    False if there is no such visit.
+    """
     at = iso(now)
-    cur = db.conn.execute(_TOUCH_VISIT, (at, visit_id))
+    cur = db.conn.execute(_TOUCH_VISIT, (at, int(page_view), visit_id))
     if not cur.rowcount:
         return False
     db.conn.execute(_TOUCH_VISITOR, (at, visit_id))
     return True
+
+
+@dataclass(frozen=True)
+class PageViews:
+    """Activity answered from memory, written in one batch (``record_page_views``)."""
+
+    visits: dict[str, tuple[datetime, int]]  # visit id -> (latest activity, page views)
+    visitors: dict[str, datetime]  # visitor id -> latest activity
+    renewals: dict[int, tuple[str, datetime, datetime]]  # lease id -> (number, at, expires_at)
+
+
+def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
+    db.conn.executemany(
+        _TOUCH_VISIT, [(iso(at), pages, vid) for vid, (at, pages) in views.visits.items()]
+    )
+    db.conn.executemany(_SEEN_VISITOR, [(iso(at), vid) for vid, at in views.visitors.items()])
+    db.conn.executemany(
+        _RENEW_LEASE,
+        [(iso(at), iso(until), lid) for lid, (_n, at, until) in views.renewals.items()],
+    )
+    index = lease_index.of(db)
+    if index is not None:
+        for lease_id, (number, at, until) in views.renewals.items():
+            index.renewed(number, lease_id, at, until)
 
 
 def get_visit(db: sqlite_utils.Database, visit_id: str) -> dict[str, Any] | None:

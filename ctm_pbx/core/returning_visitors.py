@@ -1,0 +1,112 @@
+"""Answering a returning visitor from what their previous request left behind.
+
+Most requests to the visit API are the same visitor's next page or heartbeat:
+same source, same visit, same pool numbers, only the leases to renew. Given
+what the store answered last time (``KnownVisitor``) this decides, without the
+store, whether that is all there is to it (``QuickAnswer``) or whether the store
+must decide (``None``): a new visit, a new source, a lease that ran out, an
+overflow number, or memory older than ``REFRESH_AFTER``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ctm_pbx.core.model import Pool, Source
+from ctm_pbx.core.pools import lease_expiry
+from ctm_pbx.core.sources import SourceDecision, Touch, attribute_visitor
+
+VISIT_IDLE = timedelta(minutes=30)  # a page view after this much idle time starts a new visit
+ARRIVALS = ("landing", "referrer")  # decision phases that mean "came from somewhere": a new visit
+REFRESH_AFTER = timedelta(minutes=5)  # ask the store again at least this often
+
+
+@dataclass(frozen=True)
+class HeldNumber:
+    """The number shown for one target: a pool lease, or the source's static number."""
+
+    target: str  # the target's E.164 number
+    number: str
+    pool: str | None = None  # None: a static number (source-level tracking)
+    shared: bool = False
+    lease_id: int | None = None  # None with a pool: the overflow number (no lease)
+    expires_at: datetime | None = None
+
+    def shown(self) -> dict:
+        return {"number": self.number, "pool": self.pool, "shared": self.shared}
+
+
+@dataclass(frozen=True)
+class KnownVisitor:
+    visitor_id: str
+    touch: Touch | None  # the source the visitor is attributed to
+    visit_id: str | None  # the visit that set it
+    page_visit: str  # the visit page views are counted in
+    last_active_at: datetime  # of that visit
+    numbers: tuple[HeldNumber, ...]
+    loaded_at: datetime  # when the store last decided for this visitor
+
+    def can_be_remembered(self) -> bool:
+        """Only leases and static numbers repeat; an overflow number must retry the pool."""
+        return all(h.lease_id is not None or h.pool is None for h in self.numbers)
+
+
+@dataclass(frozen=True)
+class QuickAnswer:
+    visitor: KnownVisitor  # what to remember now
+    renewed: tuple[HeldNumber, ...]  # leases to renew, with their new expiry
+    page_view: bool  # a page view (counted in the visit), not a heartbeat
+
+    @property
+    def expires_at(self) -> datetime | None:
+        ends = [h.expires_at for h in self.renewed if h.expires_at is not None]
+        return min(ends) if ends else None
+
+
+def answer_known_visitor(
+    known: KnownVisitor,
+    decision: SourceDecision | None,
+    sources: Mapping[str, Source],
+    pools: Mapping[str, Pool],
+    first_touch_days: int,
+    now: datetime,
+) -> QuickAnswer | None:
+    """The answer to a page view (``decision``: its source) or a heartbeat (``None``)."""
+    if not known.loaded_at <= now < known.loaded_at + REFRESH_AFTER:
+        return None
+    if not known.last_active_at <= now < known.last_active_at + VISIT_IDLE:
+        return None
+    if decision is not None:
+        if decision.phase in ARRIVALS:
+            return None
+        touch, _why = attribute_visitor(known.touch, decision, sources, now, first_touch_days)
+        if touch != known.touch:
+            return None
+    numbers: list[HeldNumber] = []
+    renewed: list[HeldNumber] = []
+    for held in known.numbers:
+        if held.pool is None:
+            numbers.append(held)
+            continue
+        pool = pools.get(held.pool)
+        if held.lease_id is None or pool is None or held.expires_at is None:
+            return None
+        if held.expires_at <= now:
+            return None
+        held = HeldNumber(  # dataclasses.replace would cost as much as the rest of this path
+            held.target, held.number, held.pool, held.shared, held.lease_id, lease_expiry(pool, now)
+        )
+        numbers.append(held)
+        renewed.append(held)
+    visitor = KnownVisitor(
+        known.visitor_id,
+        known.touch,
+        known.visit_id,
+        known.page_visit,
+        now,
+        tuple(numbers),
+        known.loaded_at,
+    )
+    return QuickAnswer(visitor, tuple(renewed), page_view=decision is not None)

@@ -1,0 +1,115 @@
+"""When a returning visitor's request can be answered from memory, and what it answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ctm_pbx.adapters.config_loader import parse_config
+from ctm_pbx.core.returning_visitors import (
+    REFRESH_AFTER,
+    VISIT_IDLE,
+    HeldNumber,
+    KnownVisitor,
+    answer_known_visitor,
+)
+from ctm_pbx.core.sources import SourceDecision, Touch
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+CONFIG = parse_config(
+    """\
+sources:
+  google-ads: {preset: google_ads}
+  bing-ads: {preset: bing_ads, last_touch: true}
+  direct: {preset: direct}
+targets:
+  sales: "+1 312 555 0100"
+pools:
+  gads: {source: google-ads, lease_minutes: 30}
+""",
+    env={},
+)
+SOURCES, POOLS = CONFIG.sources, CONFIG.pools
+LEASED = HeldNumber("+13125550100", "+13125550150", "gads", False, 7, T0 + timedelta(minutes=30))
+STATIC = HeldNumber("+13125550110", "+13125550160")
+OVERFLOW = HeldNumber("+13125550100", "+13125550199", "gads", False, None, None)
+GADS = Touch("google-ads", "click id gclid", T0 - timedelta(days=2))
+INTERNAL = SourceDecision(None, "no source matched", "none")
+DIRECT = SourceDecision("direct", "no referrer", "direct")
+BING_CLICK = SourceDecision("bing-ads", "click id msclkid", "landing")
+
+
+def known(**changes) -> KnownVisitor:
+    fields = {
+        "visitor_id": "visitor-1",
+        "touch": GADS,
+        "visit_id": "visit-1",
+        "page_visit": "visit-2",
+        "last_active_at": T0,
+        "numbers": (LEASED, STATIC),
+        "loaded_at": T0,
+    }
+    return KnownVisitor(**(fields | changes))
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(
+    ("case", "visitor", "decision", "now"),
+    [
+        ("next page, same site", known(), INTERNAL, at(2)),
+        ("next page without a referrer: direct never replaces a source", known(), DIRECT, at(2)),
+        ("heartbeat", known(), None, at(4)),
+        ("static numbers only", known(numbers=(STATIC,)), INTERNAL, at(1)),
+        (
+            "no numbers (off-site or direct visitor)",
+            known(numbers=(), touch=Touch("direct", "no referrer", T0)),
+            INTERNAL,
+            at(1),
+        ),
+    ],
+)
+def test_answered_from_memory(case, visitor, decision, now) -> None:
+    got = answer_known_visitor(visitor, decision, SOURCES, POOLS, 30, now)
+    assert got is not None, case
+    assert got.visitor.last_active_at == now and got.page_view is (decision is not None)
+    leases = [h for h in got.visitor.numbers if h.pool]
+    assert got.renewed == tuple(leases)
+    assert all(h.expires_at == now + timedelta(minutes=30) for h in leases)
+    assert [h.number for h in got.visitor.numbers] == [h.number for h in visitor.numbers]
+    assert got.expires_at == (now + timedelta(minutes=30) if leases else None)
+
+
+@pytest.mark.parametrize(
+    ("case", "visitor", "decision", "now"),
+    [
+        ("a click from an ad: a new visit", known(), BING_CLICK, at(1)),
+        ("idle past the visit's end: a new visit", known(), INTERNAL, T0 + VISIT_IDLE),
+        ("the lease ran out", known(), None, at(30)),
+        ("the number was the overflow number", known(numbers=(OVERFLOW,)), INTERNAL, at(1)),
+        ("memory older than the refresh period", known(), INTERNAL, T0 + REFRESH_AFTER),
+        ("the clock went back", known(), INTERNAL, at(-1)),
+        (
+            "first touch past its window",
+            known(touch=Touch("google-ads", "x", at(-31 * 1440))),
+            INTERNAL,
+            at(1),
+        ),
+        (
+            "a pool no longer configured",
+            known(numbers=(HeldNumber("+1", "+2", "gone", False, 1, at(30)),)),
+            INTERNAL,
+            at(1),
+        ),
+    ],
+)
+def test_left_to_the_store(case, visitor, decision, now) -> None:
+    assert answer_known_visitor(visitor, decision, SOURCES, POOLS, 30, now) is None, case
+
+
+def test_only_leases_and_static_numbers_are_remembered() -> None:
+    assert known().can_be_remembered()
+    assert not known(numbers=(LEASED, OVERFLOW)).can_be_remembered()
