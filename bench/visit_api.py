@@ -5,8 +5,11 @@ aiohttp handler, with the same load generator, on 127.0.0.1.
 
 Each server runs in its own process (one core's worth of Python, like the daemon). The
 load generator is an aiohttp client with N concurrent loops in a third process. The API
-load is page views of 1,000 returning visitors from a Google Ads click (each keeps its
-pool number: a lease renewal, a visit update), the realistic steady state of a website.
+load is page views of 1,000 returning visitors from a Google Ads click, across 50 pages of
+the site (each visitor keeps its pool number: a lease renewal, a visit update), the
+realistic steady state of a website. Those are answered from the daemon's memory and their
+writes batched (``ctm_pbx.adapters.visits.VisitDesk``); ``--pages 0`` sends every request
+to the store instead, as new visits from an ad click (the worst case).
 The per-IP limits are lifted for the run (all load comes from 127.0.0.1).
 """
 
@@ -71,7 +74,9 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print
 """
 
 
-async def load(port: int, seconds: float, concurrency: int, visitors: list[str]) -> dict:
+async def load(
+    port: int, seconds: float, concurrency: int, visitors: list[str], pages: int = 50
+) -> dict:
     import aiohttp
 
     url = f"http://127.0.0.1:{port}/api/visit"
@@ -85,11 +90,12 @@ async def load(port: int, seconds: float, concurrency: int, visitors: list[str])
         while time.monotonic() < stop_at:
             vid = visitors[n % len(visitors)] if visitors else None
             n += concurrency
-            body = {
-                "visitor_id": vid,
-                "landing_url": "https://shop.example.com/page",
-                "referrer": "https://shop.example.com/",
-            }
+            if pages:
+                landing = f"https://shop.example.com/page{n % pages}"
+                referrer = "https://shop.example.com/"
+            else:  # a new ad click each time: a new visit, decided by the store
+                landing, referrer = f"https://shop.example.com/?gclid=c{n}", None
+            body = {"visitor_id": vid, "landing_url": landing, "referrer": referrer}
             t0 = time.perf_counter()
             async with session.post(url, json=body) as resp:
                 await resp.read()
@@ -146,6 +152,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--visitors", type=int, default=1000)
+    ap.add_argument("--pages", type=int, default=50, help="0: every request an ad click")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ctm-bench-api-"))
     numbers = "".join(
@@ -162,8 +169,10 @@ def main() -> int:
                 if name == "visit_api"
                 else [f"visitor-{i:06d}" for i in range(args.visitors)]
             )
-            asyncio.run(load(port, 1, args.concurrency, visitors))  # warm up
-            results[name] = asyncio.run(load(port, args.seconds, args.concurrency, visitors))
+            asyncio.run(load(port, 1, args.concurrency, visitors, args.pages))  # warm up
+            results[name] = asyncio.run(
+                load(port, args.seconds, args.concurrency, visitors, args.pages)
+            )
         finally:
             proc.terminate()
             proc.wait(10)
@@ -175,6 +184,7 @@ def main() -> int:
                 "ratio_api_vs_bare": round(ratio, 2),
                 "cores": os.cpu_count(),
                 "concurrency": args.concurrency,
+                "pages": args.pages,
             }
         )
     )
