@@ -471,36 +471,32 @@ def test_demo_page(page, servers, fake: FakeApi):
     assert "source: google-ads" in status and "+13125550100 → +13125550150" in status
 
 
-def test_a_page_of_5000_elements(page, servers, fake: FakeApi, capsys):
-    """Times the swap from the API's answer to the end of the pass (reported, not asserted).
+def test_a_page_of_5000_elements(page, servers, fake: FakeApi):
+    """Every number of a page of 5,000 elements is swapped, nothing else is touched.
 
-    The answer is held back 0.5 s, so that it arrives once the page is parsed: the time is
-    the script's own (JSON, the pass over the page, the event), not the parser's."""
+    How fast: ``bench/swap_page.py`` (figures are measured there, never asserted in tests).
+    The answer is held back 0.5 s, so that it usually arrives once the page is parsed (one
+    pass over the whole page); content parsed later is swapped by the observer's passes."""
     fake.delay = 0.5
     load(page, f"{servers.site}/big.html")
-    timing = page.evaluate(
+    state = page.evaluate(
         """() => {
-        const visit = performance.getEntriesByType('resource')
-            .find(e => e.name.endsWith('/api/visit'));
-        const t0 = performance.now(); const again = CTM.rescan(); const t1 = performance.now();
+        const text = document.body.textContent, n = s => text.split(s).length - 1;
         return {elements: document.getElementsByTagName('*').length,
-                texts: document.evaluate('count(//text())', document, null, 1, null).numberValue,
-                count: ctmEvents[0].count, swap_ms: ctmEvents[0].t - visit.responseEnd,
-                rescan_ms: t1 - t0, again};
+                swapped: ctmEvents.reduce((sum, e) => sum + e.count, 0), again: CTM.rescan(),
+                hrefs: [...document.querySelectorAll('a')].map(a => a.getAttribute('href')),
+                texts: [n('312-555-0150'), n('(312) 555-0150'), n('555-0100')],
+                items: n('Item '), price: n('.99')};
     }"""
     )
-    assert timing["elements"] >= 5000
-    assert timing["count"] == 75 and timing["again"] == 0  # 50 texts + 25 tel: hrefs
-    assert page.locator("text=312-555-0100").count() == 0
-    with capsys.disabled():
-        print(
-            f"\n5,000-element page ({timing['elements']} elements, {timing['texts']:.0f} text"
-            f" nodes): API answer -> swap done {timing['swap_ms']:.1f} ms;"
-            f" full rescan {timing['rescan_ms']:.1f} ms"
-        )
+    assert state["elements"] >= 5000
+    assert state["swapped"] == 75 and state["again"] == 0  # 50 texts + 25 tel: hrefs
+    assert state["hrefs"] == ["tel:+13125550150"] * 25
+    assert state["texts"] == [25, 25, 0]
+    assert state["items"] == 1000 and state["price"] == 1000
 
 
 def test_script_size():
     source = (STATIC / "swap.js").read_bytes()
     size = len(gzip.compress(source, 9))
-    assert size <= 3072, f"swap.js is {size} bytes gzipped; the budget is 3 KB"
+    assert size <= 3000, f"swap.js is {size} bytes gzipped; the budget is 3,000"
