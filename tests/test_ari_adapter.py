@@ -11,12 +11,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from aiohttp import WSMsgType, web
 
 from ctm_pbx.adapters.ari_calls import AriCallHandler
-from ctm_pbx.adapters.ari_client import AriClient, Backoff
+from ctm_pbx.adapters.ari_client import AriClient, AriError, Backoff
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.schema import migrate
@@ -30,9 +31,17 @@ DID = "+13125550142"
 
 @dataclass
 class FakeAri:
-    """Just enough of ARI: the event socket and the endpoints ctm-pbx calls."""
+    """Just enough of ARI: the event socket and the endpoints ctm-pbx calls.
 
+    With ``ws_rest`` it also answers REST requests sent on the event socket, as
+    Asterisk 22.4+ does (an older one ignores them)."""
+
+    ws_rest: bool = False
+    hold: bool = False  # leave REST requests on the socket unanswered
+    held: asyncio.Event = field(default_factory=asyncio.Event)
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    transports: list[str] = field(default_factory=list)
+    socket_requests: list[str] = field(default_factory=list)  # uris sent on the socket
     gone: set[str] = field(default_factory=set)
     live_channels: list[dict] = field(default_factory=list)
     app_channels: list[str] = field(default_factory=list)
@@ -56,27 +65,49 @@ class FakeAri:
         async for msg in ws:
             if msg.type is WSMsgType.CLOSE:
                 break
+            req = json.loads(msg.data)
+            if req.get("type") == "RESTRequest":
+                self.socket_requests.append(req["uri"])
+            if not self.ws_rest or req.get("type") != "RESTRequest":
+                continue
+            if self.hold:
+                self.held.set()
+                continue
+            uri = urlsplit("/" + req["uri"])
+            status, body = self.answer(req["method"], uri.path, dict(parse_qsl(uri.query)), "ws")
+            reply = {"type": "RESTResponse", "request_id": req["request_id"]}
+            reply |= {"status_code": status, "reason_phrase": "", "uri": req["uri"]}
+            if body is not None:
+                reply |= {"content_type": "application/json", "message_body": json.dumps(body)}
+            await ws.send_str(json.dumps(reply))
         return ws
 
     async def rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
-        self.requests.append((request.method, path, dict(request.query)))
+        status, body = self.answer(request.method, path, dict(request.query), "http")
+        if body is None:
+            return web.Response(status=status)
+        return web.json_response(body, status=status)
+
+    def answer(self, method: str, path: str, query: dict, transport: str) -> tuple[int, object]:
+        self.requests.append((method, path, query))
+        self.transports.append(transport)
         parts = path.strip("/").split("/")
         if parts[0] == "channels" and len(parts) == 3:
             if parts[1] in self.gone:
-                return web.json_response({"message": "Channel not found"}, status=404)
-            return web.Response(status=204)
+                return 404, {"message": "Channel not found"}
+            return 204, None
         if path == "/channels":
-            return web.json_response(self.live_channels)
+            return 200, self.live_channels
         if parts[0] == "applications" and len(parts) == 2:
-            return web.json_response({"name": parts[1], "channel_ids": self.app_channels})
+            return 200, {"name": parts[1], "channel_ids": self.app_channels}
         if path == "/asterisk/variable":
-            name = request.query["variable"]
-            if request.method == "POST":
+            name = query["variable"]
+            if method == "POST":
                 self.globals.pop(name, None)
-                return web.Response(status=204)
-            return web.json_response({"value": self.globals.get(name, "")})
-        return web.json_response({})
+                return 204, None
+            return 200, {"value": self.globals.get(name, "")}
+        return 200, {}
 
     async def send(self, event: dict) -> None:
         await self.sockets[-1].send_str(json.dumps(event))
@@ -103,6 +134,7 @@ class Rig:
     handler: AriCallHandler
     writer: StoreWriter
     stop: asyncio.Event
+    ari: AriClient
 
     async def settle(self) -> None:
         for _ in range(3):
@@ -113,9 +145,10 @@ class Rig:
         return self.writer.run_sync(call_store.call_by_channel, channel_id)
 
 
-@pytest.fixture
-async def rig(tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
-    fake = FakeAri()
+@pytest.fixture(params=["http", "ws"])
+async def rig(request, tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
+    """The handler against a fake ARI, with REST over HTTP or over the event socket."""
+    fake = FakeAri(ws_rest=request.param == "ws")
     server = await aiohttp_server(fake.app())
     cfg = config()
     writer = StoreWriter(str(tmp_path / "ctm.db"))
@@ -134,15 +167,19 @@ async def rig(tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
     await handler.load()
     stop = asyncio.Event()
 
+    ready = asyncio.Event()
+
     async def on_connect() -> None:
+        await ari.probe_ws_rest(timeout=0.2)
         await handler.reconcile()
+        ready.set()
 
     task = asyncio.create_task(
         ari.run_events(handler.on_event, on_connect, stop, Backoff(0.01, 0.05))
     )
     await asyncio.wait_for(fake.connected.wait(), 5)
-    await asyncio.wait_for(ari.connected.wait(), 5)
-    yield Rig(fake, handler, writer, stop)
+    await asyncio.wait_for(ready.wait(), 5)
+    yield Rig(fake, handler, writer, stop, ari)
     stop.set()
     await task
     await ari.close()
@@ -228,6 +265,10 @@ async def test_reconnects_and_reconciles_calls_that_ended_meanwhile(rig: Rig) ->
     await asyncio.sleep(0.05)
     await rig.settle()
     assert rig.fake.connects == 2
+    probes = [uri for uri in rig.fake.socket_requests if uri == "asterisk/ping"]
+    # Asterisk may have been upgraded or downgraded meanwhile: a socket that answered is asked
+    # again; one that never answered is not (each unanswered probe holds the first calls back)
+    assert len(probes) == (2 if rig.fake.ws_rest else 1)
     # calls in memory are still live here; a restarted daemon has none
     rig.handler.calls.clear()
     await rig.handler.reconcile()
@@ -246,3 +287,37 @@ async def test_channel_waiting_in_stasis_after_reconnect_is_handled(rig: Rig) ->
     await rig.settle()
     assert rig.fake.moves()[0][0] == "/channels/c8/continue"
     assert rig.row("c8")["route"] == "seq"
+
+
+async def test_rest_requests_go_on_the_event_socket_when_asterisk_answers_them(rig: Rig) -> None:
+    await rig.fake.send(stasis("c9", "inbound", DID[1:]))
+    await rig.settle()
+    (method, path, query), transport = rig.fake.requests[-1], rig.fake.transports[-1]
+    assert (method, path, query["context"]) == ("POST", "/channels/c9/continue", "ctm-dial")
+    assert transport == ("ws" if rig.fake.ws_rest else "http")
+
+
+async def test_errors_come_back_the_same_way_on_either_transport(rig: Rig) -> None:
+    rig.fake.gone.add("c10")
+    with pytest.raises(AriError) as err:
+        await rig.ari.continue_in_dialplan("c10", "ctm-dial", "x")
+    assert err.value.status == 404 and "Channel not found" in str(err.value)
+    assert await rig.ari.get_global("CTM_NONE") == ""
+    rig.fake.live_channels = [{"id": "c11"}]
+    assert await rig.ari.channels() == [{"id": "c11"}]
+
+
+@pytest.mark.parametrize("rig", ["ws"], indirect=True)  # only a socket request dies with it
+async def test_a_request_lost_with_the_socket_sends_the_call_to_the_failsafe(rig: Rig) -> None:
+    rig.fake.hold = True
+    await rig.fake.send(stasis("c12", "inbound", DID[1:]))
+    await asyncio.wait_for(rig.fake.held.wait(), 5)
+    rig.fake.hold = False
+    await rig.fake.sockets[-1].close()
+    for _ in range(100):
+        await rig.settle()
+        if rig.fake.moves():
+            break
+    path, query = rig.fake.moves()[-1]
+    assert (path, query["context"]) == ("/channels/c12/continue", "ctm-failsafe")
+    assert [leg["receiving_number"] for leg in rig.row("c12")["legs"]] == ["desk-1", "failsafe"]

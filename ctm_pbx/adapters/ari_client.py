@@ -1,5 +1,8 @@
 """A thin ARI client on aiohttp: REST requests and the event WebSocket.
 
+REST requests go on the event WebSocket when Asterisk answers them there (20.14,
+21.9, 22.4 and later; probed at each connection), else over HTTP.
+
 Why not a library: the PyPI ``ari`` package does not import on Python 3;
 ``aioari`` wraps every request in a Swagger model layer (more CPU per call, and
 its resource objects hide the status codes we act on); ``asyncari`` brings anyio
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict], None]
 ConnectHandler = Callable[[], Awaitable[None]]
+WS_PROBE_S = 2.0  # how long to wait for Asterisk to answer a REST request on the socket
+WS_PROBE_LOST_MAX = 3
 
 
 class AriError(Exception):
@@ -63,6 +68,12 @@ class AriClient:
         self._session: aiohttp.ClientSession | None = None
         self.connected = asyncio.Event()
         self.requests_sent = 0  # for benchmarks: REST requests per call
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws_rest = False  # Asterisk answers REST requests on the event socket
+        self._ws_rest_unsupported = False  # a probe went unanswered: do not ask again
+        self._ws_probe_lost = 0  # probes cut short by the socket closing, in a row
+        self._pending: dict[str, asyncio.Future] = {}
+        self._next_id = 0
 
     async def start(self) -> None:
         if self._session is None:
@@ -84,6 +95,8 @@ class AriClient:
         """One REST request; returns the decoded JSON (or None); raises AriError."""
         assert self._session is not None, "start() first"
         clean = {k: v for k, v in params.items() if v is not None}
+        if self._ws_rest and self._ws is not None and not self._ws.closed:
+            return await self._ws_request(method, path, clean)
         url = f"{self.base}{path}"
         if clean:
             url += "?" + urlencode(clean)
@@ -93,6 +106,61 @@ class AriClient:
             if resp.status >= 300:
                 raise AriError(method, path, resp.status, body)
             return json.loads(body) if body else None
+
+    async def _ws_request(self, method: str, path: str, params: dict, timeout: float = 10) -> Any:
+        """The same request as a ``RESTRequest`` message on the event WebSocket."""
+        assert self._ws is not None
+        self._next_id += 1
+        rid = f"r{self._next_id}"
+        uri = path.lstrip("/")
+        if params:
+            uri += "?" + urlencode(params)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.requests_sent += 1
+        try:
+            await self._ws.send_str(
+                json.dumps({"type": "RESTRequest", "request_id": rid, "method": method, "uri": uri})
+            )
+            resp = await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(rid, None)
+        status = int(resp.get("status_code") or 0)
+        body = resp.get("message_body")
+        text = body if isinstance(body, str) else json.dumps(body)
+        if not 200 <= status < 300:
+            raise AriError(method, path, status, text)
+        if isinstance(body, str):
+            return json.loads(body) if body else None
+        return body
+
+    @property
+    def rest_transport(self) -> str:
+        return "websocket" if self._ws_rest else "http"
+
+    async def probe_ws_rest(self, timeout: float = WS_PROBE_S) -> bool:
+        """Send REST requests on the event socket from now on, if this Asterisk answers them.
+
+        Asterisk 20.14, 21.9 and 22.4 added REST over the event WebSocket: no HTTP
+        request to parse and authenticate per call, on either side. An older one
+        ignores the probe (or, after a few, drops the socket each time: then too) and
+        is not asked again while this process lives.
+        """
+        self._ws_rest = False
+        if self._ws is None or self._ws_rest_unsupported:
+            return False
+        try:
+            await self._ws_request("GET", "/asterisk/ping", {}, timeout)
+        except (TimeoutError, AriError, aiohttp.ClientError, ValueError) as exc:
+            log.info("ARI REST over WebSocket not available (%r): using HTTP", exc)
+            lost = isinstance(exc, aiohttp.ClientError)
+            self._ws_probe_lost = self._ws_probe_lost + 1 if lost else 0
+            self._ws_rest_unsupported = not lost or self._ws_probe_lost >= WS_PROBE_LOST_MAX
+            return False
+        log.info("ARI REST requests go over the event WebSocket")
+        self._ws_probe_lost = 0
+        self._ws_rest = True
+        return True
 
     async def continue_in_dialplan(
         self, channel_id: str, context: str, extension: str, priority: int = 1
@@ -155,12 +223,22 @@ class AriClient:
                 ) as ws:
                     log.info("connected to ARI as app %s", self.app)
                     backoff.reset()
+                    self._ws = ws
                     self.connected.set()
-                    await on_connect()
-                    await self._pump(ws, on_event, stop)
+                    pump = asyncio.create_task(self._pump(ws, on_event, stop))
+                    try:
+                        await on_connect()
+                        await pump
+                    finally:
+                        pump.cancel()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.warning("ARI connection failed: %s", exc)
             finally:
+                self._ws = None
+                self._ws_rest = False
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(aiohttp.ClientConnectionError("ARI socket closed"))
                 if self.connected.is_set():
                     log.warning("disconnected from ARI; calls take the dialplan fail-safe")
                 self.connected.clear()
@@ -186,6 +264,11 @@ class AriClient:
                     event = json.loads(msg.data)
                 except ValueError:
                     log.warning("undecodable ARI event: %.200s", msg.data)
+                    continue
+                if event.get("type") == "RESTResponse":
+                    fut = self._pending.get(event.get("request_id"))
+                    if fut is not None and not fut.done():
+                        fut.set_result(event)
                     continue
                 on_event(event)
         finally:

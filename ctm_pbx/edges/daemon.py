@@ -59,6 +59,7 @@ class Daemon:
                 "calls_in_progress": len(self.handler.calls),
                 "calls_finished": self.handler.calls_finished,
                 "ari_requests": self.ari.requests_sent,
+                "ari_rest_transport": self.ari.rest_transport,
             }
         if self.agi is not None:
             out |= {
@@ -72,7 +73,8 @@ class Daemon:
         return out
 
     async def _on_connect(self) -> None:
-        await self.ari.set_event_filter(EVENT_TYPES)
+        await self.ari.set_event_filter(EVENT_TYPES + ["RESTResponse"])
+        await self.ari.probe_ws_rest()
         await self.handler.reconcile()
 
     async def _housekeeping(self) -> None:

@@ -53,6 +53,18 @@ def test_single_route_answered(ctm, phone_factory, carrier: Carrier) -> None:
     assert phone.stop().callers == (CALLER,), "the phone sees the caller's number"
 
 
+def test_rest_requests_go_on_the_event_socket(ctm, phone_factory, carrier: Carrier) -> None:
+    """Asterisk 22 answers ARI REST requests on the event WebSocket: no HTTP per call."""
+    assert ctm.daemon.status()["ari_rest_transport"] == "websocket"
+    sent = ctm.daemon.status()["ari_requests"]
+    phone = phone_factory("phone1", "answer")
+    call = carrier.place_call(DIDS["single"], "call", from_number=CALLER, hold_ms=200)
+    assert call.success, call.describe()
+    assert ctm.call(tracking_number="+13125550142")["outcome"] == "answered"
+    assert ctm.daemon.status()["ari_requests"] == sent + 1, "one continue per one-leg call"
+    phone.stop()
+
+
 def test_caller_is_not_answered_before_the_phone(ctm, phone_factory, carrier: Carrier) -> None:
     phone_factory("phone1", "answer", ring_ms=1200)
     call = carrier.place_call(DIDS["single"], "call", hold_ms=300)
