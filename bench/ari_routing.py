@@ -163,7 +163,7 @@ def place_calls(
     """``count`` calls at ``rate``/s; (calls completed, post-dial delays in ms)."""
     work.mkdir(parents=True)
     limit = str(rate * (hold_ms // 1000 + 5))
-    subprocess.run(
+    carrier = subprocess.Popen(
         sipp(
             CARRIER_INFO_PORT if ivr else CARRIER_PORT,
             "-sf",
@@ -189,8 +189,11 @@ def place_calls(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
-        timeout=count // rate + 90,
     )
+    try:
+        carrier.wait(count // rate + 90)
+    except subprocess.TimeoutExpired:  # an overloaded run: stop it, count what completed
+        stop_phone(carrier, work)
     delays = []
     for rtt in work.glob("*_rtt.csv"):
         for line in rtt.read_text().splitlines()[1:]:
@@ -232,13 +235,15 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
     phone_dir = work / f"{mode}-{rate}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
     req0 = healthz()["ari_requests"]
-    a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
-    completed, pdd = place_calls(
-        work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
-    )
-    left = asterisk.wait_no_channels(timeout_s=30)
-    a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
-    phone_completed = stop_phone(phone, phone_dir)
+    try:
+        a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+        completed, pdd = place_calls(
+            work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
+        )
+        left = asterisk.wait_no_channels(timeout_s=30)
+        a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+    finally:
+        phone_completed = stop_phone(phone, phone_dir)
     wall = t1 - t0
     logged = None
     req_per_call = None
