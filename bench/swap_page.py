@@ -60,6 +60,7 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.browser.pages import big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 SCRIPT = REPO / "ctm_pbx" / "web" / "static" / "swap.js"
@@ -87,27 +88,6 @@ MEASURE = """() => {
             left: document.body.textContent.split('312-555-0100').length - 1
                 + document.querySelectorAll('a[href="tel:+13125550100"]').length};
 }"""
-
-
-def page_html(api: str, rows: int) -> str:
-    """``rows`` rows of 5 elements; a target number every 20 rows, every other one a tel:
-    link (``rows / 20`` text swaps and ``rows / 40`` href swaps)."""
-    out = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Big</title>",
-        "<script>window.ctmEvents=[];document.addEventListener('ctm:swapped',"
-        "function(e){ctmEvents.push(Object.assign({t:performance.now()},e.detail))})</script>",
-        f"<script async src='{api}/swap.js'></script></head><body>",
-    ]
-    for i in range(rows):
-        phone = ""
-        if i % 20 == 0:
-            phone = " <a href='tel:+13125550100'>(312) 555-0100</a>" if i % 40 else " 312-555-0100"
-        out.append(
-            f"<div class='row'><span>Item {i}</span> <b>SKU {i * 7919 % 100000:05d}</b>"
-            f" <i>in stock: {i % 13}</i> <em>price ${i % 97}.99</em>{phone}</div>"
-        )
-    out.append("</body></html>")
-    return "\n".join(out)
 
 
 class Servers:
@@ -163,7 +143,7 @@ class Servers:
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=page_html(self.api, self.rows),
+            text=big_page(self.api, self.rows),
             content_type="text/html",
             headers={"Cache-Control": "no-store"},
         )

@@ -37,6 +37,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
+from tests.browser.pages import big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,27 +223,6 @@ def _static(path: Path, content_type: str, api: Servers | None = None):
         )
 
     return handler
-
-
-def big_page(api: str, rows: int = 1000) -> str:
-    """A page of ``rows`` rows of 5 elements (5,000 elements, ~8,000 text nodes), with a
-    target number every 20 rows (half of them in tel: links)."""
-    out = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Big</title>",
-        "<script>window.ctmEvents=[];document.addEventListener('ctm:swapped',"
-        "function(e){ctmEvents.push(Object.assign({t:performance.now()},e.detail))})</script>",
-        f"<script async src='{api}/swap.js'></script></head><body>",
-    ]
-    for i in range(rows):
-        phone = ""
-        if i % 20 == 0:
-            phone = " <a href='tel:+13125550100'>(312) 555-0100</a>" if i % 40 else " 312-555-0100"
-        out.append(
-            f"<div class='row'><span>Item {i}</span> <b>SKU {i * 7919 % 100000:05d}</b>"
-            f" <i>in stock: {i % 13}</i> <em>price ${i % 97}.99</em>{phone}</div>"
-        )
-    out.append("</body></html>")
-    return "\n".join(out)
 
 
 class Servers:
