@@ -51,7 +51,6 @@ import json
 import math
 import os
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -60,7 +59,7 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.browser.pages import big_page  # noqa: E402
+from tests.browser.pages import ThreadedServers, big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 SCRIPT = REPO / "ctm_pbx" / "web" / "static" / "swap.js"
@@ -90,34 +89,19 @@ MEASURE = """() => {
 }"""
 
 
-class Servers:
+class Servers(ThreadedServers):
     """The site and the fake API, two aiohttp servers in one background thread."""
 
     def __init__(self, script: bytes, rows: int, delay: float) -> None:
+        super().__init__()
         self.script, self.rows, self.delay = script, rows, delay
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runners: list[web.AppRunner] = []
-        self.api = self.site = ""
 
     def __enter__(self) -> Servers:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    async def _listen(self, app: web.Application) -> str:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        self.stop()
 
     async def _script(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -156,10 +140,6 @@ class Servers:
         site.router.add_get("/big.html", self._page)
         self.api = await self._listen(api)
         self.site = await self._listen(site)
-
-    async def _stop(self) -> None:
-        for runner in self.runners:
-            await runner.cleanup()
 
 
 def swap_task(trace: dict | list) -> tuple[float, float]:

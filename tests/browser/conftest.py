@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
-from tests.browser.pages import big_page  # noqa: E402
+from tests.browser.pages import ThreadedServers, big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,31 +224,10 @@ def _static(path: Path, content_type: str, api: Servers | None = None):
     return handler
 
 
-class Servers:
+class Servers(ThreadedServers):
     def __init__(self, api: FakeApi) -> None:
+        super().__init__()
         self.fake = api
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runners: list[web.AppRunner] = []
-        self.api = self.site = ""
-
-    def start(self) -> None:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    async def _listen(self, app: web.Application) -> str:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
 
     async def _start(self) -> None:
         js = "application/javascript"
@@ -270,10 +248,6 @@ class Servers:
         self.api = await self._listen(api)
         self.site = await self._listen(site)
         self.fake.allowed_origins = {self.api, self.site}
-
-    async def _stop(self) -> None:
-        for runner in self.runners:
-            await runner.cleanup()
 
 
 @pytest.fixture(scope="package")

@@ -1,6 +1,50 @@
-"""Generated test pages, shared by the browser tests and ``bench/swap_page.py``."""
+"""What the browser tests and ``bench/swap_page.py`` share: the generated 5,000-element
+page, and aiohttp servers on 127.0.0.1 in a background thread (Playwright's sync API
+keeps the test's own thread)."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
+
+from aiohttp import web
+
+
+class ThreadedServers:
+    """aiohttp apps on ephemeral loopback ports, served by one event loop in a thread.
+
+    Subclasses build their apps in ``_start`` with ``_listen``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runners: list[web.AppRunner] = []
+        self.api = self.site = ""
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _listen(self, app: web.Application) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def _stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
 
 
 def big_page(api: str, rows: int = 1000) -> str:
