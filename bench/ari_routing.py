@@ -352,6 +352,17 @@ def main() -> int:
             and base[r.rate].pdd_ms_p50 is not None
         ]
 
+    def cpu_ratio(mode: str) -> float | None:
+        """Plain Dial()'s CPU per call (Asterisk + ctm-pbx) over the mode's, at the lowest
+        rate where both were clean: what the cores allow, steadier than the clean rates on a
+        shared machine (the sipps' own CPU, the same in both, is left out)."""
+        for r in sorted((r for r in runs if r.mode == mode and r.clean), key=lambda r: r.rate):
+            b = base.get(r.rate)
+            if b is not None and b.clean:
+                ours = r.asterisk_ms_per_call + r.ctm_ms_per_call
+                return round(b.asterisk_ms_per_call / ours, 2) if ours else None
+        return None
+
     summary = {
         "highest_clean_rate": best,
         "ratio_vs_dialplan": {
@@ -360,6 +371,7 @@ def main() -> int:
         if best.get("dialplan")
         else None,
         "added_pdd_ms_p50_by_clean_rate": {m: added(m) for m in modes if m != "dialplan"},
+        "cpu_per_call_ratio": {m: cpu_ratio(m) for m in modes if m != "dialplan"},
         "seconds_per_rate": args.seconds,
         "hold_ms": args.hold_ms,
         "cores": os.cpu_count(),
