@@ -32,3 +32,14 @@ def test_memory_is_bounded() -> None:
     for i in range(100):
         limiter.allow(f"ip{i}", float(i) / 1000)
     assert len(limiter._buckets) <= 10
+
+
+def test_check_answers_like_allow_without_taking_a_token() -> None:
+    limiter = RateLimiter(rate=1, burst=2)
+    assert limiter.check("a", 0) == (True, 0.0)
+    assert limiter.check("a", 0) == (True, 0.0), "a check takes nothing"
+    limiter.allow("a", 0)
+    limiter.allow("a", 0)
+    allowed, retry = limiter.check("a", 0.5)
+    assert not allowed and retry == pytest.approx(0.5)
+    assert limiter.check("a", 1.0) == (True, 0.0)

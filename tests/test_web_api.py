@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -116,7 +117,7 @@ async def test_renew_extends_the_lease(client, clock) -> None:
     resp = await client.post("/api/renew", json={"visitor_id": first["visitor_id"]})
     assert resp.status == 200
     renewed = await resp.json()
-    assert renewed["numbers"] == first["numbers"] | renewed["numbers"]
+    assert renewed["numbers"] == first["numbers"] and renewed["numbers"]
     assert renewed["expires_at"] > first["expires_at"]
 
 
@@ -148,6 +149,13 @@ async def test_cors_for_allowed_origins_only(client) -> None:
         ),
         (json.dumps({"landing_url": SHOP, "referrer": ["x"]}).encode(), 400, "invalid_field"),
         (b"{" + b'"a": "' + b"x" * 20000 + b'"}', 413, "body_too_large"),
+        (json.dumps({"landing_url": "http://[::1/x"}).encode(), 400, "invalid_field"),
+        (b'{"landing_url": "https://shop.example.com/\\ud800"}', 400, "invalid_field"),
+        (
+            b'{"landing_url": "https://shop.example.com/", "referrer": "\\udfff"}',
+            400,
+            "invalid_field",
+        ),
     ],
     ids=[
         "malformed",
@@ -160,6 +168,9 @@ async def test_cors_for_allowed_origins_only(client) -> None:
         "bad visitor id",
         "referrer list",
         "huge body",
+        "unclosed ipv6 host",
+        "lone surrogate",
+        "lone surrogate in referrer",
     ],
 )
 async def test_bad_input_is_a_json_4xx(client, body, status, error) -> None:
@@ -168,6 +179,29 @@ async def test_bad_input_is_a_json_4xx(client, body, status, error) -> None:
     )
     assert resp.status == status
     assert (await resp.json())["error"] == error
+
+
+async def test_a_user_agent_that_is_not_utf8_is_stored_readably(client, writer) -> None:
+    """Bots send raw bytes in headers (aiohttp hands them over as lone surrogates)."""
+    body = json.dumps({"landing_url": f"{SHOP}/?gclid=ua"}).encode()
+    head = (
+        b"POST /api/visit HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Origin: " + SHOP.encode() + b"\r\nUser-Agent: bot/\xff\xfe\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    reader, sock = await asyncio.open_connection("127.0.0.1", client.port)
+    sock.write(head + body)
+    raw = await reader.read()
+    sock.close()
+    status, _, rest = raw.partition(b"\r\n")
+    assert b" 200 " in status, raw[:300]
+    vid = json.loads(rest.partition(b"\r\n\r\n")[2])["visitor_id"]
+    stored = writer.run_sync(
+        lambda db: db.execute(
+            "SELECT user_agent FROM visits WHERE visitor_id = ?", [vid]
+        ).fetchone()
+    )
+    assert stored[0].startswith("bot/")
 
 
 async def test_renew_needs_a_visitor(client) -> None:
@@ -180,6 +214,33 @@ async def test_new_visitors_are_rate_limited_per_ip(client) -> None:
     assert codes[:20] == [200] * 20 and 429 in codes[20:]
     resp = await client.post("/api/visit", json={"landing_url": SHOP})
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_made_up_visitor_ids_count_as_new_visitors(client, writer) -> None:
+    """A bot cannot skip the new-visitor limit by sending ids of its own making."""
+    codes = [
+        (await visit(client, f"{SHOP}/?gclid=bot{i}", visitor_id=f"madeup{i:04d}x"))[0]
+        for i in range(25)
+    ]
+    assert codes[:20] == [200] * 20 and codes[20:] == [429] * 5
+    stored = writer.run_sync(lambda db: db.execute("SELECT COUNT(*) FROM visitors").fetchone())
+    assert stored[0] == 20
+    # an id it sent before is no better: the store gave that visitor an id of its own
+    status, body = await visit(client, f"{SHOP}/?gclid=bot0", visitor_id="madeup0000x")
+    assert status == 429 and body["error"] == "rate_limited"
+
+
+async def test_returning_visitors_pass_while_new_ones_are_limited(client) -> None:
+    _, known = await visit(client, f"{SHOP}/?gclid=real")
+    for i in range(25):
+        await visit(client, f"{SHOP}/?gclid=bot{i}")
+    status, again = await visit(client, f"{SHOP}/pricing", visitor_id=known["visitor_id"])
+    assert status == 200 and again["numbers"] == known["numbers"]
+
+
+async def test_renewing_an_unknown_visitor_is_a_404(client) -> None:
+    resp = await client.post("/api/renew", json={"visitor_id": "neverseen0001"})
+    assert resp.status == 404 and (await resp.json())["error"] == "unknown_visitor"
 
 
 async def test_swap_script_is_cacheable(client) -> None:

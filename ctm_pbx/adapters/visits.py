@@ -50,6 +50,7 @@ class VisitRequest:
     referrer: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    may_create: bool = True  # False: a visitor not already stored is refused, not created
 
 
 @dataclass
@@ -61,6 +62,9 @@ class VisitResult:
     numbers: dict[str, dict] = field(default_factory=dict)  # target E.164 -> shown number
     expires_at: str | None = None
     known: KnownVisitor | None = None  # what the next request of this visitor may start from
+    created: bool = False  # a new visitor was stored
+    refused: bool = False  # a new visitor was needed but ``may_create`` was False
+    unknown: bool = False  # a renewal for a visitor that is not stored
 
     def as_json(self) -> dict:
         return {
@@ -81,6 +85,11 @@ def handle_visit(
     db: sqlite_utils.Database, config: Config, req: VisitRequest, now: datetime
 ) -> VisitResult:
     visitor = lease_store.get_visitor(db, req.visitor_id) if req.visitor_id else None
+    if visitor is None and req.landing_url is None:
+        # a renewal for a visitor we do not know (or no longer): the script starts a visit
+        return VisitResult(req.visitor_id or "", None, None, "", unknown=True)
+    if visitor is None and not req.may_create:
+        return VisitResult("", None, None, "", refused=True)
     visitor_id = visitor["id"] if visitor else new_id()
     current = _current_touch(db, visitor)
     visit_id = visitor["visit_id"] if visitor else None
@@ -134,9 +143,7 @@ def handle_visit(
         if last:
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now, page_view=False)
-    result = VisitResult(visitor_id, visit_id, source, rule)
-    if visitor is None and req.landing_url is None:
-        return result  # a renewal for a visitor we do not know: nothing to renew
+    result = VisitResult(visitor_id, visit_id, source, rule, created=visitor is None)
     held = _assign_numbers(db, config, result, now)
     if page_visit is not None:
         known = KnownVisitor(visitor_id, touch, visit_id, page_visit, now, tuple(held), now)

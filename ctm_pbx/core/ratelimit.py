@@ -38,6 +38,16 @@ class RateLimiter:
             return True, 0.0
         return False, (1 - bucket.tokens) / self.rate
 
+    def check(self, client: str, now: float) -> tuple[bool, float]:
+        """What ``allow`` would answer, without taking a token (charge later with ``allow``)."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            return True, 0.0
+        tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+        if tokens >= 1:
+            return True, 0.0
+        return False, (1 - tokens) / self.rate
+
     def _evict(self, now: float) -> None:
         """Forget clients whose buckets are full again (idle long enough)."""
         full_after = self.burst / self.rate

@@ -4,7 +4,9 @@ Errors leave as JSON ``{"error": …, "message": …}`` with a 4xx status; an
 unexpected failure is logged and answered 500 in the same shape.
 
 Limits (per client IP): 10 API requests/s with bursts of 60, and of those at
-most 1 new visitor/s with bursts of 20; beyond that a 429 with Retry-After.
+most 1 new visitor/s with bursts of 20 (a visitor id the store does not know
+counts as new); beyond that a 429 with Retry-After. A renewal for an unknown
+visitor gets a 404 (the script then starts a visit).
 Request bodies over 16 KB get a 413.
 """
 
@@ -16,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from urllib.parse import urlsplit
@@ -132,6 +134,26 @@ def _optional_str(data: dict, key: str, limit: int) -> str | None:
         raise ApiError(400, "invalid_field", f"'{key}' must be a string")
     if len(value) > limit:
         raise ApiError(400, "invalid_field", f"'{key}' is longer than {limit} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not text
+            raise ApiError(400, "invalid_field", f"'{key}' is not valid text") from None
+    return value
+
+
+def _url(data: dict, key: str) -> str | None:
+    """An http(s) URL (or None when absent or empty)."""
+    value = _optional_str(data, key, MAX_URL)
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # e.g. "http://[::1/x": an unclosed IPv6 host
+        raise ApiError(400, "invalid_field", f"'{key}' is not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ApiError(400, "invalid_field", f"'{key}' must be an http(s) URL")
     return value
 
 
@@ -142,13 +164,10 @@ def _visit_request(request: web.Request, data: dict, *, page_view: bool) -> Visi
     landing = None
     referrer = None
     if page_view:
-        landing = _optional_str(data, "landing_url", MAX_URL)
+        landing = _url(data, "landing_url")
         if not landing:
             raise ApiError(400, "missing_field", "'landing_url' is required")
-        parts = urlsplit(landing)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApiError(400, "invalid_field", "'landing_url' must be an http(s) URL")
-        referrer = _optional_str(data, "referrer", MAX_URL) or None
+        referrer = _optional_str(data, "referrer", MAX_URL) or None  # the core reads any
     elif visitor_id is None:
         raise ApiError(400, "missing_field", "'visitor_id' is required")
     return VisitRequest(
@@ -156,8 +175,15 @@ def _visit_request(request: web.Request, data: dict, *, page_view: bool) -> Visi
         landing_url=landing,
         referrer=referrer,
         ip=_client_ip(request),
-        user_agent=request.headers.get("User-Agent"),
+        user_agent=_header_text(request.headers.get("User-Agent")),
     )
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header as storable text: bytes that were not UTF-8 arrive as lone surrogates."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _rate_limited(retry: float, what: str) -> ApiError:
@@ -222,11 +248,18 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         if not ok:
             raise _rate_limited(retry, "requests")
         req = _visit_request(request, await _read_json(request), page_view=page_view)
-        if page_view and req.visitor_id is None:
-            ok, retry = api.new_visitors.allow(ip, time.monotonic())
-            if not ok:
-                raise _rate_limited(retry, "new visitors")
-        result = await desk.visit(req, api.clock())
+        # A visitor id the store does not know is a new visitor too: the bucket is
+        # checked before and charged once the store has created one.
+        may_create, retry = api.new_visitors.check(ip, time.monotonic())
+        if page_view and req.visitor_id is None and not may_create:
+            raise _rate_limited(retry, "new visitors")
+        result = await desk.visit(replace(req, may_create=may_create), api.clock())
+        if result.refused:
+            raise _rate_limited(retry, "new visitors")
+        if result.unknown:
+            raise ApiError(404, "unknown_visitor", "no such visitor; start a visit")
+        if result.created:
+            api.new_visitors.allow(ip, time.monotonic())
         return web.json_response(result.as_json(), headers=_cors_headers(request))
 
     async def api_visit(request: web.Request) -> web.Response:
