@@ -431,6 +431,13 @@ tracking_numbers:
         "expected an origin like 'https://www.example.com'",
     ),
     (
+        "bad trusted proxy",
+        "web:\n  trusted_proxies: [127.0.0.1, 10.0.0.0/33]\n",
+        "web.trusted_proxies[1]",
+        2,
+        "expected an IP address or network like '10.0.0.0/8', got '10.0.0.0/33'",
+    ),
+    (
         "unknown dial placeholder",
         'receiving_numbers:\n  desk-1: {number: "+1 312 555 0101", dial: "PJSIP/{num}@x"}\n',
         "receiving_numbers.desk-1.dial",

@@ -238,6 +238,22 @@ async def test_returning_visitors_pass_while_new_ones_are_limited(client) -> Non
     assert status == 200 and again["numbers"] == known["numbers"]
 
 
+async def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(client) -> None:
+    """The test client connects from 127.0.0.1, a trusted proxy by default."""
+
+    async def from_client(address: str, i: int) -> int:
+        body = {"landing_url": f"{SHOP}/?gclid={address}-{i}"}
+        headers = {"Origin": SHOP, "X-Forwarded-For": f"1.2.3.4, {address}"}
+        return (await client.post("/api/visit", json=body, headers=headers)).status
+
+    first = [await from_client("203.0.113.9", i) for i in range(22)]
+    assert first[:20] == [200] * 20 and first[20:] == [429, 429]
+    assert await from_client("198.51.100.7", 0) == 200, "another client behind the proxy"
+    # an IPv6 client cannot walk its /64 to get fresh buckets
+    v6 = [await from_client(f"2001:db8:7:7::{i:x}", i) for i in range(22)]
+    assert v6[20:] == [429, 429]
+
+
 async def test_renewing_an_unknown_visitor_is_a_404(client) -> None:
     resp = await client.post("/api/renew", json={"visitor_id": "neverseen0001"})
     assert resp.status == 404 and (await resp.json())["error"] == "unknown_visitor"

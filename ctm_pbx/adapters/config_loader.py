@@ -27,6 +27,7 @@ from ctm_pbx.adapters.yaml_source import (
     compose,
     suggest,
 )
+from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.geo import REGION_NAMES, GeoRule
 from ctm_pbx.core.model import (
     AgiSettings,
@@ -79,7 +80,7 @@ RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
-WEB_KEYS = ("host", "port", "allowed_origins")
+WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
@@ -391,7 +392,25 @@ class _Builder:
             host=_opt(m, "host", YNode.text, d.host),
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
             allowed_origins=_opt(m, "allowed_origins", self._origins, d.allowed_origins),
+            trusted_proxies=_opt(m, "trusted_proxies", self._networks, d.trusted_proxies),
         )
+
+    def _networks(self, node: YNode) -> tuple[str, ...] | None:
+        items = node.sequence()
+        if items is None:
+            return None
+        out = []
+        for item in items:
+            value = item.text()
+            if value is None:
+                continue
+            try:
+                (net,) = parse_networks([value])
+            except ValueError:
+                item.error(f"expected an IP address or network like '10.0.0.0/8', got '{value}'")
+                continue
+            out.append(str(net))
+        return tuple(out)
 
     def _origins(self, node: YNode) -> tuple[str, ...] | None:
         items = node.sequence()

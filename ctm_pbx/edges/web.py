@@ -3,10 +3,12 @@
 Errors leave as JSON ``{"error": …, "message": …}`` with a 4xx status; an
 unexpected failure is logged and answered 500 in the same shape.
 
-Limits (per client IP): 10 API requests/s with bursts of 60, and of those at
-most 1 new visitor/s with bursts of 20 (a visitor id the store does not know
-counts as new); beyond that a 429 with Retry-After. A renewal for an unknown
-visitor gets a 404 (the script then starts a visit).
+Limits per client (an IP address; an IPv6 client per /64; behind the proxies
+of ``web.trusted_proxies``, the client X-Forwarded-For names): 10 API
+requests/s with bursts of 60, and of those at most 1 new visitor/s with bursts
+of 20 (a visitor id the store does not know counts as new); beyond that a 429
+with Retry-After. A renewal for an unknown visitor gets a 404 (the script then
+starts a visit).
 Request bodies over 16 KB get a 413.
 """
 
@@ -27,6 +29,7 @@ from aiohttp import web
 
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest
+from ctm_pbx.core.client_address import client_key, parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.ratelimit import RateLimiter
 
@@ -107,8 +110,13 @@ def _check_origin(request: web.Request) -> None:
         raise ApiError(403, "origin_not_allowed", f"origin {origin[:100]} may not use this API")
 
 
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+
+
 def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's limit key: behind a trusted proxy, from X-Forwarded-For."""
+    trusted = request.app.get(TRUSTED_PROXIES, ())
+    return client_key(request.remote, request.headers.get("X-Forwarded-For"), trusted)
 
 
 async def _read_json(request: web.Request) -> dict:
@@ -209,6 +217,7 @@ def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Appli
 
 def _add_tracking(app: web.Application, api: VisitApi) -> None:
     app[ALLOWED_ORIGINS] = tuple(api.config.web.allowed_origins)
+    app[TRUSTED_PROXIES] = parse_networks(api.config.web.trusted_proxies)
     desk = api.desk
     assert desk is not None
 

@@ -1,0 +1,61 @@
+"""Which client a web request comes from, for per-client limits (pure).
+
+Behind a reverse proxy every request arrives from the proxy's address; the
+client's own is the last address the trusted proxies added to
+``X-Forwarded-For``. An IPv6 client can use a whole /64 (one subscriber's
+prefix), so it is limited as one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def parse_networks(texts: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """``10.0.0.0/8``, ``192.0.2.7`` or ``::1``; raises ValueError on anything else."""
+    return tuple(ipaddress.ip_network(t.strip(), strict=False) for t in texts)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "192.0.2.7:51234"
+        text = text.split(":")[0]
+    try:
+        addr = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr, trusted: tuple[IpNetwork, ...]) -> bool:  # noqa: ANN001 - an ip address
+    return any(addr.version == net.version and addr in net for net in trusted)
+
+
+def client_key(
+    remote: str | None, forwarded_for: str | None, trusted: tuple[IpNetwork, ...]
+) -> str:
+    """The key a client is limited by: its IPv4 address, or its IPv6 /64."""
+    addr = _address(remote or "")
+    if addr is None:
+        return remote or "unknown"
+    if forwarded_for and _trusted(addr, trusted):
+        # right to left: each hop appended the address it saw; the first one that is
+        # not one of our proxies is the client (anything left of it could be forged)
+        for hop in reversed(forwarded_for.split(",")):
+            seen = _address(hop)
+            if seen is None:
+                break  # garbage: trust no further
+            addr = seen
+            if not _trusted(seen, trusted):
+                break
+    if isinstance(addr, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
