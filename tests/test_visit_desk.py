@@ -12,6 +12,7 @@ from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest, handle_visit
+from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.edges.cli import sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
 
@@ -190,3 +191,53 @@ async def test_buffered_activity_is_written_after_the_delay_and_at_shutdown(
     await client.post("/api/visit", json={"visitor_id": vid, "landing_url": SHOP + "/b"})
     await client.close()  # the app's cleanup writes what is buffered
     assert table_state(writer)["visits"][0][1:3] == ("2026-11-28T12:02:00.000Z", 3)
+
+
+def release(writer: StoreWriter, number: str) -> None:
+    writer.run_sync(
+        lambda db: db.conn.execute(
+            "UPDATE tracking_numbers SET status = 'released' WHERE number = ?", (number,)
+        )
+    )
+
+
+def lease_expiries(writer: StoreWriter, number: str) -> list[str]:
+    return writer.run_sync(
+        lambda db: [
+            r[0]
+            for r in db.conn.execute("SELECT expires_at FROM leases WHERE number = ?", (number,))
+        ]
+    )
+
+
+def test_the_store_does_not_renew_a_released_number(cfg, writers) -> None:
+    writer = writers[0]
+    first = writer.run_sync(handle_visit, cfg, page(None, "/?gclid=rel", None), at(0))
+    number = first.numbers["+13125550100"]["number"]
+    release(writer, number)
+    before = lease_expiries(writer, number)
+    again = writer.run_sync(handle_visit, cfg, page(first.visitor_id), at(1))
+    assert again.numbers["+13125550100"]["number"] not in (number, "+13125550100")
+    assert lease_expiries(writer, number) == before, "the released number's lease ran out"
+
+
+async def test_a_remembered_visitor_whose_number_was_released_asks_the_store(cfg, writers) -> None:
+    writer = writers[0]
+    live = writer.run_sync(
+        lambda db: {
+            r[0]: NumberInfo(*r)
+            for r in db.conn.execute(
+                "SELECT number, source, pool, route FROM tracking_numbers WHERE status = 'active'"
+            )
+        }
+    )
+    desk = VisitDesk(cfg, writer, flush_after=60, active_numbers=lambda: live)
+    first = await desk.visit(page(None, "/?gclid=mem", None), at(0))
+    number = first.numbers["+13125550100"]["number"]
+    same = await desk.visit(page(first.visitor_id), at(1))
+    assert same.numbers == first.numbers and first.visitor_id in desk._known
+    release(writer, number)
+    del live[number]  # what the daemon's inventory refresh sees
+    moved = await desk.visit(page(first.visitor_id), at(2))
+    assert moved.numbers["+13125550100"]["number"] not in (number, "+13125550100")
+    desk.flush()

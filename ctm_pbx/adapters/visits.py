@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +22,7 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind
 from ctm_pbx.core.pools import assign, lease_expiry
@@ -208,7 +210,11 @@ def _lease_number(
     now: datetime,
 ) -> HeldNumber | None:
     held = lease_store.active_lease(db, visitor_id, pool.name, now)
-    if held is not None and held.id is not None:
+    if (
+        held is not None
+        and held.id is not None
+        and lease_store.in_pool(db, held.number, pool.name)  # a released number is not renewed
+    ):
         # a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
         lease_store.renew_lease(db, held.id, now, expires, number=held.number)
@@ -224,6 +230,14 @@ def _lease_number(
     return HeldNumber(
         target, decision.number, pool.name, decision.shared, lease_id, decision.expires_at
     )
+
+
+def _still_active(known: KnownVisitor, numbers: Mapping[str, NumberInfo]) -> bool:
+    for held in known.numbers:
+        info = numbers.get(held.number)
+        if info is None or info.pool != held.pool:
+            return False
+    return True
 
 
 def _static_number(db: sqlite_utils.Database, source: str) -> str | None:
@@ -253,9 +267,13 @@ class VisitDesk:
         *,
         flush_after: float = 0.1,
         max_known: int = 200_000,
+        active_numbers: Callable[[], Mapping[str, NumberInfo]] | None = None,
     ) -> None:
         self.config = config
         self.writer = writer
+        # the daemon's live inventory: a remembered visitor whose number was released or
+        # moved since is asked of the store again (which hands out another number)
+        self.active_numbers = active_numbers
         self.flush_after = flush_after
         self.max_known = max_known
         self._known: dict[str, KnownVisitor] = {}
@@ -285,6 +303,9 @@ class VisitDesk:
     def _quick(self, req: VisitRequest, now: datetime) -> VisitResult | None:
         known = self._known.get(req.visitor_id or "")
         if known is None:
+            return None
+        if self.active_numbers is not None and not _still_active(known, self.active_numbers()):
+            del self._known[known.visitor_id]
             return None
         decision = None
         if req.landing_url is not None:

@@ -106,7 +106,8 @@ class Daemon:
         if self.agi is not None:
             await self.agi.start()
         web_cfg = self.config.web
-        app = create_app(self.status, VisitApi(self.config, self.writer))
+        api = VisitApi(self.config, self.writer, active_numbers=lambda: self.inventory.numbers)
+        app = create_app(self.status, api)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, web_cfg.host, web_cfg.port).start()

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,6 +29,7 @@ from aiohttp import web
 
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest
+from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.core.client_address import client_key, parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.ratelimit import RateLimiter
@@ -86,10 +87,11 @@ class VisitApi:
     requests: RateLimiter = field(default_factory=lambda: RateLimiter(rate=10, burst=60))
     new_visitors: RateLimiter = field(default_factory=lambda: RateLimiter(rate=1, burst=20))
     desk: VisitDesk | None = None  # built from the config and the writer when not given
+    active_numbers: Callable[[], Mapping[str, NumberInfo]] | None = None  # the live inventory
 
     def __post_init__(self) -> None:
         if self.desk is None:
-            self.desk = VisitDesk(self.config, self.writer)
+            self.desk = VisitDesk(self.config, self.writer, active_numbers=self.active_numbers)
 
 
 def _cors_headers(request: web.Request) -> dict[str, str]:

@@ -202,6 +202,15 @@ def pool_numbers(db: sqlite_utils.Database, pool: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def in_pool(db: sqlite_utils.Database, number: str, pool: str) -> bool:
+    """``number`` is still an active number of ``pool`` (not released, not moved)."""
+    row = db.conn.execute(
+        "SELECT 1 FROM tracking_numbers WHERE number = ? AND pool = ? AND status = 'active'",
+        (number, pool),
+    ).fetchone()
+    return row is not None
+
+
 def pool_view(db: sqlite_utils.Database, pool: Pool, numbers: list[str], now: datetime) -> PoolView:
     """Per number: its active leases and the last activity of anyone who held it.
 
