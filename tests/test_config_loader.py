@@ -431,6 +431,14 @@ tracking_numbers:
         "expected an origin like 'https://www.example.com'",
     ),
     (
+        "overflow number is a target number",
+        'targets:\n  sales: "+1 312 555 0100"\npools:\n  p:\n    source: google-ads\n'
+        '    overflow_number: "+1 312 555 0100"\nsources:\n  google-ads: {preset: google_ads}\n',
+        "pools.p.overflow_number",
+        6,
+        "overflow_number +13125550100 is a target number (targets.sales)",
+    ),
+    (
         "bad trusted proxy",
         "web:\n  trusted_proxies: [127.0.0.1, 10.0.0.0/33]\n",
         "web.trusted_proxies[1]",

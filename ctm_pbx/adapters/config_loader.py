@@ -621,6 +621,13 @@ class _Builder:
                 m, "overflow_number", lambda n: self._number(n, allow_null=True), None
             ),
         )
+        target = self.numbers["target"].get(pool.overflow_number or "")
+        if target is not None:
+            m["overflow_number"].error(
+                f"overflow_number {pool.overflow_number} is a target number ({target.path}):"
+                f" the site's own number counts no calls; use a tracking number of"
+                f" source '{source}' outside any pool"
+            )
         return pool if source else None
 
     def _pool_source(self, node: YNode, sources: Mapping[str, Source]) -> str | None:
