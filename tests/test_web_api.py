@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from ctm_pbx.adapters.call_attribution import attribute_call
 from ctm_pbx.adapters.config_loader import parse_config
@@ -15,7 +16,7 @@ from ctm_pbx.adapters.store import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.callflow import StartCall
 from ctm_pbx.core.clock import iso
-from ctm_pbx.edges.cli import sync_config_numbers
+from ctm_pbx.edges.cli import main, sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
 
 CONFIG = """\
@@ -289,3 +290,54 @@ async def test_call_to_a_pool_number_is_attributed_to_the_visitor(
     assert row["landing_url"].endswith("gclid=CALLME&utm_source=google&utm_medium=cpc")
     again = writer.run_sync(log_call, "+13125550999", 2)  # the same caller calls again
     assert again["previous_call_id"] == row["id"]
+
+
+async def test_calls_show_displays_the_attribution(
+    aiohttp_client, cfg, writer, clock, tmp_path
+) -> None:
+    """A visitor's pages (answered from memory, written in a batch) reach the call row, and
+    `ctm-pbx calls show` prints the attribution, the candidates of a shared number included."""
+    api = VisitApi(cfg, writer, clock=clock)
+    client = await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    landing = f"{SHOP}/?gclid=SHOWME&utm_source=google&utm_medium=cpc&utm_campaign=spring"
+    _, first = await visit(client, landing)
+    vid = first["visitor_id"]
+    for path in ("/pricing", "/contact"):
+        clock.now += timedelta(seconds=30)
+        status, again = await visit(client, f"{SHOP}{path}", f"{SHOP}/", visitor_id=vid)
+        assert status == 200 and again["numbers"] == first["numbers"]
+    api.desk.flush()
+    number = first["numbers"]["+13125550100"]["number"]
+
+    def log_call(db, to: str, n: int) -> int:
+        at = clock.now + timedelta(minutes=1)
+        start = StartCall(iso(at), to, f"+1312555099{n}", None, "google-ads", "gads", "main")
+        call_id = call_store.insert_call(db, start, channel_id=f"show-{n}", linkedid=None)
+        attribute_call(db, cfg, call_id, start, at)
+        return call_id
+
+    exclusive = writer.run_sync(log_call, number, 1)
+    # two more ad visitors: the pool has two numbers, so the third shares one
+    _, second = await visit(client, f"{SHOP}/?gclid=SECOND")
+    _, third = await visit(client, f"{SHOP}/?gclid=THIRD")
+    assert third["numbers"]["+13125550100"]["shared"]
+    shared = writer.run_sync(log_call, third["numbers"]["+13125550100"]["number"], 2)
+
+    conf = tmp_path / "cli.yaml"
+    conf.write_text(f"database: {{path: {tmp_path / 'ctm.db'}}}\n{CONFIG}", encoding="utf-8")
+    runner = CliRunner()
+    out = runner.invoke(main, ["--config", str(conf), "calls", "show", str(exclusive)])
+    assert out.exit_code == 0, out.output
+    fields = dict(
+        (k.strip(), v.strip())
+        for k, _, v in (line.partition(":") for line in out.output.splitlines())
+    )
+    assert fields["visitor_id"] == vid and fields["pages"] == "3"
+    assert fields["utm_campaign"] == "spring" and "SHOWME" in fields["click_ids"]
+    assert fields["source"] == "google-ads" and float(fields["attribution_confidence"]) >= 0.9
+    assert "exclusive" in fields["attribution_reason"]
+    out = runner.invoke(main, ["--config", str(conf), "calls", "show", str(shared)])
+    assert out.exit_code == 0, out.output
+    candidates = [line for line in out.output.splitlines() if "candidate visitor" in line]
+    assert len(candidates) == 2 and any(third["visitor_id"] in line for line in candidates)
+    assert "shared" in out.output
