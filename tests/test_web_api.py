@@ -255,6 +255,22 @@ async def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(client) ->
     assert v6[20:] == [429, 429]
 
 
+async def test_requests_are_rate_limited_per_client(aiohttp_client, cfg, writer, clock) -> None:
+    """10 requests/s with bursts of 60, whatever they are."""
+    ticks = [100.0]
+    api = VisitApi(cfg, writer, clock=clock, ticks=lambda: ticks[0])
+    client = await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    _, first = await visit(client, f"{SHOP}/?gclid=busy")
+    body = {"visitor_id": first["visitor_id"]}
+    codes = [(await client.post("/api/renew", json=body)).status for _ in range(61)]
+    assert codes[:59] == [200] * 59 and codes[59:] == [429, 429]
+    resp = await client.post("/api/renew", json=body)
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    ticks[0] += 0.15  # 1.5 requests later at 10/s: one more
+    assert (await client.post("/api/renew", json=body)).status == 200
+    assert (await client.post("/api/renew", json=body)).status == 429
+
+
 async def test_renewing_an_unknown_visitor_is_a_404(client) -> None:
     resp = await client.post("/api/renew", json={"visitor_id": "neverseen0001"})
     assert resp.status == 404 and (await resp.json())["error"] == "unknown_visitor"

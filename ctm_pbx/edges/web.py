@@ -84,6 +84,7 @@ class VisitApi:
     config: Config
     writer: StoreWriter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ticks: Callable[[], float] = time.monotonic  # the rate limiters' clock
     requests: RateLimiter = field(default_factory=lambda: RateLimiter(rate=10, burst=60))
     new_visitors: RateLimiter = field(default_factory=lambda: RateLimiter(rate=1, burst=20))
     desk: VisitDesk | None = None  # built from the config and the writer when not given
@@ -255,13 +256,13 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     async def visit(request: web.Request, *, page_view: bool) -> web.Response:
         _check_origin(request)
         ip = _client_ip(request)
-        ok, retry = api.requests.allow(ip, time.monotonic())
+        ok, retry = api.requests.allow(ip, api.ticks())
         if not ok:
             raise _rate_limited(retry, "requests")
         req = _visit_request(request, await _read_json(request), page_view=page_view)
         # A visitor id the store does not know is a new visitor too: the bucket is
         # checked before and charged once the store has created one.
-        may_create, retry = api.new_visitors.check(ip, time.monotonic())
+        may_create, retry = api.new_visitors.check(ip, api.ticks())
         if page_view and req.visitor_id is None and not may_create:
             raise _rate_limited(retry, "new visitors")
         result = await desk.visit(replace(req, may_create=may_create), api.clock())
@@ -270,7 +271,7 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         if result.unknown:
             raise ApiError(404, "unknown_visitor", "no such visitor; start a visit")
         if result.created:
-            api.new_visitors.allow(ip, time.monotonic())
+            api.new_visitors.allow(ip, api.ticks())
         return web.json_response(result.as_json(), headers=_cors_headers(request))
 
     async def api_visit(request: web.Request) -> web.Response:
