@@ -28,6 +28,8 @@ PROXIES = parse_networks([*LOOPBACK, "10.0.0.0/8"])
         ("2001:db8:1:2:aaaa::1", None, "2001:db8:1:2::/64"),
         ("2001:db8:1:3::1", None, "2001:db8:1:3::/64"),
         ("::ffff:198.51.100.7", None, "198.51.100.7"),  # IPv4 on a dual-stack socket
+        ("64:ff9b::c633:6407", None, "198.51.100.7"),  # IPv4 through NAT64: not one bucket
+        ("64:ff9b::c633:6408", None, "198.51.100.8"),
         ("::1", "2001:db8::5", "2001:db8::/64"),
         (None, "203.0.113.9", "unknown"),
         ("not-an-ip", None, "not-an-ip"),

@@ -34,12 +34,14 @@ def test_memory_is_bounded() -> None:
     assert len(limiter._buckets) <= 10
 
 
-def test_check_answers_like_allow_without_taking_a_token() -> None:
+def test_a_refunded_token_can_be_taken_again() -> None:
     limiter = RateLimiter(rate=1, burst=2)
-    assert limiter.check("a", 0) == (True, 0.0)
-    assert limiter.check("a", 0) == (True, 0.0), "a check takes nothing"
-    limiter.allow("a", 0)
-    limiter.allow("a", 0)
-    allowed, retry = limiter.check("a", 0.5)
-    assert not allowed and retry == pytest.approx(0.5)
-    assert limiter.check("a", 1.0) == (True, 0.0)
+    assert limiter.allow("a", 0)[0] and limiter.allow("a", 0)[0]
+    assert not limiter.allow("a", 0)[0]
+    limiter.refund("a")
+    assert limiter.allow("a", 0)[0] and not limiter.allow("a", 0)[0]
+    limiter.refund("a")
+    limiter.refund("a")
+    limiter.refund("a")  # never more than the burst
+    assert [limiter.allow("a", 0)[0] for _ in range(3)] == [True, True, False]
+    limiter.refund("unknown")  # nothing to give back to

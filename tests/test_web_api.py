@@ -20,7 +20,7 @@ from ctm_pbx.edges.cli import main, sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
 
 CONFIG = """\
-web: {allowed_origins: ["https://shop.example.com"]}
+web: {allowed_origins: ["https://shop.example.com"], trusted_proxies: [127.0.0.1]}
 sources:
   google-ads: {preset: google_ads}
   facebook: {preset: facebook}
@@ -151,6 +151,7 @@ async def test_cors_for_allowed_origins_only(client) -> None:
         (json.dumps({"landing_url": SHOP, "referrer": ["x"]}).encode(), 400, "invalid_field"),
         (b"{" + b'"a": "' + b"x" * 20000 + b'"}', 413, "body_too_large"),
         (json.dumps({"landing_url": "http://[::1/x"}).encode(), 400, "invalid_field"),
+        (b"[" * 15000, 400, "invalid_json"),
         (b'{"landing_url": "https://shop.example.com/\\ud800"}', 400, "invalid_field"),
         (
             b'{"landing_url": "https://shop.example.com/", "referrer": "\\udfff"}',
@@ -170,6 +171,7 @@ async def test_cors_for_allowed_origins_only(client) -> None:
         "referrer list",
         "huge body",
         "unclosed ipv6 host",
+        "nested past the stack",
         "lone surrogate",
         "lone surrogate in referrer",
     ],
@@ -231,6 +233,17 @@ async def test_made_up_visitor_ids_count_as_new_visitors(client, writer) -> None
     assert status == 429 and body["error"] == "rate_limited"
 
 
+async def test_concurrent_new_visitors_cannot_all_pass_the_limit(client, writer) -> None:
+    body = {"landing_url": f"{SHOP}/?gclid=rush"}
+
+    async def one() -> int:
+        return (await client.post("/api/visit", json=body, headers={"Origin": SHOP})).status
+
+    codes = await asyncio.gather(*(one() for _ in range(40)))
+    stored = writer.run_sync(lambda db: db.execute("SELECT COUNT(*) FROM visitors").fetchone())
+    assert stored[0] == codes.count(200) == 20
+
+
 async def test_returning_visitors_pass_while_new_ones_are_limited(client) -> None:
     _, known = await visit(client, f"{SHOP}/?gclid=real")
     for i in range(25):
@@ -240,7 +253,7 @@ async def test_returning_visitors_pass_while_new_ones_are_limited(client) -> Non
 
 
 async def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(client) -> None:
-    """The test client connects from 127.0.0.1, a trusted proxy by default."""
+    """The test client connects from 127.0.0.1, a trusted proxy in this config."""
 
     async def from_client(address: str, i: int) -> int:
         body = {"landing_url": f"{SHOP}/?gclid={address}-{i}"}
@@ -248,6 +261,17 @@ async def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(client) ->
         return (await client.post("/api/visit", json=body, headers=headers)).status
 
     first = [await from_client("203.0.113.9", i) for i in range(22)]
+    # a forged line of its own, before the one the proxy added, changes nothing
+    forged = await client.post(
+        "/api/visit",
+        json={"landing_url": f"{SHOP}/?gclid=forged"},
+        headers=[
+            ("Origin", SHOP),
+            ("X-Forwarded-For", "9.9.9.9"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ],
+    )
+    assert forged.status == 429
     assert first[:20] == [200] * 20 and first[20:] == [429, 429]
     assert await from_client("198.51.100.7", 0) == 200, "another client behind the proxy"
     # an IPv6 client cannot walk its /64 to get fresh buckets
@@ -269,6 +293,22 @@ async def test_requests_are_rate_limited_per_client(aiohttp_client, cfg, writer,
     ticks[0] += 0.15  # 1.5 requests later at 10/s: one more
     assert (await client.post("/api/renew", json=body)).status == 200
     assert (await client.post("/api/renew", json=body)).status == 429
+
+
+async def test_without_trusted_proxies_x_forwarded_for_is_ignored(
+    aiohttp_client, writer, tmp_path
+) -> None:
+    cfg = parse_config(
+        CONFIG.replace(", trusted_proxies: [127.0.0.1]", ""), env={}, base_dir=tmp_path
+    )
+    assert cfg.web.trusted_proxies == ()
+    client = await aiohttp_client(create_app(lambda: {}, VisitApi(cfg, writer)))
+    codes = []
+    for i in range(21):
+        body = {"landing_url": f"{SHOP}/?gclid=x{i}"}
+        headers = {"Origin": SHOP, "X-Forwarded-For": f"203.0.113.{i}"}
+        codes.append((await client.post("/api/visit", json=body, headers=headers)).status)
+    assert codes[:20] == [200] * 20 and codes[20] == 429
 
 
 async def test_renewing_an_unknown_visitor_is_a_404(client) -> None:

@@ -3,7 +3,8 @@
 Behind a reverse proxy every request arrives from the proxy's address; the
 client's own is the last address the trusted proxies added to
 ``X-Forwarded-For``. An IPv6 client can use a whole /64 (one subscriber's
-prefix), so it is limited as one.
+prefix), so it is limited as one; an IPv4 client seen through NAT64 is
+limited by its IPv4 address.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
 
 
 def parse_networks(texts: Iterable[str]) -> tuple[IpNetwork, ...]:
@@ -57,5 +59,7 @@ def client_key(
             if not _trusted(seen, trusted):
                 break
     if isinstance(addr, ipaddress.IPv6Address):
+        if addr in NAT64:  # an IPv4 client through a NAT64 gateway: its own address
+            return str(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)

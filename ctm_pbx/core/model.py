@@ -283,8 +283,9 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     allowed_origins: tuple[str, ...] = ()
-    # reverse proxies whose X-Forwarded-For names the client (addresses or networks)
-    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # reverse proxies whose X-Forwarded-For names the client (addresses or networks);
+    # none by default: a proxy that passes a client's own header on would let it choose
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,15 +38,11 @@ class RateLimiter:
             return True, 0.0
         return False, (1 - bucket.tokens) / self.rate
 
-    def check(self, client: str, now: float) -> tuple[bool, float]:
-        """What ``allow`` would answer, without taking a token (charge later with ``allow``)."""
+    def refund(self, client: str) -> None:
+        """Give back a token ``allow`` took for something that did not happen after all."""
         bucket = self._buckets.get(client)
-        if bucket is None:
-            return True, 0.0
-        tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-        if tokens >= 1:
-            return True, 0.0
-        return False, (1 - tokens) / self.rate
+        if bucket is not None:
+            bucket.tokens = min(self.burst, bucket.tokens + 1)
 
     def _evict(self, now: float) -> None:
         """Forget clients whose buckets are full again (idle long enough)."""

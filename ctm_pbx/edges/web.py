@@ -119,7 +119,9 @@ TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
 def _client_ip(request: web.Request) -> str:
     """The client's limit key: behind a trusted proxy, from X-Forwarded-For."""
     trusted = request.app.get(TRUSTED_PROXIES, ())
-    return client_key(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+    # every X-Forwarded-For line, in order: a proxy may add its own line to a forged one
+    forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    return client_key(request.remote, forwarded or None, trusted)
 
 
 async def _read_json(request: web.Request) -> dict:
@@ -130,7 +132,7 @@ async def _read_json(request: web.Request) -> dict:
         raise ApiError(413, "body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
     try:
         data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…" nests past the stack
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
@@ -260,18 +262,24 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         if not ok:
             raise _rate_limited(retry, "requests")
         req = _visit_request(request, await _read_json(request), page_view=page_view)
-        # A visitor id the store does not know is a new visitor too: the bucket is
-        # checked before and charged once the store has created one.
-        may_create, retry = api.new_visitors.check(ip, api.ticks())
+        # A page view may create a visitor (a visitor id the store does not know is a
+        # new visitor too): it takes a token first, so that concurrent requests cannot
+        # all pass, and gives it back when the visitor was known after all.
+        may_create, retry = api.new_visitors.allow(ip, api.ticks()) if page_view else (False, 0)
         if page_view and req.visitor_id is None and not may_create:
             raise _rate_limited(retry, "new visitors")
-        result = await desk.visit(replace(req, may_create=may_create), api.clock())
+        try:
+            result = await desk.visit(replace(req, may_create=may_create), api.clock())
+        except BaseException:
+            if may_create:
+                api.new_visitors.refund(ip)
+            raise
+        if may_create and not result.created:
+            api.new_visitors.refund(ip)
         if result.refused:
             raise _rate_limited(retry, "new visitors")
         if result.unknown:
             raise ApiError(404, "unknown_visitor", "no such visitor; start a visit")
-        if result.created:
-            api.new_visitors.allow(ip, api.ticks())
         return web.json_response(result.as_json(), headers=_cors_headers(request))
 
     async def api_visit(request: web.Request) -> web.Response:
