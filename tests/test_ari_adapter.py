@@ -43,6 +43,7 @@ class FakeAri:
     transports: list[str] = field(default_factory=list)
     socket_requests: list[str] = field(default_factory=list)  # uris sent on the socket
     gone: set[str] = field(default_factory=set)
+    not_in_stasis: set[str] = field(default_factory=set)  # over HTTP: already continued
     live_channels: list[dict] = field(default_factory=list)
     app_channels: list[str] = field(default_factory=list)
     globals: dict[str, str] = field(default_factory=dict)
@@ -96,6 +97,8 @@ class FakeAri:
         if parts[0] == "channels" and len(parts) == 3:
             if parts[1] in self.gone:
                 return 404, {"message": "Channel not found"}
+            if parts[1] in self.not_in_stasis and transport == "http":
+                return 409, {"message": "Channel not in Stasis application"}
             return 204, None
         if path == "/channels":
             return 200, self.live_channels
@@ -135,6 +138,7 @@ class Rig:
     writer: StoreWriter
     stop: asyncio.Event
     ari: AriClient
+    connects_done: list[int]  # one entry per finished on_connect
 
     async def settle(self) -> None:
         for _ in range(3):
@@ -168,10 +172,12 @@ async def rig(request, tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
     stop = asyncio.Event()
 
     ready = asyncio.Event()
+    connects_done: list[int] = []
 
     async def on_connect() -> None:
         await ari.probe_ws_rest(timeout=0.2)
         await handler.reconcile()
+        connects_done.append(1)
         ready.set()
 
     task = asyncio.create_task(
@@ -179,7 +185,7 @@ async def rig(request, tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
     )
     await asyncio.wait_for(fake.connected.wait(), 5)
     await asyncio.wait_for(ready.wait(), 5)
-    yield Rig(fake, handler, writer, stop, ari)
+    yield Rig(fake, handler, writer, stop, ari, connects_done)
     stop.set()
     await task
     await ari.close()
@@ -266,9 +272,7 @@ async def test_reconnects_and_reconciles_calls_that_ended_meanwhile(rig: Rig) ->
     await rig.settle()
     assert rig.fake.connects == 2
     probes = [uri for uri in rig.fake.socket_requests if uri == "asterisk/ping"]
-    # Asterisk may have been upgraded or downgraded meanwhile: a socket that answered is asked
-    # again; one that never answered is not (each unanswered probe holds the first calls back)
-    assert len(probes) == (2 if rig.fake.ws_rest else 1)
+    assert len(probes) == 2, "Asterisk may have been upgraded or downgraded meanwhile"
     # calls in memory are still live here; a restarted daemon has none
     rig.handler.calls.clear()
     await rig.handler.reconcile()
@@ -307,17 +311,48 @@ async def test_errors_come_back_the_same_way_on_either_transport(rig: Rig) -> No
     assert await rig.ari.channels() == [{"id": "c11"}]
 
 
-@pytest.mark.parametrize("rig", ["ws"], indirect=True)  # only a socket request dies with it
-async def test_a_request_lost_with_the_socket_sends_the_call_to_the_failsafe(rig: Rig) -> None:
+async def lose_the_socket_with_a_request_on_it(rig: Rig, channel_id: str) -> None:
     rig.fake.hold = True
-    await rig.fake.send(stasis("c12", "inbound", DID[1:]))
+    await rig.fake.send(stasis(channel_id, "inbound", DID[1:]))
     await asyncio.wait_for(rig.fake.held.wait(), 5)
     rig.fake.hold = False
     await rig.fake.sockets[-1].close()
-    for _ in range(100):
-        await rig.settle()
-        if rig.fake.moves():
-            break
-    path, query = rig.fake.moves()[-1]
-    assert (path, query["context"]) == ("/channels/c12/continue", "ctm-failsafe")
-    assert [leg["receiving_number"] for leg in rig.row("c12")["legs"]] == ["desk-1", "failsafe"]
+    # at once, not after the request's 10 s timeout
+    await asyncio.wait_for(rig.handler.drain(), 2)
+
+
+@pytest.mark.parametrize("rig", ["ws"], indirect=True)  # only a socket request dies with it
+async def test_a_request_lost_with_the_socket_is_sent_again_over_http(rig: Rig) -> None:
+    await lose_the_socket_with_a_request_on_it(rig, "c12")
+    sent = zip(rig.fake.requests, rig.fake.transports, strict=True)
+    moves = [(q["context"], t) for (_, p, q), t in sent if p == "/channels/c12/continue"]
+    assert moves == [("ctm-dial", "http")], "the socket never answered; HTTP did"
+    assert [leg["receiving_number"] for leg in rig.row("c12")["legs"]] == ["desk-1"]
+
+
+@pytest.mark.parametrize("rig", ["ws"], indirect=True)
+async def test_a_lost_continue_that_asterisk_did_run_is_not_undone(rig: Rig) -> None:
+    rig.fake.not_in_stasis.add("c13")  # the retry finds the channel already moved: 409
+    await lose_the_socket_with_a_request_on_it(rig, "c13")
+    contexts = [q.get("context") for _, p, q in rig.fake.requests if p.endswith("/continue")]
+    assert contexts == ["ctm-dial"], "no fail-safe for a call that is ringing"
+    await rig.fake.connected.wait()
+    await asyncio.wait_for(rig.ari.connected.wait(), 5)
+    await rig.fake.send(stasis("c13", "ended", "ANSWER", "3000", "2000", "16", "phone1", ""))
+    await rig.settle()
+    row = rig.row("c13")
+    assert row["outcome"] == "answered" and row["failsafe"] == 0
+
+
+@pytest.mark.parametrize("rig", ["http"], indirect=True)
+async def test_an_asterisk_that_never_answers_on_the_socket_is_not_asked_forever(
+    rig: Rig,
+) -> None:
+    for n in range(2, 6):  # four reconnections after the first connection
+        rig.fake.connected.clear()
+        await rig.fake.sockets[-1].close()
+        await asyncio.wait_for(rig.fake.connected.wait(), 5)
+        while len(rig.connects_done) < n:
+            await asyncio.sleep(0.01)
+    probes = [uri for uri in rig.fake.socket_requests if uri == "asterisk/ping"]
+    assert len(probes) == 3 and rig.ari.rest_transport == "http"

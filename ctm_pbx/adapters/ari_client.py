@@ -30,13 +30,20 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[dict], None]
 ConnectHandler = Callable[[], Awaitable[None]]
 WS_PROBE_S = 2.0  # how long to wait for Asterisk to answer a REST request on the socket
-WS_PROBE_LOST_MAX = 3
+WS_PROBE_FAILURES_MAX = 3
 
 
 class AriError(Exception):
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+    def __init__(
+        self, method: str, path: str, status: int, body: str, *, retried: bool = False
+    ) -> None:
         super().__init__(f"ARI {method} {path} -> {status} {body[:200]}")
         self.status = status
+        self.retried = retried  # sent again over HTTP after the socket lost the first
+
+
+class SocketLost(aiohttp.ClientConnectionError):
+    """The event socket closed before Asterisk answered a request sent on it."""
 
 
 @dataclass
@@ -71,7 +78,7 @@ class AriClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ws_rest = False  # Asterisk answers REST requests on the event socket
         self._ws_rest_unsupported = False  # a probe went unanswered: do not ask again
-        self._ws_probe_lost = 0  # probes cut short by the socket closing, in a row
+        self._ws_probe_failures = 0  # failed probes in a row
         self._pending: dict[str, asyncio.Future] = {}
         self._next_id = 0
 
@@ -96,15 +103,28 @@ class AriClient:
         assert self._session is not None, "start() first"
         clean = {k: v for k, v in params.items() if v is not None}
         if self._ws_rest and self._ws is not None and not self._ws.closed:
-            return await self._ws_request(method, path, clean)
+            try:
+                return await self._ws_request(method, path, clean)
+            except SocketLost:
+                # Asterisk may or may not have run it: send it again over HTTP (the
+                # requests ctm-pbx makes are safe to repeat, or report a 409; see
+                # continue_in_dialplan)
+                log.warning("ARI %s %s lost with the socket: again over HTTP", method, path)
+                return await self._http_request(method, path, clean, retried=True)
+        return await self._http_request(method, path, clean)
+
+    async def _http_request(
+        self, method: str, path: str, params: dict, *, retried: bool = False
+    ) -> Any:
+        assert self._session is not None, "start() first"
         url = f"{self.base}{path}"
-        if clean:
-            url += "?" + urlencode(clean)
+        if params:
+            url += "?" + urlencode(params)
         self.requests_sent += 1
         async with self._session.request(method, url) as resp:
             body = await resp.text()
             if resp.status >= 300:
-                raise AriError(method, path, resp.status, body)
+                raise AriError(method, path, resp.status, body, retried=retried)
             return json.loads(body) if body else None
 
     async def _ws_request(self, method: str, path: str, params: dict, timeout: float = 10) -> Any:
@@ -118,10 +138,12 @@ class AriClient:
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self.requests_sent += 1
+        message = {"type": "RESTRequest", "request_id": rid, "method": method, "uri": uri}
         try:
-            await self._ws.send_str(
-                json.dumps({"type": "RESTRequest", "request_id": rid, "method": method, "uri": uri})
-            )
+            try:
+                await self._ws.send_str(json.dumps(message))
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                raise SocketLost(f"ARI socket closed: {exc}") from exc
             resp = await asyncio.wait_for(fut, timeout)
         finally:
             self._pending.pop(rid, None)
@@ -143,7 +165,7 @@ class AriClient:
 
         Asterisk 20.14, 21.9 and 22.4 added REST over the event WebSocket: no HTTP
         request to parse and authenticate per call, on either side. An older one
-        ignores the probe (or, after a few, drops the socket each time: then too) and
+        ignores the probe, or drops the socket: after a few connections like that it
         is not asked again while this process lives.
         """
         self._ws_rest = False
@@ -152,26 +174,34 @@ class AriClient:
         try:
             await self._ws_request("GET", "/asterisk/ping", {}, timeout)
         except (TimeoutError, AriError, aiohttp.ClientError, ValueError) as exc:
+            # calls go over HTTP meanwhile, so a failed probe costs them nothing; an
+            # Asterisk that never answers is not asked again after a few connections
+            self._ws_probe_failures += 1
+            self._ws_rest_unsupported = self._ws_probe_failures >= WS_PROBE_FAILURES_MAX
             log.info("ARI REST over WebSocket not available (%r): using HTTP", exc)
-            lost = isinstance(exc, aiohttp.ClientError)
-            self._ws_probe_lost = self._ws_probe_lost + 1 if lost else 0
-            self._ws_rest_unsupported = not lost or self._ws_probe_lost >= WS_PROBE_LOST_MAX
             return False
         log.info("ARI REST requests go over the event WebSocket")
-        self._ws_probe_lost = 0
+        self._ws_probe_failures = 0
         self._ws_rest = True
         return True
 
     async def continue_in_dialplan(
         self, channel_id: str, context: str, extension: str, priority: int = 1
     ) -> None:
-        await self.request(
-            "POST",
-            f"/channels/{channel_id}/continue",
-            context=context,
-            extension=extension,
-            priority=priority,
-        )
+        try:
+            await self.request(
+                "POST",
+                f"/channels/{channel_id}/continue",
+                context=context,
+                extension=extension,
+                priority=priority,
+            )
+        except AriError as exc:
+            if exc.status == 409 and exc.retried:
+                # "not in a Stasis application": the lost first request did move it
+                log.info("channel %s had already continued to %s", channel_id, context)
+                return
+            raise
 
     async def set_channel_var(self, channel_id: str, name: str, value: str) -> None:
         await self.request("POST", f"/channels/{channel_id}/variable", variable=name, value=value)
@@ -225,20 +255,23 @@ class AriClient:
                     backoff.reset()
                     self._ws = ws
                     self.connected.set()
+                    # the pump runs during on_connect: the probe's answer comes as an event
                     pump = asyncio.create_task(self._pump(ws, on_event, stop))
+                    connect = asyncio.create_task(on_connect())
                     try:
-                        await on_connect()
+                        await asyncio.wait({pump, connect}, return_when=asyncio.FIRST_COMPLETED)
+                        if connect.done():
+                            await connect  # its error, if any
                         await pump
                     finally:
                         pump.cancel()
+                        connect.cancel()  # the socket ended first: reconnecting starts over
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.warning("ARI connection failed: %s", exc)
             finally:
                 self._ws = None
                 self._ws_rest = False
-                for fut in self._pending.values():
-                    if not fut.done():
-                        fut.set_exception(aiohttp.ClientConnectionError("ARI socket closed"))
+                self._fail_pending()
                 if self.connected.is_set():
                     log.warning("disconnected from ARI; calls take the dialplan fail-safe")
                 self.connected.clear()
@@ -273,3 +306,11 @@ class AriClient:
                 on_event(event)
         finally:
             closer.cancel()
+            self._ws_rest = False  # from now on over HTTP, until a new socket is probed
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """Requests still waiting for an answer on a socket that is gone."""
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(SocketLost("ARI socket closed"))
