@@ -399,18 +399,19 @@ class _Builder:
         items = node.sequence()
         if items is None:
             return None
-        out = []
-        for item in items:
-            value = item.text()
-            if value is None:
-                continue
-            try:
-                (net,) = parse_networks([value])
-            except ValueError:
-                item.error(f"expected an IP address or network like '10.0.0.0/8', got '{value}'")
-                continue
-            out.append(str(net))
-        return tuple(out)
+        networks = (self._network(item) for item in items)
+        return tuple(n for n in networks if n is not None)
+
+    def _network(self, node: YNode) -> str | None:
+        value = node.text()
+        if value is None:
+            return None
+        try:
+            (net,) = parse_networks([value])
+        except ValueError:
+            node.error(f"expected an IP address or network like '10.0.0.0/8', got '{value}'")
+            return None
+        return str(net)
 
     def _origins(self, node: YNode) -> tuple[str, ...] | None:
         items = node.sequence()

@@ -125,9 +125,7 @@ def _client_ip(request: web.Request) -> str:
     # every X-Forwarded-For line, in order: a proxy may add its own line to a forged one
     forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ())) or None
     # parsing addresses costs ~10 us a request; a site's clients repeat
-    known = request.app.get(CLIENT_KEYS)
-    if known is None:
-        return client_key(request.remote, forwarded, request.app.get(TRUSTED_PROXIES, ()))
+    known = request.app[CLIENT_KEYS]
     seen = (request.remote, forwarded)
     key = known.get(seen)
     if key is None:
@@ -282,14 +280,13 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         may_create, retry = api.new_visitors.allow(ip, api.ticks()) if page_view else (False, 0)
         if page_view and req.visitor_id is None and not may_create:
             raise _rate_limited(retry, "new visitors")
+        created = False
         try:
             result = await desk.visit(replace(req, may_create=may_create), api.clock())
-        except BaseException:
-            if may_create:
+            created = result.created
+        finally:
+            if may_create and not created:
                 api.new_visitors.refund(ip)
-            raise
-        if may_create and not result.created:
-            api.new_visitors.refund(ip)
         if result.refused:
             raise _rate_limited(retry, "new visitors")
         if result.unknown:

@@ -4,13 +4,14 @@ keeps the test's own thread)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import threading
 
 from aiohttp import web
 
 
-class ThreadedServers:
+class ThreadedServers(abc.ABC):
     """aiohttp apps on ephemeral loopback ports, served by one event loop in a thread.
 
     Subclasses build their apps in ``_start`` with ``_listen``."""
@@ -31,8 +32,9 @@ class ThreadedServers:
         self.thread.join(10)
         self.loop.close()
 
+    @abc.abstractmethod
     async def _start(self) -> None:
-        raise NotImplementedError
+        """Build the apps and ``_listen`` each (on the servers' loop)."""
 
     async def _listen(self, app: web.Application) -> str:
         runner = web.AppRunner(app, access_log=None)
