@@ -311,6 +311,19 @@ async def test_errors_come_back_the_same_way_on_either_transport(rig: Rig) -> No
     assert await rig.ari.channels() == [{"id": "c11"}]
 
 
+@pytest.mark.parametrize("rig", ["ws"], indirect=True)
+async def test_listings_go_over_http_even_when_the_socket_carries_rest(rig: Rig) -> None:
+    # Asterisk 22 builds each frame it sends on its thread's stack: a channel list of a
+    # busy PBX on the socket crashes it (see the integration test of the same name)
+    rig.fake.app_channels = ["c14"]
+    rig.fake.live_channels = [{"id": "c14"}]
+    await rig.handler.reconcile()
+    sent = dict(zip((p for _, p, _ in rig.fake.requests), rig.fake.transports, strict=True))
+    assert sent["/channels"] == "http" and sent["/applications/ctm-pbx"] == "http"
+    await rig.ari.continue_in_dialplan("c14", "ctm-dial", "x")
+    assert rig.fake.transports[-1] == "ws", "per-call requests stay on the socket"
+
+
 async def lose_the_socket_with_a_request_on_it(rig: Rig, channel_id: str) -> None:
     rig.fake.hold = True
     await rig.fake.send(stasis(channel_id, "inbound", DID[1:]))

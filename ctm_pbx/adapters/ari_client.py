@@ -1,7 +1,11 @@
 """A thin ARI client on aiohttp: REST requests and the event WebSocket.
 
 REST requests go on the event WebSocket when Asterisk answers them there (20.14,
-21.9, 22.4 and later; probed at each connection), else over HTTP.
+21.9, 22.4 and later; probed at each connection), else over HTTP. Listings
+(channels, the application's subscriptions) always go over HTTP: Asterisk builds
+each WebSocket frame it sends on its thread's stack, and a listing of a busy PBX
+(hundreds of KB) overflows that stack: Asterisk 22.10 crashes
+(``__ast_websocket_write``). Per-call requests answer a few hundred bytes.
 
 Why not a library: the PyPI ``ari`` package does not import on Python 3;
 ``aioari`` wraps every request in a Swagger model layer (more CPU per call, and
@@ -98,11 +102,14 @@ class AriClient:
 
     # -- REST -----------------------------------------------------------------
 
-    async def request(self, method: str, path: str, **params: Any) -> Any:
-        """One REST request; returns the decoded JSON (or None); raises AriError."""
+    async def request(self, method: str, path: str, *, listing: bool = False, **params: Any) -> Any:
+        """One REST request; returns the decoded JSON (or None); raises AriError.
+
+        ``listing``: the answer grows with the PBX's load; always over HTTP (see above).
+        """
         assert self._session is not None, "start() first"
         clean = {k: v for k, v in params.items() if v is not None}
-        if self._ws_rest and self._ws is not None and not self._ws.closed:
+        if not listing and self._ws_rest and self._ws is not None and not self._ws.closed:
             try:
                 return await self._ws_request(method, path, clean)
             except SocketLost:
@@ -216,10 +223,10 @@ class AriClient:
         await self.request("POST", "/asterisk/variable", variable=name)
 
     async def channels(self) -> list[dict]:
-        return await self.request("GET", "/channels") or []
+        return await self.request("GET", "/channels", listing=True) or []
 
     async def application(self) -> dict:
-        return await self.request("GET", f"/applications/{self.app}") or {}
+        return await self.request("GET", f"/applications/{self.app}", listing=True) or {}
 
     async def set_event_filter(self, allowed: list[str]) -> None:
         """Ask Asterisk to send only these event types (fewer events per call)."""

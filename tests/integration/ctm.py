@@ -284,6 +284,12 @@ class ThreadDaemon:
         """The latest completed call row matching ``match`` (waits for completion)."""
         return wait_call(self.config.database.path, timeout_s=timeout_s, **match)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The daemon's event loop (for ``run_coroutine_threadsafe``)."""
+        assert self._loop is not None, "start() first"
+        return self._loop
+
 
 class ProcessDaemon:
     """``ctm-pbx run`` as a child process, stopped (or killed) by its PID."""

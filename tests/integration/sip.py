@@ -842,6 +842,16 @@ class Asterisk:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return json.loads(resp.read().decode() or "null")
 
+    def ari_send(self, method: str, path: str, body: dict | None = None) -> Any:
+        """{method} {ari_url}/ari/{path} with a JSON body; the decoded JSON answer."""
+        url = f"{self.ari_url}/ari/{path.lstrip('/')}"
+        token = base64.b64encode(f"{self.ari_user}:{self.ari_password}".encode()).decode()
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(req, timeout=5.0) as resp:
+            return json.loads(resp.read().decode() or "null")
+
     def applications(self) -> list[str]:
         """Names of the Stasis applications connected over ARI."""
         return [a["name"] for a in self.ari_get("applications")]

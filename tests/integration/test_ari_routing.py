@@ -6,6 +6,8 @@ routes them; the call log must say what happened.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +65,29 @@ def test_rest_requests_go_on_the_event_socket(ctm, phone_factory, carrier: Carri
     assert ctm.call(tracking_number="+13125550142")["outcome"] == "answered"
     assert ctm.daemon.status()["ari_requests"] == sent + 1, "one continue per one-leg call"
     phone.stop()
+
+
+def test_listings_go_over_http_even_when_the_socket_carries_rest(ctm, asterisk: Asterisk) -> None:
+    """A channel list of a busy PBX on the event socket crashes Asterisk 22.10 (it builds
+    each frame it sends on its thread's stack); reconciliation must not ask for one there."""
+    assert ctm.daemon.status()["ari_rest_transport"] == "websocket"
+    name = "n" * 8000  # 30 local pairs with long caller names: a listing of ~1 MB
+    held = [
+        asterisk.ari_send("POST", "channels", {
+            "endpoint": "Local/s@ctm-test-hold", "context": "ctm-test-hold", "extension": "s",
+            "priority": 1, "callerId": f'"{name}" <1312555{i:04d}>',
+        })["id"]
+        for i in range(30)
+    ]
+    try:
+        asyncio.run_coroutine_threadsafe(ctm.daemon.handler.reconcile(), ctm.loop).result(15)
+        assert asterisk.ari_ready(), "Asterisk survived the listing"
+        assert len(asterisk.ari_get("channels")) >= 30
+    finally:
+        for channel_id in held:
+            with contextlib.suppress(OSError):
+                asterisk.ari_send("DELETE", f"channels/{channel_id}")
+    assert asterisk.wait_no_channels(timeout_s=10) == []
 
 
 def test_caller_is_not_answered_before_the_phone(ctm, phone_factory, carrier: Carrier) -> None:
