@@ -5,6 +5,12 @@ The thread keeps the lease index (``lease_index``) for its connection.
 Group commit: the thread runs every job that is waiting, then commits once and
 only then answers them, so under load many calls share one commit while each
 caller still learns of its write only once it is committed.
+
+Deferred jobs (``defer``: call-log writes nobody waits for) are gathered on the
+event loop for a few milliseconds and then written together, on the loop itself
+when the thread has nothing queued or running (no thread wakeup, no switch of the
+GIL: most of what such a write costs), else handed to the thread as one job.
+Either way jobs run in the order they were asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
 MAX_GROUP = 256
+DEFER_S = 0.005  # how long deferred jobs wait for company
 
 
 class StoreWriter:
@@ -35,6 +42,10 @@ class StoreWriter:
     def __init__(self, path: str) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite_utils.Database | None = None
+        self._deferred: list[tuple[Callable[..., Any], tuple, str]] = []
+        self._deferred_lock = threading.Lock()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -65,6 +76,8 @@ class StoreWriter:
                     break
                 group.append(nxt)
             self._run_group(group)
+            with self._deferred_lock:
+                self._in_flight -= len(group)
         self._db.conn.close()
 
     def _run_group(self, group: list) -> None:
@@ -76,8 +89,11 @@ class StoreWriter:
                 conn.execute("BEGIN")
             for fn, args, kwargs, done in group:
                 try:
-                    with atomic(self._db, "job"):
+                    if fn is _run_deferred:  # each of its jobs has its own savepoint
                         value = fn(self._db, *args, **kwargs)
+                    else:
+                        with atomic(self._db, "job"):
+                            value = fn(self._db, *args, **kwargs)
                 except Exception as exc:
                     results.append((done, None, exc))
                 else:
@@ -93,7 +109,49 @@ class StoreWriter:
             done(value, exc)
 
     def _submit(self, fn: Callable[..., T], args: tuple, kwargs: dict, done) -> None:
-        self._jobs.put((fn, args, kwargs, done))
+        with self._deferred_lock:
+            self._flush_deferred()  # keep the order in which jobs were asked for
+            self._put((fn, args, kwargs, done))
+
+    def _put(self, job: tuple) -> None:  # with _deferred_lock held
+        self._in_flight += 1
+        self._jobs.put(job)
+
+    def defer(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
+        """Like ``submit``, from the event loop: jobs asked for within ``DEFER_S`` go
+        to the thread as one job (each still in its own savepoint; a failure is logged).
+        """
+        with self._deferred_lock:
+            self._deferred.append((fn, args, what))
+            if self._flush_handle is None:
+                loop = asyncio.get_running_loop()
+                self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
+
+    def flush(self) -> None:
+        """Hand the deferred jobs to the thread now."""
+        with self._deferred_lock:
+            self._flush_deferred()
+
+    def _write_deferred(self) -> None:
+        """The deferred jobs' timer: write them here if the thread is idle, else hand them over."""
+        with self._deferred_lock:
+            self._flush_handle = None
+            if not self._deferred:
+                return
+            if self._in_flight or self._db is None:
+                self._flush_deferred()
+                return
+            # the thread is idle and stays so while we hold the lock: the connection is ours
+            jobs, self._deferred = self._deferred, []
+            self._run_group([(_run_deferred, (jobs,), {}, _log_failure("deferred writes"))])
+
+    def _flush_deferred(self) -> None:  # with _deferred_lock held
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._deferred:
+            jobs, self._deferred = self._deferred, []
+            self._put((_run_deferred, (jobs,), {}, _log_failure("deferred writes")))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -111,11 +169,7 @@ class StoreWriter:
         Jobs run in the order they are queued, so a job may rely on an earlier one.
         """
 
-        def done(value: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
-
-        self._submit(fn, args, {}, done)
+        self._submit(fn, args, {}, _log_failure(what))
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The same from synchronous code (startup, tests)."""
@@ -131,6 +185,7 @@ class StoreWriter:
         return fut.result()
 
     def close(self) -> None:
+        self.flush()
         self._jobs.put(_STOP)
         self._thread.join(10)
 
@@ -142,3 +197,21 @@ def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
         fut.set_exception(exc)
     else:
         fut.set_result(value)
+
+
+def _log_failure(what: str) -> Callable[[Any, BaseException | None], None]:
+    def done(value: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+
+    return done
+
+
+def _run_deferred(db: sqlite_utils.Database, jobs: list) -> None:
+    """Deferred jobs, in order, each in its own savepoint: one failing loses only itself."""
+    for fn, args, what in jobs:
+        try:
+            with atomic(db, "deferred"):
+                fn(db, *args)
+        except Exception as exc:
+            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)

@@ -1,0 +1,93 @@
+"""The store writer's deferred jobs: written on the loop when the thread is idle,
+in the order asked for, each failing alone, never lost at close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ctm_pbx.adapters.store.db import open_db
+from ctm_pbx.adapters.store.writer import DEFER_S, StoreWriter
+
+
+def _table(db) -> None:
+    db.conn.execute("CREATE TABLE IF NOT EXISTS log (n INTEGER, thread TEXT)")
+
+
+def add(db, n: int) -> None:
+    db.conn.execute("INSERT INTO log VALUES (?, ?)", (n, threading.current_thread().name))
+
+
+def rows(db) -> list[tuple[int, str]]:
+    return [tuple(r) for r in db.conn.execute("SELECT n, thread FROM log ORDER BY rowid")]
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[StoreWriter]:
+    w = StoreWriter(str(tmp_path / "w.db"))
+    w.run_sync(_table)
+    yield w
+    w.close()
+
+
+async def test_deferred_jobs_are_written_together_on_the_loop_when_the_thread_is_idle(
+    writer: StoreWriter,
+) -> None:
+    for n in range(5):
+        writer.defer(add, n)
+    await asyncio.sleep(DEFER_S * 3)
+    loop_thread = threading.current_thread().name
+    assert writer.run_sync(rows) == [(n, loop_thread) for n in range(5)]
+
+
+async def test_a_job_asked_for_later_runs_after_the_deferred_ones(writer: StoreWriter) -> None:
+    writer.defer(add, 1)
+    writer.defer(add, 2)
+    # not waiting for the timer: the read must still see both writes
+    assert [n for n, _ in await writer.run(rows)] == [1, 2]
+
+
+async def test_while_the_thread_is_busy_deferred_jobs_queue_behind_its_work(
+    writer: StoreWriter,
+) -> None:
+    release = threading.Event()
+
+    def slow(db) -> None:
+        add(db, 0)
+        release.wait(5)
+
+    busy = asyncio.ensure_future(writer.run(slow))
+    await asyncio.sleep(0.01)
+    writer.defer(add, 1)
+    await asyncio.sleep(DEFER_S * 3)  # the timer fires while the thread is busy
+    release.set()
+    await busy
+    written = await writer.run(rows)
+    assert [n for n, _ in written] == [0, 1]
+    assert written[1][1] == "ctm-store", "handed to the thread, not run beside it"
+
+
+async def test_a_failing_deferred_job_loses_only_itself(writer: StoreWriter, caplog) -> None:
+    def fail(db) -> None:
+        add(db, 99)
+        raise RuntimeError("bad row")
+
+    writer.defer(add, 1)
+    writer.defer(fail, what="the bad write")
+    writer.defer(add, 2)
+    with caplog.at_level(logging.ERROR):
+        assert [n for n, _ in await writer.run(rows)] == [1, 2]
+    assert "the bad write failed: RuntimeError: bad row" in caplog.text
+
+
+async def test_close_writes_what_is_still_deferred(tmp_path: Path) -> None:
+    writer = StoreWriter(str(tmp_path / "w.db"))
+    writer.run_sync(_table)
+    writer.defer(add, 7)
+    writer.close()
+    assert [n for n, _ in rows(open_db(tmp_path / "w.db"))] == [7]
