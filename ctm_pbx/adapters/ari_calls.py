@@ -118,11 +118,13 @@ def parse_result(args: list[str]) -> DialResult:
 def _record(
     db: sqlite_utils.Database, config: Config, call: _Call, actions: list[Action], now: datetime
 ) -> int | None:
-    """Write a batch of call-flow actions (runs on the store's writer thread)."""
+    """Write a batch of call-flow actions (runs on the store's writer thread).
+
+    Sets ``call.call_id`` when it creates the row, for the call's later batches."""
     call_id = call.call_id
     for action in actions:
         if isinstance(action, StartCall):
-            call_id = call_store.insert_call(
+            call_id = call.call_id = call_store.insert_call(
                 db, action, channel_id=call.channel_id, linkedid=call.linkedid
             )
             try:
@@ -205,13 +207,30 @@ class AriCallHandler:
                 channel_id=channel_id,
                 linkedid=channel.get("linkedid"),
             )
-        task = asyncio.create_task(self._stasis_start(call, event))
+        args = list(event.get("args") or [])
+        if args[:1] == ["ended"] and call.flow.started is not None and not call.lock.locked():
+            # the usual end of a call: nothing to ask Asterisk, nothing in flight
+            self._ended_now(call, args)
+            return
+        task = asyncio.create_task(self._stasis_start(call, event, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _stasis_start(self, call: _Call, event: dict) -> None:
+    def _ended_now(self, call: _Call, args: list[str]) -> None:
+        """The hangup handler's report of a call in memory, handled without a task."""
+        try:
+            actions = call.flow.handle(_ended(self.clock(), args))
+            if any(isinstance(a, MOVES) for a in actions):
+                raise RuntimeError(f"a move after the hangup: {actions}")
+            self._write(call, actions)
+        except Exception:  # the channel is hanging up: nothing to rescue
+            log.exception("call %s: handler error at its end", call.channel_id)
+        finally:
+            if call.flow.phase.value == "done":
+                self.calls.pop(call.channel_id, None)
+
+    async def _stasis_start(self, call: _Call, event: dict, args: list[str]) -> None:
         async with call.lock:
-            args = list(event.get("args") or [])
             kind = args[0] if args else ""
             now = self.clock()
             try:
@@ -230,8 +249,7 @@ class AriCallHandler:
                     await self._handle(call, QueueReturned(now, parse_queue(args[1:4])))
                 elif kind == "ended":
                     await self._ensure_flow(call)
-                    ended = Ended(now, parse_result(args[1:]), _flag(args, 6), _queue_part(args, 7))
-                    await self._handle(call, ended)
+                    await self._handle(call, _ended(now, args))
                 else:
                     log.warning("StasisStart with unknown args %r: back to the dialplan", args)
                     await self._raw_failsafe(call.channel_id)
@@ -261,28 +279,28 @@ class AriCallHandler:
         await self._apply(call, actions)
 
     async def _apply(self, call: _Call, actions: list[Action]) -> None:
-        records = [a for a in actions if not isinstance(a, MOVES)]
-        moves = [a for a in actions if isinstance(a, MOVES)]
-        write = (
-            self.writer.run(_record, self.config, call, records, self.clock()) if records else None
-        )
-        results = await asyncio.gather(
-            write or _none(), self._move(call.channel_id, moves), return_exceptions=True
-        )
-        written, moved = results
-        if isinstance(written, BaseException):
-            log.error("call %s: store write failed: %s", call.channel_id, written)
-        elif written is not None:
-            call.call_id = written
-        for fin in (a for a in records if isinstance(a, FinishCall)):
-            self.calls_finished += 1
-            if (fin.recorded or fin.voicemail) and call.call_id is not None:
-                self._spawn(self._collect_media(call.call_id, call.channel_id, fin))
-        if isinstance(moved, AriError) and moved.status == 404:
+        self._write(call, [a for a in actions if not isinstance(a, MOVES)])
+        try:
+            await self._move(call.channel_id, [a for a in actions if isinstance(a, MOVES)])
+        except AriError as exc:
+            if exc.status != 404:
+                raise
             # the caller hung up while we decided
             await self._apply(call, call.flow.handle(Gone(self.clock(), "caller hung up", True)))
-        elif isinstance(moved, BaseException):
-            raise moved
+
+    def _write(self, call: _Call, records: list[Action]) -> None:
+        """Queue the store writes of a batch of actions; nothing waits for them.
+
+        The writer runs jobs in order, so a call's later writes find the row id the
+        first one set on ``call``; a failure is logged by the writer.
+        """
+        if not records:
+            return
+        self.writer.defer(_record, self.config, call, records, self.clock(), what="call log write")
+        for fin in (a for a in records if isinstance(a, FinishCall)):
+            self.calls_finished += 1
+            if fin.recorded or fin.voicemail:
+                self._spawn(self._collect_media(call, fin))
 
     async def _move(self, channel_id: str, moves: list[Action]) -> None:
         for move in moves:
@@ -316,9 +334,13 @@ class AriCallHandler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _collect_media(self, call_id: int, channel_id: str, fin: FinishCall) -> None:
+    async def _collect_media(self, call: _Call, fin: FinishCall) -> None:
         """Link the call's recording / voicemail message, with its length, to the row."""
-        await asyncio.sleep(MEDIA_SETTLE_S)
+        await asyncio.sleep(MEDIA_SETTLE_S)  # by then the row's writes are done too
+        call_id, channel_id = call.call_id, call.channel_id
+        if call_id is None:
+            log.warning("call %s: no row to link its media to", channel_id)
+            return
         rec = self.config.asterisk.recordings
         for kind, wanted, name in (
             ("recording", fin.recorded, f"ctm-{channel_id}.wav"),
@@ -444,6 +466,11 @@ def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> Ca
     return flow
 
 
+def _ended(now: datetime, args: list[str]) -> Ended:
+    """The hangup handler's ``ended,<CTM_RESULT>`` arguments."""
+    return Ended(now, parse_result(args[1:]), _flag(args, 6), _queue_part(args, 7))
+
+
 def parse_queue(args: list[str]) -> QueueResult:
     """``[QUEUESTATUS, QEHOLDTIME, QEORIGINALPOS, MEMBERNAME]`` from the dialplan."""
 
@@ -475,7 +502,3 @@ def _epoch(text: str) -> datetime | None:
         return datetime.fromtimestamp(int(text), UTC)
     except (TypeError, ValueError):
         return None
-
-
-async def _none() -> None:
-    return None
