@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -101,11 +103,26 @@ class Run:
     channels_left: int
     asterisk_ms_per_call: float = 0.0  # CPU milliseconds per call
     ctm_ms_per_call: float = 0.0
+    sipp_ms_per_call: float = 0.0  # both sipps (carrier and phone): the same work in every mode
+    asterisk_rss_mb: float = 0.0  # Asterisk's resident memory after the run
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def children_cpu_seconds() -> float:
+    """CPU of the child processes this bench has waited for (the sipps)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def sipp(port: int, *args: str) -> list[str]:
@@ -136,7 +153,7 @@ def start_phone(work: Path, max_s: int) -> subprocess.Popen:
     """phone1: sipp's built-in UAS (180 + 200 at once), until SIGUSR1."""
     work.mkdir(parents=True)
     proc = subprocess.Popen(
-        sipp(PHONE_PORT, "-sn", "uas", "-timeout", f"{max_s}s"),
+        sipp(PHONE_PORT, "-sn", "uas", "-trace_err", "-timeout", f"{max_s}s"),
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -157,6 +174,28 @@ def stop_phone(proc: subprocess.Popen, work: Path) -> int:
     return screen_counts(work / "screen.log").get("Successful call", 0)
 
 
+AREA_CODES = (
+    "312", "773", "415", "212", "646", "617", "305", "404", "713", "214",
+    "602", "303", "206", "503", "702", "215", "412", "313", "612", "314",
+)  # fmt: skip
+REPEAT_SHARE = 0.2  # callers who called before: a real mix, not one caller a thousand times
+
+
+def write_callers(path: Path, count: int, seed: int = 7) -> Path:
+    """A sipp injection file of ``count`` caller numbers across US area codes, some
+    calling again: what a tracking number's traffic looks like."""
+    rng = random.Random(seed)
+    callers: list[str] = []
+    for _ in range(count):
+        if callers and rng.random() < REPEAT_SHARE:
+            callers.append(rng.choice(callers))
+        else:
+            exchange = rng.randint(200, 999)
+            callers.append(f"+1{rng.choice(AREA_CODES)}{exchange}{rng.randint(0, 9999):04d}")
+    path.write_text("SEQUENTIAL\n" + "".join(f"{c};\n" for c in callers))
+    return path
+
+
 def place_calls(
     work: Path, did: str, count: int, rate: int, hold_ms: int, ivr: bool = False
 ) -> tuple[int, list]:
@@ -168,6 +207,8 @@ def place_calls(
             CARRIER_INFO_PORT if ivr else CARRIER_PORT,
             "-sf",
             str(SIPP_DIR / ("uac_ivr.xml" if ivr else "uac_pdd.xml")),
+            "-inf",
+            str(write_callers(work / "callers.csv", count)),
             "-s",
             did,
             "127.0.0.1:5060",
@@ -235,6 +276,7 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
     phone_dir = work / f"{mode}-{rate}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
     req0 = healthz()["ari_requests"]
+    s0 = children_cpu_seconds()
     try:
         a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
         completed, pdd = place_calls(
@@ -244,6 +286,7 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
         a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
     finally:
         phone_completed = stop_phone(phone, phone_dir)
+    sipp_s = children_cpu_seconds() - s0
     wall = t1 - t0
     logged = None
     req_per_call = None
@@ -276,6 +319,8 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
         channels_left=len(left),
         asterisk_ms_per_call=round((a1 - a0) * 1000 / count, 2),
         ctm_ms_per_call=round((c1 - c0) * 1000 / count, 2),
+        sipp_ms_per_call=round(sipp_s * 1000 / count, 2),
+        asterisk_rss_mb=rss_mb(ast_pid),
     )
 
 
@@ -313,10 +358,12 @@ def main() -> int:
     daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
     runs: list[Run] = []
     try:
-        # modes alternate at each rate: Asterisk slows down as it runs (its memory grows
-        # with every call), so running one mode after the other would favour the first
-        for rate in rates:
-            for mode in args.modes.split(","):
+        # modes alternate at each rate, and their order flips from rate to rate (A B, B A,
+        # …): Asterisk slows down as it runs (its memory grows by ~130 KB a call, in
+        # every mode: asterisk_rss_mb), so a fixed order would favour the first mode
+        for i, rate in enumerate(rates):
+            order = args.modes.split(",")
+            for mode in order if i % 2 == 0 else order[::-1]:
                 run = one_run(
                     mode,
                     rate,
@@ -363,6 +410,17 @@ def main() -> int:
                 return round(b.asterisk_ms_per_call / ours, 2) if ours else None
         return None
 
+    def machine_ratio(mode: str) -> float | None:
+        """The same with the sipps' CPU on both sides: the share of the machine a call
+        takes, which is what bounds the clean rate when everything shares the cores."""
+        for r in sorted((r for r in runs if r.mode == mode and r.clean), key=lambda r: r.rate):
+            b = base.get(r.rate)
+            if b is not None and b.clean:
+                ours = r.asterisk_ms_per_call + r.ctm_ms_per_call + r.sipp_ms_per_call
+                theirs = b.asterisk_ms_per_call + b.ctm_ms_per_call + b.sipp_ms_per_call
+                return round(theirs / ours, 2) if ours else None
+        return None
+
     summary = {
         "highest_clean_rate": best,
         "ratio_vs_dialplan": {
@@ -372,6 +430,7 @@ def main() -> int:
         else None,
         "added_pdd_ms_p50_by_clean_rate": {m: added(m) for m in modes if m != "dialplan"},
         "cpu_per_call_ratio": {m: cpu_ratio(m) for m in modes if m != "dialplan"},
+        "machine_cpu_per_call_ratio": {m: machine_ratio(m) for m in modes if m != "dialplan"},
         "seconds_per_rate": args.seconds,
         "hold_ms": args.hold_ms,
         "cores": os.cpu_count(),
