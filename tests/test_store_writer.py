@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ctm_pbx.adapters.store import writer as store_writer
 from ctm_pbx.adapters.store.db import open_db
 from ctm_pbx.adapters.store.writer import DEFER_S, StoreWriter
 
@@ -91,3 +94,33 @@ async def test_close_writes_what_is_still_deferred(tmp_path: Path) -> None:
     writer.defer(add, 7)
     writer.close()
     assert [n for n, _ in rows(open_db(tmp_path / "w.db"))] == [7]
+
+
+async def test_another_process_writing_never_stalls_the_loop(
+    writer: StoreWriter, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. the CLI, mid-transaction
+    writer.defer(add, 1)
+    t0 = time.monotonic()
+    await asyncio.sleep(DEFER_S * 3)
+    assert time.monotonic() - t0 < 1, "the loop did not wait for the lock (10 s busy timeout)"
+    other.execute("COMMIT")
+    written = await writer.run(rows)
+    assert written == [(1, "ctm-store")], "the thread waited for the lock instead"
+
+
+async def test_checkpoints_run_on_the_thread_after_writes_on_the_loop(
+    writer: StoreWriter, monkeypatch
+) -> None:
+    monkeypatch.setattr(store_writer, "CHECKPOINT_EVERY", 3)
+    ran: list[str] = []
+    checkpoint = writer._checkpoint
+    monkeypatch.setattr(
+        writer, "_checkpoint", lambda: (ran.append(threading.current_thread().name), checkpoint())
+    )
+    for n in range(4):
+        writer.defer(add, n)
+        await asyncio.sleep(DEFER_S * 3)  # one commit on the loop each
+    await writer.run(rows)
+    assert ran and set(ran) == {"ctm-store"}

@@ -10,7 +10,10 @@ Deferred jobs (``defer``: call-log writes nobody waits for) are gathered on the
 event loop for a few milliseconds and then written together, on the loop itself
 when the thread has nothing queued or running (no thread wakeup, no switch of the
 GIL: most of what such a write costs), else handed to the thread as one job.
-Either way jobs run in the order they were asked for.
+Either way jobs run in the order they were asked for. The loop never waits
+there: it takes the write lock without a busy timeout (another process writing,
+e.g. the CLI: the jobs go to the thread, which waits), and WAL checkpoints (the
+only fsync of a commit in this mode) run on the thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -32,8 +36,11 @@ from ctm_pbx.adapters.store.db import atomic, open_db
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
+_CHECKPOINT = object()  # asks the thread for a WAL checkpoint
 MAX_GROUP = 256
 DEFER_S = 0.005  # how long deferred jobs wait for company
+BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
+CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (the thread's)
 
 
 class StoreWriter:
@@ -46,6 +53,7 @@ class StoreWriter:
         self._deferred_lock = threading.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
+        self._commits = 0  # since the last checkpoint
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -56,6 +64,8 @@ class StoreWriter:
     def _loop(self, path: str, opened: Future) -> None:
         try:
             self._db = open_db(path, check_same_thread=False)
+            # checkpoints are this thread's to run (see _checkpoint)
+            self._db.conn.execute("PRAGMA wal_autocheckpoint = 0")
             lease_index.attach(self._db)
         except BaseException as exc:
             opened.set_exception(exc)
@@ -65,7 +75,7 @@ class StoreWriter:
             job = self._jobs.get()
             if job is _STOP:
                 break
-            group = [job]
+            group, asked = ([], 1) if job is _CHECKPOINT else ([job], 0)
             while len(group) < MAX_GROUP:
                 try:
                     nxt = self._jobs.get_nowait()
@@ -74,17 +84,33 @@ class StoreWriter:
                 if nxt is _STOP:
                     self._jobs.put(_STOP)
                     break
-                group.append(nxt)
-            self._run_group(group)
+                if nxt is _CHECKPOINT:
+                    asked += 1
+                else:
+                    group.append(nxt)
+            if group:
+                self._run_group(group)
+            if asked or self._commits >= CHECKPOINT_EVERY:
+                self._checkpoint()
             with self._deferred_lock:
-                self._in_flight -= len(group)
+                self._in_flight -= len(group) + asked
         self._db.conn.close()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database (on the thread: it fsyncs)."""
+        assert self._db is not None
+        self._commits = 0
+        try:
+            self._db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # a busy reader, say: the next one will do
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _run_group(self, group: list) -> None:
         assert self._db is not None
         conn = self._db.conn
         results = []
         try:
+            self._commits += 1
             if not conn.in_transaction:
                 conn.execute("BEGIN")
             for fn, args, kwargs, done in group:
@@ -138,17 +164,36 @@ class StoreWriter:
             self._flush_handle = None
             if not self._deferred:
                 return
-            if self._in_flight or self._db is None:
+            if self._in_flight or self._db is None or not self._lock_here():
                 self._flush_deferred()
                 return
-            # the thread is idle and stays so while we hold the lock: the connection is ours
+            # the thread is idle and stays so while we hold _deferred_lock, and the write
+            # lock is ours: write here, in the transaction _lock_here began
             jobs, self._deferred = self._deferred, []
             self._run_group([(_run_deferred, (jobs,), {}, _log_failure("deferred writes"))])
+            if self._commits >= CHECKPOINT_EVERY:
+                self._put(_CHECKPOINT)
 
-    def _flush_deferred(self) -> None:  # with _deferred_lock held
+    def _lock_here(self) -> bool:
+        """Take the database's write lock without waiting (False: another process has it)."""
+        assert self._db is not None
+        conn = self._db.conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        return True
+
+    def _cancel_timer(self) -> None:  # with _deferred_lock held
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+
+    def _flush_deferred(self) -> None:  # with _deferred_lock held
+        self._cancel_timer()
         if self._deferred:
             jobs, self._deferred = self._deferred, []
             self._put((_run_deferred, (jobs,), {}, _log_failure("deferred writes")))
