@@ -256,7 +256,7 @@ class AgiCallHandler:
 
     def _apply(self, call: _AgiCall, actions: list[Action]) -> None:
         if actions:
-            self.writer.submit(_record_actions, call, actions, what=f"AGI call {call.uniqueid}")
+            self.writer.defer(_record_actions, call, actions, what=f"AGI call {call.uniqueid}")
         if call.tracker.done:
             self.calls.pop(call.uniqueid, None)
             self.calls_finished += 1
