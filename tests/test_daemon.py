@@ -1,0 +1,97 @@
+"""The daemon's wiring, without Asterisk: ARI unreachable (it keeps retrying), the
+store and the web app live on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import unused_port
+from click.testing import CliRunner
+
+from ctm_pbx.adapters.config_loader import load_config
+from ctm_pbx.edges.cli import main
+from ctm_pbx.edges.daemon import Daemon
+
+SHOP = "https://shop.example.com"
+POOL = ("+13125550150", "+13125550151")
+CONFIG = """\
+asterisk: {{ari_url: "http://127.0.0.1:{ari_port}", username: u, password: p}}
+database: {{path: ctm.db}}
+web: {{host: 127.0.0.1, port: {web_port}, allowed_origins: ["{shop}"]}}
+sources:
+  google-ads: {{preset: google_ads}}
+targets:
+  sales: "+1 312 555 0100"
+pools:
+  gads: {{source: google-ads}}
+receiving_numbers:
+  desk: {{number: "+13125550101", dial: "PJSIP/phone1"}}
+routes:
+  main: {{type: single, targets: [desk]}}
+"""
+
+
+def cli(config_path: Path, *args: str) -> str:
+    result = CliRunner().invoke(main, ["--config", str(config_path), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    web_port = unused_port()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(CONFIG.format(ari_port=unused_port(), web_port=web_port, shop=SHOP))
+    cli(config_path, "db", "migrate")
+    for number in POOL:
+        cli(config_path, "numbers", "add", number, "--pool", "gads", "--route", "main")
+    d = Daemon(load_config(config_path))
+    serving = asyncio.create_task(d.serve())
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"http://127.0.0.1:{web_port}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    d.web_url = f"http://127.0.0.1:{web_port}"  # type: ignore[attr-defined]
+    d.config_path = config_path  # type: ignore[attr-defined]
+    yield d
+    d.stop.set()
+    await asyncio.wait_for(serving, 10)
+
+
+async def visit(d: Daemon, landing: str, visitor_id: str | None = None) -> dict:
+    body = {"visitor_id": visitor_id, "landing_url": landing, "referrer": ""}
+    url = f"{d.web_url}/api/visit"  # type: ignore[attr-defined]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, json=body, headers={"Origin": SHOP}) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def test_a_number_released_while_running_is_not_shown_again(daemon: Daemon) -> None:
+    first = await visit(daemon, f"{SHOP}/?gclid=wired")
+    number = first["numbers"]["+13125550100"]["number"]
+    again = await visit(daemon, f"{SHOP}/pricing", first["visitor_id"])
+    assert again["numbers"]["+13125550100"]["number"] == number, "remembered"
+
+    # the admin releases it (another process: the CLI)
+    await asyncio.to_thread(cli, daemon.config_path, "numbers", "release", number)  # type: ignore[attr-defined]
+    await daemon.inventory.refresh()  # what the daemon's housekeeping does every second
+    moved = await visit(daemon, f"{SHOP}/contact", first["visitor_id"])
+    assert moved["numbers"]["+13125550100"]["number"] not in (number, "+13125550100")
+
+
+async def test_health_says_ari_is_away_and_the_web_app_still_serves(daemon: Daemon) -> None:
+    url = f"{daemon.web_url}/healthz"  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        health = await resp.json()
+    assert health["ari_connected"] is False and health["tracking_numbers"] == 2
