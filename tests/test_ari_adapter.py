@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from aiohttp import WSMsgType, web
 
-from ctm_pbx.adapters.ari_calls import AriCallHandler
+from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient, AriError, Backoff
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
@@ -50,6 +50,10 @@ class FakeAri:
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     connects: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    allowed: set[str] | None = None  # the app's event filter (None: all), as Asterisk applies it
+
+    def passes(self, message: dict) -> bool:
+        return self.allowed is None or message.get("type") in self.allowed
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -80,11 +84,15 @@ class FakeAri:
             reply |= {"status_code": status, "reason_phrase": "", "uri": req["uri"]}
             if body is not None:
                 reply |= {"content_type": "application/json", "message_body": json.dumps(body)}
-            await ws.send_str(json.dumps(reply))
+            if self.passes(reply):  # Asterisk filters its answers like its events
+                await ws.send_str(json.dumps(reply))
         return ws
 
     async def rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
+        if path.endswith("/eventFilter") and request.method == "PUT":
+            self.allowed = {a["type"] for a in (await request.json())["allowed"]}
+            return web.json_response({})
         status, body = self.answer(request.method, path, dict(request.query), "http")
         if body is None:
             return web.Response(status=status)
@@ -113,7 +121,8 @@ class FakeAri:
         return 200, {}
 
     async def send(self, event: dict) -> None:
-        await self.sockets[-1].send_str(json.dumps(event))
+        if self.passes(event):
+            await self.sockets[-1].send_str(json.dumps(event))
 
     def moves(self) -> list[tuple[str, dict]]:
         return [(p, q) for m, p, q in self.requests if p.endswith(("/continue", "/variable"))]
@@ -175,6 +184,7 @@ async def rig(request, tmp_path, aiohttp_server) -> AsyncIterator[Rig]:
     connects_done: list[int] = []
 
     async def on_connect() -> None:
+        await ari.set_event_filter(EVENT_TYPES)  # as the daemon does
         await ari.probe_ws_rest(timeout=0.2)
         await handler.reconcile()
         connects_done.append(1)

@@ -229,8 +229,11 @@ class AriClient:
         return await self.request("GET", f"/applications/{self.app}", listing=True) or {}
 
     async def set_event_filter(self, allowed: list[str]) -> None:
-        """Ask Asterisk to send only these event types (fewer events per call)."""
-        body = {"allowed": [{"type": t} for t in allowed]}
+        """Ask Asterisk to send only these event types (fewer events per call).
+
+        Asterisk filters its answers to REST requests on the socket too:
+        ``RESTResponse`` is always let through."""
+        body = {"allowed": [{"type": t} for t in [*allowed, "RESTResponse"]]}
         assert self._session is not None
         self.requests_sent += 1
         async with self._session.put(

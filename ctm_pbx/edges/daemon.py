@@ -73,7 +73,7 @@ class Daemon:
         return out
 
     async def _on_connect(self) -> None:
-        await self.ari.set_event_filter(EVENT_TYPES + ["RESTResponse"])
+        await self.ari.set_event_filter(EVENT_TYPES)
         await self.ari.probe_ws_rest()
         await self.handler.reconcile()
 
