@@ -54,6 +54,7 @@ class StoreWriter:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
         self._commits = 0  # since the last checkpoint
+        self._closed = False
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -144,10 +145,14 @@ class StoreWriter:
         self._jobs.put(job)
 
     def defer(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
-        """Like ``submit``, from the event loop: jobs asked for within ``DEFER_S`` go
-        to the thread as one job (each still in its own savepoint; a failure is logged).
+        """Like ``submit``, from the event loop: jobs asked for within ``DEFER_S`` are
+        written together, on the loop or by the thread (see the module's docstring), each
+        in its own savepoint; a failure is logged.
         """
         with self._deferred_lock:
+            if self._closed:
+                log.error("%s dropped: the store is closed", what)
+                return
             self._deferred.append((fn, args, what))
             if self._flush_handle is None:
                 loop = asyncio.get_running_loop()
@@ -162,7 +167,7 @@ class StoreWriter:
         """The deferred jobs' timer: write them here if the thread is idle, else hand them over."""
         with self._deferred_lock:
             self._flush_handle = None
-            if not self._deferred:
+            if not self._deferred or self._closed:
                 return
             if self._in_flight or self._db is None or not self._lock_here():
                 self._flush_deferred()
@@ -187,13 +192,8 @@ class StoreWriter:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return True
 
-    def _cancel_timer(self) -> None:  # with _deferred_lock held
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-
     def _flush_deferred(self) -> None:  # with _deferred_lock held
-        self._cancel_timer()
+        # the timer, if any, stays: it belongs to the loop, and finds nothing to do
         if self._deferred:
             jobs, self._deferred = self._deferred, []
             self._put((_run_deferred, (jobs,), {}, _log_failure("deferred writes")))
@@ -230,7 +230,9 @@ class StoreWriter:
         return fut.result()
 
     def close(self) -> None:
-        self.flush()
+        with self._deferred_lock:
+            self._flush_deferred()
+            self._closed = True
         self._jobs.put(_STOP)
         self._thread.join(10)
 
