@@ -359,8 +359,9 @@ def main() -> int:
     runs: list[Run] = []
     try:
         # modes alternate at each rate, and their order flips from rate to rate (A B, B A,
-        # …): Asterisk slows down as it runs (its memory grows by ~130 KB a call, in
-        # every mode: asterisk_rss_mb), so a fixed order would favour the first mode
+        # …): Asterisk slows down over its first thousands of calls (its memory grows
+        # to a plateau, in every mode: asterisk_rss_mb), so a fixed order would favour
+        # the first mode
         for i, rate in enumerate(rates):
             order = args.modes.split(",")
             for mode in order if i % 2 == 0 else order[::-1]:
