@@ -331,6 +331,7 @@ def main() -> int:
     ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
     ap.add_argument("--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (sipp logs…)")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
 
@@ -382,6 +383,11 @@ def main() -> int:
         daemon.stop()
         if not was_running:
             asterisk.run_sandbox("down")
+        shutil.rmtree(extra, ignore_errors=True)
+        if args.keep:
+            print(f"sipp logs, daemon log and call log kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     modes = args.modes.split(",")
     best = {m: max((r.rate for r in runs if r.mode == m and r.clean), default=0) for m in modes}
