@@ -106,6 +106,7 @@ async def test_another_process_writing_never_stalls_the_loop(
     await asyncio.sleep(DEFER_S * 3)
     assert time.monotonic() - t0 < 1, "the loop did not wait for the lock (10 s busy timeout)"
     other.execute("COMMIT")
+    other.close()
     written = await writer.run(rows)
     assert written == [(1, "ctm-store")], "the thread waited for the lock instead"
 
@@ -122,5 +123,44 @@ async def test_checkpoints_run_on_the_thread_after_writes_on_the_loop(
     for n in range(4):
         writer.defer(add, n)
         await asyncio.sleep(DEFER_S * 3)  # one commit on the loop each
-    await writer.run(rows)
+    for _ in range(200):
+        if ran:
+            break
+        await asyncio.sleep(0.01)
     assert ran and set(ran) == {"ctm-store"}
+    autocheckpoint = writer.run_sync(lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone())
+    assert autocheckpoint == (0,), "SQLite's own checkpoints would run on the loop"
+
+
+async def test_the_commit_after_a_checkpoint_is_the_threads(
+    writer: StoreWriter, monkeypatch
+) -> None:
+    # it starts the WAL over and syncs its header: an fsync, kept off the loop
+    monkeypatch.setattr(store_writer, "CHECKPOINT_EVERY", 2)
+    seen: list[str] = []
+    checkpoint = writer._checkpoint
+    monkeypatch.setattr(writer, "_checkpoint", lambda: (seen.append("checkpoint"), checkpoint()))
+
+    def write(db) -> None:
+        db.conn.execute("INSERT INTO log VALUES (0, '')")
+        seen.append(threading.current_thread().name)
+
+    for _ in range(6):
+        writer.defer(write)
+        await asyncio.sleep(DEFER_S * 3)
+        await writer.run(rows)  # and let a checkpoint asked for run (a read: no WAL write)
+    after = [seen[i + 1] for i, what in enumerate(seen[:-1]) if what == "checkpoint"]
+    assert after and set(after) == {"ctm-store"}, seen
+    assert threading.current_thread().name in seen, "the others were written on the loop"
+
+
+async def test_jobs_whose_writes_did_not_stand_are_told(writer: StoreWriter) -> None:
+    told: list[str] = []
+
+    def fail(db) -> None:
+        raise RuntimeError("no")
+
+    writer.defer(add, 1, on_error=lambda exc: told.append("add"))
+    writer.defer(fail, on_error=lambda exc: told.append(str(exc)))
+    await writer.run(rows)
+    assert told == ["no"], "only the job that failed"

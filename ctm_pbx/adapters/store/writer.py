@@ -12,8 +12,9 @@ when the thread has nothing queued or running (no thread wakeup, no switch of th
 GIL: most of what such a write costs), else handed to the thread as one job.
 Either way jobs run in the order they were asked for. The loop never waits
 there: it takes the write lock without a busy timeout (another process writing,
-e.g. the CLI: the jobs go to the thread, which waits), and WAL checkpoints (the
-only fsync of a commit in this mode) run on the thread, never on the loop.
+e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
+the thread: the WAL checkpoints, and the first commit after one (which starts
+the WAL over and syncs its header).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class StoreWriter:
         self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
         self._commits = 0  # since the last checkpoint
         self._closed = False
+        self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -90,7 +92,10 @@ class StoreWriter:
                 else:
                     group.append(nxt)
             if group:
+                changes = self._db.conn.total_changes
                 self._run_group(group)
+                if self._db.conn.total_changes != changes:
+                    self._wal_restart = False  # this commit wrote to the WAL: started it over
             if asked or self._commits >= CHECKPOINT_EVERY:
                 self._checkpoint()
             with self._deferred_lock:
@@ -101,6 +106,7 @@ class StoreWriter:
         """Copy the WAL back into the database (on the thread: it fsyncs)."""
         assert self._db is not None
         self._commits = 0
+        self._wal_restart = True
         try:
             self._db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception as exc:  # a busy reader, say: the next one will do
@@ -133,7 +139,10 @@ class StoreWriter:
             lease_index.invalidate(self._db)
             results = [(job[3], None, exc) for job in group]
         for done, value, exc in results:
-            done(value, exc)
+            try:
+                done(value, exc)
+            except Exception:  # e.g. a loop closed meanwhile: the thread must go on
+                log.exception("store: a job's answer could not be delivered")
 
     def _submit(self, fn: Callable[..., T], args: tuple, kwargs: dict, done) -> None:
         with self._deferred_lock:
@@ -144,18 +153,26 @@ class StoreWriter:
         self._in_flight += 1
         self._jobs.put(job)
 
-    def defer(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
+    def defer(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        what: str = "store write",
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Like ``submit``, from the event loop: jobs asked for within ``DEFER_S`` are
         written together, on the loop or by the thread (see the module's docstring), each
-        in its own savepoint; a failure is logged.
+        in its own savepoint. A failure is logged, and ``on_error`` (if given) is called
+        with it (on either thread) when the job's writes did not stand: it failed, or
+        its group's commit did.
         """
         with self._deferred_lock:
             if self._closed:
                 log.error("%s dropped: the store is closed", what)
                 return
-            self._deferred.append((fn, args, what))
+            loop = asyncio.get_running_loop()  # raises outside the loop: nothing queued
+            self._deferred.append((fn, args, what, on_error))
             if self._flush_handle is None:
-                loop = asyncio.get_running_loop()
                 self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
 
     def flush(self) -> None:
@@ -169,13 +186,19 @@ class StoreWriter:
             self._flush_handle = None
             if not self._deferred or self._closed:
                 return
-            if self._in_flight or self._db is None or not self._lock_here():
+            here = not (self._in_flight or self._wal_restart or self._db is None)
+            if not (here and self._lock_here()):
                 self._flush_deferred()
                 return
             # the thread is idle and stays so while we hold _deferred_lock, and the write
             # lock is ours: write here, in the transaction _lock_here began
             jobs, self._deferred = self._deferred, []
-            self._run_group([(_run_deferred, (jobs,), {}, _log_failure("deferred writes"))])
+            assert self._db is not None
+            try:
+                self._run_group([(_run_deferred, (jobs,), {}, _deferred_done(jobs))])
+            finally:
+                if self._db.conn.in_transaction:  # a BaseException out of a job
+                    self._db.conn.rollback()
             if self._commits >= CHECKPOINT_EVERY:
                 self._put(_CHECKPOINT)
 
@@ -183,20 +206,25 @@ class StoreWriter:
         """Take the database's write lock without waiting (False: another process has it)."""
         assert self._db is not None
         conn = self._db.conn
-        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        except sqlite3.Error as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # locked: the usual case
+                log.warning("store: writing on the loop failed (%s): on the thread", exc)
+            if conn.in_transaction:
+                conn.rollback()
             return False
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return True
 
     def _flush_deferred(self) -> None:  # with _deferred_lock held
         # the timer, if any, stays: it belongs to the loop, and finds nothing to do
         if self._deferred:
             jobs, self._deferred = self._deferred, []
-            self._put((_run_deferred, (jobs,), {}, _log_failure("deferred writes")))
+            self._put((_run_deferred, (jobs,), {}, _deferred_done(jobs)))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -256,9 +284,25 @@ def _log_failure(what: str) -> Callable[[Any, BaseException | None], None]:
 
 def _run_deferred(db: sqlite_utils.Database, jobs: list) -> None:
     """Deferred jobs, in order, each in its own savepoint: one failing loses only itself."""
-    for fn, args, what in jobs:
+    for fn, args, what, on_error in jobs:
         try:
             with atomic(db, "deferred"):
                 fn(db, *args)
         except Exception as exc:
             log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+            if on_error is not None:
+                on_error(exc)
+
+
+def _deferred_done(jobs: list) -> Callable[[Any, BaseException | None], None]:
+    """The answer to a batch of deferred jobs: when its commit failed, none of them stood."""
+
+    def done(value: Any, exc: BaseException | None) -> None:
+        if exc is None:
+            return
+        log.error("deferred writes failed: %s: %s", type(exc).__name__, exc)
+        for _fn, _args, _what, on_error in jobs:
+            if on_error is not None:
+                on_error(exc)
+
+    return done
