@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -222,6 +223,27 @@ async def test_inbound_continues_into_dial_and_ended_completes_the_row(rig: Rig)
     assert (row["outcome"], row["answered_by"], row["talk_seconds"]) == ("answered", "desk-2", 6.0)
     assert [leg["result"] for leg in row["legs"]] == ["busy", "answered"]
     assert rig.handler.calls == {}, "finished calls are forgotten"
+
+
+async def test_a_call_whose_row_did_not_stand_never_writes_into_the_next_calls_row(
+    rig: Rig, monkeypatch
+) -> None:
+    real = call_store.insert_step
+
+    def broken(db, call_id, step) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(call_store, "insert_step", broken)
+    await rig.fake.send(stasis("c30", "inbound", DID[1:]))
+    await rig.settle()
+    monkeypatch.setattr(call_store, "insert_step", real)
+    assert rig.row("c30") is None, "the failed batch, row and all, was undone"
+    # SQLite hands the freed row id to the next call
+    await rig.fake.send(stasis("c31", "inbound", DID[1:]))
+    await rig.settle()
+    await rig.fake.send(stasis("c30", "ended", "ANSWER", "3000", "2000", "16", "phone1", ""))
+    await rig.settle()
+    assert rig.row("c31")["status"] == "in_progress", "c30's end is not written into c31's row"
 
 
 async def test_long_dial_strings_travel_in_a_channel_variable(rig: Rig, monkeypatch) -> None:

@@ -54,11 +54,13 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     async with aiohttp.ClientSession() as http:
         for _ in range(100):
             try:
-                async with http.get(f"http://127.0.0.1:{web_port}/healthz") as resp:
-                    if resp.status == 200:
-                        break
+                async with http.get(f"http://127.0.0.1:{web_port}/healthz"):
+                    break  # it answers (503 while ARI is away)
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+                pass
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the daemon's web app did not come up")
     d.web_url = f"http://127.0.0.1:{web_port}"  # type: ignore[attr-defined]
     d.config_path = config_path  # type: ignore[attr-defined]
     yield d
@@ -94,4 +96,5 @@ async def test_health_says_ari_is_away_and_the_web_app_still_serves(daemon: Daem
     url = f"{daemon.web_url}/healthz"  # type: ignore[attr-defined]
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         health = await resp.json()
+    assert resp.status == 503, "unhealthy while ARI is away"
     assert health["ari_connected"] is False and health["tracking_numbers"] == 2

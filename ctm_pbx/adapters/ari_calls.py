@@ -95,6 +95,7 @@ class _Call:
     linkedid: str | None = None
     call_id: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    handling: int = 0  # StasisStart tasks created and not finished
 
 
 def parse_result(args: list[str]) -> DialResult:
@@ -208,10 +209,11 @@ class AriCallHandler:
                 linkedid=channel.get("linkedid"),
             )
         args = list(event.get("args") or [])
-        if args[:1] == ["ended"] and call.flow.started is not None and not call.lock.locked():
+        if args[:1] == ["ended"] and call.flow.started is not None and not call.handling:
             # the usual end of a call: nothing to ask Asterisk, nothing in flight
             self._ended_now(call, args)
             return
+        call.handling += 1
         task = asyncio.create_task(self._stasis_start(call, event, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -220,9 +222,9 @@ class AriCallHandler:
         """The hangup handler's report of a call in memory, handled without a task."""
         try:
             actions = call.flow.handle(_ended(self.clock(), args))
+            self._write(call, [a for a in actions if not isinstance(a, MOVES)])
             if any(isinstance(a, MOVES) for a in actions):
                 raise RuntimeError(f"a move after the hangup: {actions}")
-            self._write(call, actions)
         except Exception:  # the channel is hanging up: nothing to rescue
             log.exception("call %s: handler error at its end", call.channel_id)
         finally:
@@ -257,6 +259,7 @@ class AriCallHandler:
                 log.exception("call %s: handler error", call.channel_id)
                 await self._fail(call, exc, now, ended=kind == "ended")
             finally:
+                call.handling -= 1
                 if call.flow.phase.value == "done":
                     self.calls.pop(call.channel_id, None)
 
@@ -292,11 +295,22 @@ class AriCallHandler:
         """Queue the store writes of a batch of actions; nothing waits for them.
 
         The writer runs jobs in order, so a call's later writes find the row id the
-        first one set on ``call``; a failure is logged by the writer.
+        first one set on ``call``; a failure is logged by the writer. If the row's
+        creation did not stand, the call forgets the id (SQLite would give it to the
+        next call, whose row the later writes would change).
         """
         if not records:
             return
-        self.writer.defer(_record, self.config, call, records, self.clock(), what="call log write")
+        creates = any(isinstance(a, StartCall) for a in records)
+        self.writer.defer(
+            _record,
+            self.config,
+            call,
+            records,
+            self.clock(),
+            what=f"call log write ({call.channel_id})",
+            on_error=(lambda _exc: setattr(call, "call_id", None)) if creates else None,
+        )
         for fin in (a for a in records if isinstance(a, FinishCall)):
             self.calls_finished += 1
             if fin.recorded or fin.voicemail:
