@@ -111,15 +111,23 @@ async def test_another_process_writing_never_stalls_the_loop(
     assert written == [(1, "ctm-store")], "the thread waited for the lock instead"
 
 
+def log_checkpoints(writer: StoreWriter, monkeypatch, every: int, log: list[str]) -> None:
+    """Checkpoint every ``every`` commits, noting each in ``log`` as "checkpoint@<thread>"."""
+    monkeypatch.setattr(store_writer, "CHECKPOINT_EVERY", every)
+    checkpoint = writer._checkpoint
+
+    def noted() -> None:
+        log.append(f"checkpoint@{threading.current_thread().name}")
+        checkpoint()
+
+    monkeypatch.setattr(writer, "_checkpoint", noted)
+
+
 async def test_checkpoints_run_on_the_thread_after_writes_on_the_loop(
     writer: StoreWriter, monkeypatch
 ) -> None:
-    monkeypatch.setattr(store_writer, "CHECKPOINT_EVERY", 3)
     ran: list[str] = []
-    checkpoint = writer._checkpoint
-    monkeypatch.setattr(
-        writer, "_checkpoint", lambda: (ran.append(threading.current_thread().name), checkpoint())
-    )
+    log_checkpoints(writer, monkeypatch, 3, ran)
     for n in range(4):
         writer.defer(add, n)
         await asyncio.sleep(DEFER_S * 3)  # one commit on the loop each
@@ -127,7 +135,7 @@ async def test_checkpoints_run_on_the_thread_after_writes_on_the_loop(
         if ran:
             break
         await asyncio.sleep(0.01)
-    assert ran and set(ran) == {"ctm-store"}
+    assert ran and set(ran) == {"checkpoint@ctm-store"}
     autocheckpoint = writer.run_sync(lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone())
     assert autocheckpoint == (0,), "SQLite's own checkpoints would run on the loop"
 
@@ -136,10 +144,8 @@ async def test_the_commit_after_a_checkpoint_is_the_threads(
     writer: StoreWriter, monkeypatch
 ) -> None:
     # it starts the WAL over and syncs its header: an fsync, kept off the loop
-    monkeypatch.setattr(store_writer, "CHECKPOINT_EVERY", 2)
     seen: list[str] = []
-    checkpoint = writer._checkpoint
-    monkeypatch.setattr(writer, "_checkpoint", lambda: (seen.append("checkpoint"), checkpoint()))
+    log_checkpoints(writer, monkeypatch, 2, seen)
 
     def write(db) -> None:
         db.conn.execute("INSERT INTO log VALUES (0, '')")
@@ -149,7 +155,7 @@ async def test_the_commit_after_a_checkpoint_is_the_threads(
         writer.defer(write)
         await asyncio.sleep(DEFER_S * 3)
         await writer.run(rows)  # and let a checkpoint asked for run (a read: no WAL write)
-    after = [seen[i + 1] for i, what in enumerate(seen[:-1]) if what == "checkpoint"]
+    after = [seen[i + 1] for i, what in enumerate(seen[:-1]) if what.startswith("checkpoint@")]
     assert after and set(after) == {"ctm-store"}, seen
     assert threading.current_thread().name in seen, "the others were written on the loop"
 
