@@ -36,21 +36,19 @@ def agents_in_turn(ctm, phone_factory, carrier, route: str, calls: int, rings=(1
 
 
 def _nth(ctm, number: str, n: int) -> dict:
-    """The n-th completed call to ``number`` (1: the first), waiting for it."""
+    """The n-th call to ``number`` (1: the first), waiting until it is completed
+    (a later call may complete before it)."""
     deadline = time.monotonic() + 10
     while True:
         db = open_db(ctm.config.database.path)
         try:
-            rows = [
-                r
-                for r in call_store.list_calls(db, number=number, limit=100)
-                if r["status"] == "completed"
-            ]
-            if len(rows) >= n:
-                return call_store.get_call(db, sorted(r["id"] for r in rows)[n - 1])
+            calls = call_store.list_calls(db, number=number, limit=100)
+            rows = sorted(calls, key=lambda r: r["id"])
+            if len(rows) >= n and rows[n - 1]["status"] == "completed":
+                return call_store.get_call(db, rows[n - 1]["id"])
         finally:
             db.conn.close()
-        assert time.monotonic() < deadline, f"{len(rows)} completed calls to {number}, not {n}"
+        assert time.monotonic() < deadline, f"call {n} to {number} not completed: {rows}"
         time.sleep(0.05)
 
 
