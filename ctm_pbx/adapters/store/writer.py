@@ -175,11 +175,6 @@ class StoreWriter:
             if self._flush_handle is None:
                 self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
 
-    def flush(self) -> None:
-        """Hand the deferred jobs to the thread now."""
-        with self._deferred_lock:
-            self._flush_deferred()
-
     def _write_deferred(self) -> None:
         """The deferred jobs' timer: write them here if the thread is idle, else hand them over."""
         with self._deferred_lock:
