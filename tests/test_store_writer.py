@@ -170,3 +170,42 @@ async def test_jobs_whose_writes_did_not_stand_are_told(writer: StoreWriter) -> 
     writer.defer(fail, on_error=lambda exc: told.append(str(exc)))
     await writer.run(rows)
     assert told == ["no"], "only the job that failed"
+
+
+def add_and_count(db, n: int) -> int:
+    add(db, n)
+    return db.conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
+
+
+async def test_run_now_writes_on_the_loop_after_the_deferred_jobs(writer: StoreWriter) -> None:
+    writer.defer(add, 1)
+    assert await writer.run_now(add_and_count, 2) == 2, "the deferred job went first"
+    here = threading.current_thread().name
+    assert writer.run_sync(rows) == [(1, here), (2, here)]
+    with pytest.raises(ZeroDivisionError):
+        await writer.run_now(lambda db: add(db, 3) or 1 / 0)
+    assert [n for n, _ in writer.run_sync(rows)] == [1, 2], "the failed job's write undone"
+
+
+async def test_run_now_waits_on_the_thread_while_another_process_writes(
+    writer: StoreWriter, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        assert await writer.run_now(add_and_count, 1) == 1
+    finally:
+        ticker.cancel()
+        other.close()
+    assert ticks >= 5, "the loop ran while the job waited for the lock"
+    assert writer.run_sync(rows) == [(1, "ctm-store")]

@@ -10,11 +10,12 @@ Deferred jobs (``defer``: call-log writes nobody waits for) are gathered on the
 event loop for a few milliseconds and then written together, on the loop itself
 when the thread has nothing queued or running (no thread wakeup, no switch of the
 GIL: most of what such a write costs), else handed to the thread as one job.
-Either way jobs run in the order they were asked for. The loop never waits
-there: it takes the write lock without a busy timeout (another process writing,
-e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
-the thread: the WAL checkpoints, and the first commit after one (which starts
-the WAL over and syncs its header).
+Either way jobs run in the order they were asked for. ``run_now`` does the same
+for one short job a caller waits on. The loop never waits there: it takes the
+write lock without a busy timeout (another process writing, e.g. the CLI: the
+jobs go to the thread, which waits), and what fsyncs stays on the thread: the
+WAL checkpoints, and the first commit after one (which starts the WAL over and
+syncs its header).
 """
 
 from __future__ import annotations
@@ -181,21 +182,29 @@ class StoreWriter:
             self._flush_handle = None
             if not self._deferred or self._closed:
                 return
-            here = not (self._in_flight or self._wal_restart or self._db is None)
-            if not (here and self._lock_here()):
+            if not self._write_here([]):
                 self._flush_deferred()
-                return
-            # the thread is idle and stays so while we hold _deferred_lock, and the write
-            # lock is ours: write here, in the transaction _lock_here began
-            jobs, self._deferred = self._deferred, []
-            assert self._db is not None
-            try:
-                self._run_group([(_run_deferred, (jobs,), {}, _deferred_done(jobs))])
-            finally:
-                if self._db.conn.in_transaction:  # a BaseException out of a job
-                    self._db.conn.rollback()
-            if self._commits >= CHECKPOINT_EVERY:
-                self._put(_CHECKPOINT)
+
+    def _write_here(self, group: list) -> bool:  # with _deferred_lock held
+        """Write the deferred jobs, then ``group``, on this thread and commit: when the
+        thread is idle and the write lock is free (False: nothing was done)."""
+        if self._closed or self._in_flight or self._wal_restart or self._db is None:
+            return False
+        if not self._lock_here():
+            return False
+        # the thread is idle and stays so while we hold _deferred_lock, and the write
+        # lock is ours: write here, in the transaction _lock_here began
+        jobs, self._deferred = self._deferred, []
+        if jobs:
+            group = [(_run_deferred, (jobs,), {}, _deferred_done(jobs)), *group]
+        try:
+            self._run_group(group)
+        finally:
+            if self._db.conn.in_transaction:  # a BaseException out of a job
+                self._db.conn.rollback()
+        if self._commits >= CHECKPOINT_EVERY:
+            self._put(_CHECKPOINT)
+        return True
 
     def _lock_here(self) -> bool:
         """Take the database's write lock without waiting (False: another process has it)."""
@@ -230,6 +239,21 @@ class StoreWriter:
 
         self._submit(fn, args, kwargs, done)
         return await fut
+
+    async def run_now(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like ``run``, but on the loop itself when the thread is idle and the write lock
+        free: no thread wakeup, no switch of the GIL. For short writes a caller waits on
+        (AGI mode's call row). Else, or when another process holds the lock, on the thread.
+        """
+        answer: list[tuple[Any, BaseException | None]] = []
+        with self._deferred_lock:
+            here = self._write_here([(fn, args, kwargs, lambda v, e: answer.append((v, e)))])
+        if not here:
+            return await self.run(fn, *args, **kwargs)
+        value, exc = answer[0]
+        if exc is not None:
+            raise exc
+        return value
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
         """Queue ``fn(db, *args)`` without waiting; a failure is logged.
