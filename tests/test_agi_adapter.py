@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from ctm_pbx.adapters import agi_calls
 from ctm_pbx.adapters.agi_calls import AgiCallHandler, mset_command
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
@@ -187,23 +190,43 @@ async def test_unknown_number_tells_the_dialplan_to_use_its_default(rig: Rig) ->
     assert rig.row("u-3")["tracking_number"] == "+13125550999", "still logged"
 
 
-async def test_slow_store_no_answer_after_the_timeout(rig: Rig) -> None:
-    original = rig.writer.run
-
-    def slow_start(fn, *args, **kwargs):
-        def slow(db, *a, **kw):
-            time.sleep(0.6)  # timeout_ms is 300
-            return fn(db, *a, **kw)
-
-        return original(slow, *args, **kwargs)
-
-    rig.handler.writer.run = slow_start
+async def test_slow_store_no_answer_after_the_timeout(rig: Rig, tmp_path) -> None:
+    # another process (the CLI, say) holds the write lock past timeout_ms (300)
+    other = sqlite3.connect(tmp_path / "ctm.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    release = asyncio.get_running_loop().call_later(0.6, other.execute, "COMMIT")
     t0 = time.monotonic()
-    result = await agi_request(rig.port, "u-4", DID)
-    assert time.monotonic() - t0 < 0.55, "the request is closed at the timeout"
+    try:
+        result = await agi_request(rig.port, "u-4", DID)
+        assert time.monotonic() - t0 < 0.55, "the request is closed at the timeout"
+    finally:
+        release.cancel()
+        other.execute("COMMIT")
+        other.close()
     assert "CTM_STATUS" not in result.variables
     assert rig.handler.timeouts == 1
     assert rig.handler.calls["u-4"].tracker.failsafe
+    # the row is written once the lock is free, and the call's events complete it
+    for msg in (ami("Hangup", "u-4", Cause="16"),):
+        rig.handler.on_ami_event(msg)
+    row = await rig.writer.run(call_store.call_by_channel, "u-4")
+    assert row["status"] == "completed" and row["failsafe"]
+
+
+async def test_request_writes_its_row_on_the_loop_when_the_store_is_idle(
+    rig: Rig, monkeypatch
+) -> None:
+    threads: list[str] = []
+    original = agi_calls._record_start
+
+    def record(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(agi_calls, "_record_start", record)
+    result = await agi_request(rig.port, "u-6", DID)
+    assert result.variables["CTM_STATUS"] == "ok"
+    assert threads == [threading.current_thread().name], "no hop to the writer's thread"
 
 
 async def test_malformed_request_is_closed_without_a_row(rig: Rig) -> None:

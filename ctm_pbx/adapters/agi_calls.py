@@ -214,9 +214,13 @@ class AgiCallHandler:
         if not linkedid:
             linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
             linkedid = _agi_value(linked) or uniqueid
-        call_id, visitor_id, confidence = await self.writer.run(
-            _record_start, self.config, call, start, plan, linkedid, now
-        )
+        try:
+            call_id, visitor_id, confidence = await self.writer.run_now(
+                _record_start, self.config, call, start, plan, linkedid, now
+            )
+        except Exception:
+            call.call_id = None  # its row did not stand: SQLite may give the id to another
+            raise
         source = self.config.sources.get(start.source or "")
         variables = channel_variables(
             plan,

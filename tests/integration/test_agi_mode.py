@@ -8,6 +8,7 @@ tests/asterisk/extensions_local.conf, the other DIDs the ARI app.
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -196,26 +197,31 @@ def test_ctm_pbx_too_slow_gives_up_and_logs_the_default_destination(
     text = config_path.read_text().replace("timeout_ms: 2000", "timeout_ms: 50")
     config_path.write_text(text)
     daemon = ThreadDaemon(config_path, asterisk).start()
+    # a slow store: another process (the CLI, say) holds the write lock until ctm-pbx
+    # has given up on the request; the row is written, but late
+    other = sqlite3.connect(
+        daemon.config.database.path, isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")
+    agi = daemon.daemon.agi
+
+    def release() -> None:
+        deadline = time.monotonic() + 10
+        while agi.timeouts == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other.execute("COMMIT")
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
     try:
-        agi = daemon.daemon.agi
-        original = agi.writer.run
-
-        def run_slowly(fn, *args, **kwargs):
-            if getattr(fn, "__name__", "") != "_record_start":
-                return original(fn, *args, **kwargs)
-
-            def slow(db, *a, **kw):  # a slow disk: the row is written, but late
-                time.sleep(0.3)
-                return fn(db, *a, **kw)
-
-            return original(slow, *args, **kwargs)
-
-        agi.writer.run = run_slowly
         phone_factory("failsafe", "answer", ring_ms=100)
         call = carrier.place_call(AGI_DIDS["single"], "call", hold_ms=300)
         assert call.success, call.describe()
+        releaser.join()
         row = wait_call(daemon.config.database.path, tracking_number="+13125550160")
     finally:
+        releaser.join()
+        other.close()
         daemon.stop()
     assert row["failsafe"] and row["answered_by"] == "PJSIP/failsafe"
     assert agi.timeouts == 1
