@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlite_utils
-from panoramisk.fast_agi import Application, Request
 from panoramisk.message import Message
 
 from ctm_pbx.adapters.ami_client import AmiClient
 from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.fastagi import AgiReply, AgiRequest, serve
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
@@ -148,10 +148,8 @@ class AgiCallHandler:
     async def start(self) -> None:
         if not self.inventory.loaded:
             await self.inventory.load()
-        app = Application(loop=asyncio.get_running_loop())
-        app.add_route(ROUTE, self.on_request)
         agi = self.config.asterisk.agi
-        self._server = await asyncio.start_server(app.handler, agi.host, agi.port)
+        self._server = await serve({ROUTE: self.on_request}, agi.host, agi.port)
         self.ami.start()
         log.info("FastAGI on agi://%s:%d/%s", agi.host, agi.port, ROUTE)
 
@@ -163,7 +161,7 @@ class AgiCallHandler:
 
     # -- FastAGI -----------------------------------------------------------------
 
-    async def on_request(self, request: Request) -> None:
+    async def on_request(self, request: AgiRequest) -> None:
         self.requests += 1
         timeout = self.config.asterisk.agi.timeout_ms / 1000
         call: _AgiCall | None = None
@@ -187,7 +185,7 @@ class AgiCallHandler:
             if call is not None:
                 call.tracker.give_up(self.clock(), "ctm-pbx failed to answer")
 
-    async def _inbound(self, request: Request) -> _AgiCall:
+    async def _inbound(self, request: AgiRequest) -> _AgiCall:
         h = request.headers
         uniqueid = h["agi_uniqueid"]
         country = self.config.tracking.default_country
@@ -231,8 +229,8 @@ class AgiCallHandler:
             confidence=confidence,
         )
         result = await request.send_command(mset_command(variables))
-        if result.get("status_code") != 200:
-            raise RuntimeError(f"setting the CTM_* variables failed: {result}")
+        if not result.ok:
+            raise RuntimeError(f"setting the CTM_* variables failed: {result.line}")
         if plan.status != AgiStatus.OK:
             log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)
         return call
@@ -313,12 +311,9 @@ def _close_open_legs(db: sqlite_utils.Database, call_id: int, ended_at: str) -> 
     )
 
 
-def _agi_value(result: dict) -> str | None:
+def _agi_value(reply: AgiReply) -> str | None:
     """The ``(value)`` of ``200 result=1 (value)``."""
-    if result.get("status_code") != 200:
-        return None
-    code, value = result.get("result", ("", ""))
-    return value if code == "1" and value else None
+    return reply.value if reply.ok and reply.result == "1" and reply.value else None
 
 
 def _name(raw: str | None) -> str | None:

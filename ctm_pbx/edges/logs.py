@@ -25,5 +25,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # panoramisk logs every FastAGI request at INFO: a line per call is noise (and CPU)
-    logging.getLogger("panoramisk.fast_agi").setLevel(logging.WARNING)
