@@ -77,15 +77,13 @@ def _record_start(
     call.call_id = call_id
     for route, memory in plan.memories.items():
         save_route_memory(db, route, memory, now=iso(now))
+    visitor_id, confidence = None, None
     try:
         with atomic(db, "attribution"):
-            attribute_call(db, config, call_id, start, now)
+            visitor_id, confidence = attribute_call(db, config, call_id, start, now)
     except Exception:  # the call row matters more than its attribution
         log.exception("AGI call %s: attribution failed", call.uniqueid)
-    row = db.execute(
-        "SELECT visitor_id, attribution_confidence FROM calls WHERE id = ?", [call_id]
-    ).fetchone()
-    return call_id, row[0], row[1]
+    return call_id, visitor_id, confidence
 
 
 def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Action]) -> None:

@@ -29,7 +29,8 @@ _UPDATE = (
 
 def attribute_call(
     db: sqlite_utils.Database, config: Config, call_id: int, start: StartCall, now: datetime
-) -> None:
+) -> tuple[str | None, float | None]:
+    """Attribute the call's row; its visitor and the confidence."""
     source = config.sources.get(start.source or "")
     visitor_id = visit_id = None
     candidates: list[dict] = []
@@ -88,6 +89,7 @@ def attribute_call(
             call_id,
         ),
     )
+    return visitor_id, confidence
 
 
 def _repeat_link(
