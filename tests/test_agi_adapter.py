@@ -87,7 +87,13 @@ async def agi_request(port: int, uniqueid: str, did: str, extra: str = "") -> Ag
     writer.write(env.encode())
     variables: dict[str, str] = {}
     commands: list[str] = []
-    while line := (await reader.readline()).decode().strip():
+    while True:
+        try:  # Asterisk's answer to a last command may meet a closed socket: a reset
+            line = (await reader.readline()).decode().strip()
+        except ConnectionResetError:
+            break
+        if not line:
+            break
         commands.append(line)
         if line.startswith("GET FULL VARIABLE"):
             writer.write(b"200 result=1 (linked-1)\n")

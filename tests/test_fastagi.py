@@ -181,3 +181,25 @@ async def test_a_command_must_be_one_line() -> None:
     request = AgiRequest(fastagi.FastAgiProtocol({}), {})
     with pytest.raises(ValueError):
         await request.send_command("EXEC MSet A=1\nEXEC Hangup")
+
+
+def test_finish_sends_a_last_command_and_ends_the_script() -> None:
+    after: list[BaseException] = []
+
+    async def inbound(request: AgiRequest) -> None:
+        request.finish("EXEC MSet CTM_STATUS=ok")
+        try:
+            await request.send_command("EXEC Wait 1")
+        except fastagi.AgiClosed as exc:
+            after.append(exc)
+
+    srv = Server({"inbound": inbound})
+    try:
+        with connect(srv.port) as sock:
+            for line in ENV.format(script="inbound").splitlines(keepends=True):
+                sock.sendall(line.encode())
+            assert read_line(sock) == b"EXEC MSet CTM_STATUS=ok\n"
+            assert closed_by_server(sock), "no wait for the answer"
+        assert len(after) == 1, "nothing can be sent after the last command"
+    finally:
+        srv.stop()

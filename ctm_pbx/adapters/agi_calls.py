@@ -226,9 +226,8 @@ class AgiCallHandler:
             visitor_id=visitor_id,
             confidence=confidence,
         )
-        result = await request.send_command(mset_command(variables))
-        if not result.ok:
-            raise RuntimeError(f"setting the CTM_* variables failed: {result.line}")
+        # the last command: the AGI ends with it (see AgiRequest.finish)
+        request.finish(mset_command(variables))
         if plan.status != AgiStatus.OK:
             log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)
         return call
