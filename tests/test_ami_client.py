@@ -63,3 +63,16 @@ async def test_action_responses_still_reach_their_future() -> None:
     proto.data_received(b"Response: Success\r\nActionID: a-1\r\nPing: Pong\r\n\r\n")
     response = await asyncio.wait_for(future, 1)
     assert response.success and response["Ping"] == "Pong"
+
+
+async def test_events_of_channels_not_followed_are_dropped_unparsed() -> None:
+    proto, fast, slow = await rig()
+    proto.factory.wants = {"u-1"}.__contains__
+    proto.data_received(
+        event("DialBegin", Uniqueid="u-1", DestUniqueid="d-1", DialString="phone1")
+        + event("Hangup", Uniqueid="d-1", Cause="16")  # the phone's leg
+        + event("DialEnd", Uniqueid="u-7", DestUniqueid="u-1", DialStatus="ANSWER")
+        + event("Hangup", Uniqueid="u-1", Cause="16")
+    )
+    assert [(e["Event"], e["Uniqueid"]) for e in fast] == [("DialBegin", "u-1"), ("Hangup", "u-1")]
+    assert slow == [], "dropped, not handed to panoramisk's slow path"

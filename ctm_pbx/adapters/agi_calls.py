@@ -138,7 +138,9 @@ class AgiCallHandler:
         self.requests = 0
         self.timeouts = 0
         self.calls_finished = 0
-        self.ami = AmiClient(config.asterisk.ami, self.on_ami_event, self.reconcile)
+        self.ami = AmiClient(
+            config.asterisk.ami, self.on_ami_event, self.reconcile, wants=self.calls.__contains__
+        )
         self._server: asyncio.Server | None = None
 
     # -- lifecycle ---------------------------------------------------------------

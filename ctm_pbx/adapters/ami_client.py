@@ -26,6 +26,7 @@ CALL_EVENTS = ("DialBegin", "DialEnd", "Hangup")
 
 _EOL = "\r\n"
 _FAST_PREFIXES = tuple(f"Event: {name}{_EOL}" for name in CALL_EVENTS)
+_UNIQUEID = f"{_EOL}Uniqueid: "  # not DestUniqueid
 
 
 class _FastEventProtocol(AMIProtocol):
@@ -33,8 +34,10 @@ class _FastEventProtocol(AMIProtocol):
 
     A busy PBX sends several of them per call; panoramisk builds a case-insensitive
     ``Message`` and matches every registered pattern for each (about 0.1 ms).
-    Here those events become plain dicts handed straight to the client; all
-    else (responses, other events) goes through panoramisk as usual.
+    Here those events become plain dicts handed straight to the client, and only
+    for the channels it follows (``wants``: the hangup of every phone leg, and
+    every event of calls ctm-pbx does not track, are dropped unparsed); all else
+    (responses, other events) goes through panoramisk as usual.
     """
 
     def data_received(self, data: bytes) -> None:
@@ -50,6 +53,12 @@ class _FastEventProtocol(AMIProtocol):
             if block.startswith("Asterisk Call Manager/"):  # the banner has one EOL only
                 block = block.partition(_EOL)[2]
             if block.startswith(_FAST_PREFIXES) and "ActionID: " not in block:
+                at = block.find(_UNIQUEID)
+                if at >= 0:
+                    end = block.find(_EOL, at + len(_UNIQUEID))
+                    uniqueid = block[at + len(_UNIQUEID) : end if end >= 0 else None]
+                    if not self.factory.wants(uniqueid):
+                        continue
                 self.factory.fast_event(
                     dict(line.split(": ", 1) for line in block.split(_EOL) if ": " in line)
                 )
@@ -64,6 +73,7 @@ class _Manager(Manager):
 
     closing = False
     fast_event: Callable[[dict], None] = staticmethod(lambda event: None)
+    wants: Callable[[str], bool] = staticmethod(lambda uniqueid: True)
 
     def connect(self, *args, **kwargs):  # type: ignore[override]
         if self.closing:
@@ -84,9 +94,12 @@ class AmiClient:
         settings: AmiSettings,
         on_event: Callable[[Message], None],
         on_login: Callable[[], Awaitable[None]] | None = None,
+        wants: Callable[[str], bool] | None = None,
     ) -> None:
+        """``wants(uniqueid)``: whether the call events of that channel are worth parsing."""
         self.settings = settings
         self.on_event = on_event
+        self.wants = wants
         self.on_login = on_login
         self.connected = asyncio.Event()
         self.events_received = 0
@@ -109,6 +122,8 @@ class AmiClient:
             protocol_factory=_FastEventProtocol,
         )
         self._manager.fast_event = self._dispatch_fast
+        if self.wants is not None:
+            self._manager.wants = self.wants
         for name in CALL_EVENTS:  # events that miss the short path (e.g. split oddly)
             self._manager.register_event(name, self._dispatch)
         self._manager.connect()
