@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import geocoder
@@ -60,8 +61,12 @@ class ZipInfo:
 ZipLookup = Callable[[str], ZipInfo | None]
 
 
+@lru_cache(maxsize=65536)
 def locate_number(e164: str | None) -> Location | None:
-    """The caller's location from their number's area code (None when unknown)."""
+    """The caller's location from their number's area code (None when unknown).
+
+    Cached (repeat callers): the geocoder costs about 0.1 ms a number.
+    """
     if not e164 or not e164.startswith("+"):
         return None
     try:
