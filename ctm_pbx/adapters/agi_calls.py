@@ -9,6 +9,9 @@ For that request ctm-pbx creates the call row, attributes the call, and sets
 
 An answer that would come later than ``asterisk.agi.timeout_ms`` is not sent:
 ``CTM_STATUS`` is set last, so the dialplan goes on to its default destination.
+The answer (one ``EXEC MSet``) is the script's last command, sent without
+waiting for Asterisk's reply (``AgiRequest.finish``): the channel's thread
+sleeps once per request, not twice.
 """
 
 from __future__ import annotations
