@@ -96,15 +96,21 @@ class StoreWriter:
                     asked += 1
                 else:
                     group.append(nxt)
+            results = []
             if group:
                 changes = self._db.conn.total_changes
-                self._run_group(group)
+                results = self._run_group(group)
                 if self._db.conn.total_changes != changes:
                     self._wal_restart = False  # this commit wrote to the WAL: started it over
-            if asked or self._commits >= CHECKPOINT_EVERY:
+            checkpoint = asked or self._commits >= CHECKPOINT_EVERY
+            if not checkpoint:  # idle before the answers go out: a caller resumed by its
+                with self._deferred_lock:  # answer may write on the loop at once
+                    self._in_flight -= len(group)
+            self._deliver(results)
+            if checkpoint:  # the thread stays busy (for the loop) until it is done
                 self._checkpoint()
-            with self._deferred_lock:
-                self._in_flight -= len(group) + asked
+                with self._deferred_lock:
+                    self._in_flight -= len(group) + asked
         self._db.conn.close()
 
     def _checkpoint(self) -> None:
@@ -117,7 +123,8 @@ class StoreWriter:
         except Exception as exc:  # a busy reader, say: the next one will do
             log.warning("WAL checkpoint failed: %s", exc)
 
-    def _run_group(self, group: list) -> None:
+    def _run_group(self, group: list) -> list:
+        """Run the jobs and commit; their answers, for ``_deliver``."""
         assert self._db is not None
         conn = self._db.conn
         results = []
@@ -143,6 +150,10 @@ class StoreWriter:
                 conn.rollback()
             lease_index.invalidate(self._db)
             results = [(job[3], None, exc) for job in group]
+        return results
+
+    @staticmethod
+    def _deliver(results: list) -> None:
         for done, value, exc in results:
             try:
                 done(value, exc)
@@ -202,7 +213,7 @@ class StoreWriter:
         if jobs:
             group = [(_run_deferred, (jobs,), {}, _deferred_done(jobs)), *group]
         try:
-            self._run_group(group)
+            self._deliver(self._run_group(group))
         finally:
             if self._db.conn.in_transaction:  # a BaseException out of a job
                 self._db.conn.rollback()
