@@ -26,7 +26,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -42,7 +41,7 @@ _STOP = object()
 _CHECKPOINT = object()  # asks the thread for a WAL checkpoint
 MAX_GROUP = 256
 DEFER_S = 0.02  # how long deferred jobs wait for company
-BUSY_MS = 10_000  # how long the thread waits for the write lock (open_db's timeout)
+BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
 CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (the thread's)
 
 
@@ -71,9 +70,6 @@ class StoreWriter:
             self._db = open_db(path, check_same_thread=False)
             # checkpoints are this thread's to run (see _checkpoint)
             self._db.conn.execute("PRAGMA wal_autocheckpoint = 0")
-            # SQLite never waits on this connection: the loop must not (_lock_here), and
-            # the thread takes the write lock first, waiting by itself (_lock_wait)
-            self._db.conn.execute("PRAGMA busy_timeout = 0")
             lease_index.attach(self._db)
         except BaseException as exc:
             opened.set_exception(exc)
@@ -131,7 +127,7 @@ class StoreWriter:
         try:
             self._commits += 1
             if not conn.in_transaction:
-                self._lock_wait()
+                conn.execute("BEGIN")  # a read-only group never waits for the write lock
             for fn, args, kwargs, done in group:
                 try:
                     if fn is _run_deferred:  # each of its jobs has its own savepoint
@@ -221,30 +217,16 @@ class StoreWriter:
             self._put(_CHECKPOINT)
         return True
 
-    def _lock_wait(self) -> None:
-        """Take the write lock on the thread, waiting up to ``BUSY_MS`` for another process."""
-        assert self._db is not None
-        conn = self._db.conn
-        deadline = time.monotonic() + BUSY_MS / 1000
-        pause = 0.001
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
     def _lock_here(self) -> bool:
         """Take the database's write lock without waiting (False: another process has it)."""
         assert self._db is not None
         conn = self._db.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         except sqlite3.Error as exc:
             if not isinstance(exc, sqlite3.OperationalError):  # locked: the usual case
                 log.warning("store: writing on the loop failed (%s): on the thread", exc)
