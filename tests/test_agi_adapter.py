@@ -75,7 +75,14 @@ class AgiResult:
     commands: list[str]
 
 
-async def agi_request(port: int, uniqueid: str, did: str, extra: str = "") -> AgiResult:
+async def agi_request(
+    port: int,
+    uniqueid: str,
+    did: str,
+    extra: str = "",
+    mset_answer: bytes = b"200 result=0\n",
+    get_answer: bytes = b"200 result=1 (linked-1)\n",
+) -> AgiResult:
     """What Asterisk does for ``AGI(agi://127.0.0.1:port/inbound,did)``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     env = (
@@ -96,10 +103,10 @@ async def agi_request(port: int, uniqueid: str, did: str, extra: str = "") -> Ag
             break
         commands.append(line)
         if line.startswith("GET FULL VARIABLE"):
-            writer.write(b"200 result=1 (linked-1)\n")
+            writer.write(get_answer)
         elif line.startswith("EXEC MSet "):
             variables.update(parse_mset(line[len("EXEC MSet ") :]))
-            writer.write(b"200 result=0\n")
+            writer.write(mset_answer)
         else:
             writer.write(b"510 Invalid or unknown command\n")
     writer.close()
@@ -262,3 +269,38 @@ def test_mset_command_round_trips_any_value(value: str) -> None:
     command = mset_command([("CTM_A", value), ("CTM_B", "after")])
     assert command.startswith('EXEC MSet "') and "\n" not in command
     assert parse_mset(command[len("EXEC MSet ") :]) == {"CTM_A": value, "CTM_B": "after"}
+
+
+async def test_work_past_the_deadline_sends_no_late_answer(rig: Rig, monkeypatch) -> None:
+    # the request's work after its last await runs on the loop: asyncio.timeout cannot
+    # interrupt it, and nothing awaits before the answer
+    variables = agi_calls.channel_variables
+
+    def slow_variables(*args, **kwargs):
+        time.sleep(0.4)  # timeout_ms is 300
+        return variables(*args, **kwargs)
+
+    monkeypatch.setattr(agi_calls, "channel_variables", slow_variables)
+    result = await agi_request(rig.port, "u-7", DID)
+    assert "CTM_STATUS" not in result.variables, "Asterisk may have gone on by now"
+    assert rig.handler.timeouts == 1
+    assert rig.handler.calls["u-7"].tracker.failsafe
+
+
+async def test_variables_refused_by_asterisk_mark_the_call_failsafe(rig: Rig) -> None:
+    refused = b"510 Invalid or unknown command\n"
+    result = await agi_request(rig.port, "u-8", DID, mset_answer=refused)
+    assert result.variables["CTM_STATUS"] == "ok"
+    for _ in range(100):  # the answer is read after the request ended
+        if rig.handler.calls["u-8"].tracker.failsafe:
+            break
+        await asyncio.sleep(0.01)
+    assert rig.handler.calls["u-8"].tracker.failsafe
+    path = rig.handler.calls["u-8"].tracker.path
+    assert path[-1]["default_destination"] == "the dialplan did not take ctm-pbx's answer"
+
+
+async def test_a_hangup_while_asking_the_linkedid_still_logs_the_call(rig: Rig) -> None:
+    await agi_request(rig.port, "u-9", DID, get_answer=b"HANGUP\n")
+    row = await rig.writer.run(call_store.call_by_channel, "u-9")
+    assert row is not None and row["linkedid"] == "u-9"

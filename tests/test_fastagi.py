@@ -183,11 +183,15 @@ async def test_a_command_must_be_one_line() -> None:
         await request.send_command("EXEC MSet A=1\nEXEC Hangup")
 
 
-def test_finish_sends_a_last_command_and_ends_the_script() -> None:
+def test_finish_sends_a_last_command_and_reads_its_answer_later() -> None:
+    replies: list = []
     after: list[BaseException] = []
 
     async def inbound(request: AgiRequest) -> None:
-        request.finish("EXEC MSet CTM_STATUS=ok")
+        reply = request.finish("EXEC MSet CTM_STATUS=ok")
+        reply.add_done_callback(
+            lambda f: replies.append(f.exception() or f.result())  # noqa: B023
+        )
         try:
             await request.send_command("EXEC Wait 1")
         except fastagi.AgiClosed as exc:
@@ -195,11 +199,18 @@ def test_finish_sends_a_last_command_and_ends_the_script() -> None:
 
     srv = Server({"inbound": inbound})
     try:
-        with connect(srv.port) as sock:
-            for line in ENV.format(script="inbound").splitlines(keepends=True):
-                sock.sendall(line.encode())
-            assert read_line(sock) == b"EXEC MSet CTM_STATUS=ok\n"
-            assert closed_by_server(sock), "no wait for the answer"
-        assert len(after) == 1, "nothing can be sent after the last command"
+        for answer in (b"200 result=0\n", b""):  # Asterisk answers; or it closes
+            with connect(srv.port) as sock:
+                for line in ENV.format(script="inbound").splitlines(keepends=True):
+                    sock.sendall(line.encode())
+                assert read_line(sock) == b"EXEC MSet CTM_STATUS=ok\n"
+                assert sock.recv(100) == b"", "the end follows: no wait for the answer"
+                sock.sendall(answer)
+            deadline = time.monotonic() + 2
+            while len(replies) < (1 if answer else 2) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert replies[0] == AgiReply(200, "0", None, "200 result=0")
+        assert isinstance(replies[1], fastagi.AgiClosed)
+        assert len(after) == 2, "nothing can be sent after the last command"
     finally:
         srv.stop()

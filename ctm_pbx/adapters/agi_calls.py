@@ -21,13 +21,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import sqlite_utils
 from panoramisk.message import Message
 
 from ctm_pbx.adapters.ami_client import AmiClient
 from ctm_pbx.adapters.call_attribution import attribute_call
-from ctm_pbx.adapters.fastagi import AgiReply, AgiRequest, serve
+from ctm_pbx.adapters.fastagi import AgiClosed, AgiHangup, AgiReply, AgiRequest, serve
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
@@ -182,6 +183,11 @@ class AgiCallHandler:
                 call = self.calls.get(request.headers.get("agi_uniqueid", ""))
             if call is not None:
                 call.tracker.give_up(self.clock(), "ctm-pbx answered too late")
+        except (AgiHangup, AgiClosed) as exc:  # the caller left, or Asterisk gave up
+            log.info("AGI request %s ended early: %s", request.headers.get("agi_uniqueid"), exc)
+            call = self.calls.get(request.headers.get("agi_uniqueid", ""))
+            if call is not None:
+                call.tracker.give_up(self.clock(), "the AGI request ended before the answer")
         except Exception:
             log.exception("AGI request %s failed", request.headers.get("agi_uniqueid"))
             call = self.calls.get(request.headers.get("agi_uniqueid", ""))
@@ -213,8 +219,11 @@ class AgiCallHandler:
         call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
         if not linkedid:
-            linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
-            linkedid = _agi_value(linked) or uniqueid
+            try:
+                linked = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
+            except (AgiHangup, AgiClosed):  # the caller left: the row is still written
+                linked = None
+            linkedid = (_agi_value(linked) if linked else None) or uniqueid
         try:
             call_id, visitor_id, confidence = await self.writer.run_now(
                 _record_start, self.config, call, start, plan, linkedid, now
@@ -231,11 +240,28 @@ class AgiCallHandler:
             visitor_id=visitor_id,
             confidence=confidence,
         )
-        # the last command: the AGI ends with it (see AgiRequest.finish)
-        request.finish(mset_command(variables))
+        loop = asyncio.get_running_loop()
+        if loop.time() - request.started > self.config.asterisk.agi.timeout_ms / 1000:
+            raise TimeoutError  # the work ran on the loop past the deadline: no late answer
+        # the last command: the AGI ends with it (see AgiRequest.finish); Asterisk's reply
+        # is read after the request ends
+        reply = request.finish(mset_command(variables))
+        reply.add_done_callback(partial(self._answer_taken, call))
         if plan.status != AgiStatus.OK:
             log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)
         return call
+
+    def _answer_taken(self, call: _AgiCall, reply: asyncio.Future[AgiReply]) -> None:
+        """Asterisk's reply to the ``CTM_*`` variables: anything but 200 means the
+        dialplan went on without them (it hung up, timed out, or refused the command)."""
+        if reply.cancelled():
+            return
+        exc = reply.exception()
+        if exc is None and reply.result().ok:
+            return
+        why = f"{type(exc).__name__}: {exc}" if exc else reply.result().line
+        log.warning("AGI call %s: the variables were not taken (%s)", call.uniqueid, why)
+        call.tracker.give_up(self.clock(), "the dialplan did not take ctm-pbx's answer")
 
     # -- AMI ---------------------------------------------------------------------
 

@@ -70,8 +70,11 @@ def parse_reply(line: str) -> AgiReply:
 class AgiRequest:
     """One AGI session: the channel's environment, and commands to run on it."""
 
-    def __init__(self, protocol: FastAgiProtocol, headers: dict[str, str]) -> None:
+    def __init__(
+        self, protocol: FastAgiProtocol, headers: dict[str, str], started: float = 0.0
+    ) -> None:
         self.headers = headers
+        self.started = started  # loop time Asterisk connected at
         self._protocol = protocol
 
     @property
@@ -85,16 +88,17 @@ class AgiRequest:
             raise ValueError("an AGI command is one line")
         return await self._protocol.command(command)
 
-    def finish(self, command: str) -> None:
-        """Send a last command and end the script, without waiting for its answer.
+    def finish(self, command: str) -> asyncio.Future[AgiReply]:
+        """Send a last command and end the script (our side of the connection closes).
 
-        Asterisk runs the command, then finds the connection closed and goes on with
-        the dialplan: its channel thread sleeps and wakes once, not twice (a context
-        switch costs more than the command itself), and nobody waits on the answer.
+        Asterisk runs the command, answers it, finds the end and goes on with the
+        dialplan: its channel thread sleeps and wakes once, not twice (a context switch
+        costs more than the command itself). Nobody needs to wait: the answer (or
+        ``AgiHangup``/``AgiClosed``) comes in the returned future.
         """
         if "\n" in command or "\r" in command:
             raise ValueError("an AGI command is one line")
-        self._protocol.finish(command)
+        return self._protocol.finish(command)
 
 
 Handler = Callable[[AgiRequest], Awaitable[None]]
@@ -112,13 +116,17 @@ class FastAgiProtocol(asyncio.Protocol):
         self._waiting: asyncio.Future[AgiReply] | None = None
         self._usage: list[str] = []  # a multi-line 520 answer being read
         self._task: asyncio.Task | None = None
+        self._finished = False  # the last command is sent: Asterisk ends the session
+        self._started = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._timer = asyncio.get_running_loop().call_later(ENV_TIMEOUT_S, self._env_late)
+        loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        self._timer = loop.call_later(ENV_TIMEOUT_S, self._env_late)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -150,17 +158,19 @@ class FastAgiProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         headers = {}
-        for line in head.decode("utf-8", "replace").splitlines():
-            name, sep, value = line.partition(": ")
+        for line in head.decode("utf-8", "replace").split("\n"):
+            name, sep, value = line.rstrip("\r").partition(": ")
             if sep:
                 headers[name] = value
-        request = AgiRequest(self, headers)
+        request = AgiRequest(self, headers, self._started)
         handler = self.routes.get(request.script)
         if handler is None:
             log.error("FastAGI: no script %r; closed", request.script)
             self._close()
             return
         self._task = asyncio.ensure_future(self._serve(handler, request))
+        if self._buffer:  # an answer already (HANGUP): read it
+            self._read_replies()
 
     def _env_late(self) -> None:
         self._timer = None
@@ -173,12 +183,13 @@ class FastAgiProtocol(asyncio.Protocol):
         except Exception:
             log.exception("FastAGI script %s failed", request.script)
         finally:
-            self._close()  # ends the AGI() in the dialplan
+            if not self._finished:
+                self._close()  # ends the AGI() in the dialplan
 
     # -- commands ----------------------------------------------------------------------
 
     async def command(self, command: str) -> AgiReply:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self._finished:
             raise AgiClosed("the AGI connection is closed")
         if self._waiting is not None:
             raise RuntimeError("one AGI command at a time")
@@ -189,20 +200,29 @@ class FastAgiProtocol(asyncio.Protocol):
         finally:
             self._waiting = None
 
-    def finish(self, command: str) -> None:
-        if self.transport is None or self.transport.is_closing():
+    def finish(self, command: str) -> asyncio.Future[AgiReply]:
+        if self.transport is None or self.transport.is_closing() or self._finished:
             raise AgiClosed("the AGI connection is closed")
         if self._waiting is not None:
             raise RuntimeError("one AGI command at a time")
+        loop = asyncio.get_running_loop()
+        self._finished = True
+        self._waiting = reply = loop.create_future()
         self.transport.write(command.encode() + b"\n")
-        self.transport.close()  # after the command: TCP delivers it before the end
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # after the command: TCP delivers it before the end
+            self._timer = loop.call_later(ENV_TIMEOUT_S, self._close)  # Asterisk closes
+        else:
+            self._close()
+        return reply
 
     def _read_replies(self) -> None:
         while b"\n" in self._buffer:
             raw, _, self._buffer = self._buffer.partition(b"\n")
             line = raw.decode("utf-8", "replace").rstrip("\r")
             if self._usage:  # 520-Invalid command syntax. ... 520 End of proper usage.
-                self._usage.append(line)
+                if len(self._usage) < 200:
+                    self._usage.append(line)
                 if line.startswith("520 "):
                     self._answer(AgiReply(520, line="\n".join(self._usage)))
                 continue
@@ -222,6 +242,8 @@ class FastAgiProtocol(asyncio.Protocol):
         self._usage = []
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(reply)
+            if self._finished:
+                self._waiting = None
         else:
             log.debug("FastAGI: unasked answer %r", reply.line)
 
