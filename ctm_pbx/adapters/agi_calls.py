@@ -9,9 +9,10 @@ For that request ctm-pbx creates the call row, attributes the call, and sets
 
 An answer that would come later than ``asterisk.agi.timeout_ms`` is not sent:
 ``CTM_STATUS`` is set last, so the dialplan goes on to its default destination.
-The answer (one ``EXEC MSet``) is the script's last command, sent without
-waiting for Asterisk's reply (``AgiRequest.finish``): the channel's thread
-sleeps once per request, not twice.
+The answer (one ``EXEC MSet``) is the script's last command (``AgiRequest.finish``):
+the request ends with it, so the channel's thread sleeps once per request, not
+twice; Asterisk's reply is read afterwards, and anything but 200 marks the call
+as gone to the default destination.
 """
 
 from __future__ import annotations
