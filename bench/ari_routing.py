@@ -34,6 +34,7 @@ import random
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,7 @@ class Run:
     ctm_ms_per_call: float = 0.0
     sipp_ms_per_call: float = 0.0  # both sipps (carrier and phone): the same work in every mode
     asterisk_rss_mb: float = 0.0  # Asterisk's resident memory after the run
+    round: int = 1  # which pass over the rates (--repeat)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -269,18 +271,21 @@ def answered_rows(db_path: Path, since_id: int, mode: str = "ari") -> tuple[int,
         db.conn.close()
 
 
-def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_path) -> Run:
+def one_run(
+    mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_path, round_no=1
+) -> Run:
     count = rate * seconds
     did = DIDS[mode]
     _, top_before = answered_rows(db_path, 0)
-    phone_dir = work / f"{mode}-{rate}-phone"
+    tag = f"{mode}-{rate}-{round_no}"
+    phone_dir = work / f"{tag}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
     req0 = healthz()["ari_requests"]
     s0 = children_cpu_seconds()
     try:
         a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
         completed, pdd = place_calls(
-            work / f"{mode}-{rate}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
+            work / f"{tag}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
         )
         left = asterisk.wait_no_channels(timeout_s=30)
         a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
@@ -321,7 +326,75 @@ def one_run(mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_p
         ctm_ms_per_call=round((c1 - c0) * 1000 / count, 2),
         sipp_ms_per_call=round(sipp_s * 1000 / count, 2),
         asterisk_rss_mb=rss_mb(ast_pid),
+        round=round_no,
     )
+
+
+def summarize(runs: list[Run], modes: list[str]) -> dict:
+    """One pass over the rates: the highest clean rate of each mode, its ratio to plain
+    Dial(), the added post-dial delay and the CPU ratios."""
+    best = {m: max((r.rate for r in runs if r.mode == m and r.clean), default=0) for m in modes}
+    base = {r.rate: r for r in runs if r.mode == "dialplan"}
+    others = [m for m in modes if m != "dialplan"]
+
+    def both_clean(mode: str) -> list[tuple[Run, Run]]:
+        """The mode's runs and the baseline's at the same rate, where both were clean."""
+        pairs = [(r, base[r.rate]) for r in runs if r.mode == mode and r.clean and r.rate in base]
+        return sorted(((r, b) for r, b in pairs if b.clean), key=lambda p: p[0].rate)
+
+    def added(mode: str) -> list[float]:
+        """Added delay where both connected every call (the baseline not saturated)."""
+        return [
+            round(r.pdd_ms_p50 - b.pdd_ms_p50, 2)
+            for r, b in both_clean(mode)
+            if r.pdd_ms_p50 is not None and b.pdd_ms_p50 is not None
+        ]
+
+    def cpu_ratio(mode: str, with_sipp: bool) -> float | None:
+        """Plain Dial()'s CPU per call over the mode's, at the lowest rate where both were
+        clean: what the cores allow, steadier than the clean rates on a shared machine.
+        Without the sipps (the same work in both): Asterisk + ctm-pbx. With them: the share
+        of the machine a call takes, which bounds the clean rate when all share the cores."""
+        for r, b in both_clean(mode)[:1]:
+            ours = r.asterisk_ms_per_call + r.ctm_ms_per_call
+            theirs = b.asterisk_ms_per_call + (b.ctm_ms_per_call if with_sipp else 0.0)
+            if with_sipp:
+                ours, theirs = ours + r.sipp_ms_per_call, theirs + b.sipp_ms_per_call
+            return round(theirs / ours, 2) if ours else None
+        return None
+
+    return {
+        "highest_clean_rate": best,
+        "ratio_vs_dialplan": {m: round(best[m] / best["dialplan"], 2) for m in others}
+        if best.get("dialplan")
+        else None,
+        "added_pdd_ms_p50_by_clean_rate": {m: added(m) for m in others},
+        "cpu_per_call_ratio": {m: cpu_ratio(m, False) for m in others},
+        "machine_cpu_per_call_ratio": {m: cpu_ratio(m, True) for m in others},
+    }
+
+
+def over_passes(passes: list[dict], modes: list[str]) -> dict:
+    """Several passes (--repeat): each pass's figures, and the median of each ratio. On a
+    shared machine one pass's clean rates move with the neighbours; the median of
+    interleaved passes is the figure to quote."""
+    others = [m for m in modes if m != "dialplan"]
+
+    def median(key: str, mode: str) -> float | None:
+        values = [p[key][mode] for p in passes if p[key] and p[key][mode] is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    return {
+        "passes": passes,
+        "median_highest_clean_rate": {
+            m: statistics.median(p["highest_clean_rate"][m] for p in passes) for m in modes
+        },
+        "median_ratio_vs_dialplan": {m: median("ratio_vs_dialplan", m) for m in others},
+        "median_cpu_per_call_ratio": {m: median("cpu_per_call_ratio", m) for m in others},
+        "median_machine_cpu_per_call_ratio": {
+            m: median("machine_cpu_per_call_ratio", m) for m in others
+        },
+    }
 
 
 def main() -> int:
@@ -332,6 +405,12 @@ def main() -> int:
     ap.add_argument("--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (sipp logs…)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="passes over the rates; the summary gives each pass's ratios and their median",
+    )
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
 
@@ -363,7 +442,9 @@ def main() -> int:
         # …): Asterisk slows down over its first thousands of calls (its memory grows
         # to a plateau, in every mode: asterisk_rss_mb), so a fixed order would favour
         # the first mode
-        for i, rate in enumerate(rates):
+        # with --repeat the order goes on flipping at every step, across passes too
+        steps = [(k + 1, rate) for k in range(args.repeat) for rate in rates]
+        for i, (round_no, rate) in enumerate(steps):
             order = args.modes.split(",")
             for mode in order if i % 2 == 0 else order[::-1]:
                 run = one_run(
@@ -376,6 +457,7 @@ def main() -> int:
                     ast_pid,
                     daemon.proc.pid,
                     work / "ctm.db",
+                    round_no,
                 )
                 runs.append(run)
                 print(json.dumps(asdict(run)), flush=True)
@@ -390,58 +472,9 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     modes = args.modes.split(",")
-    best = {m: max((r.rate for r in runs if r.mode == m and r.clean), default=0) for m in modes}
-    base = {r.rate: r for r in runs if r.mode == "dialplan"}
-
-    def added(mode: str) -> list[float]:
-        """Added delay where both connected every call (the baseline not saturated)."""
-        return [
-            round(r.pdd_ms_p50 - base[r.rate].pdd_ms_p50, 2)
-            for r in runs
-            if r.mode == mode
-            and r.clean
-            and r.rate in base
-            and base[r.rate].clean
-            and r.pdd_ms_p50 is not None
-            and base[r.rate].pdd_ms_p50 is not None
-        ]
-
-    def cpu_ratio(mode: str) -> float | None:
-        """Plain Dial()'s CPU per call (Asterisk + ctm-pbx) over the mode's, at the lowest
-        rate where both were clean: what the cores allow, steadier than the clean rates on a
-        shared machine (the sipps' own CPU, the same in both, is left out)."""
-        for r in sorted((r for r in runs if r.mode == mode and r.clean), key=lambda r: r.rate):
-            b = base.get(r.rate)
-            if b is not None and b.clean:
-                ours = r.asterisk_ms_per_call + r.ctm_ms_per_call
-                return round(b.asterisk_ms_per_call / ours, 2) if ours else None
-        return None
-
-    def machine_ratio(mode: str) -> float | None:
-        """The same with the sipps' CPU on both sides: the share of the machine a call
-        takes, which is what bounds the clean rate when everything shares the cores."""
-        for r in sorted((r for r in runs if r.mode == mode and r.clean), key=lambda r: r.rate):
-            b = base.get(r.rate)
-            if b is not None and b.clean:
-                ours = r.asterisk_ms_per_call + r.ctm_ms_per_call + r.sipp_ms_per_call
-                theirs = b.asterisk_ms_per_call + b.ctm_ms_per_call + b.sipp_ms_per_call
-                return round(theirs / ours, 2) if ours else None
-        return None
-
-    summary = {
-        "highest_clean_rate": best,
-        "ratio_vs_dialplan": {
-            m: round(best[m] / best["dialplan"], 2) for m in modes if m != "dialplan"
-        }
-        if best.get("dialplan")
-        else None,
-        "added_pdd_ms_p50_by_clean_rate": {m: added(m) for m in modes if m != "dialplan"},
-        "cpu_per_call_ratio": {m: cpu_ratio(m) for m in modes if m != "dialplan"},
-        "machine_cpu_per_call_ratio": {m: machine_ratio(m) for m in modes if m != "dialplan"},
-        "seconds_per_rate": args.seconds,
-        "hold_ms": args.hold_ms,
-        "cores": os.cpu_count(),
-    }
+    passes = [summarize([r for r in runs if r.round == k + 1], modes) for k in range(args.repeat)]
+    summary = dict(passes[0]) if args.repeat == 1 else over_passes(passes, modes)
+    summary.update(seconds_per_rate=args.seconds, hold_ms=args.hold_ms, cores=os.cpu_count())
     print(json.dumps(summary))
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"ari_routing-{time.strftime('%Y%m%dT%H%M%S')}.json"
