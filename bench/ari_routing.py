@@ -7,6 +7,8 @@ phone1), at rising call rates with short calls:
   (b) agi      : DID -> [ctm-agi-inbound] -> AGI(agi://…/inbound) -> Dial(${CTM_DIAL_1}),
                  the row completed from AMI events (dialplan/ctm-pbx-agi.conf)
   (c) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
+  (e) agi-floor: as (b), but the AGI answered by bench/null_agi.py, a server that does no
+                 work (a fixed answer, no row): Asterisk's own cost of AGI mode
   (d) ivrq     : DID -> Stasis -> a menu (Read(), one key by SIP INFO) -> a queue
                  (Queue(), the agent phone1) -- compare it with (a), the plain route
 
@@ -41,14 +43,18 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ctm_pbx.adapters.agi_calls import mset_command  # noqa: E402
 from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import open_db  # noqa: E402
+from ctm_pbx.core.agi_plan import channel_variables, plan_agi_call  # noqa: E402
+from ctm_pbx.core.callflow import NumberInfo  # noqa: E402
 from tests.integration.ctm import ProcessDaemon  # noqa: E402
 from tests.integration.sip import BASELINE_DID, Asterisk, screen_counts  # noqa: E402
 
@@ -58,7 +64,15 @@ PHONE_PORT, CARRIER_PORT = 5081, 5070
 BENCH_DID = "13125550199"
 AGI_DID = "13125550160"  # tests/asterisk/extensions_local.conf sends it to [ctm-agi-inbound]
 IVR_DID = "13125550198"
-DIDS = {"ctm": BENCH_DID, "agi": AGI_DID, "dialplan": BASELINE_DID, "ivrq": IVR_DID}
+FLOOR_DID = "13125550159"  # extensions_local.conf: the AGI dialplan, with the null server
+FLOOR_AGI_PORT = 14574  # bench/null_agi.py
+DIDS = {
+    "ctm": BENCH_DID,
+    "agi": AGI_DID,
+    "dialplan": BASELINE_DID,
+    "ivrq": IVR_DID,
+    "agi-floor": FLOOR_DID,
+}
 CARRIER_INFO_PORT = 5071  # the carrier address whose DTMF is SIP INFO
 WEB_PORT = 18090
 CONFIG = f"""\
@@ -112,6 +126,10 @@ class Run:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpus(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def rss_mb(pid: int) -> float:
@@ -272,8 +290,10 @@ def answered_rows(db_path: Path, since_id: int, mode: str = "ari") -> tuple[int,
 
 
 def one_run(
-    mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pid, db_path, round_no=1
+    mode, rate, seconds, hold_ms, work, asterisk, ast_pid, ctm_pids, db_path, round_no=1
 ) -> Run:
+    """One mode at one rate. ``ctm_pids``: ctm-pbx's process, and for agi-floor the
+    null FastAGI server too (its CPU is counted as ctm-pbx's)."""
     count = rate * seconds
     did = DIDS[mode]
     _, top_before = answered_rows(db_path, 0)
@@ -283,12 +303,12 @@ def one_run(
     req0 = healthz()["ari_requests"]
     s0 = children_cpu_seconds()
     try:
-        a0, c0, t0 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+        a0, c0, t0 = cpu_seconds(ast_pid), cpus(ctm_pids), time.monotonic()
         completed, pdd = place_calls(
             work / f"{tag}-carrier", did, count, rate, hold_ms, ivr=mode == "ivrq"
         )
         left = asterisk.wait_no_channels(timeout_s=30)
-        a1, c1, t1 = cpu_seconds(ast_pid), cpu_seconds(ctm_pid), time.monotonic()
+        a1, c1, t1 = cpu_seconds(ast_pid), cpus(ctm_pids), time.monotonic()
     finally:
         phone_completed = stop_phone(phone, phone_dir)
     sipp_s = children_cpu_seconds() - s0
@@ -397,12 +417,36 @@ def over_passes(passes: list[dict], modes: list[str]) -> dict:
     }
 
 
+def start_null_agi(work: Path) -> subprocess.Popen:
+    """bench/null_agi.py, answering what ctm-pbx answers for the bench's AGI number."""
+    config = parse_config(CONFIG.replace("MODE", "both"))
+    info = NumberInfo(f"+{AGI_DID}", "bench", None, "bench")
+    plan = plan_agi_call(config, info, info.number, {}, now=datetime.now(UTC))
+    variables = channel_variables(
+        plan,
+        call_id=1000,
+        source="bench",
+        source_label=config.sources["bench"].label,
+        confidence=1.0,
+    )
+    answer = work / "null-agi-answer"
+    answer.write_text(mset_command(variables) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "null_agi.py"), str(FLOOR_AGI_PORT), str(answer)],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="50,100,200,300,400", help="calls/s, comma-separated")
     ap.add_argument("--seconds", type=int, default=5, help="seconds of calls at each rate")
     ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
-    ap.add_argument("--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi")
+    ap.add_argument(
+        "--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi, agi-floor, ivrq"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (sipp logs…)")
     ap.add_argument(
@@ -433,9 +477,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ctm-bench-"))
     # AGI mode's AMI listener costs both sides a little on every call, ARI calls too:
     # run it only when AGI mode is measured
-    mode = "both" if "agi" in args.modes.split(",") else "ari"
+    mode = "both" if {"agi", "agi-floor"} & set(args.modes.split(",")) else "ari"
     (work / "config.yaml").write_text(CONFIG.replace("MODE", mode), encoding="utf-8")
     daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
+    floor = start_null_agi(work) if "agi-floor" in args.modes.split(",") else None
     runs: list[Run] = []
     try:
         # modes alternate at each rate, and their order flips from rate to rate (A B, B A,
@@ -455,13 +500,16 @@ def main() -> int:
                     work,
                     asterisk,
                     ast_pid,
-                    daemon.proc.pid,
+                    [daemon.proc.pid, floor.pid] if mode == "agi-floor" else [daemon.proc.pid],
                     work / "ctm.db",
                     round_no,
                 )
                 runs.append(run)
                 print(json.dumps(asdict(run)), flush=True)
     finally:
+        if floor is not None:
+            floor.terminate()
+            floor.wait(10)
         daemon.stop()
         if not was_running:
             asterisk.run_sandbox("down")
