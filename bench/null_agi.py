@@ -18,10 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
-try:
-    import uvloop
-except ImportError:
-    uvloop = None
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctm_pbx.edges.daemon import new_event_loop  # noqa: E402  (the daemon's own loop)
 
 
 class NullAgi(asyncio.Protocol):
@@ -56,7 +55,6 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    new_loop = uvloop.new_event_loop if uvloop is not None else asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=new_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         NullAgi.answer = Path(sys.argv[2]).read_bytes()
         runner.run(main(int(sys.argv[1])))
