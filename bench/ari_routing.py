@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ctm_pbx.adapters.agi_calls import mset_command  # noqa: E402
+from ctm_pbx.adapters.agi_calls import answer_command  # noqa: E402
 from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import open_db  # noqa: E402
@@ -430,7 +430,7 @@ def start_null_agi(work: Path) -> subprocess.Popen:
         confidence=1.0,
     )
     answer = work / "null-agi-answer"
-    answer.write_text(mset_command(variables) + "\n")
+    answer.write_text(answer_command(variables, disarm=True) + "\n")
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "null_agi.py"), str(FLOOR_AGI_PORT), str(answer)],
         stdout=subprocess.PIPE,

@@ -167,6 +167,18 @@ async def test_request_creates_the_row_and_sets_the_dial_steps(rig: Rig) -> None
     assert row["attribution_confidence"] == 1.0, "off-site source: certain"
 
 
+async def test_the_answer_disarms_the_timeout_only_when_the_dialplan_asks(rig: Rig) -> None:
+    """ctm-pbx-agi.conf arms TIMEOUT(absolute) around the request and passes ``disarm``: the
+    answer clears it first. A dialplan that does not ask keeps whatever timeout it set."""
+    asked = await agi_request(rig.port, "u-1", DID, extra="agi_arg_2: u-1\nagi_arg_3: disarm\n")
+    assert list(asked.variables)[0] == "TIMEOUT(absolute)"
+    assert asked.variables["TIMEOUT(absolute)"] == "0"
+    assert list(asked.variables)[-1] == "CTM_STATUS"
+    not_asked = await agi_request(rig.port, "u-2", DID, extra="agi_arg_2: u-2\n")
+    assert "TIMEOUT(absolute)" not in not_asked.variables
+    assert not_asked.variables["CTM_STATUS"] == "ok"
+
+
 async def test_ami_events_complete_the_row(rig: Rig) -> None:
     await agi_request(rig.port, "u-2", DID)
     dest = {"DestUniqueid": "d-1", "DestChannel": "PJSIP/phone1-00000002"}

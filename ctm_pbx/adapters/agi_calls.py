@@ -4,8 +4,10 @@ At the top of an inbound route the dialplan calls
 ``AGI(agi://127.0.0.1:4573/inbound,${EXTEN})`` (see dialplan/ctm-pbx-agi.conf).
 For that request ctm-pbx creates the call row, attributes the call, and sets
 ``CTM_*`` channel variables: the call id, the source, the visitor and the
-``Dial()`` steps of the number's route. The dialplan then dials by itself;
-``DialBegin``/``DialEnd``/``Hangup`` events from AMI complete the row.
+``Dial()`` steps of the number's route (and clears the absolute timeout that
+bounded the request, when the dialplan passes ``disarm`` as the third argument).
+The dialplan then dials by itself; ``DialBegin``/``DialEnd``/``Hangup`` events
+from AMI complete the row.
 
 An answer that would come later than ``asterisk.agi.timeout_ms`` is not sent:
 ``CTM_STATUS`` is set last, so the dialplan goes on to its default destination.
@@ -105,6 +107,16 @@ def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Act
 
 
 MSET_SPECIAL = ',"()'  # what Asterisk's application argument parser acts on
+DISARM = "disarm"  # agi_arg_3: the dialplan armed TIMEOUT(absolute) for the request
+
+
+def answer_command(variables: list[tuple[str, str]], *, disarm: bool) -> str:
+    """The answer: the ``CTM_*`` variables in one ``MSet``, after (``disarm``) clearing
+    the absolute timeout the dialplan armed for the request: the call has time now,
+    and the dialplan needs no priority of its own to clear it (ctm-pbx-agi.conf)."""
+    if disarm:
+        variables = [("TIMEOUT(absolute)", "0"), *variables]
+    return mset_command(variables)
 
 
 def mset_command(variables: list[tuple[str, str]]) -> str:
@@ -246,7 +258,7 @@ class AgiCallHandler:
             raise TimeoutError  # the work ran on the loop past the deadline: no late answer
         # the last command: the AGI ends with it (see AgiRequest.finish); Asterisk's reply
         # is read after the request ends
-        reply = request.finish(mset_command(variables))
+        reply = request.finish(answer_command(variables, disarm=h.get("agi_arg_3") == DISARM))
         reply.add_done_callback(partial(self._answer_taken, call))
         if plan.status != AgiStatus.OK:
             log.info("AGI call %s: %s; default destination", uniqueid, plan.reason)

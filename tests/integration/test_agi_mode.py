@@ -153,6 +153,25 @@ def test_agi_server_down_the_call_still_connects(asterisk, phone_factory, carrie
     assert time.monotonic() - t0 < 3, "no wait for a server that is not there"
 
 
+def test_a_call_longer_than_the_agi_timeout_is_not_cut(ctm, phone_factory, carrier) -> None:
+    """The absolute timeout armed around the request (3 s in the sandbox) is cleared by
+    ctm-pbx's answer (``disarm``): a conversation may last longer than the request could."""
+    phone_factory("phone1", "answer", ring_ms=100)
+    call = carrier.place_call(AGI_DIDS["single"], "call", hold_ms=3500)
+    assert call.success and call.ended_by == "caller", call.describe()
+    row = ctm.call(tracking_number="+13125550160")
+    assert row["outcome"] == "answered" and not row["failsafe"]
+    assert legs(row) == ["desk-1=answered"] and len(row["path"]) == 1
+    assert row["talk_seconds"] >= 3.3
+
+
+def test_agi_server_down_a_long_call_is_not_cut(asterisk, phone_factory, carrier) -> None:
+    """No answer to clear the request's absolute timeout: [ctm-agi-default] clears it."""
+    phone_factory("failsafe", "answer", ring_ms=100)
+    call = carrier.place_call(AGI_DIDS["single"], "call", hold_ms=3500)
+    assert call.success and call.ended_by == "caller", call.describe()
+
+
 def test_agi_server_hung_the_call_goes_on_in_bounded_time(
     asterisk, phone_factory, carrier, tmp_path
 ) -> None:
