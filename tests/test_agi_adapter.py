@@ -24,7 +24,7 @@ from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.schema import migrate
-from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.store.writer import DEFER_S, StoreWriter
 from ctm_pbx.core.inventory import NumberRecord
 from tests.helpers import config
 
@@ -316,3 +316,38 @@ async def test_a_hangup_while_asking_the_linkedid_still_logs_the_call(rig: Rig) 
     await agi_request(rig.port, "u-9", DID, get_answer=b"HANGUP\n")
     row = await rig.writer.run(call_store.call_by_channel, "u-9")
     assert row is not None and row["linkedid"] == "u-9"
+
+
+def fail_commits_of_calls(db) -> None:
+    """Every commit with a new call row fails (a deferred foreign key left dangling)."""
+    db.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    db.conn.execute(
+        "CREATE TABLE child (parent_id REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    db.conn.execute(
+        "CREATE TRIGGER dangling AFTER INSERT ON calls BEGIN INSERT INTO child VALUES (99); END"
+    )
+
+
+async def test_a_row_whose_commit_failed_is_never_completed_into_another(rig: Rig) -> None:
+    """The answer leaves before the commit (shared with other calls' writes): when that
+    commit fails, the call goes on unlogged, and its events touch no other call's row
+    (SQLite gives the lost id again)."""
+    rig.writer.run_sync(fail_commits_of_calls)
+    lost = await agi_request(rig.port, "u-lost", DID)
+    assert lost.variables["CTM_STATUS"] == "ok"
+    await asyncio.sleep(DEFER_S * 3)
+    assert rig.row("u-lost") is None
+    assert rig.handler.calls["u-lost"].call_id is None
+    rig.writer.run_sync(lambda db: db.conn.execute("DROP TRIGGER dangling"))
+    kept = await agi_request(rig.port, "u-kept", DID)
+    assert kept.variables["CTM_CALL_ID"] == lost.variables["CTM_CALL_ID"], "the id again"
+    for msg in (
+        ami("DialBegin", "u-lost", DialString="phone1", DestUniqueid="d-9", DestChannel="P/1"),
+        ami("DialEnd", "u-lost", DialStatus="ANSWER", DestUniqueid="d-9"),
+        ami("Hangup", "u-lost", Cause="16"),
+    ):
+        rig.handler.on_ami_event(msg)
+    await asyncio.sleep(DEFER_S * 3)
+    row = rig.row("u-kept")
+    assert row["status"] == "in_progress" and row["legs"] == [], "untouched by u-lost"

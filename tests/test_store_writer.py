@@ -209,3 +209,58 @@ async def test_run_now_waits_on_the_thread_while_another_process_writes(
         other.close()
     assert ticks >= 5, "the loop ran while the job waited for the lock"
     assert writer.run_sync(rows) == [(1, "ctm-store")]
+
+
+async def test_run_now_answers_before_the_commit_that_rows_of_a_burst_share(
+    writer: StoreWriter, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    commits = writer._commits
+    assert [await writer.run_now(add_and_count, n) for n in (1, 2, 3)] == [1, 2, 3]
+    assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (0,), "not committed yet"
+    await asyncio.sleep(DEFER_S * 3)
+    assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (3,)
+    assert writer._commits == commits + 1, "one commit for the three"
+    other.close()
+
+
+async def test_work_for_the_thread_and_close_commit_the_loops_writes_first(
+    tmp_path: Path,
+) -> None:
+    writer = StoreWriter(str(tmp_path / "w.db"))
+    writer.run_sync(_table)
+    await writer.run_now(add_and_count, 1)
+    writer.defer(add, 2)
+    assert await writer.run(rows) == [(1, "MainThread"), (2, "MainThread")]
+    await writer.run_now(add_and_count, 3)
+    writer.close()
+    db = open_db(tmp_path / "w.db")
+    assert [n for n, _ in rows(db)] == [1, 2, 3], "nothing lost at close"
+    db.conn.close()
+
+
+def deferred_fk(db) -> None:
+    """A child whose parent must exist by the commit: a way to make a commit fail."""
+    db.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    db.conn.execute(
+        "CREATE TABLE child (parent_id REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+
+
+def orphan(db) -> int:
+    db.conn.execute("INSERT INTO child VALUES (99)")
+    return 1
+
+
+async def test_when_the_commit_fails_run_now_jobs_are_told_their_writes_were_lost(
+    writer: StoreWriter, caplog
+) -> None:
+    writer.run_sync(deferred_fk)
+    lost: list[str] = []
+    assert await writer.run_now(add_and_count, 1, on_lost=lambda exc: lost.append("add")) == 1
+    assert await writer.run_now(orphan, on_lost=lambda exc: lost.append(str(exc))) == 1
+    with caplog.at_level(logging.ERROR):
+        await asyncio.sleep(DEFER_S * 3)
+    assert lost == ["add", "FOREIGN KEY constraint failed"], "both: one commit, lost whole"
+    assert writer.run_sync(rows) == []
+    assert await writer.run_now(add_and_count, 2) == 1, "the next window writes as usual"

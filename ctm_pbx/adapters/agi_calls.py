@@ -93,6 +93,13 @@ def _record_start(
     return call_id, visitor_id, confidence
 
 
+def _row_lost(call: _AgiCall, exc: BaseException) -> None:
+    """The row's commit failed after the answer: the call goes on, unlogged (its id
+    may be given to another call's row, which its events must not touch)."""
+    log.error("AGI call %s: its row was not committed (%s)", call.uniqueid, exc)
+    call.call_id = None
+
+
 def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Action]) -> None:
     if call.call_id is None:
         log.error("AGI call %s: no row to record its events in", call.uniqueid)
@@ -239,7 +246,14 @@ class AgiCallHandler:
             linkedid = (_agi_value(linked) if linked else None) or uniqueid
         try:
             call_id, visitor_id, confidence = await self.writer.run_now(
-                _record_start, self.config, call, start, plan, linkedid, now
+                _record_start,
+                self.config,
+                call,
+                start,
+                plan,
+                linkedid,
+                now,
+                on_lost=partial(_row_lost, call),
             )
         except Exception:
             call.call_id = None  # its row did not stand: SQLite may give the id to another

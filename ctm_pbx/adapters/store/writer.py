@@ -10,12 +10,16 @@ Deferred jobs (``defer``: call-log writes nobody waits for) are gathered on the
 event loop for a few milliseconds and then written together, on the loop itself
 when the thread has nothing queued or running (no thread wakeup, no switch of the
 GIL: most of what such a write costs), else handed to the thread as one job.
-Either way jobs run in the order they were asked for. ``run_now`` does the same
-for one short job a caller waits on. The loop never waits there: it takes the
-write lock without a busy timeout (another process writing, e.g. the CLI: the
-jobs go to the thread, which waits), and what fsyncs stays on the thread: the
-WAL checkpoints, and the first commit after one (which starts the WAL over and
-syncs its header).
+Either way jobs run in the order they were asked for. ``run_now`` runs one short
+job a caller waits on, on the loop in the same way, and answers at once: its
+writes join the loop's open transaction, which the deferred jobs' timer commits
+(``DEFER_S`` later, with everything written meanwhile: under load many calls'
+rows share one commit, the costliest part of a write). The loop never waits
+there: it takes the write lock without a busy timeout (another process writing,
+e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
+the thread: the WAL checkpoints, and the first commit after one (which starts
+the WAL over and syncs its header). Work handed to the thread, and ``close``,
+commit the loop's transaction first.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class StoreWriter:
         self._commits = 0  # since the last checkpoint
         self._closed = False
         self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
+        self._open = False  # a transaction begun on the loop, not yet committed
+        self._open_lost: list[Callable[[BaseException], None]] = []  # told if it fails
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -158,6 +164,9 @@ class StoreWriter:
 
     def _submit(self, fn: Callable[..., T], args: tuple, kwargs: dict, done) -> None:
         with self._deferred_lock:
+            if self._open:  # the thread gets the connection with nothing pending
+                self._run_deferred_here()
+                self._commit_here()
             self._flush_deferred()  # keep the order in which jobs were asked for
             self._put((fn, args, kwargs, done))
 
@@ -188,34 +197,57 @@ class StoreWriter:
                 self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
 
     def _write_deferred(self) -> None:
-        """The deferred jobs' timer: write them here if the thread is idle, else hand them over."""
+        """The deferred jobs' timer: write them here and commit (with what ``run_now``
+        wrote meanwhile) if the thread is idle, else hand them over."""
         with self._deferred_lock:
             self._flush_handle = None
-            if not self._deferred or self._closed:
+            if self._closed or not (self._deferred or self._open):
                 return
-            if not self._write_here([]):
+            if self._open or self._begin_here():
+                self._run_deferred_here()
+                self._commit_here()
+            else:
                 self._flush_deferred()
 
-    def _write_here(self, group: list) -> bool:  # with _deferred_lock held
-        """Write the deferred jobs, then ``group``, on this thread and commit: when the
-        thread is idle and the write lock is free (False: nothing was done)."""
+    def _begin_here(self) -> bool:  # with _deferred_lock held
+        """Begin a transaction on this thread: when the thread is idle and the write
+        lock is free (False: nothing was done)."""
         if self._closed or self._in_flight or self._wal_restart or self._db is None:
             return False
         if not self._lock_here():
             return False
-        # the thread is idle and stays so while we hold _deferred_lock, and the write
-        # lock is ours: write here, in the transaction _lock_here began
+        # the thread is idle and stays so while the transaction is open (work for it
+        # commits this first), and the write lock is ours
+        self._open = True
+        return True
+
+    def _run_deferred_here(self) -> None:  # with _deferred_lock held, self._open
         jobs, self._deferred = self._deferred, []
         if jobs:
-            group = [(_run_deferred, (jobs,), {}, _deferred_done(jobs)), *group]
+            assert self._db is not None
+            _run_deferred(self._db, jobs)
+            self._open_lost += [on_error for *_, on_error in jobs if on_error is not None]
+
+    def _commit_here(self) -> None:  # with _deferred_lock held, self._open
+        """Commit the loop's transaction; if that fails, tell whose writes were lost."""
+        assert self._db is not None
+        lost, self._open_lost, self._open = self._open_lost, [], False
+        conn = self._db.conn
+        self._commits += 1
         try:
-            self._deliver(self._run_group(group))
-        finally:
-            if self._db.conn.in_transaction:  # a BaseException out of a job
-                self._db.conn.rollback()
+            conn.commit()
+        except Exception as exc:  # nothing of it stands
+            log.exception("store commit failed")
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            lease_index.invalidate(self._db)
+            for on_lost in lost:
+                try:
+                    on_lost(exc)
+                except Exception:
+                    log.exception("store: a lost write's callback failed")
         if self._commits >= CHECKPOINT_EVERY:
             self._put(_CHECKPOINT)
-        return True
 
     def _lock_here(self) -> bool:
         """Take the database's write lock without waiting (False: another process has it)."""
@@ -251,19 +283,42 @@ class StoreWriter:
         self._submit(fn, args, kwargs, done)
         return await fut
 
-    async def run_now(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run_now(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_lost: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
         """Like ``run``, but on the loop itself when the thread is idle and the write lock
-        free: no thread wakeup, no switch of the GIL. For short writes a caller waits on
-        (AGI mode's call row). Else, or when another process holds the lock, on the thread.
+        free: no thread wakeup, no switch of the GIL, no commit to wait for. For short
+        writes a caller waits on (AGI mode's call row). The job runs after the deferred
+        jobs asked for before it, in its own savepoint (its exception undoes only its
+        writes), and answers before the commit (``DEFER_S`` later at most): if that
+        commit fails, ``on_lost(exc)`` is called. Else, when the thread is busy or
+        another process holds the lock, on the thread, committed before the answer.
         """
-        answer: list[tuple[Any, BaseException | None]] = []
+        loop = asyncio.get_running_loop()
         with self._deferred_lock:
-            here = self._write_here([(fn, args, kwargs, lambda v, e: answer.append((v, e)))])
+            here = self._open or self._begin_here()
+            if here:
+                assert self._db is not None
+                self._run_deferred_here()  # the jobs asked for earlier go first
+                if self._flush_handle is None:
+                    self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
+                try:
+                    with atomic(self._db, "job"):
+                        value = fn(self._db, *args, **kwargs)
+                except Exception as exc:
+                    error: Exception | None = exc
+                else:
+                    error = None
+                    if on_lost is not None:
+                        self._open_lost.append(on_lost)
         if not here:
             return await self.run(fn, *args, **kwargs)
-        value, exc = answer[0]
-        if exc is not None:
-            raise exc
+        if error is not None:
+            raise error
         return value
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
@@ -289,6 +344,9 @@ class StoreWriter:
 
     def close(self) -> None:
         with self._deferred_lock:
+            if self._open:
+                self._run_deferred_here()
+                self._commit_here()
             self._flush_deferred()
             self._closed = True
         self._jobs.put(_STOP)
