@@ -166,6 +166,20 @@ CASES = [
         "PJSIP/failsafe",
     ),
     (
+        "the dialplan dials again after an answered Dial() returned: both steps recorded",
+        "one",
+        [
+            begin(0.1, "phone1", 1),
+            end(1.1, 1, "ANSWER"),
+            begin(3.0, "failsafe", 2),  # e.g. Dial()'s g option, then the admin's next step
+            end(3.5, 2, "ANSWER"),
+            HungUp(at(6), 16),
+        ],
+        ["1:desk-1=answered", "2:PJSIP/failsafe=answered"],
+        "answered",
+        "desk-1",
+    ),
+    (
         "AMI lost the call: unknown",
         "one",
         [begin(0.1, "phone1", 1), ChannelLost(at(60), "channel gone unseen")],
@@ -213,6 +227,17 @@ def test_times_come_from_the_events() -> None:
     assert (finish.ring_seconds, finish.talk_seconds) == (4.6, 6.0)
     assert finish.answered_at == "2026-11-28T12:00:04.600Z" and finish.hangup_cause == 16
     assert finish.answered_number == "+13125550102"
+
+
+def test_an_answered_step_ends_when_the_dialplan_dials_again() -> None:
+    tr = tracker("one")
+    actions = run(
+        tr,
+        [begin(0.1, "phone1", 1), end(1.1, 1, "ANSWER"), begin(3.0, "failsafe", 2)],
+    )
+    (first,) = [a for a in actions if isinstance(a, FinishStep)]
+    assert (first.step, first.dial_status, first.talk_seconds) == (1, "ANSWER", 1.9)
+    assert [a.step for a in actions if isinstance(a, StartStep)] == [1, 2]
 
 
 def test_path_has_each_step_and_the_fallback_taken() -> None:

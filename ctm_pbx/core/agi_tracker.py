@@ -149,6 +149,10 @@ class AgiCallTracker:
     def _began(self, ev: DialBegan) -> list[Action]:
         key = _dial_key(ev.dest_channel, ev.dial_string)
         cur = self.current
+        if cur is not None and cur.answered is not None:
+            # the answered Dial() returned and the dialplan dials again (Dial()'s g
+            # option, a timeout's T extension): that conversation ended here
+            return [self._finish_step(ev.now, None), *self._new_step(ev, key)]
         if cur is not None and not cur.waiting() and cur.answered is None:
             cur = None  # every ring of the last Dial() ended: this is a new Dial()
         if cur is not None:
@@ -205,7 +209,8 @@ class AgiCallTracker:
         leg.status = ev.status or "UNKNOWN"
         if ev.status == "ANSWER" and cur.answered is None:
             cur.answered, cur.answered_at = leg, ev.now
-            self.answered = (leg.ring, ev.now)
+            if self.answered is None:  # the call's: its first answer (the route's)
+                self.answered = (leg.ring, ev.now)
             return []  # the step ends with the call: its talk time is not known yet
         if cur.answered is None and not cur.waiting():
             return [self._finish_step(ev.now, None)]
