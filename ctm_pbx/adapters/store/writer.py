@@ -165,8 +165,7 @@ class StoreWriter:
     def _submit(self, fn: Callable[..., T], args: tuple, kwargs: dict, done) -> None:
         with self._deferred_lock:
             if self._open:  # the thread gets the connection with nothing pending
-                self._run_deferred_here()
-                self._commit_here()
+                self._finish_here()
             self._flush_deferred()  # keep the order in which jobs were asked for
             self._put((fn, args, kwargs, done))
 
@@ -204,8 +203,7 @@ class StoreWriter:
             if self._closed or not (self._deferred or self._open):
                 return
             if self._open or self._begin_here():
-                self._run_deferred_here()
-                self._commit_here()
+                self._finish_here()
             else:
                 self._flush_deferred()
 
@@ -227,6 +225,11 @@ class StoreWriter:
             assert self._db is not None
             _run_deferred(self._db, jobs)
             self._open_lost += [on_error for *_, on_error in jobs if on_error is not None]
+
+    def _finish_here(self) -> None:  # with _deferred_lock held, self._open
+        """Write what is deferred into the loop's transaction, and commit it."""
+        self._run_deferred_here()
+        self._commit_here()
 
     def _commit_here(self) -> None:  # with _deferred_lock held, self._open
         """Commit the loop's transaction; if that fails, tell whose writes were lost."""
@@ -345,8 +348,7 @@ class StoreWriter:
     def close(self) -> None:
         with self._deferred_lock:
             if self._open:
-                self._run_deferred_here()
-                self._commit_here()
+                self._finish_here()
             self._flush_deferred()
             self._closed = True
         self._jobs.put(_STOP)
