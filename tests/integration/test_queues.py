@@ -141,7 +141,8 @@ def test_overflow_on_max_wait(ctm, phone_factory, carrier) -> None:
     assert call.success, call.describe()
     row = ctm.call(tracking_number="+13125550207")
     assert row["answered_by"] == "desk-3" and row["queue_status"] == "TIMEOUT"
-    assert 1.5 <= row["queue_wait_seconds"] <= 4
+    # app_queue's expiry is whole seconds of time(): max_wait 2 s ends the wait 1 to 2 s in
+    assert 1.0 <= row["queue_wait_seconds"] <= 4
     fallback = next(p for p in row["path"] if "fallback" in p)
     assert (fallback["from_route"], fallback["to_route"]) == ("q-overflow", "backup")
 
