@@ -1,6 +1,7 @@
 """A full disk under the daemon, against the real Asterisk: the database on a small
-tmpfs, filled with a file while calls come in (AGI and ARI mode). The calls are
-routed and answered; their rows appear once the file is removed."""
+tmpfs, filled with a file while calls come in (AGI and ARI mode, one recorded). The
+calls are routed and answered; their rows (and the recording) appear once the file is
+removed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ctm_pbx.adapters.ari_calls import MEDIA_SETTLE_S
 
 from .ctm import AGI_DIDS, DIDS, ThreadDaemon, write_config
 from .sip import Asterisk, Carrier
@@ -67,8 +70,11 @@ def test_calls_on_a_full_disk_are_routed_and_logged_once_space_returns(
     assert agi.success, agi.describe()
     ari = carrier.place_call(DIDS["single"], "call", hold_ms=400)
     assert ari.success, ari.describe()
+    recorded = carrier.place_call(DIDS["recorded"], "dtmf_2833", digits="1", hold_ms=1000)
+    assert recorded.success, recorded.describe()
+    time.sleep(MEDIA_SETTLE_S + 0.5)  # its recording is linked while the row still waits
     status = ctm.daemon.status()
-    assert status["db_writable"] is False and status["db_writes_waiting"] >= 2, status
+    assert status["db_writable"] is False and status["db_writes_waiting"] >= 3, status
     assert "full" in status["db_write_error"]
     (disk / "filler").unlink()
     for tracking_number, mode in (("+13125550160", "agi"), ("+13125550142", "ari")):
@@ -76,4 +82,6 @@ def test_calls_on_a_full_disk_are_routed_and_logged_once_space_returns(
         assert row["mode"] == mode and row["source"] == "billboard"
         assert row["outcome"] == "answered" and row["answered_by"] == "desk-1"
         assert [leg["result"] for leg in row["legs"]] == ["answered"]
+    row = ctm.call(tracking_number="+13125550222", timeout_s=20)
+    assert row["outcome"] == "answered" and row["recording_path"].endswith(".wav")
     assert ctm.daemon.status()["db_writable"] is True
