@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,3 +350,25 @@ async def test_the_visit_api_answers_from_memory_on_a_full_disk(aiohttp_client, 
         ), "stored now, with a pool number"
     finally:
         writer.close()
+
+
+async def test_agi_calls_on_a_full_disk_do_not_wait_for_the_writers_thread(
+    rig: Rig, disk: Disk
+) -> None:
+    """While the disk is full the thread may be busy (writing what waits again, a slow
+    read): the AGI answer does not queue behind it."""
+    disk.fill(rig.path)
+    await agi_request(rig.port, "u-first", DID)  # its commit fails: the disk is full
+    await asyncio.sleep(DEFER_S * 3)
+    assert not rig.writer.health()["db_writable"]
+    release = threading.Event()
+    busy = asyncio.ensure_future(rig.writer.run(lambda db: release.wait(5)))
+    try:
+        result = await agi_request(rig.port, "u-busy", DID)  # the timeout is 1 s
+        assert result.variables["CTM_STATUS"] == "ok" and not result.variables["CTM_CALL_ID"]
+    finally:
+        release.set()
+        await busy
+    disk.free()
+    await until_writable(rig.writer)
+    assert rig.writer.run_sync(call_store.call_by_channel, "u-busy") is not None

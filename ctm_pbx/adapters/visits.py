@@ -287,6 +287,8 @@ class VisitDesk:
         if quick is not None:
             return quick
         self.flush()
+        if not self.writer.writable:  # not even waiting for the store's thread
+            return self._unstored(req)
         try:
             result = await self.writer.run(handle_visit, self.config, req, now)
         except StoreUnavailable as exc:

@@ -376,6 +376,11 @@ class StoreWriter:
             since.isoformat(timespec="seconds") if since else "?",
         )
 
+    @property
+    def writable(self) -> bool:
+        """False while the database cannot be written (see ``health``)."""
+        return self._unwritable_since is None
+
     def health(self) -> dict:
         """Whether the database can be written and, while it cannot, since when
         (``db_unwritable_since``), why, and how many writes wait in memory."""
@@ -597,6 +602,10 @@ class StoreWriter:
                 else:
                     error = None
                     self._open_writes.append(write)
+        if not here and self._unwritable_since is not None:
+            # the thread may be busy writing what waits: the caller does not wait for it
+            self._submit(_run_writes, ([write],), {}, _writes_done([write]), [write])
+            raise StoreUnavailable(self._write_error, kept=True)
         if not here:
             return await self._run(fn, args, kwargs, [write])
         if error is not None:
