@@ -264,3 +264,56 @@ async def test_when_the_commit_fails_run_now_jobs_are_told_their_writes_were_los
     assert lost == ["add", "FOREIGN KEY constraint failed"], "both: one commit, lost whole"
     assert writer.run_sync(rows) == []
     assert await writer.run_now(add_and_count, 2) == 1, "the next window writes as usual"
+
+
+async def test_writes_wait_out_another_process_holding_the_lock_past_the_busy_timeout(
+    writer: StoreWriter, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(store_writer, "BUSY_MS", 50)  # set by the loop's first try
+    monkeypatch.setattr(store_writer, "RETRY_FIRST_S", 0.05)
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a stuck CLI
+    for n in range(3):
+        writer.defer(add, n)
+        await asyncio.sleep(DEFER_S * 3)
+    health = writer.health()
+    assert not health["db_writable"] and "locked" in health["db_write_error"], health
+    assert health["db_writes_waiting"] == 3
+    assert await writer.run(lambda db: db.execute("SELECT 1").fetchone()) == (1,)
+    other.execute("COMMIT")
+    other.close()
+    for _ in range(200):
+        if writer.health()["db_writable"]:
+            break
+        await asyncio.sleep(0.02)
+    assert [n for n, _ in writer.run_sync(rows)] == [0, 1, 2], "none lost, in order"
+
+
+@pytest.mark.parametrize(
+    ("make", "waits"),
+    [
+        ("locked", True),
+        ("read_only", True),
+        ("constraint", False),
+    ],
+)
+def test_which_errors_mean_the_database_cannot_be_written(
+    tmp_path: Path, make: str, waits: bool
+) -> None:
+    path = tmp_path / "e.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    setup.execute("INSERT INTO t VALUES (1)")
+    if make == "locked":
+        setup.execute("BEGIN IMMEDIATE")
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+        sql = "INSERT INTO t VALUES (2)"
+    elif make == "read_only":
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        sql = "INSERT INTO t VALUES (2)"
+    else:
+        conn = sqlite3.connect(path, isolation_level=None)
+        sql = "INSERT INTO t VALUES (1)"
+    with pytest.raises(sqlite3.Error) as raised:
+        conn.execute(sql)
+    assert store_writer.unwritable(raised.value) is waits

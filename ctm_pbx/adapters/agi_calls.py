@@ -36,7 +36,7 @@ from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.route_state import save_route_memory
-from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
 from ctm_pbx.core.agi_tracker import (
     AgiCallTracker,
@@ -78,8 +78,8 @@ def _record_start(
     now: datetime,
 ) -> tuple[int, str | None, float | None]:
     """Create the row, attribute it, remember round robin (on the writer thread)."""
-    call_id = call_store.insert_call(
-        db, start, channel_id=call.uniqueid, linkedid=linkedid, mode="agi"
+    call_id = call_store.insert_call(  # run again after a failed commit: the same id
+        db, start, channel_id=call.uniqueid, linkedid=linkedid, mode="agi", call_id=call.call_id
     )
     call.call_id = call_id
     for route, memory in plan.memories.items():
@@ -94,8 +94,10 @@ def _record_start(
 
 
 def _row_lost(call: _AgiCall, exc: BaseException) -> None:
-    """The row's commit failed after the answer: the call goes on, unlogged (its id
-    may be given to another call's row, which its events must not touch)."""
+    """The row will not be written (its commit failed for a reason of its own, or it
+    waited for a writable database past the writer's bound): the call goes on,
+    unlogged (its id may be given to another call's row, which its events must not
+    touch)."""
     log.error("AGI call %s: its row was not committed (%s)", call.uniqueid, exc)
     call.call_id = None
 
@@ -255,6 +257,14 @@ class AgiCallHandler:
                 now,
                 on_lost=partial(_row_lost, call),
             )
+        except StoreUnavailable as exc:
+            # the database cannot be written (a full disk): the call is routed all the
+            # same; its row waits in the writer (exc.kept) and is written, and the call
+            # attributed, when it can be, with the events that followed
+            log.warning("AGI call %s: routed without its row for now (%s)", uniqueid, exc)
+            if not exc.kept:
+                call.call_id = None
+            call_id, visitor_id, confidence = None, None, None
         except Exception:
             call.call_id = None  # its row did not stand: SQLite may give the id to another
             raise

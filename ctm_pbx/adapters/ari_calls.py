@@ -126,7 +126,11 @@ def _record(
     for action in actions:
         if isinstance(action, StartCall):
             call_id = call.call_id = call_store.insert_call(
-                db, action, channel_id=call.channel_id, linkedid=call.linkedid
+                db,
+                action,
+                channel_id=call.channel_id,
+                linkedid=call.linkedid,
+                call_id=call.call_id,  # written again after a failed commit: the same id
             )
             try:
                 with atomic(db, "attribution"):

@@ -21,7 +21,7 @@ from datetime import datetime
 import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
-from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind
@@ -287,8 +287,40 @@ class VisitDesk:
         if quick is not None:
             return quick
         self.flush()
-        result = await self.writer.run(handle_visit, self.config, req, now)
+        if not self.writer.writable:  # not even waiting for the store's thread
+            return self._unstored(req)
+        try:
+            result = await self.writer.run(handle_visit, self.config, req, now)
+        except StoreUnavailable as exc:
+            log.warning("visit answered from memory: %s", exc)
+            return self._unstored(req)
         self._remember(result.known, now)
+        return result
+
+    def _unstored(self, req: VisitRequest) -> VisitResult:
+        """The answer while the database cannot be written, to a visitor the memory does
+        not know: the source of this page's URLs and, for each target, a number that
+        needs no new lease (the pool's overflow number, else the source's own number,
+        else none: the page keeps its number). Nothing is stored: the visitor keeps its
+        id (a new one gets an id that is not stored yet) and is stored on a later page."""
+        visitor_id = req.visitor_id or new_id()
+        if req.landing_url is None:  # a heartbeat: its leases cannot be renewed now
+            return VisitResult(visitor_id, None, None, "", unknown=True)
+        decision = self._source_of(req.landing_url, req.referrer)
+        result = VisitResult(visitor_id, None, decision.source, decision.rule)
+        source = self.config.sources.get(decision.source or "")
+        if source is None or source.kind is not SourceKind.ONSITE:
+            return result
+        pools = [p for p in self.config.pools.values() if p.source == source.name]
+        numbers = self.active_numbers() if self.active_numbers is not None else {}
+        own = sorted(n for n, i in numbers.items() if i.source == source.name and not i.pool)
+        for target in self.config.targets.values():
+            pool = _pool_for(pools, target.name)
+            if pool is not None and pool.overflow_number:
+                held = HeldNumber(target.number, pool.overflow_number, pool.name)
+                result.numbers[target.number] = held.shown()
+            elif pool is None and own:
+                result.numbers[target.number] = HeldNumber(target.number, own[0]).shown()
         return result
 
     def flush(self) -> None:

@@ -57,6 +57,7 @@ class Daemon:
             "mode": a.mode.value,
             "tracking_numbers": len(self.inventory.numbers),
         }
+        out |= self.writer.health()  # db_writable and, while it is not, what waits
         if a.uses_ari:
             out |= {
                 "ari_connected": self.ari.connected.is_set(),

@@ -18,10 +18,10 @@ from ctm_pbx.core.callflow import (
 # The hot path (one call = a few of these) uses plain SQL: sqlite-utils' table
 # helpers introspect the schema on every call.
 _INSERT_CALL = (
-    "INSERT INTO calls (mode, status, started_at, tracking_number, caller_number, caller_name,"
+    "INSERT INTO calls (id, mode, status, started_at, tracking_number, caller_number, caller_name,"
     " source, pool, route, channel_id, linkedid, caller_place, caller_region, caller_area_code,"
     " caller_location_source)"
-    " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_LEG = (
     "INSERT INTO call_legs (call_id, step, route, receiving_number, number, dial_string,"
@@ -45,12 +45,15 @@ def insert_call(
     channel_id: str,
     linkedid: str | None,
     mode: str = "ari",
+    call_id: int | None = None,
 ) -> int:
-    """Create the row as the call starts; returns its id."""
+    """Create the row as the call starts; returns its id: ``call_id`` if given (the
+    writer runs the job again after a failed commit: the id it gave then stays)."""
     where = start.location
     cur = db.conn.execute(
         _INSERT_CALL,
         (
+            call_id,
             mode,
             start.started_at,
             start.tracking_number,

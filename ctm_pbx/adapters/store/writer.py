@@ -20,6 +20,13 @@ e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
 the thread: the WAL checkpoints, and the first commit after one (which starts
 the WAL over and syncs its header). Work handed to the thread, and ``close``,
 commit the loop's transaction first.
+
+When the database cannot be written (disk full, I/O error, read-only, locked past
+the busy timeout), a failed commit loses no write nobody waits on (deferred jobs,
+``submit``, ``run_now``): they wait in memory, in order, at most ``max_backlog`` of
+them (past that, new writes are refused: see ``_keep``), and are written again, in
+one transaction, with a growing pause between tries, until a commit succeeds. Reads
+still answer; a ``run`` job that writes gets ``StoreUnavailable``. ``health`` says so.
 """
 
 from __future__ import annotations
@@ -30,8 +37,11 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlite_utils
@@ -47,23 +57,77 @@ MAX_GROUP = 256
 DEFER_S = 0.02  # how long deferred jobs wait for company
 BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
 CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (the thread's)
+MAX_BACKLOG = 20_000  # writes kept in memory while the database cannot be written
+RETRY_FIRST_S = 0.5  # the first pause before writing them again; it doubles
+RETRY_MAX_S = 10.0  # up to this (so they are written at most this long after space returns)
+# SQLite's primary result codes of "the database cannot be written now": the writes wait
+_UNWRITABLE = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY}
+    | {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_LOCKED}
+)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be written now. ``kept``: the job's writes wait in the writer
+    and are written when it can be (its ``on_lost``/``on_error`` is called if they never
+    are); else they are not kept (a ``run`` job, or past the bound)."""
+
+    def __init__(self, cause: object, *, kept: bool) -> None:
+        super().__init__(f"the database cannot be written: {cause}")
+        self.kept = kept
+
+
+def unwritable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be written now (rather than a bad job)."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNWRITABLE
+
+
+@dataclass
+class _Write:
+    """A write nobody waits on the commit of: kept and written again if its commit fails."""
+
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    what: str = "store write"
+    on_error: Callable[[BaseException], None] | None = None
+
+
+class _Interrupted(Exception):
+    """``_run_writes`` stopped: the database cannot be written; ``keep`` is what to keep."""
+
+    def __init__(self, cause: BaseException, keep: list[_Write]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.keep = keep
 
 
 class StoreWriter:
     """Owns the database connection; ``await writer.run(fn, *args)`` calls ``fn(db, *args)``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, max_backlog: int = MAX_BACKLOG) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite_utils.Database | None = None
-        self._deferred: list[tuple[Callable[..., Any], tuple, str]] = []
-        self._deferred_lock = threading.Lock()
+        self._deferred: list[_Write] = []
+        self._deferred_lock = threading.RLock()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
         self._commits = 0  # since the last checkpoint
         self._closed = False
         self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
         self._open = False  # a transaction begun on the loop, not yet committed
-        self._open_lost: list[Callable[[BaseException], None]] = []  # told if it fails
+        self._open_writes: list[_Write] = []  # written in it: kept if its commit fails
+        # while the database cannot be written (the thread's, set under _deferred_lock)
+        self.max_backlog = max_backlog
+        self._backlog: list[_Write] = []  # the writes that wait, in order
+        self._unwritable_since: datetime | None = None
+        self._write_error: str | None = None
+        self._refused = 0  # writes dropped past the bound (since the start)
+        self._backoff = RETRY_FIRST_S
+        self._retry_at = 0.0  # time.monotonic() of the next try
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -82,7 +146,11 @@ class StoreWriter:
             return
         opened.set_result(None)
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self._retry_wait())
+            except queue.Empty:  # time to write what waits again
+                self._retry()
+                continue
             if job is _STOP:
                 break
             group, asked = ([], 1) if job is _CHECKPOINT else ([job], 0)
@@ -98,8 +166,12 @@ class StoreWriter:
                     asked += 1
                 else:
                     group.append(nxt)
+            if self._unwritable_since is not None and time.monotonic() >= self._retry_at:
+                self._retry()  # what waits goes first: the order of writes is kept
             results = []
-            if group:
+            if group and self._unwritable_since is not None:
+                results = self._while_unwritable(group)
+            elif group:
                 changes = self._db.conn.total_changes
                 results = self._run_group(group)
                 if self._db.conn.total_changes != changes:
@@ -110,9 +182,16 @@ class StoreWriter:
                     self._in_flight -= len(group)
             self._deliver(results)
             if checkpoint:  # the thread stays busy (for the loop) until it is done
-                self._checkpoint()
+                if self._unwritable_since is None:
+                    self._checkpoint()
                 with self._deferred_lock:
                     self._in_flight -= len(group) + asked
+        if self._backlog:
+            self._retry()
+        if self._backlog:  # still not writable: these never will be
+            exc = StoreUnavailable(self._write_error, kept=False)
+            log.error("store closed: %d waiting writes lost (%s)", len(self._backlog), exc)
+            _tell_lost(self._backlog, exc)
         self._db.conn.close()
 
     def _checkpoint(self) -> None:
@@ -130,29 +209,190 @@ class StoreWriter:
         assert self._db is not None
         conn = self._db.conn
         results = []
+        ran: list[tuple[Any, BaseException | None, bool]] = []  # value, error, wrote
         try:
             self._commits += 1
             if not conn.in_transaction:
                 conn.execute("BEGIN")  # a read-only group never waits for the write lock
-            for fn, args, kwargs, done in group:
+            for fn, args, kwargs, done, _keep in group:
+                before = conn.total_changes
                 try:
-                    if fn is _run_deferred:  # each of its jobs has its own savepoint
+                    if fn is _run_writes:  # each of its jobs has its own savepoint
                         value = fn(self._db, *args, **kwargs)
                     else:
                         with atomic(self._db, "job"):
                             value = fn(self._db, *args, **kwargs)
+                except _Interrupted as exc:
+                    ran.append((exc.keep, None, True))
+                    raise exc.cause from None
                 except Exception as exc:
+                    if unwritable(exc):
+                        ran.append((None, None, True))
+                        raise
                     results.append((done, None, exc))
+                    ran.append((None, exc, False))
                 else:
                     results.append((done, value, None))
+                    ran.append((value, None, conn.total_changes != before))
             conn.commit()
         except Exception as exc:  # the group could not be committed: nothing of it stands
-            log.exception("store commit failed")
             with contextlib.suppress(Exception):
                 conn.rollback()
             lease_index.invalidate(self._db)
+            if unwritable(exc):
+                return self._commit_failed(exc, group, ran)
+            log.exception("store commit failed")
             results = [(job[3], None, exc) for job in group]
         return results
+
+    # -- while the database cannot be written (the thread's) ---------------------------
+
+    def _commit_failed(self, exc: BaseException, group: list, ran: list) -> list:
+        """The group's commit failed for want of a writable database: keep its writes,
+        answer its reads (they stand), and take the jobs it did not reach as in
+        ``_while_unwritable``."""
+        self._enter_outage(exc)
+        results = []
+        for (fn, _args, _kwargs, done, keep), (value, error, wrote) in zip(
+            group, ran, strict=False
+        ):
+            if error is not None:  # it failed by itself: nothing of it to keep
+                results.append((done, None, error))
+            elif keep is not None:  # a batch keeps what stood of it (all, if interrupted)
+                results.append(self._keep(done, value if fn is _run_writes else keep))
+            elif not wrote:  # a read: its answer stands
+                results.append((done, value, None))
+            else:
+                results.append((done, None, StoreUnavailable(exc, kept=False)))
+        return results + self._while_unwritable(group[len(ran) :])
+
+    def _while_unwritable(self, group: list) -> list:
+        """Writes nobody waits on are kept for later; others run as reads, in a
+        transaction that is rolled back (a job that writes gets ``StoreUnavailable``)."""
+        results = []
+        for fn, args, kwargs, done, keep in group:
+            if keep is not None:
+                results.append(self._keep(done, keep))
+            else:
+                results.append((done, *self._read(fn, args, kwargs)))
+        return results
+
+    def _read(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple:
+        assert self._db is not None
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN")
+            before = conn.total_changes
+            value = fn(self._db, *args, **kwargs)
+            wrote = conn.total_changes != before
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            lease_index.invalidate(self._db)
+            return None, StoreUnavailable(exc, kept=False) if unwritable(exc) else exc
+        conn.rollback()
+        if wrote:  # undone: it cannot be committed now
+            lease_index.invalidate(self._db)
+            return None, StoreUnavailable(self._write_error, kept=False)
+        return value, None
+
+    def _keep(self, done: Callable, writes: list[_Write]) -> tuple:
+        """Keep ``writes`` for later, unless that would pass ``max_backlog``: then they
+        are refused (their ``on_error`` called). New writes are refused rather than old
+        ones dropped: the waiting writes of a call start with its row, which every later
+        write of the call needs, and the ids they were given stay theirs."""
+        if len(self._backlog) + len(writes) > self.max_backlog:
+            if self._refused % 1000 == 0:
+                log.error(
+                    "store: %d writes wait already: refusing more (%d refused so far)",
+                    len(self._backlog),
+                    self._refused + len(writes),
+                )
+            self._refused += len(writes)
+            exc = StoreUnavailable(f"{self._write_error} (too many writes waiting)", kept=False)
+            _tell_lost(writes, exc)
+            return done, None, exc
+        self._backlog += writes
+        return done, None, StoreUnavailable(self._write_error, kept=True)
+
+    def _enter_outage(self, exc: BaseException) -> None:
+        with self._deferred_lock:
+            self._write_error = f"{type(exc).__name__}: {exc}"
+            if self._unwritable_since is not None:
+                return
+            self._unwritable_since = datetime.now(UTC)
+            self._backoff = RETRY_FIRST_S
+            self._retry_at = time.monotonic() + self._backoff
+        log.error(
+            "store: the database cannot be written (%s): writes wait in memory (up to %d)"
+            " and are written when it can be",
+            self._write_error,
+            self.max_backlog,
+        )
+
+    def _retry_wait(self) -> float | None:
+        if self._unwritable_since is None:
+            return None
+        return max(0.0, self._retry_at - time.monotonic())
+
+    def _retry(self) -> None:
+        """Write what waits, in order, in one transaction; on failure wait longer."""
+        assert self._db is not None
+        conn = self._db.conn
+        waiting = self._backlog
+        try:
+            self._commits += 1
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            stood = _run_writes(self._db, waiting)
+            conn.commit()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            lease_index.invalidate(self._db)
+            cause = exc.cause if isinstance(exc, _Interrupted) else exc
+            if unwritable(cause):
+                with self._deferred_lock:
+                    self._write_error = f"{type(cause).__name__}: {cause}"
+                    self._backoff = min(self._backoff * 2, RETRY_MAX_S)
+                    self._retry_at = time.monotonic() + self._backoff
+                log.warning(
+                    "store: still not writable (%s): %d writes wait",
+                    self._write_error,
+                    len(waiting),
+                )
+                return
+            log.exception("store: the waiting writes could not be committed: lost")
+            _tell_lost(waiting, cause)
+            stood = []
+        self._backlog = []
+        self._wal_restart = False
+        with self._deferred_lock:
+            since, self._unwritable_since = self._unwritable_since, None
+            self._write_error = None
+        log.warning(
+            "store: the database is writable again: %d writes that waited since %s written",
+            len(stood),
+            since.isoformat(timespec="seconds") if since else "?",
+        )
+
+    @property
+    def writable(self) -> bool:
+        """False while the database cannot be written (see ``health``)."""
+        return self._unwritable_since is None
+
+    def health(self) -> dict:
+        """Whether the database can be written and, while it cannot, since when
+        (``db_unwritable_since``), why, and how many writes wait in memory."""
+        with self._deferred_lock:
+            since = self._unwritable_since
+            return {
+                "db_writable": since is None,
+                "db_unwritable_since": since.isoformat(timespec="seconds") if since else None,
+                "db_write_error": self._write_error,
+                "db_writes_waiting": len(self._backlog),
+                "db_writes_refused": self._refused,
+            }
 
     @staticmethod
     def _deliver(results: list) -> None:
@@ -162,12 +402,19 @@ class StoreWriter:
             except Exception:  # e.g. a loop closed meanwhile: the thread must go on
                 log.exception("store: a job's answer could not be delivered")
 
-    def _submit(self, fn: Callable[..., T], args: tuple, kwargs: dict, done) -> None:
+    def _submit(
+        self,
+        fn: Callable[..., T],
+        args: tuple,
+        kwargs: dict,
+        done,  # noqa: ANN001 - called with (value, exception)
+        keep: list[_Write] | None = None,
+    ) -> None:
         with self._deferred_lock:
             if self._open:  # the thread gets the connection with nothing pending
                 self._finish_here()
             self._flush_deferred()  # keep the order in which jobs were asked for
-            self._put((fn, args, kwargs, done))
+            self._put((fn, args, kwargs, done, keep))
 
     def _put(self, job: tuple) -> None:  # with _deferred_lock held
         self._in_flight += 1
@@ -184,14 +431,14 @@ class StoreWriter:
         written together, on the loop or by the thread (see the module's docstring), each
         in its own savepoint. A failure is logged, and ``on_error`` (if given) is called
         with it (on either thread) when the job's writes did not stand: it failed, or
-        its group's commit did.
+        its group's commit did and it could not be kept for later.
         """
         with self._deferred_lock:
             if self._closed:
                 log.error("%s dropped: the store is closed", what)
                 return
             loop = asyncio.get_running_loop()  # raises outside the loop: nothing queued
-            self._deferred.append((fn, args, what, on_error))
+            self._deferred.append(_Write(fn, args, {}, what, on_error))
             if self._flush_handle is None:
                 self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
 
@@ -212,6 +459,8 @@ class StoreWriter:
         lock is free (False: nothing was done)."""
         if self._closed or self._in_flight or self._wal_restart or self._db is None:
             return False
+        if self._unwritable_since is not None:  # the thread keeps the writes meanwhile
+            return False
         if not self._lock_here():
             return False
         # the thread is idle and stays so while the transaction is open (work for it
@@ -219,38 +468,59 @@ class StoreWriter:
         self._open = True
         return True
 
-    def _run_deferred_here(self) -> None:  # with _deferred_lock held, self._open
+    def _run_deferred_here(self) -> bool:  # with _deferred_lock held, self._open
+        """Write the deferred jobs into the loop's transaction (False: the database
+        cannot be written; the transaction is undone and its writes kept)."""
         jobs, self._deferred = self._deferred, []
         if jobs:
             assert self._db is not None
-            _run_deferred(self._db, jobs)
-            self._open_lost += [on_error for *_, on_error in jobs if on_error is not None]
+            try:
+                self._open_writes += _run_writes(self._db, jobs)
+            except _Interrupted as exc:
+                self._abandon_here(exc.cause, exc.keep)
+                return False
+        return True
 
     def _finish_here(self) -> None:  # with _deferred_lock held, self._open
         """Write what is deferred into the loop's transaction, and commit it."""
-        self._run_deferred_here()
-        self._commit_here()
+        if self._run_deferred_here():
+            self._commit_here()
 
     def _commit_here(self) -> None:  # with _deferred_lock held, self._open
-        """Commit the loop's transaction; if that fails, tell whose writes were lost."""
+        """Commit the loop's transaction; if that fails, keep its writes for later or,
+        when the failure is theirs, tell whose writes were lost."""
         assert self._db is not None
-        lost, self._open_lost, self._open = self._open_lost, [], False
+        writes = self._open_writes
         conn = self._db.conn
         self._commits += 1
         try:
             conn.commit()
         except Exception as exc:  # nothing of it stands
+            if unwritable(exc):
+                self._abandon_here(exc, [])
+                return
             log.exception("store commit failed")
+            self._open_writes, self._open = [], False
             with contextlib.suppress(Exception):
                 conn.rollback()
             lease_index.invalidate(self._db)
-            for on_lost in lost:
-                try:
-                    on_lost(exc)
-                except Exception:
-                    log.exception("store: a lost write's callback failed")
+            _tell_lost(writes, exc)
+        else:
+            self._open_writes, self._open = [], False
         if self._commits >= CHECKPOINT_EVERY:
             self._put(_CHECKPOINT)
+
+    def _abandon_here(self, exc: BaseException, more: list[_Write]) -> None:
+        """The loop's transaction cannot be committed now: undo it and hand its writes
+        (and ``more``) to the thread to keep (with _deferred_lock held, self._open)."""
+        assert self._db is not None
+        writes = self._open_writes + more
+        self._open_writes, self._open = [], False
+        with contextlib.suppress(Exception):
+            self._db.conn.rollback()
+        lease_index.invalidate(self._db)
+        self._enter_outage(exc)
+        self._put((_run_writes, (writes,), {}, _writes_done(writes), writes))
 
     def _lock_here(self) -> bool:
         """Take the database's write lock without waiting (False: another process has it)."""
@@ -274,16 +544,24 @@ class StoreWriter:
         # the timer, if any, stays: it belongs to the loop, and finds nothing to do
         if self._deferred:
             jobs, self._deferred = self._deferred, []
-            self._put((_run_deferred, (jobs,), {}, _deferred_done(jobs)))
+            self._put((_run_writes, (jobs,), {}, _writes_done(jobs), jobs))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(db, *args)`` on the thread, answered once committed. While the database
+        cannot be written it still runs if it only reads; if it writes, its writes are
+        undone and ``StoreUnavailable`` raised."""
+        return await self._run(fn, args, kwargs, None)
+
+    async def _run(
+        self, fn: Callable[..., T], args: tuple, kwargs: dict, keep: list[_Write] | None
+    ) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
 
         def done(value: Any, exc: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, fut, value, exc)
 
-        self._submit(fn, args, kwargs, done)
+        self._submit(fn, args, kwargs, done, keep)
         return await fut
 
     async def run_now(
@@ -300,13 +578,17 @@ class StoreWriter:
         writes), and answers before the commit (``DEFER_S`` later at most): if that
         commit fails, ``on_lost(exc)`` is called. Else, when the thread is busy or
         another process holds the lock, on the thread, committed before the answer.
+        When the database cannot be written, it raises ``StoreUnavailable``: ``kept``
+        if the job waits to be run (again) when it can be, and ``on_lost`` is then
+        called only if that never happens; the job must give the same ids when run
+        again (the ids its first run handed out are SQLite's to give again).
         """
         loop = asyncio.get_running_loop()
+        write = _Write(fn, args, kwargs, "store write", on_lost)
         with self._deferred_lock:
-            here = self._open or self._begin_here()
-            if here:
+            here = (self._open or self._begin_here()) and self._run_deferred_here()
+            if here:  # the jobs asked for earlier went first
                 assert self._db is not None
-                self._run_deferred_here()  # the jobs asked for earlier go first
                 if self._flush_handle is None:
                     self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
                 try:
@@ -314,12 +596,18 @@ class StoreWriter:
                         value = fn(self._db, *args, **kwargs)
                 except Exception as exc:
                     error: Exception | None = exc
+                    if unwritable(exc):
+                        self._abandon_here(exc, [write])
+                        error = StoreUnavailable(exc, kept=True)
                 else:
                     error = None
-                    if on_lost is not None:
-                        self._open_lost.append(on_lost)
+                    self._open_writes.append(write)
+        if not here and self._unwritable_since is not None:
+            # the thread may be busy writing what waits: the caller does not wait for it
+            self._submit(_run_writes, ([write],), {}, _writes_done([write]), [write])
+            raise StoreUnavailable(self._write_error, kept=True)
         if not here:
-            return await self.run(fn, *args, **kwargs)
+            return await self._run(fn, args, kwargs, [write])
         if error is not None:
             raise error
         return value
@@ -329,8 +617,8 @@ class StoreWriter:
 
         Jobs run in the order they are queued, so a job may rely on an earlier one.
         """
-
-        self._submit(fn, args, {}, _log_failure(what))
+        writes = [_Write(fn, args, {}, what)]
+        self._submit(_run_writes, (writes,), {}, _writes_done(writes), writes)
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The same from synchronous code (startup, tests)."""
@@ -364,35 +652,44 @@ def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
         fut.set_result(value)
 
 
-def _log_failure(what: str) -> Callable[[Any, BaseException | None], None]:
-    def done(value: Any, exc: BaseException | None) -> None:
-        if exc is not None:
-            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
-
-    return done
-
-
-def _run_deferred(db: sqlite_utils.Database, jobs: list) -> None:
-    """Deferred jobs, in order, each in its own savepoint: one failing loses only itself."""
-    for fn, args, what, on_error in jobs:
+def _run_writes(db: sqlite_utils.Database, jobs: list[_Write]) -> list[_Write]:
+    """Jobs, in order, each in its own savepoint: one failing loses only itself (it is
+    logged and told). Returns those that stood; when the database cannot be written,
+    raises ``_Interrupted`` with what to keep (what stood, and the rest)."""
+    stood = []
+    for i, job in enumerate(jobs):
         try:
             with atomic(db, "deferred"):
-                fn(db, *args)
+                job.fn(db, *job.args, **job.kwargs)
         except Exception as exc:
-            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
-            if on_error is not None:
-                on_error(exc)
+            if unwritable(exc):
+                raise _Interrupted(exc, stood + jobs[i:]) from exc
+            log.error("%s failed: %s: %s", job.what, type(exc).__name__, exc)
+            if job.on_error is not None:
+                job.on_error(exc)
+        else:
+            stood.append(job)
+    return stood
 
 
-def _deferred_done(jobs: list) -> Callable[[Any, BaseException | None], None]:
-    """The answer to a batch of deferred jobs: when its commit failed, none of them stood."""
+def _tell_lost(jobs: list[_Write], exc: BaseException) -> None:
+    """Their writes did not stand and will not be written: tell them."""
+    for job in jobs:
+        if job.on_error is not None:
+            try:
+                job.on_error(exc)
+            except Exception:
+                log.exception("store: a lost write's callback failed")
+
+
+def _writes_done(jobs: list[_Write]) -> Callable[[Any, BaseException | None], None]:
+    """The answer to a batch of writes: when its commit failed, none of them stood (kept
+    ones are written later; refused ones were told)."""
 
     def done(value: Any, exc: BaseException | None) -> None:
-        if exc is None:
+        if exc is None or isinstance(exc, StoreUnavailable):
             return
         log.error("deferred writes failed: %s: %s", type(exc).__name__, exc)
-        for _fn, _args, _what, on_error in jobs:
-            if on_error is not None:
-                on_error(exc)
+        _tell_lost(jobs, exc)
 
     return done
