@@ -161,3 +161,9 @@ def test_remembering_at_the_cap_forgets_a_bounded_number_of_visitors() -> None:
 )
 def test_stale_memory(case, visitor, now, stale) -> None:
     assert visitor.stale(now) is stale, case
+
+
+def test_a_memory_of_no_visitors_remembers_none() -> None:
+    memory = RememberedVisitors(capacity=0)
+    memory.remember(visitor_at(0, 0), at(0))
+    assert len(memory) == 0 and memory.get("v0") is None

@@ -68,8 +68,8 @@ class RememberedVisitors:
     """The last answer of each returning visitor, at most ``capacity`` of them.
 
     Kept in the order the visitors were last answered (an ``OrderedDict``): the
-    least recently answered is the first to go stale, and the first to go when
-    the memory is full. Remembering a visitor forgets at most ``SWEEP`` stale
+    least recently answered is the first to go stale (its leases aside), and the
+    first to go when the memory is full. Remembering a visitor forgets at most ``SWEEP`` stale
     ones and then, if still full, the least recently answered: never a scan, so
     a full memory costs a request what an empty one does.
     """
@@ -96,14 +96,15 @@ class RememberedVisitors:
             memory[known.visitor_id] = known
             memory.move_to_end(known.visitor_id)
             return
+        if self.capacity <= 0:
+            return
         for _ in range(SWEEP):
             if not memory or not next(iter(memory.values())).stale(now):
                 break
             memory.popitem(last=False)
         if len(memory) >= self.capacity:
             memory.popitem(last=False)
-        if self.capacity > 0:
-            memory[known.visitor_id] = known
+        memory[known.visitor_id] = known
 
 
 @dataclass(frozen=True)
