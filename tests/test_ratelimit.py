@@ -45,3 +45,34 @@ def test_a_refunded_token_can_be_taken_again() -> None:
     limiter.refund("a")  # never more than the burst
     assert [limiter.allow("a", 0)[0] for _ in range(3)] == [True, True, False]
     limiter.refund("unknown")  # nothing to give back to
+
+
+def test_idle_clients_are_forgotten_before_the_cap() -> None:
+    limiter = RateLimiter(rate=1, burst=1, max_clients=1000)
+    for i in range(100):
+        limiter.allow(f"old{i}", 0)
+    for i in range(60):  # a second later, every old bucket is full again
+        limiter.allow(f"new{i}", 1 + i / 1000)
+    assert set(limiter._buckets) == {f"new{i}" for i in range(60)}
+
+
+def test_a_new_client_at_the_cap_forgets_a_bounded_number_of_clients() -> None:
+    """No request pays for the whole table: a few idle clients go, not all of them."""
+    limiter = RateLimiter(rate=1, burst=1, max_clients=1000)
+    for i in range(1000):
+        limiter.allow(f"old{i}", 0)
+    limiter.allow("new", 10)  # every old bucket is full again
+    assert len(limiter) >= 1000 - 3 and "new" in limiter._buckets
+
+
+def test_a_forgotten_idle_client_gets_what_it_would_have_got() -> None:
+    kept = RateLimiter(rate=1, burst=3)
+    swept = RateLimiter(rate=1, burst=3)
+    for limiter in (kept, swept):
+        limiter.allow("a", 0)
+        limiter.allow("a", 0)
+    swept.allow("b", 5)  # forgets a, whose bucket is full again
+    assert "a" not in swept._buckets and "a" in kept._buckets
+    assert [kept.allow("a", 5 + i / 100)[0] for i in range(4)] == [
+        swept.allow("a", 5 + i / 100)[0] for i in range(4)
+    ]

@@ -12,6 +12,7 @@ from ctm_pbx.core.returning_visitors import (
     VISIT_IDLE,
     HeldNumber,
     KnownVisitor,
+    RememberedVisitors,
     answer_known_visitor,
 )
 from ctm_pbx.core.sources import SourceDecision, Touch
@@ -113,3 +114,56 @@ def test_left_to_the_store(case, visitor, decision, now) -> None:
 def test_only_leases_and_static_numbers_are_remembered() -> None:
     assert known().can_be_remembered()
     assert not known(numbers=(LEASED, OVERFLOW)).can_be_remembered()
+
+
+def visitor_at(n: int, minutes: float) -> KnownVisitor:
+    return known(visitor_id=f"v{n}", last_active_at=at(minutes), loaded_at=at(minutes))
+
+
+def test_a_full_memory_of_live_visitors_forgets_the_least_recently_answered() -> None:
+    memory = RememberedVisitors(capacity=3)
+    for n in range(3):
+        memory.remember(visitor_at(n, n / 10), at(n / 10))
+    memory.remember(visitor_at(0, 0.3), at(0.3))  # v0 came first, but was answered again
+    memory.remember(visitor_at(3, 0.4), at(0.4))
+    assert [v for v in ("v0", "v1", "v2", "v3") if v in memory] == ["v0", "v2", "v3"]
+    assert memory.get("v0") == visitor_at(0, 0.3)
+
+
+def test_stale_visitors_are_forgotten_before_the_memory_is_full() -> None:
+    memory = RememberedVisitors(capacity=1000)
+    for n in range(100):
+        memory.remember(visitor_at(n, 0), at(0))
+    later = T0 + REFRESH_AFTER
+    for n in range(100, 160):
+        memory.remember(visitor_at(n, 5), later)
+    assert len(memory) == 60 and all(f"v{n}" in memory for n in range(100, 160))
+
+
+def test_remembering_at_the_cap_forgets_a_bounded_number_of_visitors() -> None:
+    """No request pays for the whole memory: a few stale visitors go, not all of them."""
+    memory = RememberedVisitors(capacity=1000)
+    for n in range(1000):
+        memory.remember(visitor_at(n, 0), at(0))
+    memory.remember(visitor_at(1000, 10), at(10))  # every other one is stale now
+    assert len(memory) >= 1000 - 3 and "v1000" in memory
+
+
+@pytest.mark.parametrize(
+    ("case", "visitor", "now", "stale"),
+    [
+        ("fresh", known(), at(4), False),
+        ("store answer too old", known(), T0 + REFRESH_AFTER, True),
+        ("visit ended", known(numbers=(STATIC,), loaded_at=at(28)), T0 + VISIT_IDLE, True),
+        ("a lease ran out", known(loaded_at=at(29), last_active_at=at(29)), at(30), True),
+        ("static numbers never run out", known(numbers=(STATIC,)), at(4), False),
+    ],
+)
+def test_stale_memory(case, visitor, now, stale) -> None:
+    assert visitor.stale(now) is stale, case
+
+
+def test_a_memory_of_no_visitors_remembers_none() -> None:
+    memory = RememberedVisitors(capacity=0)
+    memory.remember(visitor_at(0, 0), at(0))
+    assert len(memory) == 0 and memory.get("v0") is None

@@ -31,6 +31,7 @@ from ctm_pbx.core.returning_visitors import (
     VISIT_IDLE,
     HeldNumber,
     KnownVisitor,
+    RememberedVisitors,
     answer_known_visitor,
 )
 from ctm_pbx.core.sources import (
@@ -276,7 +277,7 @@ class VisitDesk:
         self.active_numbers = active_numbers
         self.flush_after = flush_after
         self.max_known = max_known
-        self._known: dict[str, KnownVisitor] = {}
+        self._known = RememberedVisitors(max_known)
         self._pending = _empty_page_views()
         self._flush_timer: asyncio.TimerHandle | None = None
         # a site's pages repeat across visitors: a page's source is a function of its URLs
@@ -337,7 +338,7 @@ class VisitDesk:
         if known is None:
             return None
         if self.active_numbers is not None and not _still_active(known, self.active_numbers()):
-            del self._known[known.visitor_id]
+            self._known.forget(known.visitor_id)
             return None
         decision = None
         if req.landing_url is not None:
@@ -347,10 +348,10 @@ class VisitDesk:
             known, decision, self.config.sources, self.config.pools, tracking.first_touch_days, now
         )
         if answer is None:
-            del self._known[known.visitor_id]
+            self._known.forget(known.visitor_id)
             return None
         visitor = answer.visitor
-        self._known[visitor.visitor_id] = visitor
+        self._known.remember(visitor, now)
         self._buffer(visitor, answer.renewed, answer.page_view, now)
         touch = visitor.touch
         expires = answer.expires_at
@@ -381,21 +382,8 @@ class VisitDesk:
             self._flush_timer = loop.call_later(self.flush_after, self.flush)
 
     def _remember(self, known: KnownVisitor | None, now: datetime) -> None:
-        if known is None:
-            return
-        if len(self._known) >= self.max_known:
-            self._forget_stale(now)
-        if len(self._known) < self.max_known:
-            self._known[known.visitor_id] = known
-
-    def _forget_stale(self, now: datetime) -> None:
-        stale = [
-            vid
-            for vid, known in self._known.items()
-            if answer_known_visitor(known, None, {}, self.config.pools, 0, now) is None
-        ]
-        for vid in stale:
-            del self._known[vid]
+        if known is not None:
+            self._known.remember(known, now)
 
 
 def _empty_page_views() -> lease_store.PageViews:

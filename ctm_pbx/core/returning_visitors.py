@@ -5,13 +5,15 @@ same source, same visit, same pool numbers, only the leases to renew. Given
 what the store answered last time (``KnownVisitor``) this decides, without the
 store, whether that is all there is to it (``QuickAnswer``) or whether the store
 must decide (``None``): a new visit, a new source, a lease that ran out, an
-overflow number, or memory older than ``REFRESH_AFTER``.
+overflow number, or memory older than ``REFRESH_AFTER``. ``RememberedVisitors``
+holds those last answers, a bounded number of them, forgetting in O(1).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ctm_pbx.core.model import Pool, Source
@@ -21,6 +23,7 @@ from ctm_pbx.core.sources import SourceDecision, Touch, attribute_visitor
 VISIT_IDLE = timedelta(minutes=30)  # a page view after this much idle time starts a new visit
 ARRIVALS = ("landing", "referrer")  # decision phases that mean "came from somewhere": a new visit
 REFRESH_AFTER = timedelta(minutes=5)  # ask the store again at least this often
+SWEEP = 2  # stale visitors a remembered one forgets at most: more than it adds, never a scan
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,57 @@ class KnownVisitor:
     def can_be_remembered(self) -> bool:
         """Only leases and static numbers repeat; an overflow number must retry the pool."""
         return all(h.lease_id is not None or h.pool is None for h in self.numbers)
+
+    def stale(self, now: datetime) -> bool:
+        """Memory that can no longer answer at ``now`` (or later): its store answer is too
+        old, its visit ended or one of its leases ran out."""
+        if now >= self.loaded_at + REFRESH_AFTER or now >= self.last_active_at + VISIT_IDLE:
+            return True
+        return any(h.expires_at is not None and h.expires_at <= now for h in self.numbers)
+
+
+@dataclass
+class RememberedVisitors:
+    """The last answer of each returning visitor, at most ``capacity`` of them.
+
+    Kept in the order the visitors were last answered (an ``OrderedDict``): the
+    least recently answered is the first to go stale (its leases aside), and the
+    first to go when the memory is full. Remembering a visitor forgets at most ``SWEEP`` stale
+    ones and then, if still full, the least recently answered: never a scan, so
+    a full memory costs a request what an empty one does.
+    """
+
+    capacity: int = 200_000
+    _known: OrderedDict[str, KnownVisitor] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __contains__(self, visitor_id: object) -> bool:
+        return visitor_id in self._known
+
+    def get(self, visitor_id: str) -> KnownVisitor | None:
+        return self._known.get(visitor_id)
+
+    def forget(self, visitor_id: str) -> None:
+        self._known.pop(visitor_id, None)
+
+    def remember(self, known: KnownVisitor, now: datetime) -> None:
+        """``known`` is the visitor's latest answer, given at ``now``."""
+        memory = self._known
+        if known.visitor_id in memory:
+            memory[known.visitor_id] = known
+            memory.move_to_end(known.visitor_id)
+            return
+        if self.capacity <= 0:
+            return
+        for _ in range(SWEEP):
+            if not memory or not next(iter(memory.values())).stale(now):
+                break
+            memory.popitem(last=False)
+        if len(memory) >= self.capacity:
+            memory.popitem(last=False)
+        memory[known.visitor_id] = known
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ Request bodies over 16 KB get a 413.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.core.client_address import client_key, parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.ratelimit import RateLimiter
+from ctm_pbx.edges.static_asset import StaticAsset
 
 log = logging.getLogger(__name__)
 
@@ -242,17 +242,8 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         desk.flush()
 
     app.on_cleanup.append(write_buffered_activity)
-    script = _static("swap.js")
-    etag = '"' + hashlib.sha256(script).hexdigest()[:16] + '"'
+    script = StaticAsset.of(_static("swap.js"), "application/javascript", "public, max-age=300")
     demo = _static("demo.html")
-
-    async def swap_js(request: web.Request) -> web.Response:
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=300"}
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers=headers)
-        return web.Response(
-            body=script, content_type="application/javascript", charset="utf-8", headers=headers
-        )
 
     async def demo_page(request: web.Request) -> web.Response:
         return web.Response(body=demo, content_type="text/html", charset="utf-8")
@@ -299,7 +290,7 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     async def api_renew(request: web.Request) -> web.Response:
         return await visit(request, page_view=False)
 
-    app.router.add_get("/swap.js", swap_js)
+    app.router.add_get("/swap.js", script.handle)
     app.router.add_get("/demo", demo_page)
     app.router.add_post("/api/visit", api_visit)
     app.router.add_post("/api/renew", api_renew)

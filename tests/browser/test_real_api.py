@@ -115,3 +115,20 @@ def test_a_site_that_is_not_allowed_keeps_its_numbers(browser, real: RealServers
     ((text, href, ready),) = shown(browser, f"{real.other}/landing?gclid=OTHER")
     assert ready is None, "the browser refused the API's answer (no CORS header for it)"
     assert (text, href) == ("(312) 555-0100", "tel:+13125550100")
+
+
+def test_the_browser_gets_the_script_gzipped_and_runs_it(browser, real: RealServers) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        with page.expect_response(lambda r: r.url.endswith("/swap.js")) as script:
+            page.goto(f"{real.site}/landing?gclid=GZIP1")
+        headers = script.value.all_headers()
+        assert headers["content-encoding"] == "gzip" and headers["vary"] == "Accept-Encoding"
+        assert int(headers["content-length"]) < 3000
+        page.wait_for_function("() => window.CTM")
+        ready = page.evaluate("() => CTM.ready")
+        assert page.locator("#phone a").get_attribute("href") == "tel:" + ready["+13125550100"]
+    finally:
+        context.close()

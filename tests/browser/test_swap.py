@@ -91,6 +91,39 @@ EXPECTED_TEXT = {
 }
 
 
+GLUED = {
+    "licence": "Licence 12-312-555-0100",
+    "digit-dash": "7-3125550100",
+    "one-more": "1-312-555-0100-2",
+    "dash-after": "Order 312-555-0100-17",
+    "slash-before": "Ref. 2024/312-555-0100",
+    "slash-after": "312/555/0100/99",
+    "dot-before": "Part 4.312.555.0100",
+    "dot-after": "312.555.0100.5",
+    "unicode-dash": "12\u2010312\u2010555\u20100100",
+    "uk-glued": "9-020 7946 0958",
+    "uk-glued-after": "+44 20 7946 0958/12",
+    "toll-free-glued": "Serial 1-800-555-0199-3",
+    "split-glued": "12-312-555-0100",
+}
+BOUNDED = {
+    "period": "Call 312-555-0150.",
+    "open": "Open 24/7: 312-555-0150 - Mon-Fri 8-5",
+    "letters": "Tel.-312-555-0150/ext",
+    "spaced-slash": "312-555-0150 / 312.555.0150",
+    "paren-after": "Call (312) 555-0150 (24/7)",
+}
+
+
+def test_digits_glued_to_a_target_by_dash_slash_or_dot_are_not_a_target(page, servers, fake):
+    """Licence and order numbers that merely contain a target's digits stay as they are."""
+    assert load(page, f"{servers.site}/digit_runs.html") == FIRST
+    assert texts(page, GLUED) == GLUED
+    assert texts(page, BOUNDED) == BOUNDED
+    hrefs = page.evaluate("() => ['tel-glued', 'tel-ok'].map(i => byId(i).getAttribute('href'))")
+    assert hrefs == ["tel:+1-312-555-0100-99", "tel:+1-312-555-0150"]
+
+
 def test_numbers_split_over_inline_elements_keep_their_elements(page, servers: Servers, fake):
     load(page, f"{servers.site}/formats.html")
     assert page.inner_html("#split") == "<span>(312)</span> <span>555-0150</span>"

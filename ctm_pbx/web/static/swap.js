@@ -18,10 +18,11 @@ return t[0]==1?[t,n]:[t,n,(t[0]==7?8:0)+n,t.slice(0,c)+0+n,'00'+t]},
 apply=(s,e,o=0)=>s.split('').map((c,i)=>(i+=o)in e?e[i]:c).join('');
 let R,hits=0,ok=opt('consent')!='required',vid,idx,map={},src,hiding,mo,css,done,timer,due,every,started,ready=new Promise(r=>done=r);
 // digits rank by rank; hiding: any 7+
-const find=s=>{let i,j,a,hit,to,o=0;const p=s.split(/(\d+)/),at=p.map(x=>(o+=x.length)-x.length),out={};
-for(i=1;i<p.length;i+=2){for(a='',hit=0,j=i;j<p.length&&a.length<18;j+=2){
+const find=s=>{let i,j,a,hit,to,o=0;const p=s.split(/(\d+)/),at=p.map(x=>(o+=x.length)-x.length),out={},
+glued=k=>k&&p[k+1]&&/^[./\-\u2010-\u2015]+$/.test(p[k]);
+for(i=1;i<p.length;i+=2){for(a='',hit=0,j=glued(i-1)?1/0:i;j<p.length&&a.length<18;j+=2){
 if(j>i&&!GAP.test(p[j-1]))break;
-a+=p[j];if(to=idx?idx[a]:a.length>6&&' ')hit=[j,to,a.length]}
+a+=p[j];if((to=idx?idx[a]:a.length>6&&' ')&&!glued(j+1))hit=[j,to,a.length]}
 if(hit){[j,to,a]=hit;hits++;for(o=0;i<=j;i+=2)for(let c=0;c<p[i].length;)out[at[i]+c++]=++o<a?to[o-1]||'':to.slice(o-1);i=j}}
 return out},
 // blocks with no number in their text are skipped
