@@ -46,6 +46,7 @@ from ctm_pbx.core.model import (
     QueueStrategy,
     ReceivingNumber,
     RecordingSettings,
+    ReportSettings,
     Route,
     RouteOrder,
     RouteTarget,
@@ -74,7 +75,9 @@ DEFAULT_PRIORITY = 50
 DIAL_PLACEHOLDERS = ("number", "digits")
 
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
-TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
+TOP_KEYS = (
+    "asterisk", "database", "web", "tracking", "reports", *NAMED_SECTIONS, "tracking_numbers"
+)  # fmt: skip
 ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
@@ -82,6 +85,7 @@ AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
 WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
+REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
     "landing_params",
@@ -222,6 +226,7 @@ class _Builder:
             database=self._database(top.get("database")),
             web=_opt(top, "web", self._web, WebSettings()),
             tracking=tracking,
+            reports=_opt(top, "reports", self._reports, ReportSettings()),
             sources=sources,
             targets=targets,
             pools=pools,
@@ -382,6 +387,21 @@ class _Builder:
         if not path.is_absolute():
             path = self.base_dir / path
         return DatabaseSettings(path=os.path.normpath(path))
+
+    def _reports(self, node: YNode) -> ReportSettings | None:
+        m = node.mapping(REPORT_KEYS)
+        if m is None:
+            return None
+        d = ReportSettings()
+        return ReportSettings(
+            time_zone=_opt(m, "time_zone", self._time_zone, d.time_zone),
+            qualified_min_talk_seconds=_opt(
+                m,
+                "qualified_min_talk_seconds",
+                lambda n: n.integer(0, 86400),
+                d.qualified_min_talk_seconds,
+            ),
+        )
 
     def _web(self, node: YNode) -> WebSettings | None:
         m = node.mapping(WEB_KEYS)

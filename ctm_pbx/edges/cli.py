@@ -921,3 +921,9 @@ def run(ctx: Context) -> None:
         run_daemon(cfg)
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
+
+
+# the report commands live in their own module; it uses the helpers above
+from ctm_pbx.edges.cli_reports import report  # noqa: E402
+
+main.add_command(report)
