@@ -35,6 +35,7 @@ from ctm_pbx.core.model import (
     AsteriskMode,
     AsteriskSettings,
     Config,
+    DashboardSettings,
     DatabaseSettings,
     Fallback,
     FallbackKind,
@@ -76,7 +77,8 @@ DIAL_PLACEHOLDERS = ("number", "digits")
 
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
 TOP_KEYS = (
-    "asterisk", "database", "web", "tracking", "reports", *NAMED_SECTIONS, "tracking_numbers"
+    "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
+    "tracking_numbers",
 )  # fmt: skip
 ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
@@ -86,6 +88,7 @@ DATABASE_KEYS = ("path",)
 WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
 REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
+DASHBOARD_KEYS = ("enabled", "host", "port")
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
     "landing_params",
@@ -221,12 +224,20 @@ class _Builder:
         schedules = self._each(sections["schedules"], self._schedule)
         routes = self._each(sections["routes"], self._route)
         self._check_fallback_cycles()
+        web = _opt(top, "web", self._web, WebSettings())
+        dashboard = _opt(top, "dashboard", self._dashboard, DashboardSettings())
+        if dashboard.enabled and dashboard.port == web.port and "dashboard" in top:
+            entries = top["dashboard"].mapping() or {}
+            entries.get("port", top["dashboard"]).error(
+                f"the dashboard needs its own port: {web.port} is the visitor API's (web.port)"
+            )
         return Config(
             asterisk=_opt(top, "asterisk", self._asterisk, AsteriskSettings()),
             database=self._database(top.get("database")),
-            web=_opt(top, "web", self._web, WebSettings()),
+            web=web,
             tracking=tracking,
             reports=_opt(top, "reports", self._reports, ReportSettings()),
+            dashboard=dashboard,
             sources=sources,
             targets=targets,
             pools=pools,
@@ -387,6 +398,17 @@ class _Builder:
         if not path.is_absolute():
             path = self.base_dir / path
         return DatabaseSettings(path=os.path.normpath(path))
+
+    def _dashboard(self, node: YNode) -> DashboardSettings | None:
+        m = node.mapping(DASHBOARD_KEYS)
+        if m is None:
+            return None
+        d = DashboardSettings()
+        return DashboardSettings(
+            enabled=_opt(m, "enabled", YNode.boolean, d.enabled),
+            host=_opt(m, "host", YNode.text, d.host),
+            port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+        )
 
     def _reports(self, node: YNode) -> ReportSettings | None:
         m = node.mapping(REPORT_KEYS)

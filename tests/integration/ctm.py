@@ -29,6 +29,7 @@ asterisk:
    recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}}}}
 database: {{path: {db}}}
 web: {{host: 127.0.0.1, port: {port}}}
+dashboard: {{host: 127.0.0.1, port: {dash_port}}}
 sources:
   billboard: {{kind: offsite, label: "Billboard"}}
   radio: {{kind: offsite}}
@@ -204,13 +205,17 @@ def render_test_queues() -> str:
     from ctm_pbx.adapters.asterisk_conf import render_queues
     from ctm_pbx.adapters.config_loader import parse_config
 
-    text = TEST_CONFIG.format(db="unused.db", port=WEB_PORT, rec_local=RECORDINGS)
+    text = TEST_CONFIG.format(
+        db="unused.db", port=WEB_PORT, dash_port=WEB_PORT + 1, rec_local=RECORDINGS
+    )
     return render_queues(parse_config(text))
 
 
 def write_config(directory: Path, port: int = WEB_PORT) -> Path:
     path = directory / "config.yaml"
-    text = TEST_CONFIG.format(db=directory / "ctm.db", port=port, rec_local=RECORDINGS)
+    text = TEST_CONFIG.format(
+        db=directory / "ctm.db", port=port, dash_port=port + 1, rec_local=RECORDINGS
+    )
     path.write_text(text, encoding="utf-8")
     return path
 
