@@ -50,7 +50,7 @@ def stacked_bars(
     labels: list[str], series: dict[str, list[int]], *, title: str, y_label: str = "calls"
 ) -> str:
     """Vertical bars per label (a day), stacked by series (a source), with a legend."""
-    width, height, left, bottom, top_pad = 720, 300, 44, 56, 28
+    width, height, left, bottom, top_pad = 1100, 300, 44, 50, 28
     plot_w, plot_h = width - left - 12, height - bottom - top_pad
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     top = nice_max(max(totals, default=0))
@@ -58,7 +58,7 @@ def stacked_bars(
     slot = plot_w / n
     bar = max(1.0, slot * 0.8)
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height + 22 * ((len(series) + 3) // 4)}" '
+        f'<svg class="chart wide" viewBox="0 0 {width} {height + 22 * ((len(series) + 5) // 6)}" '
         f'role="img" aria-label="{escape(title)}" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
@@ -73,7 +73,7 @@ def stacked_bars(
         f'<text transform="translate(12 {top_pad + plot_h / 2}) rotate(-90)" '
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
-    every = max(1, round(n / 8))  # at most ~8 axis labels
+    every = max(1, round(n / 10))  # at most ~10 axis labels
     for i, label in enumerate(labels):
         x = left + slot * i + (slot - bar) / 2
         y = top_pad + plot_h
@@ -96,10 +96,10 @@ def stacked_bars(
         f'<line x1="{left}" x2="{width - 12}" y1="{top_pad + plot_h}" '
         f'y2="{top_pad + plot_h}" stroke="#333"/>'
     )
-    legend_y = height - 18
+    legend_y = height - 14
     for s, name in enumerate(series):
-        col, row = s % 4, s // 4
-        x, y = left + col * 170, legend_y + row * 22
+        col, row = s % 6, s // 6
+        x, y = left + col * 175, legend_y + row * 22
         out.append(
             f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour(s)}"/>'
             f'<text x="{x + 18}" y="{y}">{escape(name)}</text>'
@@ -110,10 +110,10 @@ def stacked_bars(
 
 def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "calls") -> str:
     """One bar per item (a source and its calls), the value written at the bar's end."""
-    row_h, left, width = 26, 150, 720
+    row_h, left, width = 24, 130, 480
     height = 30 + row_h * max(1, len(items))
     top = nice_max(max((v for _, v in items), default=0))
-    plot_w = width - left - 60
+    plot_w = width - left - 40
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" {FONT}>',
@@ -138,7 +138,7 @@ def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "ca
 
 def heat_map_svg(grid: list[list[int]], days: tuple[str, ...], *, title: str) -> str:
     """Weekday rows by hour columns, darker for more calls (one blue, light to dark)."""
-    cell, left, top_pad = 26, 40, 40
+    cell, left, top_pad = 18, 36, 40
     width, height = left + cell * 24 + 8, top_pad + cell * len(days) + 40
     peak = max((max(row) for row in grid), default=0) or 1
     out = [

@@ -914,8 +914,9 @@ def run(ctx: Context) -> None:
 
 
 # command groups in their own modules; they use the helpers above
+from ctm_pbx.edges.cli_demo import demo  # noqa: E402
 from ctm_pbx.edges.cli_reports import report  # noqa: E402
 from ctm_pbx.edges.cli_users import users  # noqa: E402
 
-main.add_command(report)
-main.add_command(users)
+for _group in (report, users, demo):
+    main.add_command(_group)

@@ -108,8 +108,9 @@ def print_table(title: str, key_heading: str, rep: Report, tz, zone_is_set: bool
     rows = [(r.key if r.key is not None else NONE_LABEL, r) for r in rep.rows]
     rows.append(("TOTAL", rep.total))
     heads = [COLUMNS[0][0], "CHANGE", *(h for h, _, _ in COLUMNS[1:])]
+    timed = rep.dimension.is_time  # buckets have no previous-period twin: only the total
     table = [
-        [key, _fmt(r.metrics["calls"], "n"), _change(r)]
+        [key, _fmt(r.metrics["calls"], "n"), _change(r) if not timed or r is rep.total else ""]
         + [_fmt(r.metrics[m], kind) for _, m, kind in COLUMNS[1:]]
         for key, r in rows
     ]

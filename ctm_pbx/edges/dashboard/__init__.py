@@ -67,8 +67,9 @@ LOGIN_COOKIE = "ctm_login_csrf"
 PAGE_SIZE = 50
 EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
+LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 MEDIA_NAME = re.compile(r"^ctm-(vm-)?[A-Za-z0-9._-]+\.wav$")
-PUBLIC = {"login", "static"}
+PUBLIC = {"login", "static", "favicon"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD = web.AppKey("dashboard", Any)
 SESSION = web.RequestKey("session", Session)
@@ -108,7 +109,9 @@ class Dashboard:
         self.templates.filters.update(
             local=self.local_time, secs=_secs, pct=_pct, signed=_signed, phone=_phone
         )
-        self.templates.globals.update(when=call_path.when, describe=call_path.describe)
+        self.templates.globals.update(
+            when=call_path.when, describe=call_path.describe, change=change
+        )
 
     def local_time(self, text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
         if not text:
@@ -217,7 +220,10 @@ def _safe_next(target: str | None) -> str:
 async def login_page(request: web.Request) -> web.StreamResponse:
     dash: Dashboard = request.app[DASHBOARD]
     if request.method == "GET":
-        csrf = secrets.token_urlsafe(24)
+        # keep the token of an earlier login page (another tab, a favicon's redirect)
+        csrf = request.cookies.get(LOGIN_COOKIE, "")
+        if not LOGIN_TOKEN.match(csrf):
+            csrf = secrets.token_urlsafe(24)
         response = dash.render(
             request, "login.html", login_csrf=csrf, error="",
             next=_safe_next(request.query.get("next")),
@@ -262,6 +268,10 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     )
     response.del_cookie(LOGIN_COOKIE, path="/login")
     raise response
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -502,6 +512,7 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     login.add_route("GET", login_page)
     login.add_route("POST", login_page)
     r.add_static("/static", HERE / "static", name="static")
+    r.add_get("/favicon.ico", favicon, name="favicon")
     r.add_post("/logout", logout, name="logout")
     r.add_get("/", overview, name="overview")
     r.add_get("/calls", call_log, name="calls")
