@@ -16,7 +16,7 @@ from ctm_pbx.adapters.store import users as user_store
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.users import Role
-from ctm_pbx.edges.dashboard import COOKIE, Dashboard, create_dashboard_app
+from ctm_pbx.edges.dashboard import COOKIE, DASHBOARD, Dashboard, create_dashboard_app
 from tests.helpers import BASE
 from tests.test_store_reports import CALLS
 
@@ -241,3 +241,45 @@ async def test_recordings_are_served_with_ranges(client):
     assert part.status == 206 and len(await part.read()) == 100
     assert (await client.get("/calls/2/recording")).status == 404
     assert (await client.get("/calls/999")).status == 404
+
+
+async def _next_event(resp) -> dict:
+    import json
+
+    while True:
+        line = (await resp.content.readline()).decode()
+        if line.startswith("data: "):
+            return json.loads(line[6:])
+
+
+async def test_the_live_feed_pushes_calls_as_they_start_and_end(client, store):
+    import asyncio
+
+    await login(client)
+    dash = client.server.app[DASHBOARD]
+    resp = await client.get("/calls/live")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    assert (await resp.content.readline()) == b": live\n"
+    await asyncio.sleep(1.2)  # the feed's first look marks where "new" starts
+
+    def start(db):
+        return db["calls"].insert(
+            {"status": "in_progress", "started_at": "2026-12-03T21:30:00.000Z",
+             "tracking_number": "+13125550150", "caller_number": "+13125550088",
+             "source": "google-ads"}
+        ).last_pk  # fmt: skip
+
+    call_id = await dash.writer.run(start)
+    event = await asyncio.wait_for(_next_event(resp), 5)
+    assert event["id"] == call_id and event["status"] == "in_progress"
+    assert event["cells"][1] == "(312) 555-0088" and event["cells"][3] == "google-ads"
+
+    def end(db):
+        db["calls"].update(call_id, {"status": "completed", "outcome": "answered",
+                                     "talk_seconds": 42})  # fmt: skip
+
+    await dash.writer.run(end)
+    event = await asyncio.wait_for(_next_event(resp), 5)
+    assert event["id"] == call_id and event["status"] == "completed"
+    assert event["cells"][5] == "answered" and event["cells"][6] == "0:42"
+    resp.close()

@@ -100,3 +100,18 @@ def path_entries(call: dict) -> list[dict]:
     if isinstance(value, list):
         return value
     return json.loads(call.get("path_json") or "[]")
+
+
+def calls_by_id(db: sqlite_utils.Database, ids: list[int]) -> list[dict]:
+    if not ids:
+        return []
+    marks = ",".join("?" for _ in ids)
+    cur = db.execute(
+        f"SELECT {', '.join('c.' + c for c in LIST_COLUMNS)} FROM calls c WHERE c.id IN ({marks})"
+        " ORDER BY c.id",
+        ids,
+    )
+    rows = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+    for row in rows:
+        row["tags"] = split_tags(row["tags"])
+    return rows

@@ -14,9 +14,11 @@ blocks the event loop the calls share.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hmac
 import io
+import json
 import logging
 import re
 import secrets
@@ -58,6 +60,7 @@ from ctm_pbx.core.reports import (
 )
 from ctm_pbx.core.tags import TagError, check_comment, parse_tags
 from ctm_pbx.core.users import Session
+from ctm_pbx.edges.dashboard.live import LiveCalls
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ LOGIN_COOKIE = "ctm_login_csrf"
 PAGE_SIZE = 50
 EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
+HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 MEDIA_NAME = re.compile(r"^ctm-(vm-)?[A-Za-z0-9._-]+\.wav$")
 PUBLIC = {"login", "static", "favicon"}
@@ -101,6 +105,7 @@ class Dashboard:
         # 5 attempts a minute per account, 20 per client address
         self.account_limit = RateLimiter(rate=5 / 60, burst=5, max_clients=10_000)
         self.client_limit = RateLimiter(rate=20 / 60, burst=20, max_clients=10_000)
+        self.live = LiveCalls(reader)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -412,6 +417,7 @@ async def call_log(request: web.Request) -> web.StreamResponse:
     return dash.render(
         request, "calls.html", calls=rows, total=total, page=page, pages=pages, given=given,
         outcomes=[o.value for o in Outcome], sources=sorted(dash.config.sources),
+        live=page == 1 and not query,
         routes=sorted(dash.config.routes), query=urlencode(query),
         prev_link="?" + urlencode({**query, "page": page - 1}) if page > 1 else "",
         next_link="?" + urlencode({**query, "page": page + 1}) if page < pages else "",
@@ -486,6 +492,59 @@ async def annotate(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/calls/{call_id}?saved=1")
 
 
+def live_row(dash: Dashboard, c: dict) -> dict:
+    """A call as the log's table shows it (the page's script only places the text)."""
+    return {
+        "id": c["id"],
+        "status": c["status"],
+        "cells": [
+            dash.local_time(c["started_at"], "%Y-%m-%d %H:%M"),
+            _phone(c["caller_number"]),
+            _phone(c["tracking_number"]),
+            c["source"] or "-",
+            c["utm_campaign"] or "-",
+            (c["outcome"] or c["status"]).replace("_", " "),
+            _secs(c["talk_seconds"]),
+            c["answered_by"] or "-",
+            _pct(c["attribution_confidence"]),
+            ", ".join(c["tags"]),
+        ],
+    }
+
+
+async def live_feed(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``call`` with a row each time a call starts or ends."""
+    dash: Dashboard = request.app[DASHBOARD]
+    queue = dash.live.subscribe()
+    if queue is None:
+        raise web.HTTPServiceUnavailable(
+            text="too many live pages open", headers={"Retry-After": "30"}
+        )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    try:
+        await response.prepare(request)
+        await response.write(b": live\n\n")
+        while True:
+            try:
+                row = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            data = json.dumps(live_row(dash, row), separators=(",", ":"))
+            await response.write(f"event: call\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        dash.live.unsubscribe(queue)
+    return response
+
+
 async def media(request: web.Request) -> web.StreamResponse:
     """A call's recording or voicemail, with HTTP Range (the audio element seeks)."""
     dash: Dashboard = request.app[DASHBOARD]
@@ -507,6 +566,11 @@ async def media(request: web.Request) -> web.StreamResponse:
 def create_dashboard_app(dash: Dashboard) -> web.Application:
     app = web.Application(middlewares=[security_headers, require_login], client_max_size=64 * 1024)
     app[DASHBOARD] = dash
+
+    async def stop_live(_app: web.Application) -> None:
+        await dash.live.close()
+
+    app.on_shutdown.append(stop_live)
     r = app.router
     login = r.add_resource("/login", name="login")
     login.add_route("GET", login_page)
@@ -517,6 +581,7 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     r.add_get("/", overview, name="overview")
     r.add_get("/calls", call_log, name="calls")
     r.add_get("/calls.csv", call_log_csv, name="calls_csv")
+    r.add_get("/calls/live", live_feed, name="live")
     r.add_get(r"/calls/{call_id:\d+}", call_detail, name="call")
     r.add_post(r"/calls/{call_id:\d+}/annotate", annotate, name="annotate")
     r.add_get(r"/calls/{call_id:\d+}/{kind:recording|voicemail}", media, name="media")
