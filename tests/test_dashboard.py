@@ -283,3 +283,19 @@ async def test_the_live_feed_pushes_calls_as_they_start_and_end(client, store):
     assert event["id"] == call_id and event["status"] == "completed"
     assert event["cells"][5] == "answered" and event["cells"][6] == "0:42"
     resp.close()
+
+
+async def test_sources_page_lists_each_source_with_its_numbers_and_calls(client, store):
+    def add_number(db):
+        db["tracking_numbers"].insert(
+            {"number": "+13125550111", "source": "billboard", "route": "one",
+             "managed_by": "cli", "added_at": "x", "updated_at": "x", "label": "I-90"}
+        )  # fmt: skip
+
+    await client.server.app[DASHBOARD].writer.run(add_number)
+    await login(client)
+    html = await (await client.get("/sources")).text()
+    assert "Sources and numbers" in html and "(312) 555-0111" in html and "I-90" in html
+    billboard = html[html.index('href="/calls?source=billboard"') :].split("</tr>")[0]
+    # two billboard calls in the last 30 days, both to that number
+    assert '<td class="num">2</td>' in billboard

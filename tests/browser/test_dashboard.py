@@ -4,6 +4,7 @@ tag it, log out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import wave
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import demo as demo_store
@@ -18,6 +20,7 @@ from ctm_pbx.adapters.store import migrate, open_db
 from ctm_pbx.adapters.store import users as user_store
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.clock import iso
 from ctm_pbx.core.demo import demo_calls
 from ctm_pbx.core.users import Role
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
@@ -47,6 +50,10 @@ class DashboardServer(ThreadedServers):
         self.reader = StoreReader(cfg.database.path)
         dash = Dashboard(cfg, self.reader, self.writer)
         self.api = await self._listen(create_dashboard_app(dash))
+
+    def write(self, fn):
+        """Run ``fn(db)`` on the server's writer, from the test's thread."""
+        return asyncio.run_coroutine_threadsafe(self.writer.run(fn), self.loop).result(10)
 
     async def _stop(self) -> None:
         await super()._stop()
@@ -122,8 +129,26 @@ def test_a_session_through_every_page(page, server) -> None:
     no_horizontal_page_scroll(page)
     shot(page, "overview")
 
-    # the call log, filtered by source with the form
+    page.click("nav >> text=Sources")
+    page.wait_for_url(f"{server.api}/sources")
+    assert page.locator("table").count() == 2
+    no_horizontal_page_scroll(page)
+    shot(page, "sources")
+
+    # the call log: a call that starts now appears without a reload, then ends
     page.goto(f"{server.api}/calls")
+    expect(page.locator("#live-status")).to_have_text("live")
+    call_id = server.write(lambda db: db["calls"].insert(
+        {"status": "in_progress", "started_at": iso(datetime.now(UTC)), "source": "facebook",
+         "tracking_number": "+13125550150", "caller_number": "+13125550999"}).last_pk)  # fmt: skip
+    row = page.locator(f'tr[data-call="{call_id}"]')
+    row.wait_for()
+    assert "(312) 555-0999" in row.inner_text() and "in progress" in row.inner_text()
+    server.write(lambda db: db["calls"].update(call_id, {"status": "completed",
+                                                         "outcome": "answered"}))  # fmt: skip
+    expect(row).to_contain_text("answered")
+
+    # filtered by source with the form
     total = int(re.match(r"(\d+) calls", page.locator(".count").inner_text())[1])
     page.select_option("select[name=source]", "google-ads")
     page.click(".filters button[type=submit]")

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from ctm_pbx.adapters.store import call_search
 from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store import users as user_store
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.reports import period_totals, run_report
@@ -492,6 +493,41 @@ async def annotate(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/calls/{call_id}?saved=1")
 
 
+def _sources_data(db, dash: Dashboard, now: datetime) -> dict:
+    period = parse_period("30d", None, now=now, tz=dash.tz)
+    by_source = {
+        r.key: r
+        for r in run_report(db, Dimension.SOURCE, period, dash.tz, Filters(), dash.qualified).rows
+    }
+    by_number = {
+        r.key: r
+        for r in run_report(db, Dimension.NUMBER, period, dash.tz, Filters(), dash.qualified,
+                            compare=False).rows
+    }  # fmt: skip
+    numbers = number_store.list_numbers(db)
+    sources = []
+    for name, source in sorted(dash.config.sources.items(), key=lambda kv: kv[1].priority):
+        pools = [
+            (pool, sum(1 for n in numbers if n.pool == pool))
+            for pool, p in sorted(dash.config.pools.items())
+            if p.source == name
+        ]
+        fixed = [n.number for n in numbers if n.source == name and not n.pool]
+        sources.append({"name": name, "source": source, "pools": pools, "fixed": fixed,
+                        "row": by_source.get(name)})  # fmt: skip
+    return {
+        "sources": sources,
+        "numbers": [(n, by_number.get(n.number)) for n in numbers],
+        "period": period,
+    }
+
+
+async def sources_page(request: web.Request) -> web.StreamResponse:
+    dash: Dashboard = request.app[DASHBOARD]
+    data = await dash.reader.run(_sources_data, dash, dash.clock())
+    return dash.render(request, "sources.html", **data)
+
+
 def live_row(dash: Dashboard, c: dict) -> dict:
     """A call as the log's table shows it (the page's script only places the text)."""
     return {
@@ -536,6 +572,8 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
+            if row is None:  # the dashboard is stopping
+                break
             data = json.dumps(live_row(dash, row), separators=(",", ":"))
             await response.write(f"event: call\ndata: {data}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
@@ -580,6 +618,7 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     r.add_post("/logout", logout, name="logout")
     r.add_get("/", overview, name="overview")
     r.add_get("/calls", call_log, name="calls")
+    r.add_get("/sources", sources_page, name="sources")
     r.add_get("/calls.csv", call_log_csv, name="calls_csv")
     r.add_get("/calls/live", live_feed, name="live")
     r.add_get(r"/calls/{call_id:\d+}", call_detail, name="call")

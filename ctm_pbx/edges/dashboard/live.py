@@ -84,6 +84,12 @@ class LiveCalls:
             await asyncio.sleep(POLL_S)
 
     async def close(self) -> None:
+        """Stop polling and end every page's stream (a None in its queue)."""
+        for queue in self.listeners:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(None)
         self.listeners.clear()
         if self._task is not None:
             self._task.cancel()
