@@ -22,6 +22,7 @@ CONFIG = """\
 asterisk: {{ari_url: "http://127.0.0.1:{ari_port}", username: u, password: p}}
 database: {{path: ctm.db}}
 web: {{host: 127.0.0.1, port: {web_port}, allowed_origins: ["{shop}"]}}
+dashboard: {{host: 127.0.0.1, port: {dash_port}}}
 sources:
   google-ads: {{preset: google_ads}}
 targets:
@@ -43,9 +44,11 @@ def cli(config_path: Path, *args: str) -> str:
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    web_port = unused_port()
+    web_port, dash_port = unused_port(), unused_port()
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(CONFIG.format(ari_port=unused_port(), web_port=web_port, shop=SHOP))
+    config_path.write_text(
+        CONFIG.format(ari_port=unused_port(), web_port=web_port, dash_port=dash_port, shop=SHOP)
+    )
     cli(config_path, "db", "migrate")
     for number in POOL:
         cli(config_path, "numbers", "add", number, "--pool", "gads", "--route", "main")
@@ -62,6 +65,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
         else:
             raise AssertionError("the daemon's web app did not come up")
     d.web_url = f"http://127.0.0.1:{web_port}"  # type: ignore[attr-defined]
+    d.dashboard_url = f"http://127.0.0.1:{dash_port}"  # type: ignore[attr-defined]
     d.config_path = config_path  # type: ignore[attr-defined]
     yield d
     d.stop.set()
@@ -98,6 +102,18 @@ async def test_health_says_ari_is_away_and_the_web_app_still_serves(daemon: Daem
         health = await resp.json()
     assert resp.status == 503, "unhealthy while ARI is away"
     assert health["ari_connected"] is False and health["tracking_numbers"] == 2
+
+
+async def test_the_dashboard_has_its_own_listener_and_asks_for_a_login(daemon: Daemon) -> None:
+    url = daemon.dashboard_url  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"].startswith("/login?next=")
+        async with http.get(f"{url}/login") as resp:
+            assert resp.status == 200 and "Log in" in await resp.text()
+        # and the visitor API's port has no dashboard
+        async with http.get(f"{daemon.web_url}/login") as resp:  # type: ignore[attr-defined]
+            assert resp.status == 404
 
 
 def test_the_daemon_runs_on_uvloop(monkeypatch) -> None:

@@ -35,6 +35,7 @@ from ctm_pbx.core.model import (
     AsteriskMode,
     AsteriskSettings,
     Config,
+    DashboardSettings,
     DatabaseSettings,
     Fallback,
     FallbackKind,
@@ -46,6 +47,7 @@ from ctm_pbx.core.model import (
     QueueStrategy,
     ReceivingNumber,
     RecordingSettings,
+    ReportSettings,
     Route,
     RouteOrder,
     RouteTarget,
@@ -74,7 +76,10 @@ DEFAULT_PRIORITY = 50
 DIAL_PLACEHOLDERS = ("number", "digits")
 
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
-TOP_KEYS = ("asterisk", "database", "web", "tracking", *NAMED_SECTIONS, "tracking_numbers")
+TOP_KEYS = (
+    "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
+    "tracking_numbers",
+)  # fmt: skip
 ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
@@ -82,6 +87,8 @@ AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
 WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
+REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
+DASHBOARD_KEYS = ("enabled", "host", "port")
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
     "landing_params",
@@ -217,11 +224,20 @@ class _Builder:
         schedules = self._each(sections["schedules"], self._schedule)
         routes = self._each(sections["routes"], self._route)
         self._check_fallback_cycles()
+        web = _opt(top, "web", self._web, WebSettings())
+        dashboard = _opt(top, "dashboard", self._dashboard, DashboardSettings())
+        if dashboard.enabled and dashboard.port == web.port and "dashboard" in top:
+            entries = top["dashboard"].mapping() or {}
+            entries.get("port", top["dashboard"]).error(
+                f"the dashboard needs its own port: {web.port} is the visitor API's (web.port)"
+            )
         return Config(
             asterisk=_opt(top, "asterisk", self._asterisk, AsteriskSettings()),
             database=self._database(top.get("database")),
-            web=_opt(top, "web", self._web, WebSettings()),
+            web=web,
             tracking=tracking,
+            reports=_opt(top, "reports", self._reports, ReportSettings()),
+            dashboard=dashboard,
             sources=sources,
             targets=targets,
             pools=pools,
@@ -382,6 +398,32 @@ class _Builder:
         if not path.is_absolute():
             path = self.base_dir / path
         return DatabaseSettings(path=os.path.normpath(path))
+
+    def _dashboard(self, node: YNode) -> DashboardSettings | None:
+        m = node.mapping(DASHBOARD_KEYS)
+        if m is None:
+            return None
+        d = DashboardSettings()
+        return DashboardSettings(
+            enabled=_opt(m, "enabled", YNode.boolean, d.enabled),
+            host=_opt(m, "host", YNode.text, d.host),
+            port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+        )
+
+    def _reports(self, node: YNode) -> ReportSettings | None:
+        m = node.mapping(REPORT_KEYS)
+        if m is None:
+            return None
+        d = ReportSettings()
+        return ReportSettings(
+            time_zone=_opt(m, "time_zone", self._time_zone, d.time_zone),
+            qualified_min_talk_seconds=_opt(
+                m,
+                "qualified_min_talk_seconds",
+                lambda n: n.integer(0, 86400),
+                d.qualified_min_talk_seconds,
+            ),
+        )
 
     def _web(self, node: YNode) -> WebSettings | None:
         m = node.mapping(WEB_KEYS)

@@ -63,3 +63,9 @@ def client_key(
             return str(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)
+
+
+def from_trusted_proxy(peer: str, trusted: tuple[IpNetwork, ...]) -> bool:
+    """Whether the connection's address ``peer`` is one of the trusted proxies."""
+    addr = _address(peer)
+    return addr is not None and _trusted(addr, trusted)

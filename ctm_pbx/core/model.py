@@ -296,11 +296,30 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The dashboard's own listener: never the public visitor-API port."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8081
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    # the business's time zone: reports group calls by its days, weeks and hours
+    # (None: UTC, and reports say so)
+    time_zone: str | None = None
+    qualified_min_talk_seconds: int = 30  # a qualified call: answered and talked this long
+
+
+@dataclass(frozen=True)
 class Config:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     web: WebSettings = field(default_factory=WebSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     sources: dict[str, Source] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     pools: dict[str, Pool] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from ctm_pbx.adapters.config_loader import ConfigError, load_config
 from ctm_pbx.adapters.store import StoreError, migrate, open_db
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
+from ctm_pbx.core import call_path
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import (
     InventoryError,
@@ -762,18 +763,7 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
 
 
 def _path_line(entry: dict) -> str:
-    if "failsafe" in entry:
-        return f"{entry['at']}  fail-safe: {entry['failsafe']}"
-    if "fallback" in entry:
-        to = entry.get("to_route") or entry.get("to_number") or ""
-        return (
-            f"{entry['at']}  fallback of {entry['from_route']}: {entry['fallback']} {to}".rstrip()
-        )
-    rings = ", ".join(f"{r['name']}={r['result']}" for r in entry.get("rings", []))
-    return (
-        f"{entry['started_at']}  step {entry['step']} route {entry.get('route') or '-'}: "
-        f"{rings} ({entry['dial_status'] or 'no result'}, rang {entry['ring_seconds']}s)"
-    )
+    return f"{call_path.when(entry)}  {call_path.describe(entry)}"
 
 
 # ---- sources ---------------------------------------------------------------
@@ -921,3 +911,12 @@ def run(ctx: Context) -> None:
         run_daemon(cfg)
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
+
+
+# command groups in their own modules; they use the helpers above
+from ctm_pbx.edges.cli_demo import demo  # noqa: E402
+from ctm_pbx.edges.cli_reports import report  # noqa: E402
+from ctm_pbx.edges.cli_users import users  # noqa: E402
+
+for _group in (report, users, demo):
+    main.add_command(_group)

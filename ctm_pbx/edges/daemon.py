@@ -22,8 +22,10 @@ from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.live_inventory import LiveInventory
+from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.model import Config
+from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
 from ctm_pbx.edges.web import VisitApi, create_app
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class Daemon:
         )
         self.stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._dashboard: web.AppRunner | None = None
+        self._reader: StoreReader | None = None
 
     def status(self) -> dict:
         a = self.config.asterisk
@@ -124,6 +128,8 @@ class Daemon:
             web_cfg.port,
             len(self.inventory.numbers),
         )
+        if self.config.dashboard.enabled:
+            await self._start_dashboard()
         if a.uses_ari:
             log.info("ARI app %s at %s", a.app, a.ari_url)
         tasks = [asyncio.create_task(self._housekeeping())]
@@ -142,9 +148,23 @@ class Daemon:
             if self.agi is not None:
                 await self.agi.close()
             await self._runner.cleanup()
+            if self._dashboard is not None:
+                await self._dashboard.cleanup()
+            if self._reader is not None:
+                self._reader.close()
             await self.ari.close()
             self.writer.close()
             log.info("stopped")
+
+    async def _start_dashboard(self) -> None:
+        """The dashboard on its own listener (never the visitor API's port)."""
+        d = self.config.dashboard
+        self._reader = StoreReader(self.config.database.path)
+        dash = Dashboard(self.config, self._reader, self.writer)
+        self._dashboard = web.AppRunner(create_dashboard_app(dash), access_log=None)
+        await self._dashboard.setup()
+        await web.TCPSite(self._dashboard, d.host, d.port).start()
+        log.info("dashboard on http://%s:%d", d.host, d.port)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -29,6 +29,7 @@ asterisk:
    recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}}}}
 database: {{path: {db}}}
 web: {{host: 127.0.0.1, port: {port}}}
+dashboard: {{host: 127.0.0.1, port: {dash_port}}}
 sources:
   billboard: {{kind: offsite, label: "Billboard"}}
   radio: {{kind: offsite}}
@@ -204,13 +205,17 @@ def render_test_queues() -> str:
     from ctm_pbx.adapters.asterisk_conf import render_queues
     from ctm_pbx.adapters.config_loader import parse_config
 
-    text = TEST_CONFIG.format(db="unused.db", port=WEB_PORT, rec_local=RECORDINGS)
+    text = TEST_CONFIG.format(
+        db="unused.db", port=WEB_PORT, dash_port=WEB_PORT + 1, rec_local=RECORDINGS
+    )
     return render_queues(parse_config(text))
 
 
 def write_config(directory: Path, port: int = WEB_PORT) -> Path:
     path = directory / "config.yaml"
-    text = TEST_CONFIG.format(db=directory / "ctm.db", port=port, rec_local=RECORDINGS)
+    text = TEST_CONFIG.format(
+        db=directory / "ctm.db", port=port, dash_port=port + 1, rec_local=RECORDINGS
+    )
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -254,9 +259,7 @@ class ThreadDaemon:
         def main() -> None:
             async def serve() -> None:
                 self._loop = asyncio.get_running_loop()
-                self.daemon = (
-                    Daemon(self.config, self.clock) if self.clock else Daemon(self.config)
-                )
+                self.daemon = Daemon(self.config, self.clock) if self.clock else Daemon(self.config)
                 ready.set()
                 await self.daemon.serve()
 
@@ -304,7 +307,9 @@ class ProcessDaemon:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ctm_pbx", "--config", str(self.config_path), "run"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env=dict(os.environ),
         )
         out.close()
@@ -342,7 +347,8 @@ def wait_call(db_path: str, timeout_s: float = 10.0, **match) -> dict:
         try:
             last = call_store.list_calls(db, limit=200)
             rows = [
-                r for r in last
+                r
+                for r in last
                 if r["status"] == "completed" and all(r.get(k) == v for k, v in match.items())
             ]
             if rows:

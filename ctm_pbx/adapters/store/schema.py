@@ -299,6 +299,38 @@ def m011_voicemail_outcome(db: sqlite_utils.Database) -> None:
         raise RuntimeError(f"integrity check after widening calls.outcome: {problems}")
 
 
+@migrations()
+def m012_dashboard(db: sqlite_utils.Database) -> None:
+    """Dashboard users (argon2 password hashes), their sessions, calls' tags and note.
+
+    ``notes`` stays ctm-pbx's own remark on the call; ``comment`` is a person's.
+    """
+    db.execute(
+        """
+        CREATE TABLE users (
+            name           TEXT PRIMARY KEY,
+            password_hash  TEXT NOT NULL,               -- argon2id, with its parameters
+            role           TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+            created_at     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            token_hash    TEXT PRIMARY KEY,             -- sha256 of the cookie's token
+            user          TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+            csrf          TEXT NOT NULL,
+            created_at    TEXT NOT NULL,
+            last_seen_at  TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("ALTER TABLE calls ADD COLUMN tags TEXT NOT NULL DEFAULT ''")  # ",a,b," form
+    db.execute("ALTER TABLE calls ADD COLUMN comment TEXT NOT NULL DEFAULT ''")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
