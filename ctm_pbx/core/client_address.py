@@ -63,3 +63,9 @@ def client_key(
             return str(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)
+
+
+def from_trusted_proxy(remote: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
+    """Whether a peer is one of ``trusted`` (its connections are many clients')."""
+    addr = _address(remote or "")
+    return addr is not None and _trusted(addr, trusted)

@@ -30,6 +30,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -64,6 +65,7 @@ class StoreWriter:
         self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
         self._open = False  # a transaction begun on the loop, not yet committed
         self._open_lost: list[Callable[[BaseException], None]] = []  # told if it fails
+        self._last_commit: float | None = None  # time.monotonic() of the last commit
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -146,6 +148,7 @@ class StoreWriter:
                 else:
                     results.append((done, value, None))
             conn.commit()
+            self._last_commit = time.monotonic()
         except Exception as exc:  # the group could not be committed: nothing of it stands
             log.exception("store commit failed")
             with contextlib.suppress(Exception):
@@ -239,6 +242,7 @@ class StoreWriter:
         self._commits += 1
         try:
             conn.commit()
+            self._last_commit = time.monotonic()
         except Exception as exc:  # nothing of it stands
             log.exception("store commit failed")
             with contextlib.suppress(Exception):
@@ -344,6 +348,15 @@ class StoreWriter:
 
         self._submit(fn, args, kwargs, done)
         return fut.result()
+
+    def health(self) -> dict:
+        """For ``/healthz``: whether the writer runs, its last commit's age, its backlog."""
+        last = self._last_commit
+        return {
+            "running": self._thread.is_alive() and not self._closed,
+            "last_commit_age_s": None if last is None else round(time.monotonic() - last, 3),
+            "backlog": self._in_flight + len(self._deferred),
+        }
 
     def close(self) -> None:
         with self._deferred_lock:
