@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ctm_pbx.adapters.config_loader import ConfigError, parse_config
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.edges.web import create_app
 from ctm_pbx.edges.web_listener import ConnectionCaps, connection_budget
@@ -154,3 +155,11 @@ async def test_malformed_requests_get_a_json_400_and_one_short_log_line(server, 
 )
 def test_the_total_cap_leaves_half_the_descriptors(configured, fd_limit, budget) -> None:
     assert connection_budget(configured, fd_limit) == budget
+
+
+def test_the_caps_are_read_from_the_config(tmp_path) -> None:
+    web = "web: {max_connections: 300, max_connections_per_client: 8}\n"
+    cfg = parse_config(web, env={}, base_dir=tmp_path)
+    assert (cfg.web.max_connections, cfg.web.max_connections_per_client) == (300, 8)
+    with pytest.raises(ConfigError, match="max_connections_per_client"):
+        parse_config("web: {max_connections_per_client: 0}\n", env={}, base_dir=tmp_path)

@@ -56,24 +56,24 @@ class ConnectionCaps:
     def _key(self, remote: str | None) -> str | None:
         return None if from_trusted_proxy(remote, self.trusted) else client_key(remote, None, ())
 
-    def admit(self, remote: str | None) -> int:
-        """0 when the connection may open, else the status that refuses it."""
+    def admit(self, remote: str | None) -> tuple[int, str | None]:
+        """(0, the client's key) when the connection may open, else (the status that
+        refuses it, None). The key is what ``release`` takes when it closes."""
         if self.open >= self.total:
             self.refused += 1
-            return 503
+            return 503, None
         key = self._key(remote)
         if key is not None:
             held = self.by_client.get(key, 0)
             if held >= self.per_client:
                 self.refused += 1
-                return 429
+                return 429, None
             self.by_client[key] = held + 1
         self.open += 1
-        return 0
+        return 0, key
 
-    def release(self, remote: str | None) -> None:
+    def release(self, key: str | None) -> None:
         self.open -= 1
-        key = self._key(remote)
         if key is not None:
             held = self.by_client.pop(key, 1) - 1
             if held > 0:
@@ -128,25 +128,25 @@ class _Connection(RequestHandler):
         super().__init__(manager, **kwargs)
         self._ctm_caps = caps
         self._ctm_malformed = malformed
-        self._ctm_remote: str | None = None
+        self._ctm_key: str | None = None
         self._ctm_admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         remote = peer[0] if isinstance(peer, tuple) and peer else None
-        refused = self._ctm_caps.admit(remote)
+        refused, key = self._ctm_caps.admit(remote)
         if refused:
             transport.write(REFUSALS[refused])  # type: ignore[attr-defined]
             transport.close()
             return
-        self._ctm_remote, self._ctm_admitted = remote, True
+        self._ctm_key, self._ctm_admitted = key, True
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._ctm_admitted:
             return
         self._ctm_admitted = False
-        self._ctm_caps.release(self._ctm_remote)
+        self._ctm_caps.release(self._ctm_key)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
