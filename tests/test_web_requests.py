@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -125,6 +126,16 @@ async def test_a_body_that_is_not_the_gzip_it_claims_is_a_400(server, caplog) ->
     status, _, body = await exchange(server, request)
     assert status == 400 and json.loads(body)["error"] == "invalid_body"
     assert not [r for r in caplog.records if r.levelname == "ERROR"], "no traceback"
+
+
+async def test_a_client_that_leaves_mid_body_leaves_no_traceback(server, caplog) -> None:
+    _, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(post("/api/visit", b'{"landing_url": "https://shop.example.com/"}')[:-10])
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.transport.abort()
+    await asyncio.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_same_origin_comes_from_the_config_not_the_host_header(server) -> None:

@@ -185,6 +185,8 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
     except (HttpProcessingError, RequestPayloadError):  # e.g. gzip that is not
         message = "the body does not match its Content-Encoding"
         raise ApiError(400, "invalid_body", message, close=True) from None
+    except ConnectionError:  # the client left mid-body: nobody to answer, nothing to log
+        raise ApiError(400, "incomplete_body", "the connection closed", close=True) from None
     return b"".join(chunks)
 
 
