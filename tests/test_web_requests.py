@@ -159,7 +159,8 @@ async def test_same_origin_comes_from_the_config_not_the_host_header(server) -> 
     [
         ("127.0.0.1", 8080, ("http://127.0.0.1:8080", "http://localhost:8080")),
         ("::1", 8080, ("http://[::1]:8080", "http://localhost:8080")),
-        ("ctm.example.com", 80, ("http://ctm.example.com:80",)),
+        ("ctm.example.com", 80, ("http://ctm.example.com",)),
+        ("ctm.example.com", 8080, ("http://ctm.example.com:8080",)),
         ("0.0.0.0", 8080, ()),
         ("::", 8080, ()),
     ],

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from ctm_pbx import __version__
 from ctm_pbx.adapters.store.writer import StoreWriter
@@ -125,7 +124,8 @@ def own_origins(host: str, port: int) -> tuple[str, ...]:
     if host in ("", "0.0.0.0", "::"):
         return ()
     hosts = names.get(host, (f"[{host}]" if ":" in host else host,))
-    return tuple(f"http://{h}:{port}" for h in hosts)
+    suffix = "" if port == 80 else f":{port}"  # a browser omits the default port
+    return tuple(f"http://{h}{suffix}" for h in hosts)
 
 
 def _check_origin(request: web.Request) -> None:
@@ -182,7 +182,7 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
                     raise _too_large()
     except TimeoutError:
         raise ApiError(408, "body_timeout", "the body did not arrive in time", close=True) from None
-    except (HttpProcessingError, RequestPayloadError):  # e.g. gzip that is not
+    except (HttpProcessingError, web.RequestPayloadError):  # e.g. gzip that is not
         message = "the body does not match its Content-Encoding"
         raise ApiError(400, "invalid_body", message, close=True) from None
     except ConnectionError:  # the client left mid-body: nobody to answer, nothing to log

@@ -5,9 +5,10 @@
   cannot take the file descriptors the call path (ARI, AMI, FastAGI) needs. A
   trusted proxy's connections carry many clients: only the total cap applies.
 - A connection that is idle, or whose request headers have not all arrived, is
-  closed ``idle_timeout`` seconds after it opened or after its last response
-  (aiohttp's keep-alive timer, which it arms when the connection opens and does
-  not push back when bytes arrive). The body has its own deadline (edges/web.py).
+  closed ``idle_timeout`` seconds after it opened (our own deadline on the first
+  request's headers: aiohttp before 3.14 set none) or after its last response
+  (aiohttp's keep-alive timer, which arriving bytes do not push back). The body
+  has its own deadline (edges/web.py).
 - A malformed request gets a JSON 400 and at most one short log line per
   ``MALFORMED_LOG_EVERY_S``; the lines in between are counted, not written.
 - Responses name no software versions (``Server: ctm-pbx``).
@@ -124,12 +125,22 @@ class MalformedLog:
 class _Connection(RequestHandler):
     """aiohttp's request handler behind the caps, with quiet JSON 4xx errors."""
 
-    def __init__(self, manager, caps: ConnectionCaps, malformed: MalformedLog, **kwargs) -> None:  # noqa: ANN001
-        super().__init__(manager, **kwargs)
+    def __init__(
+        self,
+        manager,  # noqa: ANN001 - aiohttp's web.Server
+        caps: ConnectionCaps,
+        malformed: MalformedLog,
+        headers_within: float,
+        **kwargs,
+    ) -> None:
+        super().__init__(manager, keepalive_timeout=headers_within, **kwargs)
         self._ctm_caps = caps
         self._ctm_malformed = malformed
         self._ctm_key: str | None = None
         self._ctm_admitted = False
+        self._ctm_headers_within = headers_within
+        self._ctm_deadline: asyncio.TimerHandle | None = None  # until the first headers end
+        self._ctm_tail = b""  # the last bytes seen, for a CRLFCRLF split across segments
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -140,18 +151,35 @@ class _Connection(RequestHandler):
             transport.close()
             return
         self._ctm_key, self._ctm_admitted = key, True
+        loop = asyncio.get_running_loop()
+        self._ctm_deadline = loop.call_later(self._ctm_headers_within, self._ctm_too_slow)
         super().connection_made(transport)
+
+    def _ctm_too_slow(self) -> None:
+        self._ctm_deadline = None
+        self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._ctm_admitted:
             return
         self._ctm_admitted = False
         self._ctm_caps.release(self._ctm_key)
+        if self._ctm_deadline is not None:
+            self._ctm_deadline.cancel()
+            self._ctm_deadline = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._ctm_admitted:
-            super().data_received(data)
+        if not self._ctm_admitted:
+            return
+        if self._ctm_deadline is not None:
+            seen = self._ctm_tail + data
+            if b"\r\n\r\n" in seen:
+                self._ctm_deadline.cancel()
+                self._ctm_deadline = None
+            else:
+                self._ctm_tail = seen[-3:]
+        super().data_received(data)
 
     def eof_received(self) -> None:
         if self._ctm_admitted:
@@ -208,15 +236,10 @@ class GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         manager = self._runner.server
         assert manager is not None
-        settings = {
-            "loop": loop,
-            "keepalive_timeout": self._idle_timeout,
-            "lingering_time": LINGER_S,
-            "access_log": None,
-        }
+        settings = {"loop": loop, "lingering_time": LINGER_S, "access_log": None}
 
         def connection() -> _Connection:
-            return _Connection(manager, self.caps, self.malformed, **settings)
+            return _Connection(manager, self.caps, self.malformed, self._idle_timeout, **settings)
 
         self._server = await loop.create_server(
             connection, self._host, self._port, backlog=self._backlog, reuse_address=True
