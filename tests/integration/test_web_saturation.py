@@ -125,10 +125,9 @@ def daemon(asterisk: Asterisk, tmp_path: Path) -> Iterator[Path]:
         wait_app(asterisk, False)
 
 
-def health() -> dict:
-    url = f"http://127.0.0.1:{WEB_PORT}/healthz"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
+def health(path: str = "/healthz") -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}{path}", timeout=5) as resp:
+        return json.load(resp)  # urlopen raises on a 503
 
 
 def test_calls_complete_while_the_web_listener_is_saturated(
@@ -154,3 +153,13 @@ def test_calls_complete_while_the_web_listener_is_saturated(
     assert web["max_connections"] == FD_LIMIT // 2
     assert web["refused_connections"] > 0
     assert "Too many open files" not in daemon.read_text()
+    # mode both, on the real Asterisk: the call path is ready, each part connected
+    calls = health("/healthz/calls")
+    assert calls["status"] == "ok" and calls["ready"] == {"web_api": True, "calls": True}
+    assert {name for name, part in calls["components"].items() if part["ok"]} == {
+        "database",
+        "web",
+        "ari",
+        "ami",
+        "fastagi",
+    }
