@@ -36,6 +36,14 @@ async def test_health_reports_the_daemon_state(aiohttp_client) -> None:
         # the store is gone: the API cannot answer, the calls are still routed
         (components(database=False, ari=True), 503, 200, "degraded"),
         (components(database=True, web=True, ari=True), 200, 200, "ok"),
+        # the disk is full: the writer runs but cannot write; the API still answers
+        (
+            {"database": {"ok": False, "running": True, "writable": False}, "ari": {"ok": True}},
+            200,
+            200,
+            "degraded",
+        ),
+        ({"database": {"ok": False, "running": False}, "ari": {"ok": True}}, 503, 200, "degraded"),
     ],
 )
 async def test_readiness_per_component(aiohttp_client, parts, web_api, calls, status) -> None:

@@ -260,23 +260,23 @@ def _rate_limited(retry: float, what: str) -> ApiError:
     return ApiError(429, "rate_limited", message, retry_after=max(1, round(retry)))
 
 
-WEB_API_NEEDS = ("database",)  # what the website API's readiness depends on
-CALLS_NEED = ("ari", "ami", "fastagi")  # the call path's (the ones the mode uses)
+CALLS_NEED = ("ari", "ami", "fastagi")  # the call path's readiness (the ones the mode uses)
 
 
 def health_report(state: dict) -> dict:
     """``/healthz``'s body: the daemon's state, with each component's ``ok`` and the
-    readiness of the website API (never Asterisk's) and of the call path."""
+    readiness of the website API and of the call path. The API needs only the
+    database writer to run (``running``; when it cannot write, ``ok`` is false and
+    the status degraded, but the API still answers); never Asterisk."""
     components: dict = state.get("components", {})
-
-    def ready(needs: tuple[str, ...]) -> bool:
-        return all(components[name].get("ok", False) for name in needs if name in components)
-
+    db = components.get("database", {})
+    web_api = bool(db.get("running", db.get("ok", True)))
+    calls = all(components[name].get("ok", False) for name in CALLS_NEED if name in components)
     everything_ok = all(c.get("ok", False) for c in components.values())
     return {
         "status": "ok" if everything_ok else "degraded",
         "version": __version__,
-        "ready": {"web_api": ready(WEB_API_NEEDS), "calls": ready(CALLS_NEED)},
+        "ready": {"web_api": web_api, "calls": calls},
         **state,
     }
 
