@@ -85,7 +85,14 @@ RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
-WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
+WEB_KEYS = (
+    "host",
+    "port",
+    "allowed_origins",
+    "trusted_proxies",
+    "max_connections",
+    "max_connections_per_client",
+)
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
 REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
 DASHBOARD_KEYS = ("enabled", "host", "port")
@@ -435,6 +442,15 @@ class _Builder:
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
             allowed_origins=_opt(m, "allowed_origins", self._origins, d.allowed_origins),
             trusted_proxies=_opt(m, "trusted_proxies", self._networks, d.trusted_proxies),
+            max_connections=_opt(
+                m, "max_connections", lambda n: n.integer(1, 1_000_000), d.max_connections
+            ),
+            max_connections_per_client=_opt(
+                m,
+                "max_connections_per_client",
+                lambda n: n.integer(1, 1_000_000),
+                d.max_connections_per_client,
+            ),
         )
 
     def _networks(self, node: YNode) -> tuple[str, ...] | None:

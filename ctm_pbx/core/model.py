@@ -286,6 +286,10 @@ class WebSettings:
     # reverse proxies whose X-Forwarded-For names the client (addresses or networks);
     # none by default: a proxy that passes a client's own header on would let it choose
     trusted_proxies: tuple[str, ...] = ()
+    # open connections to the web listener: in total (at most half the process's file
+    # descriptors) and per client (IPv4 address, IPv6 /64; trusted proxies: total only)
+    max_connections: int = 1024
+    max_connections_per_client: int = 32
 
 
 @dataclass(frozen=True)
