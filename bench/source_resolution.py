@@ -12,6 +12,11 @@ visitors have, two ways in the same run: the linear scan (``resolve_source``, th
 reference) and the index (``SourceIndex.resolve``). Prints one JSON line per size with
 p50/p99/mean in microseconds and the index's build time, then the index's figures at
 the largest size against the smallest (the flatness the index is for).
+
+``--visit-job`` also times the store's whole job for a new visit (``handle_visit``:
+a known visitor's new ad click, its source, its visit row, its lease renewed) on a
+SQLite database in a temporary folder, in CPU microseconds, with the index and with
+the linear scan.
 """
 
 from __future__ import annotations
@@ -129,10 +134,59 @@ def run(total: int, rounds: int) -> dict:
     }
 
 
+def visit_job(total: int, visits: int = 2000) -> dict:
+    """CPU microseconds of ``handle_visit`` for a new visit, with the index and without."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from ctm_pbx.adapters.store import migrate, open_db
+    from ctm_pbx.adapters.visits import VisitRequest, handle_visit
+    from ctm_pbx.edges.cli import sync_config_numbers
+
+    folder = tempfile.mkdtemp(prefix="ctm-bench-sources-")
+    numbers = "".join(
+        f'  - {{number: "+1312555{2000 + i:04d}", pool: ads, route: main}}\n' for i in range(200)
+    )
+    config = parse_config(
+        f"database: {{path: {folder}/bench.db}}\n"
+        + sources_yaml(total)
+        + 'targets: {sales: "+1 312 555 0100"}\n'
+        + "pools: {ads: {source: google-ads, target: sales}}\n"
+        + 'receiving_numbers: {desk: {number: "+13125550101"}}\n'
+        + "routes: {main: {type: single, targets: [desk]}}\n"
+        + "tracking_numbers:\n"
+        + numbers
+    )
+    db = open_db(config.database.path)
+    migrate(db)
+    sync_config_numbers(config, db)
+    index = SourceIndex(config.sources)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    site = "https://www.example.com/?gclid="
+    visitors = [
+        handle_visit(db, config, VisitRequest(None, f"{site}seed{i}"), start, index).visitor_id
+        for i in range(200)
+    ]
+    db.conn.commit()
+    figures = {}
+    for way, sources in (("index", index), ("linear", None)):
+        t0 = time.process_time()
+        for n in range(visits):
+            req = VisitRequest(visitors[n % len(visitors)], f"{site}{way}{n}")
+            handle_visit(db, config, req, start + timedelta(seconds=n), sources)
+            if n % 50 == 49:
+                db.conn.commit()  # the writer commits a group of jobs at once
+        db.conn.commit()
+        figures[f"{way}_us"] = round((time.process_time() - t0) / visits * 1e6)
+    db.conn.close()
+    return {"sources": len(config.sources), "new_visit_store_job_cpu": figures}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sources", default="11,100,1000", help="config sizes, comma-separated")
     ap.add_argument("--rounds", type=int, default=2000, help="visits timed per size and way")
+    ap.add_argument("--visit-job", action="store_true", help="also time handle_visit")
     args = ap.parse_args()
     results = []
     for total in (int(s) for s in args.sources.split(",")):
@@ -148,7 +202,10 @@ def main() -> int:
         ),
         "speedup_at_largest_p50": round(last["linear"]["p50_us"] / last["index"]["p50_us"], 1),
     }
-    print(json.dumps(summary))
+    print(json.dumps(summary), flush=True)
+    if args.visit_job:
+        for total in (int(s) for s in args.sources.split(",")):
+            print(json.dumps(visit_job(total)), flush=True)
     return 0
 
 
