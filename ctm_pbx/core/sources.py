@@ -36,6 +36,9 @@ earliest matching rule. The matching source with the earliest phase wins; within
 phase the lower ``priority`` wins; ties go to the source name (alphabetical). So a
 Google Ads click (``gclid``: landing) beats Google organic (referrer ``google.com``:
 referrer) whatever their priorities, and ``direct`` only wins when nothing else matched.
+``rank_sources``/``resolve_source`` check every rule: the reference, and the explain
+path. ``ctm_pbx.core.source_index.SourceIndex`` gives the same answers by checking
+only the rules a visit's values can match (the visit API uses it).
 
 Attribution (``attribute_visitor``)
 -----------------------------------
