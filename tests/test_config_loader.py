@@ -140,7 +140,8 @@ tracking_numbers:
 """,
         "tracking_numbers[0].number",
         10,
-        "duplicate number +13125550100: already used by targets.sales (line 6)",
+        "+13125550100 is target number 'sales', the site's own number: every call to it"
+        " would be credited to this one source (targets.sales, line 6)",
     ),
     (
         "two tracking numbers with the same number",
