@@ -69,6 +69,13 @@ routes:
         "must be between 1 and 600, got 0",
     ),
     (
+        "share of numbers a sync may release out of range",
+        "database:\n  path: x.db\n  max_release_percent: 101\n",
+        "database.max_release_percent",
+        3,
+        "must be between 0 and 100, got 101",
+    ),
+    (
         "bad number",
         "targets:\n  sales: 555-0100\n",
         "targets.sales",

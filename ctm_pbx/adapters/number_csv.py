@@ -69,6 +69,11 @@ def _decode(data: bytes) -> str:
         encoding, body = "utf-16", data
     else:
         encoding, body = "utf-8", data
+        if b"\x00" in body:
+            raise CsvError(
+                "the file holds NUL characters (UTF-16 without a byte-order mark?):"
+                " save it as 'CSV UTF-8' and import it again"
+            )
     try:
         text = body.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -80,10 +85,7 @@ def _decode(data: bytes) -> str:
             " Windows-1252?): save the file as 'CSV UTF-8' and import it again"
         ) from None
     if "\x00" in text:
-        raise CsvError(
-            "the file holds NUL characters (UTF-16 without a byte-order mark?):"
-            " save it as 'CSV UTF-8' and import it again"
-        )
+        raise CsvError("the file holds NUL characters: save it as 'CSV UTF-8' and import it again")
     return text
 
 

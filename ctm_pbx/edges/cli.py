@@ -119,17 +119,28 @@ class Context:
         """The database, created if missing (``db migrate``, ``run``), saying what was made."""
         for note in create_database(self.db_path):
             echo(note)
+        database = open_db(self.db_path, create=False)  # first: is it a database at all?
+        _close_at_exit(database)
         for note in restrict_permissions(self.db_path):
             echo(f"other users' access removed: {note}")
-        return open_db(self.db_path, create=False)
+        return database
 
     def _open(self, opener) -> sqlite_utils.Database:
         try:
-            return opener(self.db_path)
+            database = opener(self.db_path)
         except MissingDatabase as exc:
             raise click.ClickException(
                 f"{exc} (database.path in {self.config_path}); 'ctm-pbx db migrate' creates it"
             ) from None
+        _close_at_exit(database)
+        return database
+
+
+def _close_at_exit(database: sqlite_utils.Database) -> None:
+    """Close when the command ends: the last writer's close merges the WAL into the file."""
+    current = click.get_current_context(silent=True)
+    if current is not None:
+        current.call_on_close(database.conn.close)
 
 
 def read_config(path: str) -> Config:
@@ -427,10 +438,11 @@ def _migrate(ctx: Context, database: sqlite_utils.Database) -> list[str]:
     except sqlite3.Error as exc:
         left = pending(database)
         done = [name for name in todo if name not in left]
+        applied = f"applied {', '.join(done)}" if done else "applied nothing"
+        failed = left[0] if left else "the last"
         raise click.ClickException(
-            f"{describe(exc, ctx.db_path)}; "
-            + (f"applied {', '.join(done)}, " if done else "nothing applied, ")
-            + f"{left[0]} undone: fix that and run 'ctm-pbx db migrate' again"
+            f"{describe(exc, ctx.db_path)}; {applied}; {failed} was rolled back:"
+            " fix that and run 'ctm-pbx db migrate' again"
         ) from None
 
 
