@@ -48,7 +48,6 @@ def imported(cli) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("name", "data"),
     [
-        ("UTF-8", ROWS.encode("utf-8")),
         ("UTF-8 with a byte-order mark (Excel's CSV UTF-8)", b"\xef\xbb\xbf" + ROWS.encode()),
         ("UTF-16 with a byte-order mark", ROWS.encode("utf-16")),
         ("';' between fields", ROWS.replace(",", ";").encode("utf-8")),
