@@ -69,6 +69,13 @@ routes:
         "must be between 1 and 600, got 0",
     ),
     (
+        "share of numbers a sync may release out of range",
+        "database:\n  path: x.db\n  max_release_percent: 101\n",
+        "database.max_release_percent",
+        3,
+        "must be between 0 and 100, got 101",
+    ),
+    (
         "bad number",
         "targets:\n  sales: 555-0100\n",
         "targets.sales",
@@ -140,7 +147,8 @@ tracking_numbers:
 """,
         "tracking_numbers[0].number",
         10,
-        "duplicate number +13125550100: already used by targets.sales (line 6)",
+        "+13125550100 is target number 'sales', the site's own number: every call to it"
+        " would be credited to this one source (targets.sales, line 6)",
     ),
     (
         "two tracking numbers with the same number",

@@ -30,6 +30,7 @@ from ctm_pbx.adapters.yaml_source import (
 )
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.geo import REGION_NAMES, GeoRule
+from ctm_pbx.core.inventory import role_clash
 from ctm_pbx.core.model import (
     AgiSettings,
     AmiSettings,
@@ -85,7 +86,7 @@ ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami",
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
-DATABASE_KEYS = ("path",)
+DATABASE_KEYS = ("path", "max_release_percent")
 WEB_KEYS = (
     "host",
     "port",
@@ -263,7 +264,9 @@ class _Builder:
             receiving_numbers=receiving,
             routes=routes,
             schedules=schedules,
-            tracking_numbers=self._tracking_numbers(top.get("tracking_numbers"), sources, pools),
+            tracking_numbers=self._tracking_numbers(
+                top.get("tracking_numbers"), sources, pools, targets, receiving
+            ),
             path=path,
         )
 
@@ -410,13 +413,15 @@ class _Builder:
 
     def _database(self, node: YNode | None) -> DatabaseSettings:
         m = {} if node is None else node.mapping(DATABASE_KEYS) or {}
-        raw = _opt(m, "path", YNode.text, DatabaseSettings().path)
+        d = DatabaseSettings()
+        raw = _opt(m, "path", YNode.text, d.path)
+        percent = _opt(m, "max_release_percent", lambda n: n.integer(0, 100), d.max_release_percent)
         if raw == ":memory:":
-            return DatabaseSettings(path=raw)
+            return DatabaseSettings(path=raw, max_release_percent=percent)
         path = Path(raw).expanduser()
         if not path.is_absolute():
             path = self.base_dir / path
-        return DatabaseSettings(path=os.path.normpath(path))
+        return DatabaseSettings(path=os.path.normpath(path), max_release_percent=percent)
 
     def _dashboard(self, node: YNode) -> DashboardSettings | None:
         m = node.mapping(DASHBOARD_KEYS)
@@ -1190,14 +1195,26 @@ class _Builder:
     # -- tracking numbers ----------------------------------------------------------
 
     def _tracking_numbers(
-        self, node: YNode | None, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+        self,
+        node: YNode | None,
+        sources: Mapping[str, Source],
+        pools: Mapping[str, Pool],
+        targets: Mapping[str, Target],
+        receiving: Mapping[str, ReceivingNumber],
     ) -> tuple[TrackingNumberDecl, ...]:
         items = node.sequence() if node is not None else []
-        decls = [self._tracking_number(item, sources, pools) for item in items or []]
+        decls = [
+            self._tracking_number(item, sources, pools, targets, receiving) for item in items or []
+        ]
         return tuple(d for d in decls if d is not None)
 
     def _tracking_number(
-        self, node: YNode, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+        self,
+        node: YNode,
+        sources: Mapping[str, Source],
+        pools: Mapping[str, Pool],
+        targets: Mapping[str, Target],
+        receiving: Mapping[str, ReceivingNumber],
     ) -> TrackingNumberDecl | None:
         m = node.mapping(TRACKING_NUMBER_KEYS)
         if m is None:
@@ -1208,7 +1225,12 @@ class _Builder:
         source, pool = self._tracking_source(node, m, pools)
         label = _opt(m, "label", YNode.text, "")
         if number is not None and number_node is not None:
-            self._claim("tracking", number, number_node, ("target", "receiving", "tracking"))
+            clash = role_clash(number, targets, receiving)  # the CLI's rule too
+            if clash is not None:
+                first = self.numbers[clash.role][number]
+                number_node.error(f"{clash} ({first.path}, line {first.line})")
+                return None
+            self._claim("tracking", number, number_node, ("tracking",))
         if number is None or route is None or source is None:
             return None
         return TrackingNumberDecl(number=number, source=source, pool=pool, route=route, label=label)

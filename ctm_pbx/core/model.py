@@ -276,6 +276,8 @@ class AsteriskSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     path: str = "ctm-pbx.db"
+    # a sync may release at most this share of the config's numbers unless forced
+    max_release_percent: int = 25
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,12 @@ def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
 
+def unknown(db: sqlite_utils.Database) -> list[str]:
+    """Migrations applied to ``db`` that this code does not have (a newer ctm-pbx's)."""
+    ours = {m.name for m in migrations._migrations}
+    return [m.name for m in migrations.applied(db) if m.name not in ours]
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     todo = pending(db)
