@@ -1,7 +1,7 @@
 """The dialplan's call spool: one line per call from ``[ctm-hangup]``, imported into the call log.
 
 Every call that reached ``[ctm-inbound]`` appends a line to ``CTM_SPOOL`` at its
-hangup (``Set(FILE(…,,,al)=…)``, see dialplan/ctm-pbx.conf), whether or not ctm-pbx
+hangup (``Set(FILE(…,,,al,u)=…)``, see dialplan/ctm-pbx.conf), whether or not ctm-pbx
 was connected. ctm-pbx renames the file (Asterisk's next line starts a new one),
 imports the lines and deletes the renamed file only once the import is committed:
 
