@@ -410,3 +410,12 @@ async def test_an_asterisk_that_never_answers_on_the_socket_is_not_asked_forever
             await asyncio.sleep(0.01)
     probes = [uri for uri in rig.fake.socket_requests if uri == "asterisk/ping"]
     assert len(probes) == 3 and rig.ari.rest_transport == "http"
+
+
+async def test_an_end_without_a_row_is_left_to_the_call_spool(rig: Rig) -> None:
+    # a crash lost the row of a call that was already ringing: its "ended" finds nothing
+    await rig.fake.send(stasis("c40", "ended", "ANSWER", "3000", "2000", "16", "phone1", ""))
+    await rig.settle()
+    assert rig.row("c40") is None  # the spool line will bring it (tests/test_call_spool.py)
+    assert "c40" not in rig.handler.calls, "nothing kept in memory for it"
+    assert rig.fake.moves() == []
