@@ -12,7 +12,9 @@ carrier, the phones and the call log (tests/integration/fault_run.py):
 Prints one JSON line per fault and the table: calls placed, answered by phone1, taken
 by the fail-safe, reaching no phone (cut or refused by Asterisk), call-log rows, rows
 missing / duplicated / wrong / left open, fail-safe rows without their late
-attribution, and (asterisk) seconds from ARI answering again to ctm-pbx connected.
+attribution, and (asterisk) calls a phone answered that ended as Asterisk stopped (their
+row may say what Asterisk saw, not what the phone did) and seconds from ARI answering
+again to ctm-pbx connected.
 Target: every call a phone answered has exactly one right row; reconnect <= 1 s.
 
 Run as root from the repository (the sandbox must be installable):
@@ -51,6 +53,7 @@ COLUMNS = (
     ("wrong", "wrong"),
     ("in_progress", "open"),
     ("not_attributed_late", "not late-attr."),
+    ("cut_at_stop", "cut at stop"),
     ("reconnect_s", "reconnect s"),
 )
 

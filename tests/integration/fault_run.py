@@ -21,6 +21,7 @@ from typing import Literal
 from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import open_db
+from ctm_pbx.core.clock import iso
 
 from .ctm import CALL_SPOOL, ProcessDaemon, clear_spool, prepare_db, write_config
 from .sip import REPO, Asterisk, Phone, _sipp_base, screen_counts
@@ -50,6 +51,10 @@ class FaultReport:
     failsafe_rows: int = 0
     not_attributed_late: int = 0  # fail-safe rows without the visitor's late attribution
     reconnect_s: float | None = None  # ARI answering again -> the app connected
+    # answered by a phone, ended as Asterisk stopped: what Asterisk saw may not be what
+    # the phone saw (e.g. Dial() CHANUNAVAIL while the phone answered); a row is required
+    cut_at_stop: int = 0
+    stopping: tuple[str, str] | None = None  # ISO UTC: Asterisk stopping .. stopped
     wrong_examples: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -116,7 +121,10 @@ def _wait_settled(db_path: str, timeout_s: float) -> None:
 
 def _restart_asterisk(asterisk: Asterisk, down_s: float, report: FaultReport) -> None:
     """Stop Asterisk, start it again; measure ARI answering -> our app connected."""
+    before = datetime.now(UTC) - timedelta(seconds=0.5)
     down = asterisk.run_sandbox("down", timeout_s=60)
+    after = datetime.now(UTC) + timedelta(seconds=0.5)
+    report.stopping = (iso(before), iso(after))
     if down.returncode != 0:
         raise RuntimeError(f"asterisk-sandbox down failed: {down.stderr}")
     time.sleep(down_s)
@@ -234,7 +242,7 @@ def _fill(
             dict(r)
             for r in db["calls"].rows_where(
                 select="caller_number, status, outcome, answered_by, failsafe, visitor_id,"
-                " attributed_late, channel_id"
+                " attributed_late, channel_id, ended_at"
             )
         ]
     finally:
@@ -257,6 +265,10 @@ def _fill(
             report.wrong_examples.append(f"{caller}: answered by {expected}, no row")
             continue
         row = got[0]
+        stopping = report.stopping
+        if stopping and row["ended_at"] and stopping[0] <= row["ended_at"] <= stopping[1]:
+            report.cut_at_stop += 1
+            continue
         if row["outcome"] != "answered" or row["answered_by"] != expected:
             report.wrong += 1
             report.wrong_examples.append(
