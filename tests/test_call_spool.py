@@ -7,6 +7,7 @@ Real files and a real SQLite database: the lines are what [ctm-hangup] appends
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -228,10 +229,14 @@ def test_an_import_interrupted_after_its_commit_imports_nothing_twice(
     finish_files(spool, [], [])  # nothing left to do: still no error
 
 
-def test_an_empty_or_missing_spool_is_nothing_to_do(
-    tmp_path: Path, writer: StoreWriter, cfg
+def test_a_missing_folder_is_said_once_and_an_empty_spool_is_nothing_to_do(
+    tmp_path: Path, writer: StoreWriter, cfg, caplog
 ) -> None:
     spool = CallSpool(cfg, writer, str(tmp_path / "none" / "calls.spool"))
-    assert asyncio.run(spool.collect()).created == 0
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(spool.collect()).created == 0
+        assert asyncio.run(spool.collect()).created == 0
+    assert [r.getMessage() for r in caplog.records if "no folder" in r.getMessage()] != []
+    assert len(caplog.records) == 1, "once, not every second"
     (tmp_path / "calls.spool").write_text("")
     assert take_files(tmp_path / "calls.spool") == []

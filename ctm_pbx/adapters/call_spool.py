@@ -137,6 +137,8 @@ def take_files(spool: Path) -> list[Path]:
 
     Renamed files left by an earlier run (a crash before their import was
     committed) come first, in the order they were taken."""
+    if not spool.parent.is_dir():  # fail-safe calls would go unrecorded: say so
+        raise FileNotFoundError(f"no folder {spool.parent} (create it, see the README)")
     taken = False
     with contextlib.suppress(FileNotFoundError):
         if spool.stat().st_size > 0:
@@ -297,6 +299,7 @@ class CallSpool:
         self.writer = writer
         self.path = Path(path or config.asterisk.call_spool)
         self._lock = asyncio.Lock()
+        self._unreadable = False  # warned already: once per outage, not every second
         self.imported = ImportResult()  # since the daemon started (for /healthz)
 
     async def collect(self) -> ImportResult:
@@ -304,11 +307,16 @@ class CallSpool:
         async with self._lock:
             try:
                 files = await asyncio.to_thread(take_files, self.path)
-                if not files:
-                    return ImportResult()
                 records, bad = await asyncio.to_thread(read_files, files)
             except OSError as exc:
-                log.warning("call spool %s not readable: %s", self.path, exc)
+                if not self._unreadable:
+                    log.warning("call spool %s not readable: %s", self.path, exc)
+                self._unreadable = True
+                return ImportResult()
+            if self._unreadable:
+                log.info("call spool %s readable again", self.path)
+                self._unreadable = False
+            if not files:
                 return ImportResult()
             result = ImportResult(rejected=len(bad))
             for i in range(0, len(records), BATCH):
