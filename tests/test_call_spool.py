@@ -240,3 +240,21 @@ def test_a_missing_folder_is_said_once_and_an_empty_spool_is_nothing_to_do(
     assert len(caplog.records) == 1, "once, not every second"
     (tmp_path / "calls.spool").write_text("")
     assert take_files(tmp_path / "calls.spool") == []
+
+
+def test_a_line_whose_import_fails_is_kept_for_the_admin(
+    tmp_path: Path, writer: StoreWriter, cfg
+) -> None:
+    def refuse(db) -> None:  # noqa: ANN001 - a store that refuses one call's row
+        db.conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.channel_id = '1733.31'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+
+    writer.run_sync(refuse)
+    spool = tmp_path / "calls.spool"
+    spool.write_text(line("1733.30") + line("1733.31"))
+    got = asyncio.run(CallSpool(cfg, writer, str(spool)).collect())
+    assert (got.created, got.rejected) == (1, 1)
+    assert [r["channel_id"] for r in rows(writer)] == ["1733.30"]
+    assert (tmp_path / "calls.spool.rejected").read_text() == line("1733.31")

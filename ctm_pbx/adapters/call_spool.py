@@ -80,6 +80,7 @@ class SpoolRecord:
     ended: datetime
     spool_only: bool  # the app never saw the call
     result: tuple[str, ...]  # CTM_RESULT: DIALSTATUS, DIALEDTIME_MS, …
+    line: str = ""  # as written (kept in the .rejected file if its import fails)
 
     @property
     def failsafe(self) -> bool:
@@ -93,6 +94,7 @@ class ImportResult:
     skipped: int = 0
     rejected: int = 0
     channels: list[str] = field(default_factory=list)  # created or completed
+    failed_lines: list[str] = field(default_factory=list)  # lines whose import raised
 
     def add(self, other: ImportResult) -> None:
         self.created += other.created
@@ -100,6 +102,7 @@ class ImportResult:
         self.skipped += other.skipped
         self.rejected += other.rejected
         self.channels += other.channels
+        self.failed_lines += other.failed_lines
 
 
 def _epoch(text: str) -> datetime | None:
@@ -129,6 +132,7 @@ def parse_line(line: str) -> SpoolRecord | None:
         ended=ended,
         spool_only=parts[8] == "1",
         result=tuple(parts[9].split(",")),
+        line=line,
     )
 
 
@@ -165,7 +169,8 @@ def read_files(files: list[Path]) -> tuple[list[SpoolRecord], list[str]]:
 
 
 def finish_files(spool: Path, files: list[Path], bad: list[str]) -> None:
-    """After the commit: keep the lines that were not records for the admin, drop the rest."""
+    """After the commit: keep the lines not imported for the admin (``.rejected``), drop
+    the rest."""
     if bad:
         rejected = spool.with_name(spool.name + REJECTED_SUFFIX)
         with open(rejected, "a", encoding="utf-8") as fh:
@@ -190,6 +195,7 @@ def import_records(
         except Exception:
             log.exception("call %s: spool line not imported", rec.channel_id)
             out.rejected += 1
+            out.failed_lines.append(rec.line)
             continue
         if done == "skipped":
             out.skipped += 1
@@ -323,9 +329,9 @@ class CallSpool:
                 result.add(
                     await self.writer.run(import_records, self.config, records[i : i + BATCH])
                 )
-            await asyncio.to_thread(finish_files, self.path, files, bad)
+            await asyncio.to_thread(finish_files, self.path, files, bad + result.failed_lines)
             self.imported.add(result)
-            self.imported.channels = []
+            self.imported.channels, self.imported.failed_lines = [], []
             if result.created or result.completed or result.rejected:
                 log.info(
                     "call spool: %d rows created, %d completed, %d already there, %d rejected",
