@@ -643,3 +643,12 @@ def test_asterisk_modes_and_agi_settings() -> None:
     assert (a.ami.port, a.ami.username, a.ami.secret) == (5038, "mgr", "s")
     default = parse_config("{}\n").asterisk
     assert default.mode.value == "ari" and default.uses_ari and not default.uses_agi
+
+
+def test_call_spool_is_a_path_as_ctm_pbx_sees_it() -> None:
+    default = parse_config("{}\n").asterisk
+    assert default.call_spool == "/var/spool/asterisk/ctm-pbx/calls.spool"
+    cfg = parse_config("asterisk: {call_spool: spool/calls.spool}\n", base_dir="/srv/ctm")
+    assert cfg.asterisk.call_spool == "/srv/ctm/spool/calls.spool"
+    absolute = parse_config("asterisk: {call_spool: /chroot/var/calls.spool}\n")
+    assert absolute.asterisk.call_spool == "/chroot/var/calls.spool"

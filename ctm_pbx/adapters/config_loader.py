@@ -82,7 +82,17 @@ TOP_KEYS = (
     "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
     "tracking_numbers",
 )  # fmt: skip
-ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
+ASTERISK_KEYS = (
+    "ari_url",
+    "username",
+    "password",
+    "app",
+    "mode",
+    "agi",
+    "ami",
+    "recordings",
+    "call_spool",
+)
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
@@ -360,7 +370,15 @@ class _Builder:
             agi=_opt(m, "agi", self._agi, d.agi),
             ami=_opt(m, "ami", self._ami, d.ami),
             recordings=_opt(m, "recordings", self._recordings, d.recordings),
+            call_spool=_opt(m, "call_spool", self._local_path, d.call_spool),
         )
+
+    def _local_path(self, node: YNode) -> str | None:
+        """A path as ctm-pbx sees it (relative: to the config file's folder)."""
+        value = node.text()
+        if value is None:
+            return None
+        return value if Path(value).is_absolute() else os.path.normpath(self.base_dir / value)
 
     def _recordings(self, node: YNode) -> RecordingSettings | None:
         m = node.mapping(RECORDING_KEYS)

@@ -263,6 +263,8 @@ class AsteriskSettings:
     agi: AgiSettings = field(default_factory=AgiSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    # the dialplan's call spool (CTM_SPOOL in extensions.conf), as ctm-pbx sees it
+    call_spool: str = "/var/spool/asterisk/ctm-pbx/calls.spool"
 
     @property
     def uses_ari(self) -> bool:

@@ -22,6 +22,7 @@ from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
 from ctm_pbx.adapters.ari_client import AriClient
+from ctm_pbx.adapters.call_spool import CallSpool
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
@@ -54,6 +55,9 @@ class Daemon:
         self.handler = AriCallHandler(
             config, self.ari, self.writer, clock=clock, inventory=self.inventory
         )
+        # every call's line from the dialplan's hangup handler: imported every second
+        self.spool = CallSpool(config, self.writer)
+        self.handler.collect_spool = self.spool.collect
         self.agi = (
             AgiCallHandler(config, self.writer, self.inventory, clock=clock) if a.uses_agi else None
         )
@@ -127,6 +131,8 @@ class Daemon:
                 return
             try:
                 await self.inventory.refresh()
+                if self.config.asterisk.uses_ari:
+                    await self.spool.collect()
                 since_reconcile += NUMBERS_REFRESH_S
                 if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0
