@@ -48,6 +48,7 @@ class Lease:
     id: int | None = None  # the store's row id
     number: str = ""
     pool: str = ""
+    closed_at: datetime | None = None  # the page said it closed (swap.js's beacon)
 
     def active(self, now: datetime) -> bool:
         return self.leased_at <= now < self.expires_at

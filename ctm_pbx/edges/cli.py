@@ -752,13 +752,25 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
         if key not in skip:
             click.echo(f"{key + ':':<17} {value if value not in (None, '') else '-'}")
     for cand in call.get("attribution_candidates") or []:
-        click.echo(
-            f"  candidate visitor {cand['visitor_id']}: p={cand['weight']}, idle "
-            f"{cand['idle_minutes']} min{' (active lease)' if cand['active'] else ''}"
-        )
+        click.echo("  " + _candidate_line(cand))
     click.echo("route path:")
     for entry in call["path"]:
         click.echo("  " + _path_line(entry))
+
+
+def _candidate_line(cand: dict) -> str:
+    """One candidate of the attribution, in words (``someone_else``: none of them)."""
+    if cand.get("someone_else"):
+        return f"someone else (not a visitor of the window): p={cand['weight']}"
+    state = "page open" if cand.get("open_page") else f"idle {cand['idle_minutes']} min"
+    if cand.get("idle_minutes", 0) < 0:
+        state = "outside the window"
+    notes = [state]
+    if cand.get("active"):
+        notes.append("active lease")
+    if cand.get("repeat"):
+        notes.append("repeat caller")
+    return f"candidate visitor {cand['visitor_id']}: p={cand['weight']}, {', '.join(notes)}"
 
 
 def _path_line(entry: dict) -> str:
