@@ -434,9 +434,49 @@ def _one(db: sqlite_utils.Database, sql: str, args: tuple) -> dict[str, Any] | N
 
 
 def daily_visitors(db: sqlite_utils.Database, source: str, now: datetime, days: int = 7) -> float:
-    """Average distinct visitors a day from ``source`` over the last ``days`` days."""
+    """Average distinct visitors a day from ``source`` over the last ``days`` days.
+
+    Divided by the days there is data for (from the first visit of the period,
+    at least an hour), not by ``days``: a pool four days old is not read low.
+    """
     row = db.conn.execute(
-        "SELECT COUNT(DISTINCT visitor_id) FROM visits WHERE source = ? AND started_at >= ?",
+        "SELECT COUNT(DISTINCT visitor_id), MIN(started_at) FROM visits"
+        " WHERE source = ? AND started_at >= ?",
         (source, iso(now - timedelta(days=days))),
     ).fetchone()
-    return row[0] / days
+    if not row[0]:
+        return 0.0
+    span = (now - parse_iso(row[1])).total_seconds() / 86400
+    return row[0] / min(float(days), max(span, 1 / 24))
+
+
+def pool_leases(
+    db: sqlite_utils.Database, numbers: list[str], since: datetime, until: datetime
+) -> list[Lease]:
+    """The leases of ``numbers`` handed out in ``[since, until]`` (pool statistics)."""
+    rows = db.conn.execute(
+        f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_number_time"
+        " WHERE number IN (SELECT value FROM json_each(?)) AND leased_at >= ? AND leased_at <= ?",
+        (json.dumps(list(numbers)), iso(since), iso(until)),
+    )
+    return [_lease(r) for r in rows]
+
+
+def pool_call_delays(
+    db: sqlite_utils.Database, pool: str, since: datetime, min_confidence: float = 0.8
+) -> list[float]:
+    """Minutes from the attributed visitor's last activity to the call, of confident calls.
+
+    0 for a call made with the page open. What the pool's callers do, for the advisor.
+    """
+    rows = db.conn.execute(
+        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?"
+        " AND attribution_confidence >= ? AND visitor_id IS NOT NULL",
+        (pool, iso(since), min_confidence),
+    )
+    delays = []
+    for (text,) in rows:
+        for cand in json.loads(text or "[]")[:1]:
+            if cand.get("visitor_id") and cand.get("idle_minutes", -1) >= 0:
+                delays.append(0.0 if cand.get("open_page") else float(cand["idle_minutes"]))
+    return delays
