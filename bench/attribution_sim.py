@@ -102,6 +102,7 @@ class Result:
     calls: list[tuple[str, bool, float, bool]] = field(default_factory=list)
     # (kind, right, confidence, caller's visitor among the candidates)
     seconds: float = 0.0
+    advice: dict | None = None  # pool size per target, from the advisor on this store
 
     def summary(self) -> dict:
         calls = self.calls
@@ -126,6 +127,7 @@ class Result:
             "acc_ge_0.9": acc(sure),
             "recall": sum(r[3] for r in calls) / n if n else float("nan"),
             "seconds": round(self.seconds, 1),
+            **({"advice": self.advice} if self.advice else {}),
         }
 
 
@@ -133,7 +135,9 @@ def diurnal(hour: float) -> float:
     return 1 + 0.8 * math.cos(2 * math.pi * (hour - 14) / 24)
 
 
-def run(visitors_per_day: int, size: int, days: int, seed: int) -> Result:
+def run(
+    visitors_per_day: int, size: int, days: int, seed: int, advise: dict | None = None
+) -> Result:
     """Simulate ``days`` days of arrivals on a pool of ``size`` numbers; score every call."""
     started = time.perf_counter()
     rng = random.Random(f"{seed}-{visitors_per_day}-{size}")
@@ -257,8 +261,28 @@ def run(visitors_per_day: int, size: int, days: int, seed: int) -> Result:
             result.calls.append((call.kind, row[0] == truth, row[1] or 0.0, truth in candidates))
             if DEBUG and row[0] != truth and (row[1] or 0) >= 0.9:
                 print(call.kind, truth, row[2], file=sys.stderr)
+    if advise:
+        result.advice = advise_from(db, cfg, T0 + timedelta(days=days), advise)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def advise_from(db, cfg, now: datetime, targets: dict[str, float]) -> dict:
+    """What ``pools advise`` answers on the simulated store (its last 7 days)."""
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.core.pool_sizing import Session, advise_size
+
+    pool = cfg.pools["gads"]
+    since = now - timedelta(days=7)
+    numbers = lease_store.pool_numbers(db, pool.name)
+    leases = lease_store.pool_leases(db, numbers, since, now)
+    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
+    delays = lease_store.pool_call_delays(db, pool.name, since)
+    window = cfg.tracking.attribution_window_minutes
+    return {
+        metric: advise_size(sessions, delays, pool, metric, target, window).size
+        for metric, target in targets.items()
+    }
 
 
 def _pick(rng: random.Random) -> str:
@@ -305,6 +329,11 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=0, help="days of arrivals (default by volume)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--advise",
+        action="store_true",
+        help="also ask the advisor (accuracy 0.9, same-day 0.99) on each simulated store",
+    )
     args = ap.parse_args()
     rows = []
     for visitors in args.visitors:
@@ -312,7 +341,8 @@ def main() -> None:
         days = args.days or {200: 30, 1000: 10}.get(visitors, 4)
         for mult in args.sizes:
             size = max(1, round(visitors / 20 * mult))
-            summary = run(visitors, size, days, args.seed).summary()
+            targets = {"accuracy": 0.9, "same_day": 0.99} if args.advise else None
+            summary = run(visitors, size, days, args.seed, targets).summary()
             rows.append(summary)
             print(json.dumps(summary), file=sys.stderr, flush=True)
     print(json.dumps(rows, indent=1) if args.json else table(rows))

@@ -98,6 +98,8 @@ def test_a_page_that_said_it_closed_is_after_leaving_at_once() -> None:
     both = score(closed, lease("v2", -10, -0.5))
     assert both.visitor_id == "v2" and both.confidence > 0.8
     assert score(lease("v1", -10, -0.5, closed_at=at(1))).candidates[0].open_page
+    shown_again = lease("v1", -10, -0.2, closed_at=at(-0.4))  # renewed after it closed
+    assert score(shown_again).candidates[0].open_page
 
 
 def test_a_repeat_caller_is_linked_inside_and_outside_the_window() -> None:

@@ -150,7 +150,8 @@ def attribute(
             continue
         if lease.expires_at > now:
             active_visitors.add(lease.visitor_id)
-        closed = lease.closed_at is not None and lease.closed_at <= now
+        # closed: the page said so, and no renewal came after (a tab shown again renews)
+        closed = lease.closed_at is not None and lease.last_active_at <= lease.closed_at <= now
         if not closed and (now - min(lease.last_active_at, now)).total_seconds() <= 60 * (
             OPEN_MINUTES
         ):

@@ -315,8 +315,8 @@ OPEN_SLACK = timedelta(seconds=90)  # a page renews every minute while open
 
 def open_until(lease: Lease) -> datetime:
     """When the lease's page stopped being open: its close, else its last renewal + slack."""
-    if lease.closed_at is not None:
-        return max(lease.leased_at, min(lease.closed_at, lease.last_active_at + OPEN_SLACK))
+    if lease.closed_at is not None and lease.closed_at >= lease.last_active_at:
+        return min(lease.closed_at, lease.last_active_at + OPEN_SLACK)
     return lease.last_active_at + OPEN_SLACK
 
 
