@@ -51,7 +51,7 @@ def test_pools_commands(tmp_path) -> None:
     sized = json.loads(run("advise", "--accuracy", "0.9", "--json").stdout)[0]["targets"]
     assert (
         sized["accuracy"]["size"] is None
-        and "no stored visits or confident calls" in (sized["accuracy"]["explanation"])
+        and "no stored visits or calls" in (sized["accuracy"]["explanation"])
     )
     bad = runner.invoke(main, ["--config", str(path), "pools", "advise", "--same-day", "1.5"])
     assert bad.exit_code == 1 and "--same-day must be between 0 and 1" in bad.output

@@ -76,7 +76,7 @@ def test_advise_size_finds_the_smallest_size_reaching_the_target() -> None:
     assert got.size is not None and got.reached >= 0.95
     below = replay(traffic, DELAYS, POOL, max(1, got.size - max(1, got.size // 10)), 24 * 60)
     assert below.same_day < 0.95 or got.size <= 2
-    assert "based on 100 confident calls" in got.explanation
+    assert "based on 100 calls" in got.explanation
     assert "little data" not in got.explanation
     few = advise_size(traffic, DELAYS[::5], POOL, "same_day", 0.95, 24 * 60)
     assert "little data" in few.explanation and few.margin > got.margin

@@ -2,12 +2,12 @@
 
 Pure. ``pools advise`` hands over the pool's stored sessions (each lease: when
 the visitor took the number, when they were last active) and the call delays
-of its confident calls; ``replay`` hands the same sessions out again on a pool
+of its calls; ``replay`` hands the same sessions out again on a pool
 of another size with the real hand-out (``core.pools.assign``), places calls at
 the measured delays and scores them with the real scorer
 (``core.attribution.attribute``). ``advise_size`` searches the smallest size
 that meets the target. No model of the traffic is assumed: its arrivals by
-hour, session lengths and call delays are the pool's.
+hour, session lengths and call delays are the pool's (each call spread over its candidates).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Replay:
 
 def replay(
     sessions: list[Session],
-    delays: list[float],
+    delays: list,
     pool: Pool,
     size: int,
     window_minutes: int,
@@ -55,7 +55,8 @@ def replay(
     """Hand ``sessions`` out on ``size`` numbers, call back at ``delays``, score the calls.
 
     A delay of 0 is a call made with the page open (placed mid-session); others
-    are minutes after the session's last activity. Calls are spread evenly over
+    are minutes after the session's last activity; ``(minutes, weight)`` pairs
+    weigh them (a call spread over its candidates). Calls are spread evenly over
     the sessions and delays (deterministic).
     """
     sessions = sorted(sessions, key=lambda s: s.start)
@@ -140,14 +141,28 @@ def _window(rows: list[Session], now: datetime, window_minutes: int, pool: Pool)
     return out
 
 
-def _calls(sessions: list[Session], delays: list[float]) -> list[tuple[int, float]]:
+def _calls(sessions: list[Session], delays: list) -> list[tuple[int, float]]:
+    """Calls spread evenly over the sessions, their delays at even quantiles of the weights.
+
+    ``delays`` are minutes, or ``(minutes, weight)`` pairs.
+    """
     if not sessions or not delays:
         return []
-    n = min(MAX_CALLS, max(len(sessions), len(delays)))
-    step = max(1, len(sessions) // n)
-    return [
-        ((i * step + i // len(sessions)) % len(sessions), delays[i % len(delays)]) for i in range(n)
-    ]
+    pairs = sorted(
+        (d, 1.0) if isinstance(d, int | float) else (float(d[0]), float(d[1])) for d in delays
+    )
+    total = sum(w for _, w in pairs)
+    n = min(MAX_CALLS, max(len(sessions), len(pairs)))
+    cumulative, acc = [], 0.0
+    for _, w in pairs:
+        acc += w
+        cumulative.append(acc)
+    out = []
+    for i in range(n):
+        q = ((i * 0.618034) % 1.0) * total  # a low-discrepancy walk over the quantiles
+        k = min(bisect.bisect_left(cumulative, q), len(pairs) - 1)
+        out.append(((i * 7919) % len(sessions), pairs[k][0]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ class SizeAdvice:
 
 def advise_size(
     sessions: list[Session],
-    delays: list[float],
+    delays: list,
     pool: Pool,
     metric: str,
     target: float,
@@ -176,11 +191,10 @@ def advise_size(
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
     if not 0 < target < 1:
         raise ValueError("the target must be between 0 and 1 (exclusive)")
-    margin = 1.96 * math.sqrt(target * (1 - target) / max(len(delays), 1))
+    calls = round(sum(1.0 if isinstance(d, int | float) else d[1] for d in delays))
+    margin = 1.96 * math.sqrt(target * (1 - target) / max(calls, 1))
     if not sessions or not delays:
-        return SizeAdvice(
-            metric, target, None, 0.0, (), 1.0, "no stored visits or confident calls to replay"
-        )
+        return SizeAdvice(metric, target, None, 0.0, (), 1.0, "no stored visits or calls to replay")
     tried: dict[int, Replay] = {}
 
     def at(size: int) -> Replay:
@@ -211,10 +225,10 @@ def advise_size(
             low = mid
     got = at(high)
     sure = (
-        f"based on {len(delays)} confident calls and {len(sessions)} visits:"
+        f"based on {calls} calls and {len(sessions)} visits:"
         f" the measured rate is good to +-{margin:.0%}"
     )
-    if len(delays) < 100:
+    if calls < 100:
         sure += " (little data: take it as a rough figure)"
     return SizeAdvice(
         metric,

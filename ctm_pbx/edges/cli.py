@@ -663,7 +663,7 @@ def pools_advise(
 
     With a target, the pool's stored visits of the last 7 days are handed out
     again on pools of other sizes (the real hand-out and scorer), with calls at
-    the delays its confident calls had; the answer is the smallest size that
+    the delays its calls had (each spread over its candidates); the answer is the smallest size that
     reaches the target. Without one: the peak sizing beside CTM's rule of thumb.
 
     \b

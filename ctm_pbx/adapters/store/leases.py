@@ -463,20 +463,31 @@ def pool_leases(
 
 
 def pool_call_delays(
-    db: sqlite_utils.Database, pool: str, since: datetime, min_confidence: float = 0.8
-) -> list[float]:
-    """Minutes from the attributed visitor's last activity to the call, of confident calls.
+    db: sqlite_utils.Database, pool: str, since: datetime
+) -> list[tuple[float, float]]:
+    """``(minutes, weight)``: how long after the caller's last activity the pool's calls came.
 
-    0 for a call made with the page open. What the pool's callers do, for the advisor.
+    Each call counts once, spread over its candidates by their probability (an
+    open page: 0 minutes) and its "someone else" share (a days-later call,
+    ``LATE_MINUTES``), so that the calls no one could attribute are not left out.
     """
     rows = db.conn.execute(
-        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?"
-        " AND attribution_confidence >= ? AND visitor_id IS NOT NULL",
-        (pool, iso(since), min_confidence),
+        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?",
+        (pool, iso(since)),
     )
-    delays = []
+    delays: list[tuple[float, float]] = []
     for (text,) in rows:
-        for cand in json.loads(text or "[]")[:1]:
-            if cand.get("visitor_id") and cand.get("idle_minutes", -1) >= 0:
-                delays.append(0.0 if cand.get("open_page") else float(cand["idle_minutes"]))
+        for cand in json.loads(text or "[]"):
+            weight = float(cand.get("weight") or 0)
+            if weight <= 0:
+                continue
+            if cand.get("someone_else") or (cand.get("idle_minutes") or 0) < 0:
+                delays.append((LATE_MINUTES, weight))
+            else:
+                delays.append(
+                    (0.0 if cand.get("open_page") else float(cand["idle_minutes"]), weight)
+                )
     return delays
+
+
+LATE_MINUTES = 2 * 24 * 60  # a call from outside the window: replayed as two days later
