@@ -68,7 +68,6 @@ RETURN_SHARE = 0.15
 REPEAT_SHARE = 0.40  # of days-later callers, those who had also called the same day
 AFTER_MEDIAN_S, AFTER_SIGMA = 600.0, 1.525
 BINS = 10
-DEBUG = False
 
 
 def sim_config(size: int, **pool_opts) -> str:
@@ -259,8 +258,6 @@ def run(
             truth = vids[call.visitor]
             candidates = {c["visitor_id"] for c in json.loads(row[2] or "[]")}
             result.calls.append((call.kind, row[0] == truth, row[1] or 0.0, truth in candidates))
-            if DEBUG and row[0] != truth and (row[1] or 0) >= 0.9:
-                print(call.kind, truth, row[2], file=sys.stderr)
     if advise:
         result.advice = advise_from(db, cfg, T0 + timedelta(days=days), advise)
     result.seconds = time.perf_counter() - started
