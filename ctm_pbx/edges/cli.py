@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -764,9 +764,12 @@ def pools() -> None:
     """
 
 
+STATS_PERIOD = timedelta(days=7)  # what `pools stats|advise` read of the history
+
+
 def _pool_rows(ctx: Context):
     from ctm_pbx.adapters.store import leases as lease_store
-    from ctm_pbx.core.pools import pool_metrics
+    from ctm_pbx.core.pools import pool_metrics, pool_traffic
 
     database = ctx.read_db()
     now = datetime.now(UTC)
@@ -774,9 +777,15 @@ def _pool_rows(ctx: Context):
         numbers = lease_store.pool_numbers(database, pool.name)
         view = lease_store.pool_view(database, pool, numbers, now)
         counters = lease_store.pool_counters(database, pool.name)
-        stats = pool_metrics(view, now, counters.shares, counters.peak_concurrent)
+        traffic = pool_traffic(
+            lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now),
+            now - STATS_PERIOD,
+            now,
+        )
+        # shares and peak as pages open, not as leases in their tail
+        stats = pool_metrics(view, now, traffic.shared, traffic.peak_open)
         daily = lease_store.daily_visitors(database, pool.source, now)
-        yield pool, numbers, stats, counters, daily
+        yield pool, numbers, stats, counters, daily, traffic
 
 
 @pools.command("list")
@@ -825,15 +834,18 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
       ctm-pbx pools stats
     """
     rows = []
-    for _pool, _numbers, stats, counters, daily in _pool_rows(ctx):
+    for _pool, _numbers, stats, counters, daily, traffic in _pool_rows(ctx):
         rows.append(
             {
                 **stats.__dict__,
                 "leases_total": counters.leases,
                 "overflows_total": counters.overflows,
-                "peak_at": counters.peak_at,
+                "peak_at": iso(traffic.peak_at) if traffic.peak_at else None,
                 "since": counters.since,
                 "daily_visitors_7d": round(daily, 1),
+                "leases_7d": traffic.leases,
+                "shared_7d": traffic.shared,
+                "shared_share_7d": round(traffic.shared_share, 4),
             }
         )
     if as_json:
@@ -843,9 +855,11 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
         click.echo(
             f"{r['pool']}: {r['size']} numbers, {r['held']} held, {r['resting']} resting, "
             f"{r['free']} free ({r['utilisation']:.0%} used); {r['active_leases']} active "
-            f"leases, {r['shared_leases']} shared now; since {r['since'] or '-'}: "
-            f"{r['leases_total']} leases, {r['shares_total']} shared, "
-            f"{r['overflows_total']} overflow, peak {r['peak_concurrent']} at once"
+            f"leases, {r['shared_leases']} shared now; last 7 days: {r['leases_7d']} leases, "
+            f"{r['shared_7d']} ({r['shared_share_7d']:.0%}) saw their number open in another "
+            f"visitor's browser, peak {r['peak_concurrent']} pages open at once, "
+            f"{r['daily_visitors_7d']:g} visitors a day; since {r['since'] or '-'}: "
+            f"{r['leases_total']} leases, {r['overflows_total']} overflow"
         )
 
 
@@ -855,39 +869,77 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
     default=0.01,
     show_default=True,
     type=float,
-    help="Acceptable chance that a new visitor must share a number.",
+    help="Acceptable chance that a new visitor must share a number (the peak sizing).",
 )
+@click.option("--accuracy", type=float, help="Target top-1 accuracy over all calls, e.g. 0.9.")
+@click.option("--same-day", type=float, help="Target accuracy of calls made the same day.")
+@click.option("--confident", type=float, help="Target share of calls scored >= 0.9.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @pass_ctx
-def pools_advise(ctx: Context, share_probability: float, as_json: bool) -> None:
-    """Recommend each pool's size from its observed peak and daily visitors.
+def pools_advise(
+    ctx: Context, share_probability: float, accuracy, same_day, confident, as_json: bool
+) -> None:
+    """Recommend each pool's size for an accuracy target, from its own traffic.
 
-    Beside CTM's rule of thumb (1 number per 20 daily visitors per source).
+    With a target, the pool's stored visits of the last 7 days are handed out
+    again on pools of other sizes (the real hand-out and scorer), with calls at
+    the delays its calls had (each spread over its candidates); the answer is the smallest size that
+    reaches the target. Without one: the peak sizing beside CTM's rule of thumb.
 
     \b
     Example:
-      ctm-pbx pools advise --share-probability 0.01
+      ctm-pbx pools advise --accuracy 0.9
+      ctm-pbx pools advise --same-day 0.99 --json
     """
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.core.pool_sizing import Session, advise_size
     from ctm_pbx.core.pools import advise
 
     if not 0 < share_probability < 1:
         raise click.ClickException("--share-probability must be between 0 and 1")
+    targets = {"accuracy": accuracy, "same_day": same_day, "confident": confident}
+    for name, value in targets.items():
+        if value is not None and not 0 < value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise click.ClickException(f"{flag} must be between 0 and 1")
+    window = ctx.config.tracking.attribution_window_minutes
+    now = datetime.now(UTC)
     rows = []
-    for pool, numbers, _stats, counters, daily in _pool_rows(ctx):
-        advice = advise(counters.peak_concurrent, daily, share_probability)
-        rows.append(
-            {
-                "pool": pool.name,
-                "size": len(numbers),
-                "peak": counters.peak_concurrent,
-                "daily_visitors": round(daily, 1),
-                **advice.__dict__,
-            }
-        )
+    for pool, numbers, _stats, _counters, daily, traffic in _pool_rows(ctx):
+        advice = advise(traffic.peak_open, daily, share_probability)
+        row = {
+            "pool": pool.name,
+            "size": len(numbers),
+            "peak": traffic.peak_open,
+            "daily_visitors": round(daily, 1),
+            **advice.__dict__,
+        }
+        wanted = {k: v for k, v in targets.items() if v is not None}
+        if wanted:
+            database = ctx.read_db()
+            leases = lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now)
+            sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
+            delays = lease_store.pool_call_delays(database, pool.name, now - STATS_PERIOD)
+            row["targets"] = {}
+            for metric, target in wanted.items():
+                sized = advise_size(sessions, delays, pool, metric, target, window)
+                row["targets"][metric] = {
+                    "target": target,
+                    "size": sized.size,
+                    "reached": round(sized.reached, 4),
+                    "margin": round(sized.margin, 4),
+                    "explanation": sized.explanation,
+                }
+        rows.append(row)
     if as_json:
         emit_json(rows)
         return
     for r in rows:
+        if "targets" in r:
+            click.echo(f"{r['pool']}: has {r['size']}")
+            for metric, t in r["targets"].items():
+                click.echo(f"  {metric.replace('_', '-')} {t['target']:g}: {t['explanation']}")
+            continue
         click.echo(
             f"{r['pool']}: has {r['size']}, recommended {r['recommended']} "
             f"(by peak {r['by_peak']}, CTM rule {r['ctm_rule']}, 1 per 5 visitors "
@@ -973,13 +1025,25 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
         if key not in skip:
             click.echo(f"{key + ':':<17} {value if value not in (None, '') else '-'}")
     for cand in call.get("attribution_candidates") or []:
-        click.echo(
-            f"  candidate visitor {cand['visitor_id']}: p={cand['weight']}, idle "
-            f"{cand['idle_minutes']} min{' (active lease)' if cand['active'] else ''}"
-        )
+        click.echo("  " + _candidate_line(cand))
     click.echo("route path:")
     for entry in call["path"]:
         click.echo("  " + _path_line(entry))
+
+
+def _candidate_line(cand: dict) -> str:
+    """One candidate of the attribution, in words (``someone_else``: none of them)."""
+    if cand.get("someone_else"):
+        return f"someone else (not a visitor of the window): p={cand['weight']}"
+    state = "page open" if cand.get("open_page") else f"idle {cand['idle_minutes']} min"
+    if cand.get("idle_minutes", 0) < 0:
+        state = "outside the window"
+    notes = [state]
+    if cand.get("active"):
+        notes.append("active lease")
+    if cand.get("repeat"):
+        notes.append("repeat caller")
+    return f"candidate visitor {cand['visitor_id']}: p={cand['weight']}, {', '.join(notes)}"
 
 
 def _path_line(entry: dict) -> str:
