@@ -9,6 +9,8 @@ phone1), at rising call rates with short calls:
   (c) dialplan : DID 1666... -> Dial(PJSIP/phone1) (tests/asterisk/extensions_local.conf)
   (e) agi-floor: as (b), but the AGI answered by bench/null_agi.py, a server that does no
                  work (a fixed answer, no row): Asterisk's own cost of AGI mode
+  (f) ctm-nospool: as (a), with the global CTM_SPOOL emptied for the run: the hangup
+                 handler writes no spool line (the cost of the call spool: compare with (a))
   (d) ivrq     : DID -> Stasis -> a menu (Read(), one key by SIP INFO) -> a queue
                  (Queue(), the agent phone1) -- compare it with (a), the plain route
 
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -68,6 +71,7 @@ FLOOR_DID = "13125550159"  # extensions_local.conf: the AGI dialplan, with the n
 FLOOR_AGI_PORT = 14574  # bench/null_agi.py
 DIDS = {
     "ctm": BENCH_DID,
+    "ctm-nospool": BENCH_DID,
     "agi": AGI_DID,
     "dialplan": BASELINE_DID,
     "ivrq": IVR_DID,
@@ -75,10 +79,13 @@ DIDS = {
 }
 CARRIER_INFO_PORT = 5071  # the carrier address whose DTMF is SIP INFO
 WEB_PORT = 18090
+SPOOL_AST = "/var/spool/asterisk/ctm-pbx/calls.spool"  # CTM_SPOOL, as Asterisk sees it
+SPOOL = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox")) / "root" / SPOOL_AST[1:]
 CONFIG = f"""\
 asterisk:
   {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
-   mode: MODE, ami: {{secret: ctm-secret}}}}
+   mode: MODE, ami: {{secret: ctm-secret}},
+   call_spool: {SPOOL}}}
 database: {{path: ctm.db}}
 web: {{host: 127.0.0.1, port: {WEB_PORT}}}
 sources:
@@ -264,6 +271,12 @@ def place_calls(
     return screen_counts(work / "screen.log").get("Successful call", 0), sorted(delays)
 
 
+def set_spool(asterisk: Asterisk, path: str) -> None:
+    """The global CTM_SPOOL: empty, the hangup handler writes no spool line."""
+    query = urllib.parse.urlencode({"variable": "CTM_SPOOL", "value": path})
+    asterisk.ari_send("POST", f"asterisk/variable?{query}")
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -300,6 +313,7 @@ def one_run(
     tag = f"{mode}-{rate}-{round_no}"
     phone_dir = work / f"{tag}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
+    set_spool(asterisk, "" if mode == "ctm-nospool" else SPOOL_AST)
     req0 = healthz()["ari_requests"]
     s0 = children_cpu_seconds()
     try:
@@ -315,7 +329,7 @@ def one_run(
     wall = t1 - t0
     logged = None
     req_per_call = None
-    if mode in ("ctm", "agi", "ivrq"):
+    if mode in ("ctm", "ctm-nospool", "agi", "ivrq"):
         deadline = time.monotonic() + 30
         while True:
             logged, _ = answered_rows(db_path, top_before, "agi" if mode == "agi" else "ari")
@@ -445,7 +459,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5, help="seconds of calls at each rate")
     ap.add_argument("--hold-ms", type=int, default=1000, help="talk time of each call")
     ap.add_argument(
-        "--modes", default="dialplan,ctm", help="of dialplan, ctm (ARI), agi, agi-floor, ivrq"
+        "--modes",
+        default="dialplan,ctm",
+        help="of dialplan, ctm (ARI), ctm-nospool, agi, agi-floor, ivrq",
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (sipp logs…)")
@@ -507,6 +523,7 @@ def main() -> int:
                 runs.append(run)
                 print(json.dumps(asdict(run)), flush=True)
     finally:
+        set_spool(asterisk, SPOOL_AST)
         if floor is not None:
             floor.terminate()
             floor.wait(10)

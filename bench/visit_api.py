@@ -10,6 +10,8 @@ the site (each visitor keeps its pool number: a lease renewal, a visit update), 
 realistic steady state of a website. Those are answered from the daemon's memory and their
 writes batched (``ctm_pbx.adapters.visits.VisitDesk``); ``--pages 0`` sends every request
 to the store instead, as new visits from an ad click (the worst case).
+``--sources 11,100,1000`` runs the API once per config size (the example's sources plus
+custom ones, see ``source_resolution.py``), against the same bare handler.
 The per-IP limits are lifted for the run (all load comes from 127.0.0.1).
 """
 
@@ -24,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from source_resolution import sources_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,6 +157,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--visitors", type=int, default=1000)
     ap.add_argument("--pages", type=int, default=50, help="0: every request an ad click")
+    ap.add_argument(
+        "--sources", default="", help="config sizes, e.g. 11,100,1000 (default: 2 sources)"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ctm-bench-api-"))
     numbers = "".join(
@@ -160,13 +167,27 @@ def main() -> int:
         for i in range(args.visitors // 5)
     )
     (work / "config.yaml").write_text(CONFIG + numbers, encoding="utf-8")
+    runs = [("bare_aiohttp", SERVE_BARE, 18092, work / "config.yaml")]
+    sizes = [int(n) for n in args.sources.split(",") if n.strip()]
+    for size in sizes:
+        (work / str(size)).mkdir()
+        config = CONFIG.replace(
+            "sources:\n  google-ads: {preset: google_ads}\n  direct: {preset: direct}\n",
+            sources_yaml(size).rstrip("\n") + "\n",
+        )
+        (work / str(size) / "config.yaml").write_text(config + numbers, encoding="utf-8")
+        runs.append(
+            (f"visit_api_{size}_sources", SERVE_API, 18091, work / str(size) / "config.yaml")
+        )
+    if not sizes:
+        runs.append(("visit_api", SERVE_API, 18091, work / "config.yaml"))
     results = {}
-    for name, code, port in (("bare_aiohttp", SERVE_BARE, 18092), ("visit_api", SERVE_API, 18091)):
-        proc = serve(code, work / "config.yaml", port)
+    for name, code, port, config_path in runs:
+        proc = serve(code, config_path, port)
         try:
             visitors = (
                 asyncio.run(seed_visitors(port, args.visitors))
-                if name == "visit_api"
+                if name.startswith("visit_api")
                 else [f"visitor-{i:06d}" for i in range(args.visitors)]
             )
             asyncio.run(load(port, 1, args.concurrency, visitors, args.pages))  # warm up
@@ -177,17 +198,18 @@ def main() -> int:
             proc.terminate()
             proc.wait(10)
         print(json.dumps({name: results[name]}), flush=True)
-    ratio = results["visit_api"]["requests_per_s"] / results["bare_aiohttp"]["requests_per_s"]
-    print(
-        json.dumps(
-            {
-                "ratio_api_vs_bare": round(ratio, 2),
-                "cores": os.cpu_count(),
-                "concurrency": args.concurrency,
-                "pages": args.pages,
-            }
+    bare = results.pop("bare_aiohttp")["requests_per_s"]
+    summary: dict = {
+        f"ratio_{name.removeprefix('visit_')}_vs_bare": round(result["requests_per_s"] / bare, 2)
+        for name, result in results.items()
+    }
+    if len(sizes) > 1:
+        first, last = (
+            results[f"visit_api_{n}_sources"]["requests_per_s"] for n in (sizes[0], sizes[-1])
         )
-    )
+        summary[f"ratio_{sizes[-1]}_vs_{sizes[0]}_sources"] = round(last / first, 2)
+    summary.update(cores=os.cpu_count(), concurrency=args.concurrency, pages=args.pages)
+    print(json.dumps(summary))
     return 0
 
 

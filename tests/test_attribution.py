@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,9 +10,12 @@ from ctm_pbx.core.attribution import (
     MAX_CANDIDATES,
     NOBODY,
     Attribution,
+    Evidence,
+    after_leave_density,
     attribute,
     call_likelihood,
     link_repeat_caller,
+    outside_likelihood,
 )
 from ctm_pbx.core.pools import Lease
 
@@ -42,51 +44,76 @@ def score(*leases: Lease, now: float = 0, window: int = DAY) -> Attribution:
     return attribute(NUMBER, at(now), leases, window)
 
 
-def test_exclusive_active_lease_is_confident() -> None:
-    got = score(lease("v1", -5, -1))
-    assert (got.visitor_id, got.visit_id, got.reason) == (
-        "v1",
-        "v1-visit",
-        "exclusive active lease",
+def test_exclusive_open_page_is_confident_and_explained() -> None:
+    got = score(lease("v1", -5, -0.5))
+    assert (got.visitor_id, got.visit_id) == ("v1", "v1-visit")
+    assert got.confidence > 0.99 and got.someone_else == pytest.approx(1 - got.confidence)
+    assert got.reason == (
+        "the only visitor who had this number; the caller's visitor had the page open;"
+        " under 1 % chance it is someone else"
     )
-    assert got.confidence == pytest.approx(1.0)
     with_past_holders = score(
         lease("old", -300, -240), lease("older", -900, -880), lease("v1", -5, -1)
     )
     assert with_past_holders.visitor_id == "v1" and with_past_holders.confidence >= 0.9
-    assert with_past_holders.reason == "exclusive active lease"
     assert [c.visitor_id for c in with_past_holders.candidates] == ["v1", "old", "older"]
+    assert with_past_holders.reason.startswith("shared with 2 other visitors;")
 
 
-def test_shared_lease_between_equally_active_visitors_is_a_coin_toss() -> None:
-    got = score(lease("v1", -10, -2, shared=False), lease("v2", -8, -2, shared=True))
-    assert got.reason == "shared lease (2 holders)"
-    assert got.confidence == pytest.approx(0.5)
-    assert {c.visitor_id for c in got.candidates} == {"v1", "v2"}
-    assert all(c.weight == pytest.approx(0.5) and c.active for c in got.candidates)
+def test_equally_active_open_pages_are_a_coin_toss() -> None:
+    got = score(lease("v1", -10, -0.5), lease("v2", -8, -0.5, shared=True))
+    assert got.confidence == pytest.approx((1 - got.someone_else) / 2)
+    assert all(c.active and c.open_page for c in got.candidates)
+    assert got.reason.startswith("shared with 1 other visitor (1 with the page open);")
 
 
-def test_shared_lease_favours_the_more_recently_active_holder() -> None:
-    got = score(lease("v1", -20, -15), lease("v2", -8, -1))
-    assert got.visitor_id == "v2" and got.reason == "shared lease (2 holders)"
-    assert 0.5 < got.confidence < 1
-
-
-def test_active_lease_beats_a_lease_that_expired_ten_minutes_ago() -> None:
-    expired = lease("gone", -60, -40)  # expired at -10, idle 40 minutes
-    active = lease("here", -5, -2)
-    got = score(expired, active)
-    assert got.visitor_id == "here" and got.reason == "exclusive active lease"
-    assert got.confidence >= 0.9
-    assert [c.active for c in got.candidates] == [True, False]
-    assert got.candidates[1].idle_minutes == pytest.approx(40)
-
-
-def test_expired_lease_alone_is_attributed_with_its_delay() -> None:
+def test_a_lone_holder_who_left_is_not_certain() -> None:
+    """Someone outside the window (days-later callers, a copied number) keeps a weight."""
     got = score(lease("gone", -60, -40))
-    assert got.visitor_id == "gone" and got.confidence == pytest.approx(1.0)
-    assert got.reason == "lease expired 10 minutes before the call"
-    assert score(lease("gone", -60, -31)).reason == "lease expired 1 minute before the call"
+    assert got.visitor_id == "gone" and 0.5 < got.confidence < 0.999
+    assert got.someone_else == pytest.approx(1 - got.confidence)
+    assert "left 40 min before the call" in got.reason
+    long_gone = score(lease("gone", -20 * 60, -18 * 60))
+    assert long_gone.confidence < 0.5, "a visitor gone 18 h is less likely than anyone else"
+
+
+def test_a_visitor_who_left_25_minutes_ago_is_not_swamped_by_one_idle_for_5() -> None:
+    """The after-leave delay is heavy-tailed: people call back half an hour later."""
+    got = score(lease("recent", -20, -5), lease("earlier", -60, -25))
+    assert got.visitor_id == "recent" and got.confidence < 0.9
+    assert got.candidates[1].weight > 0.1
+
+
+def test_the_in_visit_weight_ends_when_the_page_stops_renewing() -> None:
+    assert call_likelihood(1) > 5 * call_likelihood(4)
+    got = score(lease("open", -10, -0.5), lease("stopped", -10, -3))
+    assert got.visitor_id == "open" and got.confidence > 0.8
+    assert [c.open_page for c in got.candidates] == [True, False]
+
+
+def test_a_page_that_said_it_closed_is_after_leaving_at_once() -> None:
+    closed = lease("v1", -10, -0.5, closed_at=at(-0.4))
+    assert not score(closed).candidates[0].open_page
+    assert score(closed).confidence < score(lease("v1", -10, -0.5)).confidence
+    both = score(closed, lease("v2", -10, -0.5))
+    assert both.visitor_id == "v2" and both.confidence > 0.8
+    assert score(lease("v1", -10, -0.5, closed_at=at(1))).candidates[0].open_page
+    shown_again = lease("v1", -10, -0.2, closed_at=at(-0.4))  # renewed after it closed
+    assert score(shown_again).candidates[0].open_page
+
+
+def test_a_repeat_caller_is_linked_inside_and_outside_the_window() -> None:
+    evidence = Evidence("v1", "v1-visit", 0.95, 7)
+    inside = attribute(NUMBER, at(0), [lease("v1", -90, -60), lease("v2", -5, -0.5)], DAY, evidence)
+    assert inside.visitor_id == "v1" and inside.confidence > 0.75
+    assert inside.candidates[0].repeat and "repeat caller" in inside.reason
+    outside = attribute(NUMBER, at(0), [lease("v2", -90, -60)], DAY, evidence)
+    assert outside.visitor_id == "v1" and outside.visit_id == "v1-visit"
+    assert "linked to their earlier call's visitor" in outside.reason
+    alone = attribute(NUMBER, at(0), [], DAY, evidence)
+    assert alone.visitor_id == "v1" and alone.confidence > 0.9
+    unsure = attribute(NUMBER, at(0), [lease("v2", -90, -60)], DAY, Evidence("v1", None, 0.0))
+    assert unsure.visitor_id == "v2", "an unsure earlier call is no evidence"
 
 
 @pytest.mark.parametrize(
@@ -100,12 +127,12 @@ def test_expired_lease_alone_is_attributed_with_its_delay() -> None:
     ids=["no history", "before the window", "after the call", "another number"],
 )
 def test_nobody_in_the_window(leases) -> None:
-    assert score(*leases) == Attribution(None, None, 0.0, NOBODY)
+    assert score(*leases) == Attribution(None, None, 0.0, NOBODY, someone_else=1.0)
 
 
 def test_window_counts_a_lease_that_was_still_running_when_it_opened() -> None:
     # last active 24h05 ago, expired 23h35 ago: held the number within 24 hours
-    assert score(lease("v1", -DAY - 10, -DAY - 5)).visitor_id == "v1"
+    assert score(lease("v1", -DAY - 10, -DAY - 5)).candidate_count == 1
     assert score(lease("v1", -DAY - 10, -DAY - 5), window=DAY - 40).visitor_id is None
 
 
@@ -113,41 +140,34 @@ def test_a_visitor_with_several_leases_counts_once_by_the_latest_activity() -> N
     got = score(lease("v1", -300, -280), lease("v2", -200, -100), lease("v1", -50, -3))
     assert [c.visitor_id for c in got.candidates] == ["v1", "v2"]
     assert got.candidates[0].idle_minutes == pytest.approx(3)
-    assert sum(c.weight for c in got.candidates) == pytest.approx(1)
+    assert sum(c.weight for c in got.candidates) + got.someone_else == pytest.approx(1)
 
 
 def test_scoring_an_old_call_ignores_activity_after_it() -> None:
     got = score(lease("v1", -10, 30), lease("v2", -20, -15))
     assert got.visitor_id == "v1" and got.candidates[0].idle_minutes == 0
-    assert got.reason == "shared lease (2 holders)"
+    assert got.candidates[0].open_page
 
 
-@pytest.mark.parametrize(
-    ("idle", "low", "high"),
-    [
-        (0, 0.25, 0.26),  # 0.70/3 + 0.25*ln2/10 + floor
-        (10, 0.016, 0.018),  # the two exponentials about equal
-        (30, 0.002, 0.003),
-        (240, 1.0e-5, 1.3e-5),  # only the "days later" floor is left
-    ],
-)
-def test_call_likelihood_values(idle, low, high) -> None:
-    assert low < call_likelihood(idle) < high
+def test_after_leave_delay_is_a_heavy_tailed_density() -> None:
+    grid = [i / 10 for i in range(1, 3 * DAY * 10)]
+    values = [after_leave_density(d) for d in grid]
+    mass = sum(values) * 0.1
+    assert 0.95 < mass < 1.0, "a density: what is missing is the tail beyond three days"
+    within = lambda limit: sum(v for d, v in zip(grid, values, strict=True) if d <= limit) * 0.1  # noqa: E731
+    assert within(10) == pytest.approx(0.5, abs=0.01), "median 10 minutes"
+    assert 1 - within(60) == pytest.approx(0.12, abs=0.01), "12 % after an hour"
+    assert after_leave_density(0) == 0 and after_leave_density(-1) == 0
 
 
-def test_call_likelihood_is_a_decreasing_density() -> None:
-    grid = [i / 10 for i in range(0, 3 * DAY * 10)]
-    values = [call_likelihood(d) for d in grid]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
-    assert all(a > b for a, b in zip(values[:2400], values[1:2400], strict=False))
-    mass = (sum(values) - (values[0] + values[-1]) / 2) * 0.1  # trapezoid rule
-    assert mass == pytest.approx(1.0, abs=0.01), "a probability density over three days"
-    assert call_likelihood(-5) == call_likelihood(0)
-    assert math.isfinite(call_likelihood(10 * DAY))
+def test_outside_weight_grows_with_the_numbers_traffic_and_shrinks_with_the_window() -> None:
+    assert outside_likelihood(40, DAY) == pytest.approx(2 * outside_likelihood(20, DAY))
+    assert outside_likelihood(20, 3 * DAY) < outside_likelihood(20, DAY) / 2
+    assert outside_likelihood(0, DAY) > 0
 
 
 PREVIOUS = [
-    (1, "v1", "2026-11-20T10:00:00.000Z"),
+    (1, "v1", "2026-11-20T10:00:00.000Z", 0.5, "visit-1"),
     (2, None, "2026-11-25T10:00:00.000Z"),  # not attributed to a visitor
     (3, "v2", at(-DAY)),
     (4, "v3", at(60)),  # after "now"
@@ -170,6 +190,9 @@ def test_link_repeat_caller(calls, expect) -> None:
     assert (None if got is None else (got.call_id, got.visitor_id)) == expect
     if got is not None:
         assert got.started_at.tzinfo is not None
+        assert (got.confidence, got.visit_id) == (
+            (0.5, "visit-1") if got.call_id == 1 else (1, None)
+        )
 
 
 def test_a_busy_number_keeps_the_likeliest_candidates_and_counts_them_all() -> None:
@@ -178,5 +201,5 @@ def test_a_busy_number_keeps_the_likeliest_candidates_and_counts_them_all() -> N
     assert got.candidate_count == MAX_CANDIDATES + 40
     assert [c.visitor_id for c in got.candidates] == [f"v{i:03d}" for i in range(MAX_CANDIDATES)]
     everyone = sum(call_likelihood(10 * i + 1) for i in range(MAX_CANDIDATES + 40))
+    everyone += outside_likelihood(MAX_CANDIDATES + 40, DAY)
     assert got.confidence == pytest.approx(call_likelihood(1) / everyone)
-    assert got.reason == "exclusive active lease"

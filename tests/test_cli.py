@@ -132,7 +132,7 @@ def test_number_lifecycle(cli) -> None:
         (["numbers", "add", "+13125550142", "--route", "one"], "give --source or --pool"),
         (
             ["numbers", "add", "+13125550160", "--source", "billboard", "--route", "one"],
-            "already in the inventory (declared in the config)",
+            "is declared in the config (tracking_numbers): change it there",
         ),
         (["numbers", "release", "+13125550160"], "declared in the config file"),
         (["numbers", "release", "+13125550199"], "not an active tracking number"),
@@ -148,6 +148,7 @@ def test_errors_are_one_line_and_exit_non_zero(cli, args, message) -> None:
 
 
 def test_duplicate_add(cli) -> None:
+    cli("db", "migrate")
     cli("numbers", "add", "+13125550142", "--source", "billboard", "--route", "one")
     result = cli(
         "numbers", "add", "312-555-0142", "--source", "billboard", "--route", "one", ok=False
@@ -156,6 +157,7 @@ def test_duplicate_add(cli) -> None:
 
 
 def test_csv_import_is_all_or_nothing(cli, tmp_path: Path) -> None:
+    cli("db", "migrate")
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "number,source,pool,route,label\n"
@@ -183,12 +185,14 @@ def test_csv_import_is_all_or_nothing(cli, tmp_path: Path) -> None:
 
 
 def test_csv_import_from_stdin_and_missing_columns(cli) -> None:
+    cli("db", "migrate")
     result = cli("numbers", "import", "-", input="number\n+13125550170\n", ok=False)
     assert "'number' and 'route'" in result.output
     cli("numbers", "import", "-", input="number,source,route\n+13125550170,billboard,one\n")
 
 
 def test_calls_list_is_empty_then_json(cli) -> None:
+    cli("db", "migrate")
     assert "no calls" in cli("calls", "list").output
     assert json.loads(cli("calls", "list", "--json").stdout) == []
 

@@ -36,8 +36,11 @@ def test_pools_commands(tmp_path) -> None:
     listed = json.loads(run("list", "--json").stdout)
     assert listed[0]["pool"] == "gads" and len(listed[0]["numbers"]) == 2
     stats = json.loads(run("stats", "--json").stdout)[0]
-    assert stats["held"] == 2 and stats["active_leases"] == 3 and stats["shares_total"] == 1
+    assert stats["held"] == 2 and stats["active_leases"] == 3 and stats["shares_total"] == 2
     assert stats["peak_concurrent"] == 3 and stats["utilisation"] == 1.0
+    assert stats["shared_share_7d"] == round(2 / 3, 4) and stats["leases_7d"] == 3
+    assert stats["daily_visitors_7d"] > 3, "three visitors in the last hour are not a 7-day mean"
+    assert "saw their number open in another visitor's browser" in run("stats").stdout
     advice = json.loads(run("advise", "--json").stdout)[0]
     assert advice["ctm_rule"] >= 1 and advice["recommended"] >= advice["by_peak"]
     assert "recommended" in run("advise").stdout
@@ -45,3 +48,10 @@ def test_pools_commands(tmp_path) -> None:
         main, ["--config", str(path), "pools", "advise", "--share-probability", "2"]
     )
     assert bad.exit_code == 1 and "between 0 and 1" in bad.output
+    sized = json.loads(run("advise", "--accuracy", "0.9", "--json").stdout)[0]["targets"]
+    assert (
+        sized["accuracy"]["size"] is None
+        and "no stored visits or calls" in (sized["accuracy"]["explanation"])
+    )
+    bad = runner.invoke(main, ["--config", str(path), "pools", "advise", "--same-day", "1.5"])
+    assert bad.exit_code == 1 and "--same-day must be between 0 and 1" in bad.output

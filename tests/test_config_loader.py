@@ -69,6 +69,13 @@ routes:
         "must be between 1 and 600, got 0",
     ),
     (
+        "share of numbers a sync may release out of range",
+        "database:\n  path: x.db\n  max_release_percent: 101\n",
+        "database.max_release_percent",
+        3,
+        "must be between 0 and 100, got 101",
+    ),
+    (
         "bad number",
         "targets:\n  sales: 555-0100\n",
         "targets.sales",
@@ -140,7 +147,8 @@ tracking_numbers:
 """,
         "tracking_numbers[0].number",
         10,
-        "duplicate number +13125550100: already used by targets.sales (line 6)",
+        "+13125550100 is target number 'sales', the site's own number: every call to it"
+        " would be credited to this one source (targets.sales, line 6)",
     ),
     (
         "two tracking numbers with the same number",
@@ -635,3 +643,12 @@ def test_asterisk_modes_and_agi_settings() -> None:
     assert (a.ami.port, a.ami.username, a.ami.secret) == (5038, "mgr", "s")
     default = parse_config("{}\n").asterisk
     assert default.mode.value == "ari" and default.uses_ari and not default.uses_agi
+
+
+def test_call_spool_is_a_path_as_ctm_pbx_sees_it() -> None:
+    default = parse_config("{}\n").asterisk
+    assert default.call_spool == "/var/spool/asterisk/ctm-pbx/calls.spool"
+    cfg = parse_config("asterisk: {call_spool: spool/calls.spool}\n", base_dir="/srv/ctm")
+    assert cfg.asterisk.call_spool == "/srv/ctm/spool/calls.spool"
+    absolute = parse_config("asterisk: {call_spool: /chroot/var/calls.spool}\n")
+    assert absolute.asterisk.call_spool == "/chroot/var/calls.spool"

@@ -4,6 +4,11 @@ store and the web app live on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -96,12 +101,76 @@ async def test_a_number_released_while_running_is_not_shown_again(daemon: Daemon
     assert moved["numbers"]["+13125550100"]["number"] not in (number, "+13125550100")
 
 
-async def test_health_says_ari_is_away_and_the_web_app_still_serves(daemon: Daemon) -> None:
+async def test_health_says_ari_is_away_and_the_web_api_stays_ready(daemon: Daemon) -> None:
     url = f"{daemon.web_url}/healthz"  # type: ignore[attr-defined]
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
-        health = await resp.json()
-    assert resp.status == 503, "unhealthy while ARI is away"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            health = await resp.json()
+        async with http.get(f"{url}/calls") as calls:
+            assert calls.status == 503, "the call path is not ready without ARI"
+    assert resp.status == 200, "a load balancer keeps the website API while ARI is away"
+    assert resp.headers["Server"] == "ctm-pbx"
+    assert health["status"] == "degraded" and health["ready"] == {"web_api": True, "calls": False}
     assert health["ari_connected"] is False and health["tracking_numbers"] == 2
+    parts = health["components"]
+    assert parts["ari"] == {"ok": False, "connected": False}
+    db = parts["database"]
+    assert db["ok"] and db["running"] and db["backlog"] >= 0
+    assert db["last_commit_age_s"] is not None and db["last_commit_age_s"] >= 0
+    assert parts["web"]["connections"] >= 1 and parts["web"]["max_connections"] > 0
+
+
+def test_sighup_is_logged_and_ignored(tmp_path: Path) -> None:
+    """Until config reload exists, HUP must neither kill the daemon nor pass unseen."""
+    web_port = unused_port()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        CONFIG.format(
+            ari_port=unused_port(), web_port=web_port, dash_port=unused_port(), shop=SHOP
+        )
+    )
+    cli(config_path, "db", "migrate")
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ctm_pbx", "--config", str(config_path), "run"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while b"ctm-pbx running" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while b"SIGHUP" not in log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert proc.poll() is None, f"HUP killed the daemon:\n{log.read_text()[-2000:]}"
+        assert "SIGHUP ignored" in log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz/live", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
+    """From a shell's 1,024 (here 256) to what the system allows the process."""
+    script = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from ctm_pbx.edges.daemon import raise_fd_limit\n"
+        "assert raise_fd_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "print(hard)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 256
 
 
 async def test_the_dashboard_has_its_own_listener_and_asks_for_a_login(daemon: Daemon) -> None:

@@ -80,7 +80,7 @@ def disk(tmp_path: Path, monkeypatch) -> Iterator[Disk]:
 
 async def until_writable(writer: StoreWriter, seconds: float = 10) -> None:
     for _ in range(int(seconds / 0.02)):
-        if writer.health()["db_writable"]:
+        if writer.health()["writable"]:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"still not writable: {writer.health()}")
@@ -132,9 +132,9 @@ async def test_writes_wait_while_the_disk_is_full_and_arrive_in_order(disk: Disk
             await asyncio.sleep(DEFER_S / 2)
         await asyncio.sleep(DEFER_S * 3)
         health = writer.health()
-        assert health["db_writable"] is False and health["db_unwritable_since"]
-        assert "full" in health["db_write_error"]
-        assert health["db_writes_waiting"] == len(rows), health
+        assert health["writable"] is False and health["unwritable_since"]
+        assert "full" in health["write_error"]
+        assert health["writes_waiting"] == len(rows), health
         assert answers[0] is not None, "the first was answered before its commit failed"
         assert await writer.run(lambda db: db.execute("SELECT COUNT(*) FROM log").fetchone()) == (
             0,
@@ -144,7 +144,7 @@ async def test_writes_wait_while_the_disk_is_full_and_arrive_in_order(disk: Disk
         assert not refused.value.kept, "a run() that writes is told, not kept"
         disk.free()
         await until_writable(writer)
-        assert writer.health()["db_writes_waiting"] == 0
+        assert writer.health()["writes_waiting"] == 0
         stored = other_connection(path).execute("SELECT id, n FROM log ORDER BY id").fetchall()
         assert [n for _id, n in stored] == list(range(40)), "every row, in the order asked"
         given = [a for a in answers if a is not None]
@@ -171,7 +171,7 @@ async def test_past_the_bound_new_writes_are_refused_and_the_waiting_ones_kept(
             await asyncio.sleep(DEFER_S * 2)
         await asyncio.sleep(DEFER_S * 3)
         health = writer.health()
-        assert (health["db_writes_waiting"], health["db_writes_refused"]) == (5, 3)
+        assert (health["writes_waiting"], health["writes_refused"]) == (5, 3)
         assert told == [5, 6, 7], "the refused ones are told; the oldest stay"
         disk.free()
         await until_writable(writer)
@@ -188,7 +188,7 @@ async def test_close_writes_what_waits_if_space_has_returned(disk: Disk) -> None
     disk.fill(path)
     writer.defer(add, Row(1))
     await asyncio.sleep(DEFER_S * 3)
-    assert writer.health()["db_writes_waiting"] == 1
+    assert writer.health()["writes_waiting"] == 1
     disk.free()
     writer.close()  # before the next try
     assert other_connection(path).execute("SELECT n FROM log").fetchall() == [(1,)]
@@ -257,7 +257,7 @@ async def test_agi_calls_on_a_full_disk_are_routed_and_logged_when_space_returns
         await asyncio.sleep(DEFER_S)
     await asyncio.sleep(DEFER_S * 3)
     health = rig.writer.health()
-    assert not health["db_writable"] and health["db_writes_waiting"] > 12, health
+    assert not health["writable"] and health["writes_waiting"] > 12, health
     assert rig.writer.run_sync(call_store.call_by_channel, "u-0") is None, "not written yet"
     assert answers["u-0"]["CTM_CALL_ID"], "answered before the commit that failed"
     disk.free()
@@ -336,7 +336,7 @@ async def test_the_visit_api_answers_from_memory_on_a_full_disk(aiohttp_client, 
         renew = await client.post("/api/renew", json={"visitor_id": new["visitor_id"]})
         assert renew.status == 404, "not stored: the script starts a visit again"
         await asyncio.sleep(0.3)
-        assert writer.health()["db_writes_waiting"] >= 1, "the page views wait"
+        assert writer.health()["writes_waiting"] >= 1, "the page views wait"
         disk.free()
         await until_writable(writer)
         pages = other_connection(path).execute(
@@ -360,7 +360,7 @@ async def test_agi_calls_on_a_full_disk_do_not_wait_for_the_writers_thread(
     disk.fill(rig.path)
     await agi_request(rig.port, "u-first", DID)  # its commit fails: the disk is full
     await asyncio.sleep(DEFER_S * 3)
-    assert not rig.writer.health()["db_writable"]
+    assert not rig.writer.health()["writable"]
     release = threading.Event()
     busy = asyncio.ensure_future(rig.writer.run(lambda db: release.wait(5)))
     try:

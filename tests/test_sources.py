@@ -9,6 +9,7 @@ import pytest
 from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.core import sources as core_sources
 from ctm_pbx.core.model import MatchRule, Source, SourceKind
+from ctm_pbx.core.source_index import SourceIndex
 from ctm_pbx.core.sources import (
     CLICK_ID_PARAMS,
     NO_MATCH,
@@ -81,6 +82,9 @@ CUSTOM_YAML = r"""
 
 PRESET_SOURCES = parse_config(PRESET_YAML, env={}).sources
 CUSTOM_SOURCES = parse_config(PRESET_YAML + CUSTOM_YAML, env={}).sources
+# the index (what the visit API uses) must answer every case the linear scan answers
+PRESET_INDEX = SourceIndex(PRESET_SOURCES)
+CUSTOM_INDEX = SourceIndex(CUSTOM_SOURCES)
 
 GOOGLE_TLD_REGEX = (
     r"referrer matches '^https?://(www\.)?google\.(com|co\.[a-z]{2}|com\.[a-z]{2}|[a-z]{2})/'"
@@ -429,8 +433,11 @@ PRESET_CASES = [
     ids=[case[0] for case in PRESET_CASES],
 )
 def test_presets(landing, referrer, source, rule, phase) -> None:
-    decision = resolve_source(PRESET_SOURCES, parse_visit(landing, referrer))
+    facts = parse_visit(landing, referrer)
+    decision = resolve_source(PRESET_SOURCES, facts)
     assert decision == SourceDecision(source, rule, phase)
+    assert PRESET_INDEX.resolve(facts) == decision
+    assert PRESET_INDEX.rank(facts) == rank_sources(PRESET_SOURCES, facts)
 
 
 # (id, landing URL, referrer, source, rule, phase)
@@ -556,8 +563,11 @@ CUSTOM_CASES = [
     ids=[case[0] for case in CUSTOM_CASES],
 )
 def test_custom_rules(landing, referrer, source, rule, phase) -> None:
-    decision = resolve_source(CUSTOM_SOURCES, parse_visit(landing, referrer))
+    facts = parse_visit(landing, referrer)
+    decision = resolve_source(CUSTOM_SOURCES, facts)
     assert decision == SourceDecision(source, rule, phase)
+    assert CUSTOM_INDEX.resolve(facts) == decision
+    assert CUSTOM_INDEX.rank(facts) == rank_sources(CUSTOM_SOURCES, facts)
 
 
 def test_rank_lists_every_match_winner_first() -> None:
@@ -573,6 +583,8 @@ def test_rank_lists_every_match_winner_first() -> None:
     assert why_outranked(ranked[0], ranked[2]) == "referrer phase comes after landing phase"
     tie = rank_sources(CUSTOM_SOURCES, parse_visit(f"{SITE}/?ref=tie"))
     assert "'tie-a' sorts first" in why_outranked(tie[0], tie[1])
+    assert CUSTOM_INDEX.rank(facts) == ranked
+    assert CUSTOM_INDEX.rank(parse_visit(f"{SITE}/?ref=tie")) == tie
 
 
 def test_a_source_matches_at_its_earliest_phase() -> None:
@@ -585,6 +597,8 @@ def test_offsite_sources_never_match() -> None:
     radio = Source("radio", SourceKind.OFFSITE, 1, rules=(MatchRule(no_referrer=True),))
     assert resolve_source({"radio": radio}, parse_visit(f"{SITE}/")) == NO_MATCH
     assert resolve_source(PRESET_SOURCES, parse_visit(f"{SITE}/")).source == "direct"
+    assert SourceIndex({"radio": radio}).resolve(parse_visit(f"{SITE}/")) == NO_MATCH
+    assert len(SourceIndex({"radio": radio})) == 0
 
 
 def test_nothing_matches() -> None:
@@ -593,6 +607,8 @@ def test_nothing_matches() -> None:
     assert decision == NO_MATCH
     assert decision.source is None and decision.phase == PHASE_NONE
     assert resolve_source({}, parse_visit(f"{SITE}/?gclid=1")) == NO_MATCH
+    assert SourceIndex(sources).resolve(parse_visit(f"{SITE}/")) == NO_MATCH
+    assert SourceIndex({}).rank(parse_visit(f"{SITE}/?gclid=1")) == ()
 
 
 # ---- garbage ---------------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_lease_history_uses_an_index_and_covers_the_window(db) -> None:
     history = store.lease_history(db, N1, at(-60), T0)
     assert [h.visitor_id for h in history] == ["edge", "recent"]
     got = attribute(N1, T0, history, 60)
-    assert got.visitor_id == "recent" and got.reason == "exclusive active lease"
+    assert got.visitor_id == "recent" and got.candidates[0].active
 
 
 def test_assign_and_record_through_the_store(db) -> None:

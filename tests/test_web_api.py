@@ -391,9 +391,11 @@ async def test_calls_show_displays_the_attribution(
     assert fields["visitor_id"] == vid and fields["pages"] == "3"
     assert fields["utm_campaign"] == "spring" and "SHOWME" in fields["click_ids"]
     assert fields["source"] == "google-ads" and float(fields["attribution_confidence"]) >= 0.9
-    assert "exclusive" in fields["attribution_reason"]
+    assert fields["attribution_reason"].startswith("the only visitor who had this number;")
+    assert "chance it is someone else" in fields["attribution_reason"]
     out = runner.invoke(main, ["--config", str(conf), "calls", "show", str(shared)])
     assert out.exit_code == 0, out.output
     candidates = [line for line in out.output.splitlines() if "candidate visitor" in line]
     assert len(candidates) == 2 and any(third["visitor_id"] in line for line in candidates)
-    assert "shared" in out.output
+    assert "shared with 1 other visitor (1 with the page open)" in out.output
+    assert "someone else (not a visitor of the window): p=" in out.output

@@ -179,6 +179,11 @@ class AgiCallHandler:
         self.ami.start()
         log.info("FastAGI on agi://%s:%d/%s", agi.host, agi.port, ROUTE)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the FastAGI listener accepts connections (for ``/healthz``)."""
+        return self._server is not None and self._server.is_serving()
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()

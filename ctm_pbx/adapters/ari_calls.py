@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,6 +45,7 @@ from ctm_pbx.core.callflow import (
     HandlerFailed,
     Inbound,
     NumberInfo,
+    Phase,
     QueueResult,
     QueueReturned,
     RecordInput,
@@ -69,7 +70,6 @@ END_CONTEXT = "ctm-end"
 FAILSAFE_CONTEXT = "ctm-failsafe"
 MAX_EXTENSION = 79  # Asterisk's AST_MAX_EXTENSION is 80 with the terminator
 EVENT_TYPES = ["StasisStart"]  # all ctm-pbx needs: each entry into the app
-PENDING_PREFIX = "CTM_PENDING_"  # global variable the hangup handler leaves when we are away
 
 
 MOVES = (
@@ -173,6 +173,8 @@ class AriCallHandler:
         self.calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task] = set()
         self.calls_finished = 0
+        # imports the dialplan's call spool (adapters/call_spool.py): before reconciling
+        self.collect_spool: Callable[[], Awaitable[object]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class AriCallHandler:
     def _ended_now(self, call: _Call, args: list[str]) -> None:
         """The hangup handler's report of a call in memory, handled without a task."""
         try:
-            actions = call.flow.handle(_ended(self.clock(), args))
+            actions = call.flow.handle(ended_event(self.clock(), args))
             self._write(call, [a for a in actions if not isinstance(a, MOVES)])
             if any(isinstance(a, MOVES) for a in actions):
                 raise RuntimeError(f"a move after the hangup: {actions}")
@@ -254,8 +256,14 @@ class AriCallHandler:
                     await self._ensure_flow(call)
                     await self._handle(call, QueueReturned(now, parse_queue(args[1:4])))
                 elif kind == "ended":
-                    await self._ensure_flow(call)
-                    await self._handle(call, _ended(now, args))
+                    try:
+                        await self._ensure_flow(call)
+                    except LookupError:
+                        # a crash lost its row: the call spool's line brings it
+                        log.info("call %s ended without a row: left to the spool", call.channel_id)
+                        call.flow.phase = Phase.DONE
+                        return
+                    await self._handle(call, ended_event(now, args))
                 else:
                     log.warning("StasisStart with unknown args %r: back to the dialplan", args)
                     await self._raw_failsafe(call.channel_id)
@@ -411,6 +419,11 @@ class AriCallHandler:
         except Exception as exc:
             log.warning("reconcile skipped: %s", exc)
             return
+        if self.collect_spool is not None:
+            try:  # the spool first: what it holds of a call beats "no result left"
+                await self.collect_spool()
+            except Exception:
+                log.exception("call spool import failed")
         in_app = set(app.get("channel_ids") or [])
         for channel_id in in_app:
             if channel_id in self.calls or channel_id not in live:
@@ -427,27 +440,13 @@ class AriCallHandler:
             await self._collect(row)
 
     async def _collect(self, row: dict) -> None:
-        """Finish the row of a call whose channel is gone."""
+        """Finish the row of a call whose channel is gone and left no spool line
+        (the daemon imports the call spool before it reconciles)."""
         channel_id = row["channel_id"]
         call = _Call(flow=resume_flow(self.config, row, self.memory), channel_id=channel_id)
         call.call_id = row["id"]
-        now = self.clock()
-        pending = ""
-        try:
-            pending = await self.ari.get_global(f"{PENDING_PREFIX}{channel_id}")
-            if pending:
-                await self.ari.delete_global(f"{PENDING_PREFIX}{channel_id}")
-        except AriError as exc:
-            log.warning("call %s: could not read its pending result: %s", channel_id, exc)
         async with call.lock:
-            if pending:
-                parts = pending.split(",")
-                ended_at = _epoch(parts[0]) or now
-                event: Event = Ended(
-                    ended_at, parse_result(parts[1:]), _flag(parts, 6), _queue_part(parts, 7)
-                )
-            else:
-                event = Gone(now, "channel gone while ctm-pbx was away; no result left")
+            event = Gone(self.clock(), "channel gone while ctm-pbx was away; no result left")
             await self._apply(call, call.flow.handle(event))
         log.info("call %s (row %s) completed after a restart", channel_id, row["id"])
 
@@ -484,7 +483,7 @@ def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> Ca
     return flow
 
 
-def _ended(now: datetime, args: list[str]) -> Ended:
+def ended_event(now: datetime, args: list[str]) -> Ended:
     """The hangup handler's ``ended,<CTM_RESULT>`` arguments."""
     return Ended(now, parse_result(args[1:]), _flag(args, 6), _queue_part(args, 7))
 
@@ -513,10 +512,3 @@ def _queue_part(args: list[str], start: int) -> QueueResult | None:
 
 def _flag(args: list[str], i: int) -> bool:
     return len(args) > i and args[i] == "1"
-
-
-def _epoch(text: str) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(text), UTC)
-    except (TypeError, ValueError):
-        return None

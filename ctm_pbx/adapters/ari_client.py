@@ -35,6 +35,8 @@ EventHandler = Callable[[dict], None]
 ConnectHandler = Callable[[], Awaitable[None]]
 WS_PROBE_S = 2.0  # how long to wait for Asterisk to answer a REST request on the socket
 WS_PROBE_FAILURES_MAX = 3
+REFUSED_MAX_S = 0.25  # nothing listens (Asterisk restarting): a refused connection is cheap
+BOOTING_RETRY_S = 0.05  # 503: Asterisk answers but is still booting: again at once
 
 
 class AriError(Exception):
@@ -61,9 +63,28 @@ class Backoff:
     def reset(self) -> None:
         self._next = 0.0
 
-    def delay(self) -> float:
+    def delay(self, cap: float | None = None) -> float:
+        """The next delay; ``cap`` bounds it (and its growth) for cheap failures."""
         self._next = self.initial if self._next == 0 else min(self.maximum, self._next * 2)
+        if cap is not None:
+            self._next = min(self._next, cap)
         return self._next * random.uniform(0.8, 1.2)
+
+
+def retry_delay(exc: BaseException, backoff: Backoff) -> float:
+    """How long to wait after a failed connection.
+
+    Connection refused: Asterisk is restarting (or stopped); trying every quarter
+    second costs a refused connection, and ctm-pbx is back within that of ARI
+    answering. A 503 is a booting Asterisk: again at once, not counted as a
+    failure. Anything else (timeouts, a wrong password): the exponential backoff."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 503:
+        return BOOTING_RETRY_S
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, ConnectionRefusedError
+    ):
+        return backoff.delay(REFUSED_MAX_S)
+    return backoff.delay()
 
 
 class AriClient:
@@ -256,13 +277,16 @@ class AriClient:
         assert self._session is not None
         query = urlencode({"app": self.app, "subscribeAll": "false"})
         url = f"{self.base}/events?{query}"
+        failures = 0  # in a row: only the first of an outage is worth a warning
         while not stop.is_set():
+            failure: BaseException | None = None
             try:
                 async with self._session.ws_connect(
                     url, heartbeat=15, timeout=aiohttp.ClientWSTimeout(ws_close=5)
                 ) as ws:
                     log.info("connected to ARI as app %s", self.app)
                     backoff.reset()
+                    failures = 0
                     self._ws = ws
                     self.connected.set()
                     # the pump runs during on_connect: the probe's answer comes as an event
@@ -277,7 +301,10 @@ class AriClient:
                         pump.cancel()
                         connect.cancel()  # the socket ended first: reconnecting starts over
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                log.warning("ARI connection failed: %s", exc)
+                failure = exc
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "ARI connection failed: %s", exc)
             finally:
                 self._ws = None
                 self._ws_rest = False
@@ -287,7 +314,7 @@ class AriClient:
                 self.connected.clear()
             if stop.is_set():
                 break
-            delay = backoff.delay()
+            delay = retry_delay(failure, backoff) if failure is not None else backoff.delay()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 

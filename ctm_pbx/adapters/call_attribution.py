@@ -1,7 +1,9 @@
 """Attributing a call to a website visit when it starts (runs on the store's writer).
 
 It does not delay the call: the routing decision leaves for Asterisk while
-this runs beside the insert of the call row.
+this runs beside the insert of the call row. ``attribute_call`` is also the
+entry point for attributing a call later (an imported or re-scored call):
+everything it reads is as of ``now``, the call's start.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from datetime import datetime, timedelta
 import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
-from ctm_pbx.core.attribution import attribute, link_repeat_caller
+from ctm_pbx.core.attribution import Evidence, RepeatLink, attribute, link_repeat_caller
 from ctm_pbx.core.callflow import StartCall
-from ctm_pbx.core.clock import iso
+from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, SourceKind
 
 REPEAT_CALLER_DAYS = 90
@@ -34,6 +36,7 @@ def attribute_call(
     source = config.sources.get(start.source or "")
     visitor_id = visit_id = None
     candidates: list[dict] = []
+    previous = _repeat_link(db, call_id, start, now)
     if source is None:
         confidence, reason = None, "not a tracking number of a known source"
     elif source.kind is SourceKind.OFFSITE:
@@ -45,7 +48,12 @@ def attribute_call(
         history = lease_store.lease_history(
             db, start.tracking_number, now - timedelta(minutes=window), now
         )
-        att = attribute(start.tracking_number, now, history, window)
+        evidence = None
+        if previous is not None and previous.visitor_id:
+            evidence = Evidence(
+                previous.visitor_id, previous.visit_id, previous.confidence, previous.call_id
+            )
+        att = attribute(start.tracking_number, now, history, window, evidence)
         visitor_id, visit_id = att.visitor_id, att.visit_id
         confidence, reason = round(att.confidence, 4), att.reason
         candidates = [
@@ -55,13 +63,14 @@ def attribute_call(
                 "weight": round(c.weight, 4),
                 "idle_minutes": round(c.idle_minutes, 1),
                 "active": c.active,
+                "open_page": c.open_page,
+                "repeat": c.repeat,
             }
             for c in att.candidates
         ]
-    previous = _repeat_link(db, call_id, start, now)
-    if previous is not None and visitor_id is None and previous[1] is not None:
-        visitor_id = previous[1]
-        reason = f"{reason}; repeat caller: linked to call #{previous[0]} and its visitor"
+        candidates.append(
+            {"visitor_id": None, "someone_else": True, "weight": round(att.someone_else, 4)}
+        )
     visit = lease_store.get_visit(db, visit_id) if visit_id else None
     if visit is None and visitor_id:
         visitor = lease_store.get_visitor(db, visitor_id)
@@ -85,7 +94,7 @@ def attribute_call(
             v.get("utm_content"),
             json.dumps(v.get("click_ids") or {}),
             v.get("pages"),
-            previous[0] if previous else None,
+            previous.call_id if previous else None,
             call_id,
         ),
     )
@@ -94,18 +103,19 @@ def attribute_call(
 
 def _repeat_link(
     db: sqlite_utils.Database, call_id: int, start: StartCall, now: datetime
-) -> tuple[int, str | None] | None:
-    """The caller's earlier call (and its visitor) within the last days, if any."""
+) -> RepeatLink | None:
+    """The caller's latest earlier call within the last days, with its visitor if it had one."""
     caller = start.caller_number
     if not caller or not caller.startswith("+"):
         return None
     since = iso(now - timedelta(days=REPEAT_CALLER_DAYS))
     rows = db.conn.execute(
-        "SELECT id, visitor_id, started_at FROM calls WHERE caller_number = ? AND id != ?"
-        " AND started_at >= ? ORDER BY started_at DESC LIMIT 20",
+        "SELECT id, visitor_id, started_at, attribution_confidence, visit_id FROM calls"
+        " WHERE caller_number = ? AND id != ? AND started_at >= ?"
+        " ORDER BY started_at DESC LIMIT 20",
         (caller, call_id, since),
     ).fetchall()
     if not rows:
         return None
-    link = link_repeat_caller([(r[0], r[1], r[2]) for r in rows], now)
-    return (link.call_id, link.visitor_id) if link else (rows[0][0], None)
+    link = link_repeat_caller([tuple(r) for r in rows], now)
+    return link or RepeatLink(rows[0][0], "", parse_iso(rows[0][2]), 0.0)

@@ -7,6 +7,7 @@ issues carry the key path and YAML line. The node walking lives in
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from ctm_pbx.adapters.yaml_source import (
 )
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.geo import REGION_NAMES, GeoRule
+from ctm_pbx.core.inventory import role_clash
 from ctm_pbx.core.model import (
     AgiSettings,
     AmiSettings,
@@ -80,12 +82,29 @@ TOP_KEYS = (
     "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
     "tracking_numbers",
 )  # fmt: skip
-ASTERISK_KEYS = ("ari_url", "username", "password", "app", "mode", "agi", "ami", "recordings")
+ASTERISK_KEYS = (
+    "ari_url",
+    "username",
+    "password",
+    "app",
+    "mode",
+    "agi",
+    "ami",
+    "recordings",
+    "call_spool",
+)
 RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
 AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
-DATABASE_KEYS = ("path",)
-WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
+DATABASE_KEYS = ("path", "max_release_percent")
+WEB_KEYS = (
+    "host",
+    "port",
+    "allowed_origins",
+    "trusted_proxies",
+    "max_connections",
+    "max_connections_per_client",
+)
 TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
 REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
 DASHBOARD_KEYS = ("enabled", "host", "port")
@@ -170,10 +189,21 @@ def parse_config(
     issues = Issues(os.environ if env is None else env)
     if base_dir is None:
         base_dir = Path(path).resolve().parent if path != "<string>" else Path.cwd()
-    root = compose(text, issues)
-    config = None
-    if not issues.items:
-        config = _Builder(issues, Path(base_dir)).build(root, None if path == "<string>" else path)
+    # A large config makes hundreds of thousands of nodes, none of them garbage: the
+    # cycle collector would walk them over and over (a third of the time at 10,000
+    # tracking numbers). It runs again once the config is built.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        root = compose(text, issues)
+        config = None
+        if not issues.items:
+            config = _Builder(issues, Path(base_dir)).build(
+                root, None if path == "<string>" else path
+            )
+    finally:
+        if collecting:
+            gc.enable()
     if issues.items or config is None:
         raise ConfigError(issues.sorted(), path)
     log.debug("loaded config %s", path)
@@ -244,7 +274,9 @@ class _Builder:
             receiving_numbers=receiving,
             routes=routes,
             schedules=schedules,
-            tracking_numbers=self._tracking_numbers(top.get("tracking_numbers"), sources, pools),
+            tracking_numbers=self._tracking_numbers(
+                top.get("tracking_numbers"), sources, pools, targets, receiving
+            ),
             path=path,
         )
 
@@ -338,7 +370,15 @@ class _Builder:
             agi=_opt(m, "agi", self._agi, d.agi),
             ami=_opt(m, "ami", self._ami, d.ami),
             recordings=_opt(m, "recordings", self._recordings, d.recordings),
+            call_spool=_opt(m, "call_spool", self._local_path, d.call_spool),
         )
+
+    def _local_path(self, node: YNode) -> str | None:
+        """A path as ctm-pbx sees it (relative: to the config file's folder)."""
+        value = node.text()
+        if value is None:
+            return None
+        return value if Path(value).is_absolute() else os.path.normpath(self.base_dir / value)
 
     def _recordings(self, node: YNode) -> RecordingSettings | None:
         m = node.mapping(RECORDING_KEYS)
@@ -391,13 +431,15 @@ class _Builder:
 
     def _database(self, node: YNode | None) -> DatabaseSettings:
         m = {} if node is None else node.mapping(DATABASE_KEYS) or {}
-        raw = _opt(m, "path", YNode.text, DatabaseSettings().path)
+        d = DatabaseSettings()
+        raw = _opt(m, "path", YNode.text, d.path)
+        percent = _opt(m, "max_release_percent", lambda n: n.integer(0, 100), d.max_release_percent)
         if raw == ":memory:":
-            return DatabaseSettings(path=raw)
+            return DatabaseSettings(path=raw, max_release_percent=percent)
         path = Path(raw).expanduser()
         if not path.is_absolute():
             path = self.base_dir / path
-        return DatabaseSettings(path=os.path.normpath(path))
+        return DatabaseSettings(path=os.path.normpath(path), max_release_percent=percent)
 
     def _dashboard(self, node: YNode) -> DashboardSettings | None:
         m = node.mapping(DASHBOARD_KEYS)
@@ -435,6 +477,15 @@ class _Builder:
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
             allowed_origins=_opt(m, "allowed_origins", self._origins, d.allowed_origins),
             trusted_proxies=_opt(m, "trusted_proxies", self._networks, d.trusted_proxies),
+            max_connections=_opt(
+                m, "max_connections", lambda n: n.integer(1, 1_000_000), d.max_connections
+            ),
+            max_connections_per_client=_opt(
+                m,
+                "max_connections_per_client",
+                lambda n: n.integer(1, 1_000_000),
+                d.max_connections_per_client,
+            ),
         )
 
     def _networks(self, node: YNode) -> tuple[str, ...] | None:
@@ -1162,14 +1213,26 @@ class _Builder:
     # -- tracking numbers ----------------------------------------------------------
 
     def _tracking_numbers(
-        self, node: YNode | None, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+        self,
+        node: YNode | None,
+        sources: Mapping[str, Source],
+        pools: Mapping[str, Pool],
+        targets: Mapping[str, Target],
+        receiving: Mapping[str, ReceivingNumber],
     ) -> tuple[TrackingNumberDecl, ...]:
         items = node.sequence() if node is not None else []
-        decls = [self._tracking_number(item, sources, pools) for item in items or []]
+        decls = [
+            self._tracking_number(item, sources, pools, targets, receiving) for item in items or []
+        ]
         return tuple(d for d in decls if d is not None)
 
     def _tracking_number(
-        self, node: YNode, sources: Mapping[str, Source], pools: Mapping[str, Pool]
+        self,
+        node: YNode,
+        sources: Mapping[str, Source],
+        pools: Mapping[str, Pool],
+        targets: Mapping[str, Target],
+        receiving: Mapping[str, ReceivingNumber],
     ) -> TrackingNumberDecl | None:
         m = node.mapping(TRACKING_NUMBER_KEYS)
         if m is None:
@@ -1180,7 +1243,12 @@ class _Builder:
         source, pool = self._tracking_source(node, m, pools)
         label = _opt(m, "label", YNode.text, "")
         if number is not None and number_node is not None:
-            self._claim("tracking", number, number_node, ("target", "receiving", "tracking"))
+            clash = role_clash(number, targets, receiving)  # the CLI's rule too
+            if clash is not None:
+                first = self.numbers[clash.role][number]
+                number_node.error(f"{clash} ({first.path}, line {first.line})")
+                return None
+            self._claim("tracking", number, number_node, ("tracking",))
         if number is None or route is None or source is None:
             return None
         return TrackingNumberDecl(number=number, source=source, pool=pool, route=route, label=label)

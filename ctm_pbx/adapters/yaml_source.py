@@ -73,10 +73,19 @@ def quoted_list(choices: Iterable[str]) -> str:
     return ", ".join(f"'{c}'" for c in choices)
 
 
+# LibYAML's parser when PyYAML has it: the pure-Python one takes seconds on a config of
+# thousands of tracking numbers. Both give the same nodes and marks; an error is read
+# again with the pure-Python one, whose messages (and lines) are the ones we document.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def compose(text: str, issues: Issues) -> YNode | None:
     """Parse ``text`` into a root ``YNode`` (None for an empty document or a syntax error)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -2,69 +2,119 @@
 
 Pure: the store hands over the lease history of the number called.
 
-Per the team's attribution findings (a traffic simulation) a call is scored as a
-probability over *every* visitor who held the number within the window, each
-weighted by how likely a call is at that delay after their last activity
-(that gave a calibrated confidence: calls scored >= 0.9 were 97 % right).
+The confidence is a probability. Each visitor who held the number in the
+window is weighted by the rate (per minute) at which a visitor calls at that
+moment: ``call_likelihood`` of the time since their last activity, a mixture
+of the three kinds of call (during the visit, after leaving, days later).
+Beside them stands *someone outside the window*: a visitor who held the
+number days ago, or a caller who never visited (the number was copied,
+printed, remembered), weighted by how many visitors the number serves a
+minute. The probabilities of the candidates and of "someone else" sum to 1.
 
-The weight is the density (per minute) of the delay ``d`` between a caller's
-last activity on the site and the call, a mixture of the three kinds of call
-the simulation modelled::
+The parts of the model, and why:
 
-    f(d) = 0.70 * Exp(mean 3 min)(d)           # during the visit: d = time since the last page
-         + 0.25 * Exp(median 10 min)(d)        # after leaving, median delay 10 minutes
-         + 0.05 * 1 / (3 days)                 # days later: a flat floor
+- *during the visit*: only while the page is open, and a page renews every
+  minute while visible, so a holder idle for more than ``OPEN_MINUTES`` has
+  closed (or hidden) it; a page that said it closed (``Lease.closed_at``) is
+  closed at once;
+- *after leaving*: a heavy-tailed delay (log-logistic: median 10 minutes,
+  12 % after an hour), as people call back, not an exponential;
+- *days later*: one to three days after the visit, spread evenly; these
+  callers are mostly outside the window, hence the "someone else" weight.
 
-It decreases with ``d``, so the most recently active holder is always the
-favourite; equally active holders split the probability evenly. A visitor
-who was active after the call (scoring an old call) counts as ``d = 0``.
+Evidence that does not depend on the pool multiplies a candidate's weight: a
+repeat caller (the caller id of an earlier attributed call).
+``bench/attribution_sim.py`` measures how calibrated the result is.
 Off-site (fixed) numbers never get here: their source is certain.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ctm_pbx.core.clock import parse_iso
 from ctm_pbx.core.pools import Lease
 
 VISIT_SHARE, AFTER_SHARE, LATE_SHARE = 0.70, 0.25, 0.05
-VISIT_MEAN_MINUTES = 3.0  # calls during the visit: minutes since the last page view
+VISIT_MINUTES = 6.5  # a visit is open this long (its minute of renewals included), measured
+OPEN_MINUTES = 1.5  # a page renews every minute while visible: idle longer = closed
 AFTER_MEDIAN_MINUTES = 10.0  # calls after leaving: median delay
-LATE_SPAN_MINUTES = 3 * 24 * 60  # calls days later: spread evenly over three days
+AFTER_SHAPE = 1.11  # log-logistic shape: 12 % of after-leave calls come after an hour
+LATE_FROM_MINUTES, LATE_TO_MINUTES = 24 * 60, 3 * 24 * 60  # days-later calls: 1 to 3 days
+# Callers who never held the number (copied, printed, remembered), per visitor it serves.
+UNKNOWN_SHARE = 0.01
+# How much likelier a repeat caller's earlier visitor is than anyone else (the caller id is
+# a person's; another visitor is rarely the same person on another device).
+REPEAT_FACTOR = 1000.0
 
-_AFTER_RATE = math.log(2) / AFTER_MEDIAN_MINUTES
+
+def after_leave_density(minutes: float) -> float:
+    """Log-logistic density (per minute) of a call ``minutes`` after leaving."""
+    if minutes <= 0:
+        return 0.0
+    x = (minutes / AFTER_MEDIAN_MINUTES) ** AFTER_SHAPE
+    return AFTER_SHAPE / minutes * x / (1 + x) ** 2
 
 
-def call_likelihood(idle_minutes: float) -> float:
-    """Density (per minute) of a call ``idle_minutes`` after the caller's last activity."""
+def call_likelihood(idle_minutes: float, *, open_page: bool | None = None) -> float:
+    """Rate (per minute, per calling visitor) of a call ``idle_minutes`` after their last activity.
+
+    ``open_page`` (default: idle at most ``OPEN_MINUTES``) says the page was open then.
+    """
     d = max(0.0, idle_minutes)
-    visit = math.exp(-d / VISIT_MEAN_MINUTES) / VISIT_MEAN_MINUTES
-    after = _AFTER_RATE * math.exp(-_AFTER_RATE * d)
-    late = 1.0 / LATE_SPAN_MINUTES
-    return VISIT_SHARE * visit + AFTER_SHARE * after + LATE_SHARE * late
+    if open_page is None:
+        open_page = d <= OPEN_MINUTES
+    visit = VISIT_SHARE / VISIT_MINUTES if open_page else 0.0
+    late = LATE_SHARE / (LATE_TO_MINUTES - LATE_FROM_MINUTES)
+    late = late if LATE_FROM_MINUTES <= d <= LATE_TO_MINUTES else 0.0
+    return visit + AFTER_SHARE * after_leave_density(d) + late
+
+
+def outside_likelihood(holders: int, window_minutes: float) -> float:
+    """Rate of a call from someone who is none of the window's ``holders``.
+
+    The number serves ``holders / window_minutes`` visitors a minute; the share of
+    days-later calls that fall beyond the window comes from as many visitors, and
+    callers who never visited add ``UNKNOWN_SHARE`` per visitor.
+    """
+    rate = max(holders, 1) / max(window_minutes, 1.0)
+    span = LATE_TO_MINUTES - LATE_FROM_MINUTES
+    beyond = min(1.0, max(0.0, (LATE_TO_MINUTES - max(window_minutes, LATE_FROM_MINUTES)) / span))
+    return rate * (LATE_SHARE * beyond + UNKNOWN_SHARE)
 
 
 @dataclass(frozen=True)
 class Candidate:
     visitor_id: str
     visit_id: str | None
-    weight: float  # probability that this visitor made the call (candidates sum to 1)
+    weight: float  # probability that this visitor made the call
     idle_minutes: float  # from their last activity to the call
     active: bool = False  # their lease was active when the call came
+    open_page: bool = False  # their page was open (renewing) when the call came
+    repeat: bool = False  # the caller's earlier call was attributed to this visitor
 
 
 @dataclass(frozen=True)
 class Attribution:
     visitor_id: str | None
     visit_id: str | None
-    confidence: float  # 0..1: the best candidate's probability
-    reason: str
+    confidence: float  # 0..1: the probability that the call is the best candidate's
+    reason: str  # the score explained in words
     candidates: tuple[Candidate, ...] = ()  # the likeliest first, at most MAX_CANDIDATES
     candidate_count: int = 0  # every visitor who held the number in the window
+    someone_else: float = 0.0  # probability that the caller is none of the candidates
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the call tells beside the number: a repeat caller's earlier visitor."""
+
+    repeat_visitor: str | None = None  # visitor of the caller's earlier attributed call
+    repeat_visit: str | None = None
+    repeat_confidence: float = 0.0  # that call's confidence
+    repeat_call_id: int | None = None
 
 
 NOBODY = "no visitor held this number in the window"
@@ -74,57 +124,124 @@ MAX_CANDIDATES = 10
 
 
 def attribute(
-    number: str, now: datetime, leases: Iterable[Lease], window_minutes: int
+    number: str,
+    now: datetime,
+    leases: Iterable[Lease],
+    window_minutes: int,
+    evidence: Evidence | None = None,
 ) -> Attribution:
     """Score a call to ``number`` at ``now`` against the number's lease history.
 
     Candidates are the visitors whose lease overlapped the window
     ``[now - window_minutes, now]``; a visitor with several leases counts once,
     by their most recent activity (activity after ``now`` counts as at ``now``).
+    ``evidence`` (a repeat caller) multiplies its visitor's weight, and adds them
+    as a candidate when they are outside the window.
     """
+    ev = evidence or Evidence()
     since = now - timedelta(minutes=window_minutes)
     latest: dict[str, tuple[datetime, Lease]] = {}  # visitor -> (last activity, its lease)
     active_visitors: set[str] = set()
+    open_visitors: set[str] = set()
     for lease in leases:
         if lease.number and lease.number != number:
             continue
         if lease.leased_at > now or lease.expires_at < since:
             continue
-        active = lease.expires_at > now
-        if active:
+        if lease.expires_at > now:
             active_visitors.add(lease.visitor_id)
+        # closed: the page said so, and no renewal came after (a tab shown again renews)
+        closed = lease.closed_at is not None and lease.last_active_at <= lease.closed_at <= now
+        if not closed and (now - min(lease.last_active_at, now)).total_seconds() <= 60 * (
+            OPEN_MINUTES
+        ):
+            open_visitors.add(lease.visitor_id)
         last = min(lease.last_active_at, now)
         seen = latest.get(lease.visitor_id)
-        if seen is None or last > seen[0] or (last == seen[0] and active):
+        if seen is None or last > seen[0]:
             latest[lease.visitor_id] = (last, lease)
-    if not latest:
-        return Attribution(None, None, 0.0, NOBODY)
 
-    scored = []
-    for last, lease in latest.values():
+    outside = outside_likelihood(len(latest), window_minutes)
+    factor = 1 + (REPEAT_FACTOR - 1) * min(1.0, max(0.0, ev.repeat_confidence))
+    scored: list[tuple[float, float, str, str | None, bool]] = []
+    for vid, (last, lease) in latest.items():
         idle = (now - last).total_seconds() / 60
-        scored.append((call_likelihood(idle), idle, lease))
-    total = sum(w for w, _, _ in scored)
-    scored.sort(key=lambda s: (-s[0], s[1], s[2].visitor_id))
+        w = call_likelihood(idle, open_page=vid in open_visitors)
+        repeat = vid == ev.repeat_visitor
+        scored.append((w * (factor if repeat else 1.0), idle, vid, lease.visit_id, repeat))
+    if ev.repeat_visitor and ev.repeat_visitor not in latest:
+        # the earlier caller's visitor, outside the window: one of the "someone else"
+        scored.append((outside * factor, -1.0, ev.repeat_visitor, ev.repeat_visit, True))
+    if not scored:
+        return Attribution(None, None, 0.0, NOBODY, someone_else=1.0)
+    total = sum(s[0] for s in scored) + outside
+    scored.sort(key=lambda s: (-s[0], s[1], s[2]))
     candidates = tuple(
         Candidate(
-            lease.visitor_id,
-            lease.visit_id,
+            vid,
+            visit,
             w / total,
             round(idle, 3),
-            lease.visitor_id in active_visitors,
+            vid in active_visitors,
+            vid in open_visitors,
+            repeat,
         )
-        for w, idle, lease in scored[:MAX_CANDIDATES]
+        for w, idle, vid, visit, repeat in scored[:MAX_CANDIDATES]
     )
-    best_lease = scored[0][2]
-    if best_lease.visitor_id in active_visitors:
-        holders = len(active_visitors)
-        reason = "exclusive active lease" if holders == 1 else f"shared lease ({holders} holders)"
+    att = Attribution(
+        candidates[0].visitor_id,
+        candidates[0].visit_id,
+        candidates[0].weight,
+        "",
+        candidates,
+        len(scored),
+        outside / total,
+    )
+    return replace(att, reason=explain(att, open_visitors))
+
+
+def explain(att: Attribution, open_visitors: set[str] | frozenset[str] = frozenset()) -> str:
+    """The score in words a marketer reads: who else, how long ago, the chance of someone else."""
+    if att.visitor_id is None:
+        return NOBODY
+    best = att.candidates[0]
+    parts = []
+    others = att.candidate_count - 1
+    others_open = len(open_visitors - {best.visitor_id})
+    if others <= 0:
+        parts.append("the only visitor who had this number")
     else:
-        ago = round((now - best_lease.expires_at).total_seconds() / 60)
-        reason = f"lease expired {ago} minute{'' if ago == 1 else 's'} before the call"
-    best = candidates[0]
-    return Attribution(best.visitor_id, best.visit_id, best.weight, reason, candidates, len(scored))
+        parts.append(
+            f"shared with {others} other visitor{'s' if others > 1 else ''}"
+            + (f" ({others_open} with the page open)" if others_open else "")
+        )
+    if best.repeat and best.idle_minutes < 0:
+        parts.append("a repeat caller: linked to their earlier call's visitor")
+    else:
+        if best.repeat:
+            parts.append("a repeat caller: their earlier call was this visitor's")
+        if best.open_page:
+            parts.append("the caller's visitor had the page open")
+        else:
+            parts.append(f"the caller's visitor left {_ago(best.idle_minutes)} before the call")
+    parts.append(f"{_pct(att.someone_else)} chance it is someone else")
+    return "; ".join(parts)
+
+
+def _ago(minutes: float) -> str:
+    if minutes < 90:
+        m = max(1, round(minutes))
+        return f"{m} min"
+    if minutes < 48 * 60:
+        return f"{round(minutes / 60)} h"
+    return f"{round(minutes / 1440)} days"
+
+
+def _pct(p: float) -> str:
+    pct = p * 100
+    if pct < 1:
+        return "under 1 %" if pct > 0 else "no"
+    return f"{round(pct)} %"
 
 
 @dataclass(frozen=True)
@@ -132,24 +249,27 @@ class RepeatLink:
     call_id: int
     visitor_id: str
     started_at: datetime
+    confidence: float = 1.0
+    visit_id: str | None = None
 
 
-def link_repeat_caller(
-    previous_calls: Sequence[tuple[int, str | None, datetime | str]], now: datetime
-) -> RepeatLink | None:
+def link_repeat_caller(previous_calls: Sequence[tuple], now: datetime) -> RepeatLink | None:
     """The caller's most recent earlier call that was attributed to a visitor.
 
-    ``previous_calls`` are ``(call_id, visitor_id, started_at)`` of the same
-    caller id (``started_at`` a datetime or ISO text). Calls made days after
-    the visit cannot be recovered by the pool; this is what links them.
+    ``previous_calls`` are ``(call_id, visitor_id, started_at[, confidence[,
+    visit_id]])`` of the same caller id (``started_at`` a datetime or ISO text).
+    Calls made days after the visit cannot be recovered by the pool; this is
+    what links them.
     """
     best: RepeatLink | None = None
-    for call_id, visitor_id, started in previous_calls:
+    for call_id, visitor_id, started, *more in previous_calls:
         if visitor_id is None:
             continue
         at = parse_iso(started) if isinstance(started, str) else started
         if at >= now:
             continue
         if best is None or at > best.started_at:
-            best = RepeatLink(call_id, visitor_id, at)
+            confidence = more[0] if more and more[0] is not None else 1.0
+            visit = more[1] if len(more) > 1 else None
+            best = RepeatLink(call_id, visitor_id, at, float(confidence), visit)
     return best

@@ -65,7 +65,7 @@ def client_key(
     return str(addr)
 
 
-def from_trusted_proxy(peer: str, trusted: tuple[IpNetwork, ...]) -> bool:
-    """Whether the connection's address ``peer`` is one of the trusted proxies."""
-    addr = _address(peer)
+def from_trusted_proxy(remote: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
+    """Whether a peer is one of ``trusted`` (its connections are many clients')."""
+    addr = _address(remote or "")
     return addr is not None and _trusted(addr, trusted)

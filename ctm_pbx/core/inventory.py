@@ -8,14 +8,26 @@ one owner, so the two can never disagree silently:
   ``numbers sync`` and ``run``; the CLI refuses to change them.
 - A number the CLI added cannot also be declared in YAML while it is active:
   the sync reports the conflict and changes nothing.
-- A number removed from YAML is released (kept for the call log's history).
+- A number removed from YAML is released (kept for the call log's history);
+  a sync that would release more than ``database.max_release_percent`` of the
+  config's numbers is refused unless forced (a wrong config would release them all).
+- One number, one role: a tracking number is never a target number (the site's
+  own number) nor a receiving number (calls would dial themselves: a loop).
+  ``role_clash`` is that rule, for the YAML loader and the CLI alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ctm_pbx.core.model import Config, SourceKind, TrackingNumberDecl
+from ctm_pbx.core.model import (
+    Config,
+    ReceivingNumber,
+    SourceKind,
+    Target,
+    TrackingNumberDecl,
+)
 
 
 class InventoryError(ValueError):
@@ -65,6 +77,82 @@ def resolve_assignment(
     return Assignment(source=source, pool=pool, route=route)
 
 
+@dataclass(frozen=True)
+class RoleClash:
+    """A number that cannot be a tracking number, because it already has another role."""
+
+    number: str
+    role: str  # "target" | "receiving"
+    name: str  # the target's or receiving number's name in the config
+
+    def __str__(self) -> str:
+        if self.role == "target":
+            return (
+                f"{self.number} is target number '{self.name}', the site's own number:"
+                " every call to it would be credited to this one source"
+            )
+        return (
+            f"{self.number} is receiving number '{self.name}': its route would dial it"
+            " back out through the trunk and ring itself (a call loop)"
+        )
+
+
+def role_clash(
+    number: str,
+    targets: Mapping[str, Target],
+    receiving_numbers: Mapping[str, ReceivingNumber],
+) -> RoleClash | None:
+    """Why ``number`` (E.164) cannot be a tracking number, or None when it can."""
+    for target in targets.values():
+        if target.number == number:
+            return RoleClash(number, "target", target.name)
+    for receiving in receiving_numbers.values():
+        if receiving.number == number:
+            return RoleClash(number, "receiving", receiving.name)
+    return None
+
+
+def check_cli_number(
+    config: Config, number: str, *, source: str | None, pool: str | None, route: str | None
+) -> Assignment:
+    """Every rule a number added or changed with the CLI must meet; ``InventoryError`` if not.
+
+    The same rules as a ``tracking_numbers:`` entry of the YAML: a source or a
+    pool, a route, names that exist, and one number, one role.
+    """
+    clash = role_clash(number, config.targets, config.receiving_numbers)
+    if clash is not None:
+        raise InventoryError(str(clash))
+    if any(decl.number == number for decl in config.tracking_numbers):
+        raise InventoryError(
+            f"{number} is declared in the config (tracking_numbers):"
+            " change it there, not with the CLI"
+        )
+    if source is None and pool is None:
+        raise InventoryError("needs a source or a pool: a tracking number tracks a source")
+    assignment = resolve_assignment(config, source=source, pool=pool, route=route)
+    if assignment.route is None:
+        raise InventoryError("needs a route")
+    return assignment
+
+
+def cli_number_problems(config: Config, records: Mapping[str, NumberRecord]) -> list[str]:
+    """What is wrong with the active CLI-added numbers of the inventory under ``config``.
+
+    ``config check`` reports these: a route renamed in the YAML, a number that
+    became a receiving number, a pool moved to another source.
+    """
+    problems = []
+    for rec in records.values():
+        if rec.managed_by != "cli" or rec.status != "active":
+            continue
+        try:
+            check_cli_number(config, rec.number, source=rec.source, pool=rec.pool, route=rec.route)
+        except InventoryError as exc:
+            problems.append(f"{rec.number} (added with the CLI): {exc}")
+    return problems
+
+
 @dataclass
 class SyncPlan:
     """What syncing the YAML declarations into the inventory would do."""
@@ -77,6 +165,28 @@ class SyncPlan:
     @property
     def changes(self) -> int:
         return len(self.insert) + len(self.update) + len(self.release)
+
+
+def release_refusal(
+    plan: SyncPlan, existing: Mapping[str, NumberRecord], max_percent: int
+) -> str | None:
+    """Why ``plan`` releases too many numbers to apply unforced, or None when it may.
+
+    The share is of the config's numbers active in the inventory now: a config
+    that declares none of them (a wrong ``--config``) would release 100%.
+    """
+    if not plan.release:
+        return None
+    active = sum(1 for r in existing.values() if r.managed_by == "config" and r.status == "active")
+    percent = 100 * len(plan.release) / max(active, 1)
+    if percent <= max_percent:
+        return None
+    return (
+        f"the config no longer declares {len(plan.release)} of the {active} numbers it "
+        f"declared ({percent:.0f}%, more than database.max_release_percent: {max_percent}%): "
+        f"{', '.join(plan.release)}; is this the right config? "
+        "Give --force to release them (calls to them are no longer routed)"
+    )
 
 
 def plan_config_sync(

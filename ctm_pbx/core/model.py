@@ -263,6 +263,8 @@ class AsteriskSettings:
     agi: AgiSettings = field(default_factory=AgiSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    # the dialplan's call spool (CTM_SPOOL in extensions.conf), as ctm-pbx sees it
+    call_spool: str = "/var/spool/asterisk/ctm-pbx/calls.spool"
 
     @property
     def uses_ari(self) -> bool:
@@ -276,6 +278,8 @@ class AsteriskSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     path: str = "ctm-pbx.db"
+    # a sync may release at most this share of the config's numbers unless forced
+    max_release_percent: int = 25
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,10 @@ class WebSettings:
     # reverse proxies whose X-Forwarded-For names the client (addresses or networks);
     # none by default: a proxy that passes a client's own header on would let it choose
     trusted_proxies: tuple[str, ...] = ()
+    # open connections to the web listener: in total (at most half the process's file
+    # descriptors) and per client (IPv4 address, IPv6 /64; trusted proxies: total only)
+    max_connections: int = 1024
+    max_connections_per_client: int = 32
 
 
 @dataclass(frozen=True)

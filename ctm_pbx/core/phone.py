@@ -14,7 +14,8 @@ class InvalidNumber(ValueError):
 def to_e164(text: str, default_country: str = "US") -> str:
     """Normalise a human-written number (``(555) 010-0100``, ``+44 20 …``) to E.164.
 
-    Raises ``InvalidNumber`` with a readable reason.
+    Raises ``InvalidNumber`` saying in our words what is wrong with it
+    (phonenumbers' own messages, "(1) The string supplied…", are not for users).
     """
     raw = str(text).strip()
     if not raw:
@@ -22,10 +23,42 @@ def to_e164(text: str, default_country: str = "US") -> str:
     try:
         parsed = phonenumbers.parse(raw, default_country)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidNumber(f"'{raw}' is not a phone number ({exc})") from None
+        if exc.error_type == phonenumbers.NumberParseException.NOT_A_NUMBER:
+            raise InvalidNumber(f"'{raw}' is not a phone number") from None
+        reason = _PARSE_REASONS.get(exc.error_type, "it cannot be read as one")
+        raise InvalidNumber(f"'{raw}' is not a valid phone number: {reason}") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidNumber(f"'{raw}' is not a valid phone number")
+        reason = _why_invalid(parsed, written_with_plus=raw.startswith("+"))
+        raise InvalidNumber(f"'{raw}' is not a valid phone number: {reason}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_PARSE = phonenumbers.NumberParseException
+_PARSE_REASONS = {
+    _PARSE.INVALID_COUNTRY_CODE: "no country has the code it starts with",
+    _PARSE.TOO_SHORT_AFTER_IDD: "too short",
+    _PARSE.TOO_SHORT_NSN: "too short",
+    _PARSE.TOO_LONG: "too long",
+}
+
+
+def _why_invalid(parsed: phonenumbers.PhoneNumber, *, written_with_plus: bool) -> str:
+    plan = f"+{parsed.country_code}"
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    result = phonenumbers.ValidationResult
+    if reason == result.INVALID_COUNTRY_CODE:
+        return "no country has the code it starts with"
+    if reason == result.TOO_SHORT or (
+        reason == result.IS_POSSIBLE_LOCAL_ONLY and written_with_plus
+    ):
+        return f"too short for a {plan} number"
+    if reason == result.TOO_LONG:
+        return f"too long for a {plan} number"
+    if reason == result.IS_POSSIBLE_LOCAL_ONLY:
+        return "too short (a local number? give its area code)"
+    if reason == result.INVALID_LENGTH:
+        return f"no {plan} number has that many digits"
+    return f"no {plan} number is in use in that range (check the area code and digits)"
 
 
 @lru_cache(maxsize=65536)

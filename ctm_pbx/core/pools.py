@@ -48,6 +48,7 @@ class Lease:
     id: int | None = None  # the store's row id
     number: str = ""
     pool: str = ""
+    closed_at: datetime | None = None  # the page said it closed (swap.js's beacon)
 
     def active(self, now: datetime) -> bool:
         return self.leased_at <= now < self.expires_at
@@ -305,3 +306,69 @@ def advise(
         f" days later are matched by the caller id of an earlier call, not by pool size."
     )
     return Advice(by_peak, ctm, findings, recommended, explanation)
+
+
+# --- what the pool's history says (``pools stats``, ``pools advise``) --------
+
+OPEN_SLACK = timedelta(seconds=90)  # a page renews every minute while open
+
+
+def open_until(lease: Lease) -> datetime:
+    """When the lease's page stopped being open: its close, else its last renewal + slack."""
+    if lease.closed_at is not None and lease.closed_at >= lease.last_active_at:
+        return min(lease.closed_at, lease.last_active_at + OPEN_SLACK)
+    return lease.last_active_at + OPEN_SLACK
+
+
+@dataclass(frozen=True)
+class PoolTraffic:
+    """The pool's leases over a period, read as pages open (not leases in their tail)."""
+
+    leases: int  # leases handed out in the period
+    shared: int  # leases whose page was open while another visitor's page had the number open
+    peak_open: int  # most pages open at once
+    peak_at: datetime | None
+    days: float  # the period's length in days, as far as there is data
+
+    @property
+    def shared_share(self) -> float:
+        return self.shared / self.leases if self.leases else 0.0
+
+
+def pool_traffic(leases: list[Lease], since: datetime, until: datetime) -> PoolTraffic:
+    """Shares and peak concurrency of the leases handed out in ``[since, until]``.
+
+    *Shared* means another visitor's page was open (renewing) with the same
+    number while this one's was: a lease in its 30-minute tail, its page long
+    closed, does not count. The peak counts pages open, by a sweep over the
+    open intervals. ``days`` starts at the first lease, so a pool with four
+    days of data is not averaged over seven.
+    """
+    mine = sorted(
+        (lease for lease in leases if since <= lease.leased_at <= until),
+        key=lambda lease: lease.leased_at,
+    )
+    by_number: dict[str, list[Lease]] = {}
+    for lease in mine:
+        by_number.setdefault(lease.number, []).append(lease)
+    shared_ids: set[int] = set()
+    for group in by_number.values():
+        for i, lease in enumerate(group):
+            end = open_until(lease)
+            j = i + 1
+            while j < len(group) and group[j].leased_at < end:  # sorted: overlaps are near
+                if group[j].visitor_id != lease.visitor_id:
+                    shared_ids.update((id(lease), id(group[j])))
+                j += 1
+    shared = len(shared_ids)
+    points = [(lease.leased_at, 1) for lease in mine] + [(open_until(lease), -1) for lease in mine]
+    points.sort(key=lambda p: (p[0], p[1]))
+    now_open = peak = 0
+    peak_at = None
+    for at, step in points:
+        now_open += step
+        if now_open > peak:
+            peak, peak_at = now_open, at
+    first = mine[0].leased_at if mine else until
+    days = max((until - max(first, since)).total_seconds() / 86400, 1 / 24)
+    return PoolTraffic(len(mine), shared, peak, peak_at, days)

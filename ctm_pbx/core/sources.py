@@ -36,6 +36,9 @@ earliest matching rule. The matching source with the earliest phase wins; within
 phase the lower ``priority`` wins; ties go to the source name (alphabetical). So a
 Google Ads click (``gclid``: landing) beats Google organic (referrer ``google.com``:
 referrer) whatever their priorities, and ``direct`` only wins when nothing else matched.
+``rank_sources``/``resolve_source`` check every rule: the reference, and the explain
+path. ``ctm_pbx.core.source_index.SourceIndex`` gives the same answers by checking
+only the rules a visit's values can match (the visit API uses it).
 
 Attribution (``attribute_visitor``)
 -----------------------------------
@@ -71,6 +74,7 @@ __all__ = [
     "Touch",
     "VisitFacts",
     "attribute_visitor",
+    "explain_rule",
     "is_direct_like",
     "match_rule",
     "parse_visit",
@@ -337,7 +341,7 @@ def _referrer_parts(rule: MatchRule, facts: VisitFacts) -> list[str] | None:
     return parts
 
 
-def _explain(rule: MatchRule, facts: VisitFacts) -> str | None:
+def explain_rule(rule: MatchRule, facts: VisitFacts) -> str | None:
     """A human-readable account of how ``rule`` matches ``facts``; None if it does not."""
     if rule_phase(rule) is None:
         return None
@@ -352,7 +356,7 @@ def _explain(rule: MatchRule, facts: VisitFacts) -> str | None:
 
 def match_rule(rule: MatchRule, facts: VisitFacts) -> bool:
     """Whether every condition ``rule`` gives holds for the visit."""
-    return _explain(rule, facts) is not None
+    return explain_rule(rule, facts) is not None
 
 
 # ---- precedence ------------------------------------------------------------------
@@ -395,7 +399,7 @@ def rank_sources(sources: Mapping[str, Source], facts: VisitFacts) -> tuple[Sour
             phase = rule_phase(rule)
             if phase is None or (best and _PHASE_RANK[phase] >= _PHASE_RANK[best.phase]):
                 continue
-            how = _explain(rule, facts)
+            how = explain_rule(rule, facts)
             if how is not None:
                 best = SourceMatch(name, how, phase, source.priority)
         if best is not None:

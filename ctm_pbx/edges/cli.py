@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from datetime import UTC, datetime
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+import sqlite_utils
 
 from ctm_pbx import __version__
 from ctm_pbx.adapters import prompts as prompt_files
 from ctm_pbx.adapters.asterisk_conf import render_queues
 from ctm_pbx.adapters.config_loader import ConfigError, load_config
-from ctm_pbx.adapters.store import StoreError, migrate, open_db
+from ctm_pbx.adapters.number_csv import CsvError, read_rows
+from ctm_pbx.adapters.store import StoreError, migrate, open_db, open_readonly
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
+from ctm_pbx.adapters.store.db import (
+    MissingDatabase,
+    create_database,
+    describe,
+    restrict_permissions,
+)
+from ctm_pbx.adapters.store.schema import pending, unknown
 from ctm_pbx.core import call_path
+from ctm_pbx.core.callflow import Outcome
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import (
     InventoryError,
     NumberRecord,
     SyncPlan,
+    check_cli_number,
+    cli_number_problems,
     plan_config_sync,
-    resolve_assignment,
+    release_refusal,
 )
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import InvalidNumber, to_e164
@@ -41,8 +53,17 @@ from ctm_pbx.edges.logs import setup_logging
 
 DEFAULT_CONFIG = "config.yaml"
 
+log = logging.getLogger(__name__)
+
 
 class Context:
+    """What the commands share: the config, read once, and the ways to open the database.
+
+    Commands that only read use ``read_db`` (read-only: they change nothing,
+    whatever the config says); the commands that exist to change the inventory
+    use ``write_db``; only ``db migrate`` and ``run`` use ``create_db``.
+    """
+
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
         self._config: Config | None = None
@@ -53,15 +74,88 @@ class Context:
             self._config = read_config(self.config_path)
         return self._config
 
-    def db(self):
-        """The database, migrated, with the config's numbers synced into the inventory."""
-        db = open_db(self.config.database.path)
-        migrate(db)
-        sync_config_numbers(self.config, db)
-        return db
+    @property
+    def db_path(self) -> str:
+        return self.config.database.path
+
+    def read_db(self) -> sqlite_utils.Database:
+        """The database opened read-only; a schema older or newer than the code is said."""
+        database = self._open(open_readonly)
+        if "tracking_numbers" not in database.table_names():
+            raise click.ClickException(
+                f"database {self.db_path} has no ctm-pbx tables: create them with "
+                "'ctm-pbx db migrate'"
+            )
+        todo, newer = pending(database), unknown(database)
+        if todo:
+            click.echo(
+                f"warning: database {self.db_path}: its schema is older than this ctm-pbx "
+                f"({', '.join(todo)} not applied): run 'ctm-pbx db migrate'",
+                err=True,
+            )
+        if newer:
+            click.echo(
+                f"warning: database {self.db_path} was upgraded by a newer ctm-pbx "
+                f"({', '.join(newer)}): upgrade ctm-pbx",
+                err=True,
+            )
+        return database
+
+    def write_db(self) -> sqlite_utils.Database:
+        """The database for a change: it must exist and have this code's schema."""
+        database = self._open(lambda path: open_db(path, create=False))
+        todo, newer = pending(database), unknown(database)
+        if todo or newer:
+            database.conn.close()
+            why = (
+                f"older than this ctm-pbx ({', '.join(todo)} not applied): "
+                "run 'ctm-pbx db migrate' first"
+                if todo
+                else f"newer than this ctm-pbx ({', '.join(newer)}): upgrade ctm-pbx"
+            )
+            raise click.ClickException(f"database {self.db_path}: its schema is {why}")
+        return database
+
+    def create_db(self, echo) -> sqlite_utils.Database:
+        """The database, created if missing (``db migrate``, ``run``), saying what was made."""
+        for note in create_database(self.db_path):
+            echo(note)
+        database = open_db(self.db_path, create=False)  # first: is it a database at all?
+        _close_at_exit(database)
+        for note in restrict_permissions(self.db_path):
+            echo(f"other users' access removed: {note}")
+        return database
+
+    def _open(self, opener) -> sqlite_utils.Database:
+        try:
+            database = opener(self.db_path)
+        except MissingDatabase as exc:
+            raise click.ClickException(
+                f"{exc} (database.path in {self.config_path}); 'ctm-pbx db migrate' creates it"
+            ) from None
+        _close_at_exit(database)
+        return database
+
+
+def _close_at_exit(database: sqlite_utils.Database) -> None:
+    """Close when the command ends: the last writer's close merges the WAL into the file."""
+    current = click.get_current_context(silent=True)
+    if current is not None:
+        current.call_on_close(database.conn.close)
 
 
 def read_config(path: str) -> Config:
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"{path}: no such file (give --config PATH or set CTM_PBX_CONFIG)"
+        ) from None
+    except IsADirectoryError:
+        raise click.ClickException(f"{path}: is a folder, not a config file") from None
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read it: {exc.strerror}") from None
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -88,7 +182,32 @@ def emit_json(data) -> None:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group that turns every failure into one line and exit status 1.
+
+    Store and SQLite errors are said with the database's name; anything else
+    (a bug) is one line too, its traceback logged at debug level (``-v``).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        except sqlite3.Error as exc:
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            path = obj.db_path if obj is not None and obj._config is not None else "?"
+            raise click.ClickException(describe(exc, path)) from None
+        except Exception as exc:
+            log.debug("internal error", exc_info=True)
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (run with -v to see where)"
+            ) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -131,6 +250,10 @@ def config() -> None:
 def config_check(ctx: Context, path: str | None) -> None:
     """Validate a config file and report every problem with its key path and line.
 
+    The numbers added with the CLI (in the database, if it exists) are checked
+    against the config too: their sources, pools and routes exist, and none is
+    a target or receiving number. Nothing is written.
+
     \b
     Example:
       ctm-pbx config check config.example.yaml
@@ -142,6 +265,32 @@ def config_check(ctx: Context, path: str | None) -> None:
         f"{len(cfg.pools)} pools, {len(cfg.receiving_numbers)} receiving numbers, "
         f"{len(cfg.routes)} routes, {len(cfg.tracking_numbers)} tracking numbers declared)"
     )
+    _check_inventory(cfg)
+
+
+def _check_inventory(cfg: Config) -> None:
+    """The database's CLI-added numbers under ``cfg``; an error lists those that do not fit."""
+    dbpath = cfg.database.path
+    try:
+        database = open_readonly(dbpath)
+    except MissingDatabase:
+        click.echo(f"database {dbpath}: not created yet ('ctm-pbx db migrate' creates it)")
+        return
+    try:
+        if "tracking_numbers" not in database.table_names():
+            click.echo(f"database {dbpath}: no ctm-pbx tables yet ('ctm-pbx db migrate')")
+            return
+        records = number_store.all_numbers(database)
+    finally:
+        database.conn.close()
+    problems = cli_number_problems(cfg, records)
+    if problems:
+        raise click.ClickException(
+            f"database {dbpath}: {len(problems)} number(s) added with the CLI do not fit "
+            "this config:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    cli = sum(1 for r in records.values() if r.managed_by == "cli" and r.status == "active")
+    click.echo(f"database {dbpath}: OK ({cli} numbers added with the CLI fit the config)")
 
 
 # ---- prompts ---------------------------------------------------------------
@@ -255,42 +404,83 @@ def db() -> None:
     """
 
 
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Release numbers the config no longer declares even beyond database.max_release_percent.",
+)
+
+
 @db.command("migrate")
+@FORCE
 @pass_ctx
-def db_migrate(ctx: Context) -> None:
-    """Create or upgrade the schema, then sync the numbers declared in the config.
+def db_migrate(ctx: Context, force: bool) -> None:
+    """Create (if missing) or upgrade the database, then sync the config's numbers.
+
+    The only command, with ``run``, that creates the database (mode 0600).
 
     \b
     Example:
       ctm-pbx --config config.yaml db migrate
     """
-    database = open_db(ctx.config.database.path)
-    applied = migrate(database)
+    database = ctx.create_db(click.echo)
+    applied = _migrate(ctx, database)
     click.echo(
-        f"{ctx.config.database.path}: "
-        + (f"applied {', '.join(applied)}" if applied else "schema up to date")
+        f"{ctx.db_path}: " + (f"applied {', '.join(applied)}" if applied else "schema up to date")
     )
-    _sync(ctx, database)
+    _sync(ctx, database, force=force)
 
 
-def sync_config_numbers(cfg: Config, database) -> SyncPlan:
-    """Make the inventory match the config's ``tracking_numbers`` (every command does)."""
-    plan = plan_config_sync(cfg.tracking_numbers, number_store.all_numbers(database))
+def _migrate(ctx: Context, database: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations; a failure says which were applied and which was undone."""
+    todo = pending(database)
+    try:
+        return migrate(database)
+    except sqlite3.Error as exc:
+        left = pending(database)
+        done = [name for name in todo if name not in left]
+        applied = f"applied {', '.join(done)}" if done else "applied nothing"
+        failed = left[0] if left else "the last"
+        raise click.ClickException(
+            f"{describe(exc, ctx.db_path)}; {applied}; {failed} was rolled back:"
+            " fix that and run 'ctm-pbx db migrate' again"
+        ) from None
+
+
+def sync_config_numbers(cfg: Config, database, *, force: bool = False) -> SyncPlan:
+    """Make the inventory match the config's ``tracking_numbers``.
+
+    Only ``db migrate``, ``numbers sync`` and ``run`` do. Refused when it would
+    release more than ``database.max_release_percent`` of the config's numbers,
+    unless ``force``.
+    """
+    existing = number_store.all_numbers(database)
+    plan = plan_config_sync(cfg.tracking_numbers, existing)
     if plan.conflicts:
         raise click.ClickException(
             "cannot sync numbers from the config: " + "; ".join(plan.conflicts)
         )
+    refusal = None if force else release_refusal(plan, existing, cfg.database.max_release_percent)
+    if refusal is not None:
+        raise click.ClickException(f"not syncing the config's numbers: {refusal}")
     if plan.changes:
         number_store.apply_sync(database, plan, now=now_iso())
     return plan
 
 
-def _sync(ctx: Context, database) -> None:
-    plan = sync_config_numbers(ctx.config, database)
-    click.echo(
-        f"config numbers: {len(plan.insert)} added, {len(plan.update)} updated, "
-        f"{len(plan.release)} released"
+def _sync(ctx: Context, database, *, force: bool, echo=click.echo) -> None:
+    plan = sync_config_numbers(ctx.config, database, force=force)
+    echo(_plan_text(plan, "added", "updated", "released"))
+
+
+def _plan_text(plan: SyncPlan, added: str, updated: str, released: str) -> str:
+    text = (
+        f"config numbers: {len(plan.insert)} {added}, {len(plan.update)} {updated}, "
+        f"{len(plan.release)} {released}"
     )
+    if plan.release:
+        text += f" ({', '.join(plan.release)}: calls to them are no longer routed)"
+    return text
 
 
 # ---- numbers ---------------------------------------------------------------
@@ -306,9 +496,10 @@ def numbers() -> None:
     """
 
 
-def _assignment(ctx: Context, source, pool, route):
+def _checked(ctx: Context, number: str, source, pool, route):
+    """The assignment, if ``number`` may take it (``core.inventory.check_cli_number``)."""
     try:
-        return resolve_assignment(ctx.config, source=source, pool=pool, route=route)
+        return check_cli_number(ctx.config, number, source=source, pool=pool, route=route)
     except InventoryError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -334,12 +525,9 @@ def numbers_add(ctx: Context, number, source, pool, route, label) -> None:
     num = e164(number, ctx.config)
     if source is None and pool is None:
         raise click.ClickException("give --source or --pool: a tracking number tracks a source")
-    a = _assignment(ctx, source, pool, route)
+    a = _checked(ctx, num, source, pool, route)
     rec = NumberRecord(num, a.source, a.pool, a.route, label, managed_by="cli")
-    try:
-        number_store.add_numbers(ctx.db(), [rec], now=now_iso())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    number_store.add_numbers(ctx.write_db(), [rec], now=now_iso())
     click.echo(f"added {num} (source {a.source}, pool {a.pool or '-'}, route {a.route})")
 
 
@@ -349,7 +537,8 @@ def numbers_add(ctx: Context, number, source, pool, route, label) -> None:
 def numbers_import(ctx: Context, csv_file: str) -> None:
     """Add many numbers from a CSV file: all of them, or none if any row is bad.
 
-    Columns (header row required): number, source, pool, route, label.
+    Columns (header row required): number, source, pool, route, label; separated
+    by ',' or ';'; UTF-8 (with or without a byte-order mark) or UTF-16.
 
     \b
     Example:
@@ -360,8 +549,9 @@ def numbers_import(ctx: Context, csv_file: str) -> None:
         raise click.ClickException(
             f"{csv_file}: nothing imported, {len(problems)} bad row(s):\n" + "\n".join(problems)
         )
+    database = ctx.write_db()
     try:
-        number_store.add_numbers(ctx.db(), rows, now=now_iso())
+        number_store.add_numbers(database, rows, now=now_iso())
     except StoreError as exc:
         raise click.ClickException(f"{csv_file}: nothing imported: {exc}") from None
     click.echo(f"imported {len(rows)} number(s) from {csv_file}")
@@ -369,40 +559,29 @@ def numbers_import(ctx: Context, csv_file: str) -> None:
 
 def _read_csv(ctx: Context, csv_file: str) -> tuple[list[NumberRecord], list[str]]:
     try:
-        handle = click.open_file(csv_file, encoding="utf-8")  # "-" is stdin
+        with click.open_file(csv_file, "rb") as handle:  # "-" is stdin
+            data = handle.read()
+        rows, problems = read_rows(data)
     except OSError as exc:
         raise click.ClickException(f"cannot read {csv_file}: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        fields = {f.strip().lower() for f in (reader.fieldnames or [])}
-        if "number" not in fields or "route" not in fields:
-            raise click.ClickException(
-                f"{csv_file}: the header must name at least 'number' and 'route' columns"
+    except CsvError as exc:
+        raise click.ClickException(f"{csv_file}: nothing imported: {exc}") from None
+    records, seen = [], {}
+    for row in rows:
+        fields = row.fields
+        try:
+            num = to_e164(fields.get("number", ""), ctx.config.tracking.default_country)
+            if num in seen:
+                raise InventoryError(f"{num} already on line {seen[num]}")
+            seen[num] = row.line
+            source, pool = fields.get("source") or None, fields.get("pool") or None
+            a = check_cli_number(
+                ctx.config, num, source=source, pool=pool, route=fields.get("route") or None
             )
-        records, problems, seen = [], [], {}
-        for row in reader:
-            line = reader.line_num
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            try:
-                num = to_e164(row.get("number", ""), ctx.config.tracking.default_country)
-                if num in seen:
-                    raise InventoryError(f"{num} already on line {seen[num]}")
-                seen[num] = line
-                source, pool = row.get("source") or None, row.get("pool") or None
-                if source is None and pool is None:
-                    raise InventoryError("needs a source or a pool")
-                a = resolve_assignment(
-                    ctx.config, source=source, pool=pool, route=row.get("route") or None
-                )
-                if a.route is None:
-                    raise InventoryError("needs a route")
-                records.append(
-                    NumberRecord(
-                        num, a.source, a.pool, a.route, row.get("label", ""), managed_by="cli"
-                    )
-                )
-            except (InvalidNumber, InventoryError) as exc:
-                problems.append(f"  line {line}: {exc}")
+            records.append(NumberRecord(num, a.source, a.pool, a.route, fields.get("label", "")))
+        except (InvalidNumber, InventoryError) as exc:
+            problems.append(f"  line {row.line}: {exc}")
+    problems.sort(key=lambda p: int(p.split()[1].rstrip(":")))
     return records, problems
 
 
@@ -420,8 +599,17 @@ def numbers_list(ctx: Context, source, pool, route, show_all, as_json) -> None:
     Example:
       ctm-pbx numbers list --pool google-ads-sales --json
     """
+    database = ctx.read_db()
+    stored = number_store.all_numbers(database).values()
+    cfg = ctx.config
+    for kind, value, names in (
+        ("source", source, cfg.sources),
+        ("pool", pool, cfg.pools),
+        ("route", route, cfg.routes),
+    ):
+        _known_name(kind, value, set(names) | {getattr(r, kind) for r in stored})
     recs = number_store.list_numbers(
-        ctx.db(), status=None if show_all else "active", source=source, pool=pool, route=route
+        database, status=None if show_all else "active", source=source, pool=pool, route=route
     )
     if as_json:
         emit_json([_record_json(r) for r in recs])
@@ -437,6 +625,13 @@ def numbers_list(ctx: Context, source, pool, route, show_all, as_json) -> None:
         )
 
 
+def _known_name(kind: str, value: str | None, known: set) -> None:
+    """A filter must name something that exists (in the config or the database)."""
+    if value is not None and value not in known:
+        names = ", ".join(sorted(n for n in known if n)) or "none"
+        raise click.ClickException(f"unknown {kind} '{value}' (known: {names})")
+
+
 @numbers.command("show")
 @click.argument("number")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
@@ -449,10 +644,12 @@ def numbers_show(ctx: Context, number, as_json) -> None:
       ctm-pbx numbers show "+1 312 555 0142"
     """
     num = e164(number, ctx.config)
-    database = ctx.db()
+    database = ctx.read_db()
     rec = number_store.get_number(database, num)
     if rec is None:
-        raise click.ClickException(f"{num} is not in the inventory")
+        declared = any(d.number == num for d in ctx.config.tracking_numbers)
+        hint = " (the config declares it: 'ctm-pbx numbers sync' adds it)" if declared else ""
+        raise click.ClickException(f"{num} is not in the inventory{hint}")
     recent = call_store.list_calls(database, number=num, limit=5)
     if as_json:
         emit_json({**_record_json(rec), "recent_calls": recent})
@@ -481,24 +678,33 @@ def numbers_assign(ctx: Context, number, source, pool, route, label) -> None:
     Example:
       ctm-pbx numbers assign "+1 312 555 0142" --route support
     """
+    if source is None and pool is None and route is None and label is None:
+        raise click.ClickException("nothing to change: give --source, --pool, --route or --label")
     num = e164(number, ctx.config)
-    database = ctx.db()
+    database = ctx.write_db()
     rec = number_store.get_number(database, num)
     if rec is None or rec.status != "active":
         raise click.ClickException(f"{num} is not an active tracking number")
+    if rec.managed_by == "config":
+        raise click.ClickException(
+            f"{num} is declared in the config file (tracking_numbers); change it there"
+        )
     if pool is not None:
         new_source, new_pool = source, pool
     elif source is not None:
         new_source, new_pool = source, None  # a new source leaves the old pool
     else:
         new_source, new_pool = rec.source, rec.pool
-    a = _assignment(ctx, new_source, new_pool, route or rec.route)
-    try:
-        rec = number_store.update_assignment(
-            database, num, source=a.source, pool=a.pool, route=a.route, label=label, now=now_iso()
+    a = _checked(ctx, num, new_source, new_pool, route or rec.route)
+    new_label = rec.label if label is None else label
+    if (a.source, a.pool, a.route, new_label) == (rec.source, rec.pool, rec.route, rec.label):
+        raise click.ClickException(
+            f"{num} already has source {rec.source}, pool {rec.pool or '-'}, route "
+            f"{rec.route}, label '{rec.label}': nothing changed"
         )
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    rec = number_store.update_assignment(
+        database, num, source=a.source, pool=a.pool, route=a.route, label=label, now=now_iso()
+    )
     click.echo(f"{num}: source {rec.source}, pool {rec.pool or '-'}, route {rec.route}")
 
 
@@ -513,23 +719,36 @@ def numbers_release(ctx: Context, number) -> None:
       ctm-pbx numbers release "+1 312 555 0142"
     """
     num = e164(number, ctx.config)
-    try:
-        number_store.release_number(ctx.db(), num, now=now_iso())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    number_store.release_number(ctx.write_db(), num, now=now_iso())
     click.echo(f"released {num}")
 
 
 @numbers.command("sync")
+@FORCE
+@click.option("--dry-run", is_flag=True, help="Say what the sync would do; change nothing.")
 @pass_ctx
-def numbers_sync(ctx: Context) -> None:
+def numbers_sync(ctx: Context, force: bool, dry_run: bool) -> None:
     """Sync the numbers declared in the config (tracking_numbers) into the inventory.
+
+    Numbers the config no longer declares are released (and listed); more than
+    database.max_release_percent of them only with --force.
 
     \b
     Example:
-      ctm-pbx --config config.yaml numbers sync
+      ctm-pbx --config config.yaml numbers sync --dry-run
     """
-    _sync(ctx, ctx.db())
+    if not dry_run:
+        _sync(ctx, ctx.write_db(), force=force)
+        return
+    database = ctx.read_db()
+    existing = number_store.all_numbers(database)
+    plan = plan_config_sync(ctx.config.tracking_numbers, existing)
+    click.echo("dry run, nothing changed; " + _plan_text(plan, "to add", "to update", "to release"))
+    for conflict in plan.conflicts:
+        click.echo(f"conflict: {conflict}")
+    refusal = release_refusal(plan, existing, ctx.config.database.max_release_percent)
+    if refusal is not None and not force:
+        click.echo(f"refused without --force: {refusal}")
 
 
 # ---- pools -----------------------------------------------------------------
@@ -545,19 +764,28 @@ def pools() -> None:
     """
 
 
+STATS_PERIOD = timedelta(days=7)  # what `pools stats|advise` read of the history
+
+
 def _pool_rows(ctx: Context):
     from ctm_pbx.adapters.store import leases as lease_store
-    from ctm_pbx.core.pools import pool_metrics
+    from ctm_pbx.core.pools import pool_metrics, pool_traffic
 
-    database = ctx.db()
+    database = ctx.read_db()
     now = datetime.now(UTC)
     for pool in ctx.config.pools.values():
         numbers = lease_store.pool_numbers(database, pool.name)
         view = lease_store.pool_view(database, pool, numbers, now)
         counters = lease_store.pool_counters(database, pool.name)
-        stats = pool_metrics(view, now, counters.shares, counters.peak_concurrent)
+        traffic = pool_traffic(
+            lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now),
+            now - STATS_PERIOD,
+            now,
+        )
+        # shares and peak as pages open, not as leases in their tail
+        stats = pool_metrics(view, now, traffic.shared, traffic.peak_open)
         daily = lease_store.daily_visitors(database, pool.source, now)
-        yield pool, numbers, stats, counters, daily
+        yield pool, numbers, stats, counters, daily, traffic
 
 
 @pools.command("list")
@@ -606,15 +834,18 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
       ctm-pbx pools stats
     """
     rows = []
-    for _pool, _numbers, stats, counters, daily in _pool_rows(ctx):
+    for _pool, _numbers, stats, counters, daily, traffic in _pool_rows(ctx):
         rows.append(
             {
                 **stats.__dict__,
                 "leases_total": counters.leases,
                 "overflows_total": counters.overflows,
-                "peak_at": counters.peak_at,
+                "peak_at": iso(traffic.peak_at) if traffic.peak_at else None,
                 "since": counters.since,
                 "daily_visitors_7d": round(daily, 1),
+                "leases_7d": traffic.leases,
+                "shared_7d": traffic.shared,
+                "shared_share_7d": round(traffic.shared_share, 4),
             }
         )
     if as_json:
@@ -624,9 +855,11 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
         click.echo(
             f"{r['pool']}: {r['size']} numbers, {r['held']} held, {r['resting']} resting, "
             f"{r['free']} free ({r['utilisation']:.0%} used); {r['active_leases']} active "
-            f"leases, {r['shared_leases']} shared now; since {r['since'] or '-'}: "
-            f"{r['leases_total']} leases, {r['shares_total']} shared, "
-            f"{r['overflows_total']} overflow, peak {r['peak_concurrent']} at once"
+            f"leases, {r['shared_leases']} shared now; last 7 days: {r['leases_7d']} leases, "
+            f"{r['shared_7d']} ({r['shared_share_7d']:.0%}) saw their number open in another "
+            f"visitor's browser, peak {r['peak_concurrent']} pages open at once, "
+            f"{r['daily_visitors_7d']:g} visitors a day; since {r['since'] or '-'}: "
+            f"{r['leases_total']} leases, {r['overflows_total']} overflow"
         )
 
 
@@ -636,39 +869,77 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
     default=0.01,
     show_default=True,
     type=float,
-    help="Acceptable chance that a new visitor must share a number.",
+    help="Acceptable chance that a new visitor must share a number (the peak sizing).",
 )
+@click.option("--accuracy", type=float, help="Target top-1 accuracy over all calls, e.g. 0.9.")
+@click.option("--same-day", type=float, help="Target accuracy of calls made the same day.")
+@click.option("--confident", type=float, help="Target share of calls scored >= 0.9.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @pass_ctx
-def pools_advise(ctx: Context, share_probability: float, as_json: bool) -> None:
-    """Recommend each pool's size from its observed peak and daily visitors.
+def pools_advise(
+    ctx: Context, share_probability: float, accuracy, same_day, confident, as_json: bool
+) -> None:
+    """Recommend each pool's size for an accuracy target, from its own traffic.
 
-    Beside CTM's rule of thumb (1 number per 20 daily visitors per source).
+    With a target, the pool's stored visits of the last 7 days are handed out
+    again on pools of other sizes (the real hand-out and scorer), with calls at
+    the delays its calls had (each spread over its candidates); the answer is the smallest size that
+    reaches the target. Without one: the peak sizing beside CTM's rule of thumb.
 
     \b
     Example:
-      ctm-pbx pools advise --share-probability 0.01
+      ctm-pbx pools advise --accuracy 0.9
+      ctm-pbx pools advise --same-day 0.99 --json
     """
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.core.pool_sizing import Session, advise_size
     from ctm_pbx.core.pools import advise
 
     if not 0 < share_probability < 1:
         raise click.ClickException("--share-probability must be between 0 and 1")
+    targets = {"accuracy": accuracy, "same_day": same_day, "confident": confident}
+    for name, value in targets.items():
+        if value is not None and not 0 < value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise click.ClickException(f"{flag} must be between 0 and 1")
+    window = ctx.config.tracking.attribution_window_minutes
+    now = datetime.now(UTC)
     rows = []
-    for pool, numbers, _stats, counters, daily in _pool_rows(ctx):
-        advice = advise(counters.peak_concurrent, daily, share_probability)
-        rows.append(
-            {
-                "pool": pool.name,
-                "size": len(numbers),
-                "peak": counters.peak_concurrent,
-                "daily_visitors": round(daily, 1),
-                **advice.__dict__,
-            }
-        )
+    for pool, numbers, _stats, _counters, daily, traffic in _pool_rows(ctx):
+        advice = advise(traffic.peak_open, daily, share_probability)
+        row = {
+            "pool": pool.name,
+            "size": len(numbers),
+            "peak": traffic.peak_open,
+            "daily_visitors": round(daily, 1),
+            **advice.__dict__,
+        }
+        wanted = {k: v for k, v in targets.items() if v is not None}
+        if wanted:
+            database = ctx.read_db()
+            leases = lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now)
+            sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
+            delays = lease_store.pool_call_delays(database, pool.name, now - STATS_PERIOD)
+            row["targets"] = {}
+            for metric, target in wanted.items():
+                sized = advise_size(sessions, delays, pool, metric, target, window)
+                row["targets"][metric] = {
+                    "target": target,
+                    "size": sized.size,
+                    "reached": round(sized.reached, 4),
+                    "margin": round(sized.margin, 4),
+                    "explanation": sized.explanation,
+                }
+        rows.append(row)
     if as_json:
         emit_json(rows)
         return
     for r in rows:
+        if "targets" in r:
+            click.echo(f"{r['pool']}: has {r['size']}")
+            for metric, t in r["targets"].items():
+                click.echo(f"  {metric.replace('_', '-')} {t['target']:g}: {t['explanation']}")
+            continue
         click.echo(
             f"{r['pool']}: has {r['size']}, recommended {r['recommended']} "
             f"(by peak {r['by_peak']}, CTM rule {r['ctm_rule']}, 1 per 5 visitors "
@@ -693,10 +964,7 @@ def calls() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--number", help="Only calls to this tracking number.")
 @click.option("--source", help="Only calls from this source.")
-@click.option(
-    "--outcome",
-    type=click.Choice(["answered", "no_answer", "busy", "failed", "abandoned", "unknown"]),
-)
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @pass_ctx
 def calls_list(ctx: Context, limit, number, source, outcome, as_json) -> None:
@@ -707,7 +975,11 @@ def calls_list(ctx: Context, limit, number, source, outcome, as_json) -> None:
       ctm-pbx calls list --outcome no_answer --json
     """
     num = e164(number, ctx.config) if number else None
-    rows = call_store.list_calls(ctx.db(), limit=limit, number=num, source=source, outcome=outcome)
+    database = ctx.read_db()
+    sources = set(ctx.config.sources)
+    if source not in sources and not call_store.list_calls(database, limit=1, source=source):
+        _known_name("source", source, sources)
+    rows = call_store.list_calls(database, limit=limit, number=num, source=source, outcome=outcome)
     if as_json:
         emit_json(rows)
         return
@@ -742,7 +1014,7 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
     Example:
       ctm-pbx calls show 42
     """
-    call = call_store.get_call(ctx.db(), call_id)
+    call = call_store.get_call(ctx.read_db(), call_id)
     if call is None:
         raise click.ClickException(f"no call with id {call_id}")
     if as_json:
@@ -753,13 +1025,25 @@ def calls_show(ctx: Context, call_id: int, as_json: bool) -> None:
         if key not in skip:
             click.echo(f"{key + ':':<17} {value if value not in (None, '') else '-'}")
     for cand in call.get("attribution_candidates") or []:
-        click.echo(
-            f"  candidate visitor {cand['visitor_id']}: p={cand['weight']}, idle "
-            f"{cand['idle_minutes']} min{' (active lease)' if cand['active'] else ''}"
-        )
+        click.echo("  " + _candidate_line(cand))
     click.echo("route path:")
     for entry in call["path"]:
         click.echo("  " + _path_line(entry))
+
+
+def _candidate_line(cand: dict) -> str:
+    """One candidate of the attribution, in words (``someone_else``: none of them)."""
+    if cand.get("someone_else"):
+        return f"someone else (not a visitor of the window): p={cand['weight']}"
+    state = "page open" if cand.get("open_page") else f"idle {cand['idle_minutes']} min"
+    if cand.get("idle_minutes", 0) < 0:
+        state = "outside the window"
+    notes = [state]
+    if cand.get("active"):
+        notes.append("active lease")
+    if cand.get("repeat"):
+        notes.append("repeat caller")
+    return f"candidate visitor {cand['visitor_id']}: p={cand['weight']}, {', '.join(notes)}"
 
 
 def _path_line(entry: dict) -> str:
@@ -888,9 +1172,14 @@ def sources_explain(ctx: Context, landing: str, referrer: str | None, as_json: b
 
 
 @main.command("run")
+@FORCE
 @pass_ctx
-def run(ctx: Context) -> None:
+def run(ctx: Context, force: bool) -> None:
     """Run the daemon: the ARI call router and the web endpoint, until SIGTERM.
+
+    Creates the database if missing, migrates it and syncs the config's numbers
+    first; refuses to start if that would release more than
+    database.max_release_percent of them (a wrong --config?) unless --force.
 
     \b
     Example:
@@ -901,12 +1190,18 @@ def run(ctx: Context) -> None:
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     cfg = ctx.config
-    database = open_db(cfg.database.path)
-    applied = migrate(database)
-    if applied:
-        click.echo(f"database {cfg.database.path}: applied {', '.join(applied)}", err=True)
-    _sync(ctx, database)
-    database.conn.close()
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    database = ctx.create_db(say)
+    try:
+        applied = _migrate(ctx, database)
+        if applied:
+            say(f"database {cfg.database.path}: applied {', '.join(applied)}")
+        _sync(ctx, database, force=force, echo=say)
+    finally:
+        database.conn.close()
     try:
         run_daemon(cfg)
     except OSError as exc:

@@ -33,7 +33,7 @@ def demo_seed(ctx, calls: int, days: int, seed: int, force: bool) -> None:
     Example:
       ctm-pbx demo seed --calls 300 --days 30
     """
-    db = ctx.db()
+    db = ctx.write_db()
     real = demo_store.real_calls(db)
     if real and not force:
         raise click.ClickException(
@@ -56,4 +56,4 @@ def demo_clear(ctx) -> None:
     Example:
       ctm-pbx demo clear
     """
-    click.echo(f"removed {demo_store.clear_demo(ctx.db())} sample calls")
+    click.echo(f"removed {demo_store.clear_demo(ctx.write_db())} sample calls")

@@ -227,7 +227,7 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
         except ReportError as exc:
             raise click.ClickException(str(exc)) from None
         qualified = QualifiedCall(min_talk_seconds=cfg.reports.qualified_min_talk_seconds)
-        rep = run_report(ctx.db(), dim, period, tz, filters, qualified)
+        rep = run_report(ctx.read_db(), dim, period, tz, filters, qualified)
         if as_json:
             base.emit_json(
                 {

@@ -43,7 +43,7 @@ def users_add(ctx, name: str, role: str, password_stdin: bool) -> None:
     Example:
       ctm-pbx users add alice --role admin
     """
-    db = ctx.db()
+    db = ctx.write_db()
     try:
         user_store.add_user(db, name, _password(password_stdin), Role(role), datetime.now(UTC))
     except UserError as exc:
@@ -63,7 +63,7 @@ def users_passwd(ctx, name: str, password_stdin: bool) -> None:
       ctm-pbx users passwd alice
     """
     try:
-        user_store.set_password(ctx.db(), name, _password(password_stdin), datetime.now(UTC))
+        user_store.set_password(ctx.write_db(), name, _password(password_stdin), datetime.now(UTC))
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"password of {name} changed; their sessions ended")
@@ -80,7 +80,7 @@ def users_remove(ctx, name: str) -> None:
       ctm-pbx users remove alice
     """
     try:
-        user_store.remove_user(ctx.db(), name)
+        user_store.remove_user(ctx.write_db(), name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"removed {name}")
@@ -96,7 +96,7 @@ def users_list(ctx, as_json: bool) -> None:
     Example:
       ctm-pbx users list
     """
-    rows = user_store.list_users(ctx.db())
+    rows = user_store.list_users(ctx.read_db())
     if as_json:
         base.emit_json(rows)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 from collections.abc import Callable
 from datetime import datetime
@@ -21,17 +22,24 @@ from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
 from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
 from ctm_pbx.adapters.ari_client import AriClient
+from ctm_pbx.adapters.call_spool import CallSpool
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
 from ctm_pbx.edges.web import VisitApi, create_app
+from ctm_pbx.edges.web_listener import ConnectionCaps, GuardedSite, connection_budget
 
 log = logging.getLogger(__name__)
 
 NUMBERS_REFRESH_S = 1.0
+DB_HEALTH = ("writable", "unwritable_since", "write_error", "writes_waiting", "writes_refused")
 RECONCILE_EVERY_S = 60.0
+# a few people's browsers, each with a page or two and its live feed
+DASHBOARD_CONNECTIONS = 128
+DASHBOARD_CONNECTIONS_PER_CLIENT = 16
 
 
 class Daemon:
@@ -47,6 +55,9 @@ class Daemon:
         self.handler = AriCallHandler(
             config, self.ari, self.writer, clock=clock, inventory=self.inventory
         )
+        # every call's line from the dialplan's hangup handler: imported every second
+        self.spool = CallSpool(config, self.writer)
+        self.handler.collect_spool = self.spool.collect
         self.agi = (
             AgiCallHandler(config, self.writer, self.inventory, clock=clock) if a.uses_agi else None
         )
@@ -54,14 +65,17 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._dashboard: web.AppRunner | None = None
         self._reader: StoreReader | None = None
+        self.web_caps: ConnectionCaps | None = None
 
     def status(self) -> dict:
         a = self.config.asterisk
         out: dict = {
             "mode": a.mode.value,
             "tracking_numbers": len(self.inventory.numbers),
+            "components": self.components(),
         }
-        out |= self.writer.health()  # db_writable and, while it is not, what waits
+        db = self.writer.health()  # db_writable and, while it is not, what waits
+        out |= {f"db_{key}": db[key] for key in DB_HEALTH}
         if a.uses_ari:
             out |= {
                 "ari_connected": self.ari.connected.is_set(),
@@ -82,6 +96,27 @@ class Daemon:
             }
         return out
 
+    def components(self) -> dict:
+        """Each part's state for ``/healthz``, with ``ok``; the parts the mode uses."""
+        db = self.writer.health()
+        out: dict = {"database": {"ok": db["running"] and db["writable"], **db}}
+        if self.web_caps is not None:
+            caps = self.web_caps
+            out["web"] = {
+                "ok": True,
+                "connections": caps.open,
+                "max_connections": caps.total,
+                "refused_connections": caps.refused,
+            }
+        if self.config.asterisk.uses_ari:
+            ari = self.ari.connected.is_set()
+            out["ari"] = {"ok": ari, "connected": ari}
+        if self.agi is not None:
+            ami = self.agi.ami.connected.is_set()
+            out["ami"] = {"ok": ami, "connected": ami}
+            out["fastagi"] = {"ok": self.agi.listening, "listening": self.agi.listening}
+        return out
+
     async def _on_connect(self) -> None:
         await self.ari.set_event_filter(EVENT_TYPES)
         await self.ari.probe_ws_rest()
@@ -96,6 +131,8 @@ class Daemon:
                 return
             try:
                 await self.inventory.refresh()
+                if self.config.asterisk.uses_ari:
+                    await self.spool.collect()
                 since_reconcile += NUMBERS_REFRESH_S
                 if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0
@@ -120,12 +157,21 @@ class Daemon:
         app = create_app(self.status, api)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, web_cfg.host, web_cfg.port).start()
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.web_caps = ConnectionCaps(
+            total=connection_budget(web_cfg.max_connections, fd_limit),
+            per_client=web_cfg.max_connections_per_client,
+            trusted=parse_networks(web_cfg.trusted_proxies),
+        )
+        await GuardedSite(self._runner, web_cfg.host, web_cfg.port, self.web_caps).start()
         log.info(
-            "ctm-pbx running (%s mode): web on http://%s:%d, %d tracking numbers",
+            "ctm-pbx running (%s mode): web on http://%s:%d (at most %d connections, "
+            "%d per client), %d tracking numbers",
             a.mode.value,
             web_cfg.host,
             web_cfg.port,
+            self.web_caps.total,
+            self.web_caps.per_client,
             len(self.inventory.numbers),
         )
         if self.config.dashboard.enabled:
@@ -163,7 +209,12 @@ class Daemon:
         dash = Dashboard(self.config, self._reader, self.writer)
         self._dashboard = web.AppRunner(create_dashboard_app(dash), access_log=None)
         await self._dashboard.setup()
-        await web.TCPSite(self._dashboard, d.host, d.port).start()
+        caps = ConnectionCaps(
+            total=DASHBOARD_CONNECTIONS,
+            per_client=DASHBOARD_CONNECTIONS_PER_CLIENT,
+            trusted=parse_networks(self.config.web.trusted_proxies),
+        )
+        await GuardedSite(self._dashboard, d.host, d.port, caps).start()
         log.info("dashboard on http://%s:%d", d.host, d.port)
 
 
@@ -174,14 +225,34 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one (systemd's unit sets both
+    with ``LimitNOFILE``; a shell's soft default of 1,024 is too few for a public
+    port beside the call path). Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # equal under the unit: no setrlimit (its syscall filter denies it)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    return soft
+
+
+def _hup_ignored() -> None:
+    log.warning("SIGHUP ignored: the configuration is not reloaded; restart to apply it")
+
+
 def run_daemon(config: Config) -> None:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT; SIGHUP is logged and ignored."""
 
     async def main() -> None:
+        raise_fd_limit()
         daemon = Daemon(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _hup_ignored)
         await daemon.serve()
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -9,11 +9,13 @@ requests/s with bursts of 60, and of those at most 1 new visitor/s with bursts
 of 20 (a visitor id the store does not know counts as new); beyond that a 429
 with Retry-After. A renewal for an unknown visitor gets a 404 (the script then
 starts a visit).
-Request bodies over 16 KB get a 413.
+Request bodies over 16 KB get a 413; a body not complete within 10 s, a 408.
+Connection limits and timeouts: edges/web_listener.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -25,7 +27,9 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from ctm_pbx import __version__
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest
 from ctm_pbx.core.callflow import NumberInfo
@@ -33,22 +37,27 @@ from ctm_pbx.core.client_address import client_key, parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.ratelimit import RateLimiter
 from ctm_pbx.edges.static_asset import StaticAsset
+from ctm_pbx.edges.web_listener import SERVER_NAME
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StatusProvider = Callable[[], dict]
 MAX_BODY = 16 * 1024
+BODY_TIMEOUT_S = 10.0
 MAX_URL = 2000
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ALLOWED_ORIGINS = web.AppKey("allowed_origins", tuple)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, retry_after: int = 0) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, retry_after: int = 0, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
         self.retry_after = retry_after
+        self.close = close  # the body could not be read: close rather than read on
 
 
 def json_error(status: int, error: str, message: str, headers=None) -> web.Response:
@@ -63,11 +72,16 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         headers = _cors_headers(request)
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)
-        return json_error(exc.status, exc.error, exc.message, headers)
+        response = json_error(exc.status, exc.error, exc.message, headers)
+        if exc.close:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        error = exc.reason.lower().replace(" ", "_")
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, error, exc.text or exc.reason, allow)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal_error", "the server failed; see its log")
@@ -89,6 +103,7 @@ class VisitApi:
     new_visitors: RateLimiter = field(default_factory=lambda: RateLimiter(rate=1, burst=20))
     desk: VisitDesk | None = None  # built from the config and the writer when not given
     active_numbers: Callable[[], Mapping[str, NumberInfo]] | None = None  # the live inventory
+    body_timeout_s: float = BODY_TIMEOUT_S  # for the whole body, from its headers
 
     def __post_init__(self) -> None:
         if self.desk is None:
@@ -97,14 +112,20 @@ class VisitApi:
 
 def _cors_headers(request: web.Request) -> dict[str, str]:
     origin = request.headers.get("Origin")
-    allowed = request.app.get(ALLOWED_ORIGINS, ())
-    if origin and (origin in allowed or _same_origin(request, origin)):
+    if origin and origin in request.app.get(ALLOWED_ORIGINS, ()):
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     return {}
 
 
-def _same_origin(request: web.Request, origin: str) -> bool:
-    return origin == f"{request.scheme}://{request.host}"
+def own_origins(host: str, port: int) -> tuple[str, ...]:
+    """The listener's own origins, from the config (never from the client's ``Host``):
+    its demo page calls the API from there. A wildcard address has none."""
+    names = {"127.0.0.1": ("127.0.0.1", "localhost"), "::1": ("[::1]", "localhost")}
+    if host in ("", "0.0.0.0", "::"):
+        return ()
+    hosts = names.get(host, (f"[{host}]" if ":" in host else host,))
+    suffix = "" if port == 80 else f":{port}"  # a browser omits the default port
+    return tuple(f"http://{h}{suffix}" for h in hosts)
 
 
 def _check_origin(request: web.Request) -> None:
@@ -135,12 +156,10 @@ def _client_ip(request: web.Request) -> str:
     return key
 
 
-async def _read_json(request: web.Request) -> dict:
+async def _read_json(request: web.Request, timeout_s: float) -> dict:
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "body_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        raise _too_large()
+    raw = await _read_body(request, timeout_s)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…" nests past the stack
@@ -148,6 +167,32 @@ async def _read_json(request: web.Request) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data
+
+
+async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body (it may arrive in several segments), bounded in size and time."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(MAX_BODY + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise _too_large()
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", "the body did not arrive in time", close=True) from None
+    except (HttpProcessingError, web.RequestPayloadError):  # e.g. gzip that is not
+        message = "the body does not match its Content-Encoding"
+        raise ApiError(400, "invalid_body", message, close=True) from None
+    except ConnectionError:  # the client left mid-body: nobody to answer, nothing to log
+        raise ApiError(400, "incomplete_body", "the connection closed", close=True) from None
+    return b"".join(chunks)
+
+
+def _too_large() -> ApiError:
+    message = f"request bodies are limited to {MAX_BODY} bytes"
+    return ApiError(413, "body_too_large", message, close=True)
 
 
 def _optional_str(data: dict, key: str, limit: int) -> str | None:
@@ -215,24 +260,63 @@ def _rate_limited(retry: float, what: str) -> ApiError:
     return ApiError(429, "rate_limited", message, retry_after=max(1, round(retry)))
 
 
+CALLS_NEED = ("ari", "ami", "fastagi")  # the call path's readiness (the ones the mode uses)
+
+
+def health_report(state: dict) -> dict:
+    """``/healthz``'s body: the daemon's state, with each component's ``ok`` and the
+    readiness of the website API and of the call path. The API needs only the
+    database writer to run (``running``; when it cannot write, ``ok`` is false and
+    the status degraded, but the API still answers); never Asterisk."""
+    components: dict = state.get("components", {})
+    db = components.get("database", {})
+    web_api = bool(db.get("running", db.get("ok", True)))
+    calls = all(components[name].get("ok", False) for name in CALLS_NEED if name in components)
+    everything_ok = all(c.get("ok", False) for c in components.values())
+    return {
+        "status": "ok" if everything_ok else "degraded",
+        "version": __version__,
+        "ready": {"web_api": web_api, "calls": calls},
+        **state,
+    }
+
+
+async def _server_name(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME  # not aiohttp's "Python/… aiohttp/…"
+
+
 def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Application:
-    """The web app. ``status`` reports the daemon's state for ``/healthz``."""
+    """The web app. ``status`` reports the daemon's state (``components``: each with
+    ``ok``) for ``/healthz``: 200 while the website API is ready, whatever Asterisk
+    does; ``/healthz/calls``: 200 while the call path is; ``/healthz/live``: 200."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(_server_name)
+
+    def answer(report: dict, ready: bool) -> web.Response:
+        return web.json_response(report, status=200 if ready else 503)
 
     async def healthz(request: web.Request) -> web.Response:
-        state = status()
-        code = 200 if state.get("ari_connected") else 503
-        body = {"status": "ok" if code == 200 else "degraded", **state}
-        return web.json_response(body, status=code)
+        report = health_report(status())
+        return answer(report, report["ready"]["web_api"])
+
+    async def healthz_calls(request: web.Request) -> web.Response:
+        report = health_report(status())
+        return answer(report, report["ready"]["calls"])
+
+    async def healthz_live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive", "version": __version__})
 
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz/calls", healthz_calls)
+    app.router.add_get("/healthz/live", healthz_live)
     if api is not None:
         _add_tracking(app, api)
     return app
 
 
 def _add_tracking(app: web.Application, api: VisitApi) -> None:
-    app[ALLOWED_ORIGINS] = tuple(api.config.web.allowed_origins)
+    web_cfg = api.config.web
+    app[ALLOWED_ORIGINS] = (*web_cfg.allowed_origins, *own_origins(web_cfg.host, web_cfg.port))
     app[TRUSTED_PROXIES] = parse_networks(api.config.web.trusted_proxies)
     app[CLIENT_KEYS] = {}
     desk = api.desk
@@ -264,7 +348,9 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
         ok, retry = api.requests.allow(ip, api.ticks())
         if not ok:
             raise _rate_limited(retry, "requests")
-        req = _visit_request(request, await _read_json(request), page_view=page_view, ip=ip)
+        req = _visit_request(
+            request, await _read_json(request, api.body_timeout_s), page_view=page_view, ip=ip
+        )
         # A page view may create a visitor (a visitor id the store does not know is a
         # new visitor too): it takes a token first, so that concurrent requests cannot
         # all pass, and gives it back when the visitor was known after all.

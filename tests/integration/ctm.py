@@ -26,7 +26,8 @@ TEST_CONFIG = """\
 asterisk:
   {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
    mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{username: ctm, secret: ctm-secret}},
-   recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}}}}
+   recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}},
+   call_spool: {spool}}}
 database: {{path: {db}}}
 web: {{host: 127.0.0.1, port: {port}}}
 dashboard: {{host: 127.0.0.1, port: {dash_port}}}
@@ -188,6 +189,7 @@ DIDS = {
 }
 SANDBOX_ROOT = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox")) / "root"
 RECORDINGS = SANDBOX_ROOT / "var/spool/asterisk/monitor"  # as this process sees them
+CALL_SPOOL = SANDBOX_ROOT / "var/spool/asterisk/ctm-pbx/calls.spool"  # CTM_SPOOL
 AGI_DIDS = {
     "single": "13125550160",
     "simul": "13125550161",
@@ -206,7 +208,11 @@ def render_test_queues() -> str:
     from ctm_pbx.adapters.config_loader import parse_config
 
     text = TEST_CONFIG.format(
-        db="unused.db", port=WEB_PORT, dash_port=WEB_PORT + 1, rec_local=RECORDINGS
+        db="unused.db",
+        port=WEB_PORT,
+        dash_port=WEB_PORT + 1,
+        rec_local=RECORDINGS,
+        spool=CALL_SPOOL,
     )
     return render_queues(parse_config(text))
 
@@ -214,10 +220,20 @@ def render_test_queues() -> str:
 def write_config(directory: Path, port: int = WEB_PORT) -> Path:
     path = directory / "config.yaml"
     text = TEST_CONFIG.format(
-        db=directory / "ctm.db", port=port, dash_port=port + 1, rec_local=RECORDINGS
+        db=directory / "ctm.db",
+        port=port,
+        dash_port=port + 1,
+        rec_local=RECORDINGS,
+        spool=CALL_SPOOL,
     )
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def clear_spool() -> None:
+    """Forget the call spool's lines of earlier tests (each test has its own call log)."""
+    for path in CALL_SPOOL.parent.glob(CALL_SPOOL.name + "*"):
+        path.unlink(missing_ok=True)
 
 
 def prepare_db(config: Config) -> None:
@@ -253,6 +269,7 @@ class ThreadDaemon:
         self._error: BaseException | None = None
 
     def start(self) -> ThreadDaemon:
+        clear_spool()
         prepare_db(self.config)
         ready = threading.Event()
 

@@ -3,7 +3,7 @@
 One writer: the daemon runs them on one thread (``ctm_pbx.adapters.store.writer``).
 """
 
-from ctm_pbx.adapters.store.db import StoreError, open_db
+from ctm_pbx.adapters.store.db import StoreError, open_db, open_readonly
 from ctm_pbx.adapters.store.schema import migrate
 
-__all__ = ["StoreError", "migrate", "open_db"]
+__all__ = ["StoreError", "migrate", "open_db", "open_readonly"]

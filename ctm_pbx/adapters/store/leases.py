@@ -434,9 +434,60 @@ def _one(db: sqlite_utils.Database, sql: str, args: tuple) -> dict[str, Any] | N
 
 
 def daily_visitors(db: sqlite_utils.Database, source: str, now: datetime, days: int = 7) -> float:
-    """Average distinct visitors a day from ``source`` over the last ``days`` days."""
+    """Average distinct visitors a day from ``source`` over the last ``days`` days.
+
+    Divided by the days there is data for (from the first visit of the period,
+    at least an hour), not by ``days``: a pool four days old is not read low.
+    """
     row = db.conn.execute(
-        "SELECT COUNT(DISTINCT visitor_id) FROM visits WHERE source = ? AND started_at >= ?",
+        "SELECT COUNT(DISTINCT visitor_id), MIN(started_at) FROM visits"
+        " WHERE source = ? AND started_at >= ?",
         (source, iso(now - timedelta(days=days))),
     ).fetchone()
-    return row[0] / days
+    if not row[0]:
+        return 0.0
+    span = (now - parse_iso(row[1])).total_seconds() / 86400
+    return row[0] / min(float(days), max(span, 1 / 24))
+
+
+def pool_leases(
+    db: sqlite_utils.Database, numbers: list[str], since: datetime, until: datetime
+) -> list[Lease]:
+    """The leases of ``numbers`` handed out in ``[since, until]`` (pool statistics)."""
+    rows = db.conn.execute(
+        f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_number_time"
+        " WHERE number IN (SELECT value FROM json_each(?)) AND leased_at >= ? AND leased_at <= ?",
+        (json.dumps(list(numbers)), iso(since), iso(until)),
+    )
+    return [_lease(r) for r in rows]
+
+
+def pool_call_delays(
+    db: sqlite_utils.Database, pool: str, since: datetime
+) -> list[tuple[float, float]]:
+    """``(minutes, weight)``: how long after the caller's last activity the pool's calls came.
+
+    Each call counts once, spread over its candidates by their probability (an
+    open page: 0 minutes) and its "someone else" share (a days-later call,
+    ``LATE_MINUTES``), so that the calls no one could attribute are not left out.
+    """
+    rows = db.conn.execute(
+        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?",
+        (pool, iso(since)),
+    )
+    delays: list[tuple[float, float]] = []
+    for (text,) in rows:
+        for cand in json.loads(text or "[]"):
+            weight = float(cand.get("weight") or 0)
+            if weight <= 0:
+                continue
+            if cand.get("someone_else") or (cand.get("idle_minutes") or 0) < 0:
+                delays.append((LATE_MINUTES, weight))
+            else:
+                delays.append(
+                    (0.0 if cand.get("open_page") else float(cand["idle_minutes"]), weight)
+                )
+    return delays
+
+
+LATE_MINUTES = 2 * 24 * 60  # a call from outside the window: replayed as two days later

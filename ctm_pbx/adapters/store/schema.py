@@ -331,8 +331,21 @@ def m012_dashboard(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN comment TEXT NOT NULL DEFAULT ''")
 
 
+@migrations()
+def m013_late_attribution(db: sqlite_utils.Database) -> None:
+    """Calls whose row came from the dialplan's call spool (adapters/call_spool.py): the
+    attribution was computed after the call, from the leases as they were at its start."""
+    db.execute("ALTER TABLE calls ADD COLUMN attributed_late INTEGER NOT NULL DEFAULT 0")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
+
+
+def unknown(db: sqlite_utils.Database) -> list[str]:
+    """Migrations applied to ``db`` that this code does not have (a newer ctm-pbx's)."""
+    ours = {m.name for m in migrations._migrations}
+    return [m.name for m in migrations.applied(db) if m.name not in ours]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -128,6 +128,7 @@ class StoreWriter:
         self._refused = 0  # writes dropped past the bound (since the start)
         self._backoff = RETRY_FIRST_S
         self._retry_at = 0.0  # time.monotonic() of the next try
+        self._last_commit: float | None = None  # time.monotonic() of the last commit
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -235,6 +236,7 @@ class StoreWriter:
                     results.append((done, value, None))
                     ran.append((value, None, conn.total_changes != before))
             conn.commit()
+            self._last_commit = time.monotonic()
         except Exception as exc:  # the group could not be committed: nothing of it stands
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -382,16 +384,21 @@ class StoreWriter:
         return self._unwritable_since is None
 
     def health(self) -> dict:
-        """Whether the database can be written and, while it cannot, since when
-        (``db_unwritable_since``), why, and how many writes wait in memory."""
+        """For ``/healthz``: whether the writer runs and can write, its last commit's age,
+        its backlog and, while the database cannot be written, since when, why and how
+        many writes wait in memory (and how many past the bound were refused)."""
+        last = self._last_commit
         with self._deferred_lock:
             since = self._unwritable_since
             return {
-                "db_writable": since is None,
-                "db_unwritable_since": since.isoformat(timespec="seconds") if since else None,
-                "db_write_error": self._write_error,
-                "db_writes_waiting": len(self._backlog),
-                "db_writes_refused": self._refused,
+                "running": self._thread.is_alive() and not self._closed,
+                "writable": since is None,
+                "last_commit_age_s": None if last is None else round(time.monotonic() - last, 3),
+                "backlog": self._in_flight + len(self._deferred),
+                "unwritable_since": since.isoformat(timespec="seconds") if since else None,
+                "write_error": self._write_error,
+                "writes_waiting": len(self._backlog),
+                "writes_refused": self._refused,
             }
 
     @staticmethod
@@ -495,6 +502,7 @@ class StoreWriter:
         self._commits += 1
         try:
             conn.commit()
+            self._last_commit = time.monotonic()
         except Exception as exc:  # nothing of it stands
             if unwritable(exc):
                 self._abandon_here(exc, [])

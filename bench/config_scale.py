@@ -1,0 +1,140 @@
+"""Benchmark: loading a large config (1,000 sources, 300 pools, 10,000 tracking numbers).
+
+    .venv/bin/python bench/config_scale.py
+    .venv/bin/python bench/config_scale.py --sources 1000 --pools 300 --numbers 10000 --runs 3
+
+The config is ``config.example.yaml`` with custom sources (a utm pair or a referrer host
+each, see ``source_resolution.py``) added to its ``sources``, a pool for each of the
+first ``--pools`` of them and ``--numbers`` tracking numbers spread over those pools. It
+times, in this process (CPU seconds, the best of ``--runs``): loading and validating it
+(``load_config``: what ``config check`` and the daemon's start do first), building the
+source index from it, and what ``ctm-pbx run`` does before it serves (load, migrate the
+database, sync the config's numbers into it: on a new database, and again with nothing
+to change); then ``ctm-pbx config check`` itself (wall seconds of a fresh process:
+Python's start and imports included). The example alone is loaded in the same run as
+the baseline. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ctm_pbx.adapters.config_loader import load_config  # noqa: E402
+from ctm_pbx.core.source_index import SourceIndex  # noqa: E402
+
+EXAMPLE = REPO / "config.example.yaml"
+ENV = {"CTM_ARI_PASSWORD": "bench"}
+
+
+def scaled_config(sources: int, pools: int, numbers: int) -> str:
+    """The example config text with ``sources`` custom sources, ``pools`` pools and
+    ``numbers`` tracking numbers added."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    custom = "".join(
+        f"  bulk-{i:04d}: {{kind: onsite, priority: {50 + i % 40}, match: "
+        + (
+            f"[{{landing_params: {{utm_source: client{i}, utm_campaign: campaign{i}}}}}]}}\n"
+            if i % 2 == 0
+            else f"[{{referrer_hosts: [partner{i}.example.net]}}]}}\n"
+        )
+        for i in range(sources)
+    )
+    pool_text = "".join(
+        f"  bulk-pool-{i:04d}: {{source: bulk-{i:04d}, target: sales}}\n" for i in range(pools)
+    )
+    number_text = "".join(
+        f'  - {{number: "+1 646 {2000000 + i:07d}", pool: bulk-pool-{i % pools:04d},'
+        " route: sales}\n"
+        for i in range(numbers if pools else 0)
+    )
+    text = text.replace("\nsources:\n", "\nsources:\n" + custom, 1)
+    text = text.replace("\npools:\n", "\npools:\n" + pool_text, 1)
+    return text.rstrip("\n") + "\n" + number_text
+
+
+def _best(fn, runs: int, clock=time.process_time) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return min(times)
+
+
+def _start(path: Path, db: Path) -> None:
+    """What ``ctm-pbx run`` does before it serves: load, migrate, sync the numbers."""
+    from ctm_pbx.adapters.store import migrate, open_db
+    from ctm_pbx.edges.cli import sync_config_numbers
+
+    config = load_config(path, env={**ENV, "CTM_DB": str(db)})
+    database = open_db(str(db))
+    migrate(database)
+    sync_config_numbers(config, database)
+    SourceIndex(config.sources)
+    database.conn.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sources", type=int, default=1000)
+    ap.add_argument("--pools", type=int, default=300)
+    ap.add_argument("--numbers", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3, help="the best of this many runs")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ctm-bench-config-"))
+    big = work / "config.yaml"
+    big.write_text(scaled_config(args.sources, args.pools, args.numbers), encoding="utf-8")
+    config = load_config(big, env=ENV)
+    example_s = _best(lambda: load_config(EXAMPLE, env=ENV), args.runs)
+    load_s = _best(lambda: load_config(big, env=ENV), args.runs)
+    index_s = _best(lambda: SourceIndex(config.sources), args.runs)
+    db = work / "start.db"
+    started = work / "start.yaml"
+    started.write_text(
+        big.read_text().replace("path: ctm-pbx.db", 'path: "${CTM_DB}"', 1), encoding="utf-8"
+    )
+    t0 = time.process_time()
+    _start(started, db)
+    first_start_s = time.process_time() - t0
+    again_start_s = _best(lambda: _start(started, db), args.runs)
+    cli = [str(Path(sys.executable).with_name("ctm-pbx")), "--config"]
+    env = {**os.environ, **ENV}
+
+    def check(path: Path) -> None:
+        command = [*cli, str(path), "config", "check"]
+        subprocess.run(command, check=True, env=env, capture_output=True)
+
+    check_example_s = _best(lambda: check(EXAMPLE), args.runs, time.perf_counter)
+    check_s = _best(lambda: check(big), args.runs, time.perf_counter)
+    print(
+        json.dumps(
+            {
+                "sources": len(config.sources),
+                "pools": len(config.pools),
+                "tracking_numbers": len(config.tracking_numbers),
+                "yaml_lines": big.read_text().count("\n"),
+                "load_config_s": round(load_s, 3),
+                "load_config_example_s": round(example_s, 3),
+                "source_index_build_s": round(index_s, 4),
+                "start_new_database_s": round(first_start_s, 3),
+                "start_again_s": round(again_start_s, 3),
+                "config_check_wall_s": round(check_s, 3),
+                "config_check_example_wall_s": round(check_example_s, 3),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

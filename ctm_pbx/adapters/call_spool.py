@@ -1,0 +1,343 @@
+"""The dialplan's call spool: one line per call from ``[ctm-hangup]``, imported into the call log.
+
+Every call that reached ``[ctm-inbound]`` appends a line to ``CTM_SPOOL`` at its
+hangup (``Set(FILE(…,,,al,u)=…)``, see dialplan/ctm-pbx.conf), whether or not ctm-pbx
+was connected. ctm-pbx renames the file (Asterisk's next line starts a new one),
+imports the lines and deletes the renamed file only once the import is committed:
+
+- a call the app never saw (the fail-safe took it while ctm-pbx was away) gets its
+  row: ``failsafe = 1``, times, caller, outcome and who answered as Asterisk saw
+  them, and the attribution computed now from the leases as they were at the
+  call's start (``attributed_late = 1``);
+- a call whose row is still open (ctm-pbx was killed before it wrote the end) is
+  completed from the line; a call whose row a crash lost gets one;
+- a call whose row is complete is skipped: an import interrupted by another crash
+  is simply run again, and imports nothing twice (``calls.channel_id`` is unique).
+
+Why a spool written by the dialplan rather than Asterisk's CDR or CEL backends
+(cdr_custom, cdr_sqlite3_custom, cel_custom…): the CDR engine follows every channel
+and bridge of every call, ours or not, all the time; the spool is one file append
+in a hangup handler that every call runs anyway, and its line carries exactly what
+the call log needs (the DID, the caller, CTM_RESULT) in the form the app already
+parses. Its cost is measured in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+import sqlite_utils
+
+from ctm_pbx.adapters.ari_calls import ended_event, resume_flow
+from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.store import calls as call_store
+from ctm_pbx.adapters.store.db import atomic
+from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.callflow import (
+    Action,
+    CallFlow,
+    FinishCall,
+    FinishStep,
+    RecordQueue,
+    StartCall,
+    StartStep,
+)
+from ctm_pbx.core.clock import iso
+from ctm_pbx.core.geo import locate_number
+from ctm_pbx.core.model import Config
+from ctm_pbx.core.phone import caller_e164, did_e164
+from ctm_pbx.core.routing import Ring, Step
+
+log = logging.getLogger(__name__)
+
+VERSION = "v1"
+FIELDS = 10  # v1|uniqueid|linkedid|did|caller|name|start|end|spool_only|CTM_RESULT
+SETTLE_S = 0.2  # after the rename: a line Asterisk was appending lands in the old file
+BATCH = 200  # lines per store job (the writer serves the calls in between)
+WORK_SUFFIX = ".work"
+REJECTED_SUFFIX = ".rejected"
+NOTE_FAILSAFE = "ctm-pbx was not connected: the dialplan fail-safe took the call"
+NOTE_REBUILT = "row rebuilt from the call spool: ctm-pbx lost it in a crash"
+
+
+@dataclass(frozen=True)
+class SpoolRecord:
+    """One call as the dialplan saw it at its hangup."""
+
+    channel_id: str
+    linkedid: str
+    did: str
+    caller_number: str
+    caller_name: str
+    started: datetime | None
+    ended: datetime
+    spool_only: bool  # the app never saw the call
+    result: tuple[str, ...]  # CTM_RESULT: DIALSTATUS, DIALEDTIME_MS, …
+    line: str = ""  # as written (kept in the .rejected file if its import fails)
+
+    @property
+    def failsafe(self) -> bool:
+        return self.spool_only or (len(self.result) > 5 and self.result[5] == "1")
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    completed: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    channels: list[str] = field(default_factory=list)  # created or completed
+    failed_lines: list[str] = field(default_factory=list)  # lines whose import raised
+
+    def add(self, other: ImportResult) -> None:
+        self.created += other.created
+        self.completed += other.completed
+        self.skipped += other.skipped
+        self.rejected += other.rejected
+        self.channels += other.channels
+        self.failed_lines += other.failed_lines
+
+
+def _epoch(text: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def parse_line(line: str) -> SpoolRecord | None:
+    """A spool line, or None when it is not one (truncated, another version)."""
+    if not line.endswith("\n"):
+        return None  # a line Asterisk did not finish writing
+    parts = line.rstrip("\r\n").split("|", FIELDS - 1)
+    if len(parts) != FIELDS or parts[0] != VERSION or not parts[1]:
+        return None
+    ended = _epoch(parts[7])
+    if ended is None:
+        return None
+    return SpoolRecord(
+        channel_id=parts[1],
+        linkedid=parts[2],
+        did=parts[3],
+        caller_number=unquote(parts[4]),
+        caller_name=unquote(parts[5]),
+        started=_epoch(parts[6]),
+        ended=ended,
+        spool_only=parts[8] == "1",
+        result=tuple(parts[9].split(",")),
+        line=line,
+    )
+
+
+def take_files(spool: Path) -> list[Path]:
+    """Rename the live spool aside (if it has lines) and list every file to import.
+
+    Renamed files left by an earlier run (a crash before their import was
+    committed) come first, in the order they were taken."""
+    if not spool.parent.is_dir():  # fail-safe calls would go unrecorded: say so
+        raise FileNotFoundError(f"no folder {spool.parent} (create it, see the README)")
+    taken = False
+    with contextlib.suppress(FileNotFoundError):
+        if spool.stat().st_size > 0:
+            spool.rename(spool.with_name(f"{spool.name}.{time.time_ns()}{WORK_SUFFIX}"))
+            taken = True
+    if taken:
+        time.sleep(SETTLE_S)
+    files = spool.parent.glob(f"{spool.name}.*{WORK_SUFFIX}")
+    return sorted(files, key=lambda p: int(p.name.split(".")[-2] or 0))
+
+
+def read_files(files: list[Path]) -> tuple[list[SpoolRecord], list[str]]:
+    """The records of the files, and the lines that are not records."""
+    records, bad = [], []
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            for line in fh:
+                rec = parse_line(line)
+                if rec is not None:
+                    records.append(rec)
+                elif line.strip():
+                    bad.append(line)
+    return records, bad
+
+
+def finish_files(spool: Path, files: list[Path], bad: list[str]) -> None:
+    """After the commit: keep the lines not imported for the admin (``.rejected``), drop
+    the rest."""
+    if bad:
+        rejected = spool.with_name(spool.name + REJECTED_SUFFIX)
+        with open(rejected, "a", encoding="utf-8") as fh:
+            fh.writelines(line if line.endswith("\n") else line + "\n" for line in bad)
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+# -- the store side (on the writer) ---------------------------------------------------
+
+
+def import_records(
+    db: sqlite_utils.Database, config: Config, records: list[SpoolRecord]
+) -> ImportResult:
+    """Write what the call log lacks of these calls; each call in its own savepoint."""
+    out = ImportResult()
+    for rec in records:
+        try:
+            with atomic(db, "spool"):
+                done = _import_one(db, config, rec)
+        except Exception:
+            log.exception("call %s: spool line not imported", rec.channel_id)
+            out.rejected += 1
+            out.failed_lines.append(rec.line)
+            continue
+        if done == "skipped":
+            out.skipped += 1
+        else:
+            setattr(out, done, getattr(out, done) + 1)
+            out.channels.append(rec.channel_id)
+    return out
+
+
+def _import_one(db: sqlite_utils.Database, config: Config, rec: SpoolRecord) -> str:
+    row = db.conn.execute(
+        "SELECT id, status FROM calls WHERE channel_id = ?", (rec.channel_id,)
+    ).fetchone()
+    ended = ended_event(rec.ended, ["ended", *rec.result])
+    if row is not None:
+        if row[1] == "completed":
+            return "skipped"
+        call = call_store.get_call(db, row[0])
+        assert call is not None
+        flow = resume_flow(config, call, {})
+        _write(db, row[0], flow.handle(ended))
+        return "completed"
+    call_id = _create(db, config, rec, ended)
+    return "created" if call_id else "skipped"
+
+
+def _create(db: sqlite_utils.Database, config: Config, rec: SpoolRecord, ended) -> int:  # noqa: ANN001
+    country = config.tracking.default_country
+    did = did_e164(rec.did, country) or rec.did
+    number = db.conn.execute(
+        "SELECT source, pool, route FROM tracking_numbers WHERE number = ? AND status = 'active'",
+        (did,),
+    ).fetchone()
+    source, pool, route = number if number else (None, None, None)
+    caller = caller_e164(rec.caller_number or None, country)
+    started = rec.started or rec.ended
+    start = StartCall(
+        started_at=iso(started),
+        tracking_number=did,
+        caller_number=caller,
+        caller_name=rec.caller_name or None,
+        source=source,
+        pool=pool,
+        route=route,
+        location=locate_number(caller),
+    )
+    call_id = call_store.insert_call(db, start, channel_id=rec.channel_id, linkedid=rec.linkedid)
+    peer = rec.result[4] if len(rec.result) > 4 else ""
+    ring = (
+        Ring("failsafe", peer, "")
+        if rec.failsafe
+        else _receiving_ring(config, peer) or Ring(peer or "unknown", "", "")
+    )
+    call_store.insert_step(db, call_id, StartStep(1, route or "", (ring,), iso(started)))
+    flow = CallFlow.resume(
+        config,
+        started=started,
+        route=route,
+        step_no=1,
+        open_step=Step(route or "", (ring,), 0),
+        open_step_started=started,
+        path=[],
+        failsafe=rec.failsafe,
+    )
+    note = NOTE_FAILSAFE if rec.spool_only else NOTE_REBUILT
+    if rec.failsafe:
+        flow.path.append({"failsafe": note, "at": iso(started)})
+    _write(db, call_id, flow.handle(ended))
+    with atomic(db, "attribution"):
+        attribute_call(db, config, call_id, start, started)
+    db.conn.execute(
+        "UPDATE calls SET attributed_late = 1, notes = CASE WHEN notes = '' THEN ?"
+        " ELSE notes || '; ' || ? END WHERE id = ?",
+        (note, note, call_id),
+    )
+    return call_id
+
+
+def _receiving_ring(config: Config, peer: str) -> Ring | None:
+    """The receiving number Dial() connected, from DIALEDPEERNUMBER."""
+    for rn in config.receiving_numbers.values():
+        if peer and rn.dial_string.split("/", 1)[-1] == peer:
+            return Ring(rn.name, rn.number, rn.dial_string)
+    return None
+
+
+def _write(db: sqlite_utils.Database, call_id: int, actions: list[Action]) -> None:
+    for action in actions:
+        if isinstance(action, StartStep):
+            call_store.insert_step(db, call_id, action)
+        elif isinstance(action, FinishStep):
+            call_store.finish_step(db, call_id, action)
+        elif isinstance(action, FinishCall):
+            call_store.finish_call(db, call_id, action)
+        elif isinstance(action, RecordQueue):
+            call_store.record_queue(db, call_id, action)
+
+
+# -- the daemon side ---------------------------------------------------------------------
+
+
+class CallSpool:
+    """Imports the spool: every second, and before reconciling after a (re)connection."""
+
+    def __init__(self, config: Config, writer: StoreWriter, path: str | None = None) -> None:
+        self.config = config
+        self.writer = writer
+        self.path = Path(path or config.asterisk.call_spool)
+        self._lock = asyncio.Lock()
+        self._unreadable = False  # warned already: once per outage, not every second
+        self.imported = ImportResult()  # since the daemon started (for /healthz)
+
+    async def collect(self) -> ImportResult:
+        """Import what the spool holds; the files go only after the commit."""
+        async with self._lock:
+            try:
+                files = await asyncio.to_thread(take_files, self.path)
+                records, bad = await asyncio.to_thread(read_files, files)
+            except OSError as exc:
+                if not self._unreadable:
+                    log.warning("call spool %s not readable: %s", self.path, exc)
+                self._unreadable = True
+                return ImportResult()
+            if self._unreadable:
+                log.info("call spool %s readable again", self.path)
+                self._unreadable = False
+            if not files:
+                return ImportResult()
+            result = ImportResult(rejected=len(bad))
+            for i in range(0, len(records), BATCH):
+                result.add(
+                    await self.writer.run(import_records, self.config, records[i : i + BATCH])
+                )
+            await asyncio.to_thread(finish_files, self.path, files, bad + result.failed_lines)
+            self.imported.add(result)
+            self.imported.channels, self.imported.failed_lines = [], []
+            if result.created or result.completed or result.rejected:
+                log.info(
+                    "call spool: %d rows created, %d completed, %d already there, %d rejected",
+                    result.created,
+                    result.completed,
+                    result.skipped,
+                    result.rejected,
+                )
+            return result
