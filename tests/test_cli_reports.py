@@ -108,3 +108,56 @@ def test_filters_narrow_the_report(cli):
 )
 def test_bad_options_are_one_line(cli, args, message):
     assert message in cli("sources", *args, ok=False)
+
+
+@pytest.fixture
+def calls_cli(cli, tmp_path):
+    """``ctm-pbx calls …`` on the same seeded database."""
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(main, ["--config", str(tmp_path / "config.yaml"), "calls", *args])
+        assert (result.exit_code == 0) is ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    return invoke
+
+
+@pytest.mark.parametrize(
+    ("args", "ids"),
+    [
+        ((), [5, 4, 3, 2, 1, 6]),
+        (("--since", "2026-12-02", "--until", "2026-12-02"), [5, 4]),  # Chicago's 2 December
+        (("--source", "google-ads"), [2, 1, 6]),
+        (("--pool", "gads"), [2, 1]),
+        (("--route", "support", "--outcome", "busy"), [4]),
+        (("--first-time",), [5, 2, 1, 6]),
+        (("--repeat",), [4, 3]),
+        (("--caller", "555-0001"), [3, 1]),
+        (("--number", "(312) 555-0111"), [4, 3]),
+        (("--limit", "2"), [5, 4]),
+    ],
+)
+def test_calls_list_takes_the_report_filters(calls_cli, args, ids):
+    rows = json.loads(calls_cli("list", *args, "--json"))
+    assert [r["id"] for r in rows] == ids
+    assert all("path" in r for r in rows)
+
+
+def test_calls_list_as_csv(calls_cli):
+    rows = list(csv.DictReader(io.StringIO(calls_cli("list", "--source", "billboard", "--csv"))))
+    assert [(r["id"], r["outcome"]) for r in rows] == [("4", "busy"), ("3", "answered")]
+
+
+def test_calls_export_writes_a_whole_period_in_batches(calls_cli, tmp_path, monkeypatch):
+    from ctm_pbx.adapters.store import call_search
+
+    monkeypatch.setattr(call_search, "EXPORT_BATCH", 2)
+    out = tmp_path / "export.csv"
+    calls_cli("export", "--since", "2026-11-01", "--until", "2026-12-31", "--out", str(out))
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["6", "1", "2", "3", "4", "5"]  # oldest first
+    assert "utm_campaign" in rows[0] and "path_json" not in rows[0]
+    text = calls_cli("export", "--since", "2026-12-01", "--until", "2026-12-01", "--repeat")
+    assert [r["id"] for r in csv.DictReader(io.StringIO(text))] == ["3"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from ctm_pbx.adapters import prompts as prompt_files
 from ctm_pbx.adapters.asterisk_conf import render_queues
 from ctm_pbx.adapters.config_loader import ConfigError, load_config
 from ctm_pbx.adapters.number_csv import CsvError, read_rows
-from ctm_pbx.adapters.store import StoreError, migrate, open_db, open_readonly
+from ctm_pbx.adapters.store import StoreError, call_search, migrate, open_db, open_readonly
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.db import (
@@ -27,7 +28,6 @@ from ctm_pbx.adapters.store.db import (
 )
 from ctm_pbx.adapters.store.schema import pending, unknown
 from ctm_pbx.core import call_path
-from ctm_pbx.core.callflow import Outcome
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import (
     InventoryError,
@@ -40,6 +40,7 @@ from ctm_pbx.core.inventory import (
 )
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import InvalidNumber, to_e164
+from ctm_pbx.core.reports import Filters, ReportError, parse_period
 from ctm_pbx.core.sources import (
     PHASES,
     SourceMatch,
@@ -49,6 +50,7 @@ from ctm_pbx.core.sources import (
     resolve_source,
     why_outranked,
 )
+from ctm_pbx.edges.cli_options import filter_options, period_options, zone
 from ctm_pbx.edges.logs import setup_logging
 
 DEFAULT_CONFIG = "config.yaml"
@@ -962,26 +964,32 @@ def calls() -> None:
 
 @calls.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
-@click.option("--number", help="Only calls to this tracking number.")
-@click.option("--source", help="Only calls from this source.")
-@click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
+@period_options(default=None)
+@filter_options
+@click.option("--caller", help="Only calls from a number containing these digits.")
+@click.option("--tag", help="Only calls with this tag.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
 @pass_ctx
-def calls_list(ctx: Context, limit, number, source, outcome, as_json) -> None:
-    """List calls, newest first.
+def calls_list(ctx: Context, limit, as_json, as_csv, **given) -> None:
+    """List calls, newest first, filtered like the reports.
 
     \b
     Example:
-      ctm-pbx calls list --outcome no_answer --json
+      ctm-pbx calls list --outcome no_answer --since 7d
+      ctm-pbx calls list --caller 5550142 --json
     """
-    num = e164(number, ctx.config) if number else None
     database = ctx.read_db()
-    sources = set(ctx.config.sources)
-    if source not in sources and not call_store.list_calls(database, limit=1, source=source):
-        _known_name("source", source, sources)
-    rows = call_store.list_calls(database, limit=limit, number=num, source=source, outcome=outcome)
+    filters, period = call_filters(ctx, database, given)
+    start, end = (period.start, period.end) if period else (None, None)
+    rows = call_search.search_calls(
+        database, filters, start=start, end=end, limit=limit, full=as_json
+    )
     if as_json:
         emit_json(rows)
+        return
+    if as_csv:
+        call_search.write_csv(sys.stdout, rows)
         return
     if not rows:
         click.echo("no calls")
@@ -997,6 +1005,65 @@ def calls_list(ctx: Context, limit, number, source, outcome, as_json) -> None:
             f"{c['outcome'] or c['status']:<10} {_secs(c['ring_seconds']):>5} "
             f"{_secs(c['talk_seconds']):>6} {c['answered_by'] or '-'}"
         )
+
+
+@calls.command("export")
+@period_options(default="30d")
+@filter_options
+@click.option("--caller", help="Only calls from a number containing these digits.")
+@click.option("--tag", help="Only calls with this tag.")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file (default: standard output).",
+)  # fmt: skip
+@pass_ctx
+def calls_export(ctx: Context, out_path, **given) -> None:
+    """Every call of a period as CSV (oldest first), in batches: any size of log.
+
+    \b
+    Example:
+      ctm-pbx calls export --since last-month --out november.csv
+    """
+    database = ctx.read_db()
+    filters, period = call_filters(ctx, database, given)
+    assert period is not None
+    if not out_path:
+        call_search.export_csv(sys.stdout, database, filters, period.start, period.end)
+        return
+    with open(out_path, "w", newline="", encoding="utf-8") as out:
+        count = call_search.export_csv(out, database, filters, period.start, period.end)
+    click.echo(f"wrote {count} calls to {out_path}", err=True)
+
+
+def call_filters(ctx: Context, database, given: dict):
+    """The filters and period of ``calls list|export`` (the reports' own rules)."""
+    cfg = ctx.config
+    source = given["source"]
+    sources = set(cfg.sources)
+    if (
+        source
+        and source not in sources
+        and not call_store.list_calls(database, limit=1, source=source)
+    ):
+        _known_name("source", source, sources)
+    filters = Filters(
+        source=source,
+        pool=given["pool"],
+        number=e164(given["number"], cfg) if given["number"] else None,
+        route=given["route"],
+        outcome=given["outcome"],
+        first_time=given["first_time"],
+        caller="".join(ch for ch in given["caller"] or "" if ch.isdigit() or ch == "+") or None,
+        tag=given["tag"],
+    )
+    period = None
+    if given["since"] or given["until"]:
+        tz, _ = zone(given["tz_name"] or cfg.reports.time_zone)
+        try:
+            period = parse_period(given["since"], given["until"], now=datetime.now(UTC), tz=tz)
+        except ReportError as exc:
+            raise click.ClickException(str(exc)) from None
+    return filters, period
 
 
 def _secs(value) -> str:
@@ -1208,7 +1275,8 @@ def run(ctx: Context, force: bool) -> None:
         raise click.ClickException(f"cannot start: {exc}") from None
 
 
-# command groups in their own modules; they use the helpers above
+# command groups in their own modules; they use the helpers above (the call-log
+# filters and period options are the reports' own)
 from ctm_pbx.edges.cli_demo import demo  # noqa: E402
 from ctm_pbx.edges.cli_reports import report  # noqa: E402
 from ctm_pbx.edges.cli_users import users  # noqa: E402

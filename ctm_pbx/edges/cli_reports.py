@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from ctm_pbx.adapters.store.reports import run_report
-from ctm_pbx.core.callflow import Outcome
 from ctm_pbx.core.reports import (
     METRICS,
     WEEKDAYS,
@@ -28,6 +25,7 @@ from ctm_pbx.core.reports import (
     parse_period,
 )
 from ctm_pbx.edges import cli as base  # the main group's helpers (it registers this group)
+from ctm_pbx.edges.cli_options import filter_options, period_options, zone
 
 # subcommand -> (dimension, heading)
 REPORTS: dict[str, tuple[Dimension, str]] = {
@@ -155,56 +153,9 @@ def emit_csv(rows: list[dict], columns: list[str]) -> None:
         writer.writerow(row)
 
 
-def zone(name: str | None) -> tuple[ZoneInfo, bool]:
-    """The report's zone: ``name`` (``--tz``, else ``reports.time_zone``) or UTC."""
-    if not name:
-        return ZoneInfo("UTC"), False
-    try:
-        return ZoneInfo(name), True
-    except (ZoneInfoNotFoundError, ValueError):
-        raise click.ClickException(f"unknown time zone '{name}' (e.g. America/Chicago)") from None
-
-
-def filter_options(fn: Callable) -> Callable:
-    """The call-log filters, shared by ``report`` and ``calls list|export``."""
-    options = [
-        click.option("--source", help="Only calls from this source."),
-        click.option("--pool", help="Only calls to numbers of this pool."),
-        click.option("--number", help="Only calls to this tracking number."),
-        click.option("--route", help="Only calls taken by this route."),
-        click.option("--outcome", type=click.Choice([o.value for o in Outcome])),
-        click.option(
-            "--first-time/--repeat",
-            "first_time",
-            default=None,
-            help="Only first-time callers, or only callers who called before.",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def period_options(fn: Callable) -> Callable:
-    options = [
-        click.option(
-            "--since",
-            default="30d",
-            show_default=True,
-            help="A date, a span ending now (24h, 7d, 4w) or today, yesterday, "
-            "this-week, last-week, this-month, last-month, this-year, last-year.",
-        ),
-        click.option("--until", help="Last day (a date, included) or a date-time."),
-        click.option("--tz", "tz_name", help="Time zone (default: reports.time_zone)."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Command:
     @click.command(name)
-    @period_options
+    @period_options()
     @filter_options
     @click.option("--json", "as_json", is_flag=True, help="JSON output.")
     @click.option("--csv", "as_csv", is_flag=True, help="CSV output.")

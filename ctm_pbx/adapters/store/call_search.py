@@ -3,6 +3,7 @@ what a person adds to a call (tags, a comment)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime
 
@@ -42,17 +43,25 @@ def search_calls(
     end: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
+    full: bool = False,
 ) -> list[dict]:
-    """Calls newest first; ``tags`` as a list."""
+    """Calls newest first; ``tags`` as a list. ``full``: every column, with the route
+    path (``path``) decoded."""
     where, args = _where(filters, start, end)
+    present = _columns(db)  # a reader may face an older schema (it says so)
+    columns = present if full else [c for c in LIST_COLUMNS if c in present]
     cur = db.execute(
-        f"SELECT {', '.join('c.' + c for c in LIST_COLUMNS)} FROM calls c{where}"
+        f"SELECT {', '.join('c.' + c for c in columns)} FROM calls c{where}"
         " ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?",
         [*args, limit, offset],
     )
-    rows = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+    rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
     for row in rows:
+        for missing in LIST_COLUMNS:
+            row.setdefault(missing, None)
         row["tags"] = split_tags(row["tags"])
+        if full:
+            row["path"] = json.loads(row.pop("path_json") or "[]")
     return rows
 
 
@@ -115,3 +124,46 @@ def calls_by_id(db: sqlite_utils.Database, ids: list[int]) -> list[dict]:
     for row in rows:
         row["tags"] = split_tags(row["tags"])
     return rows
+
+
+EXPORT_BATCH = 5000
+
+
+def write_csv(stream, rows: list[dict]) -> None:
+    """Call rows as CSV: the list columns, tags space-separated, no JSON."""
+    writer = csv.DictWriter(stream, fieldnames=list(LIST_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "tags": " ".join(row["tags"])})
+
+
+def export_csv(
+    stream, db: sqlite_utils.Database, filters: Filters, start: datetime, end: datetime
+) -> int:
+    """Every call started in [start, end) as CSV, oldest first, ``EXPORT_BATCH`` rows at a
+    time (keyset on started_at, id: memory stays flat however long the period)."""
+    columns = [c for c in _columns(db) if not c.endswith("_json")]
+    writer = csv.writer(stream)
+    writer.writerow(columns)
+    where, args = _where(filters, start, end)
+    where = where or " WHERE 1"
+    after: tuple[str, int] = ("", 0)
+    count = 0
+    select = ", ".join("c." + c for c in columns)
+    at, ident = columns.index("started_at"), columns.index("id")
+    while True:
+        cur = db.execute(
+            f"SELECT {select} FROM calls c{where} AND (c.started_at, c.id) > (?, ?)"
+            " ORDER BY c.started_at, c.id LIMIT ?",
+            [*args, *after, EXPORT_BATCH],
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return count
+        writer.writerows(rows)
+        count += len(rows)
+        after = (rows[-1][at], rows[-1][ident])
+
+
+def _columns(db: sqlite_utils.Database) -> list[str]:
+    return [row[1] for row in db.execute("PRAGMA table_info(calls)").fetchall()]
