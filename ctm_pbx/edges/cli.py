@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
