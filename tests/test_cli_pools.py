@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 
 from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.adapters.store import migrate, open_db
 from ctm_pbx.adapters.visits import VisitRequest, handle_visit
+from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import main, sync_config_numbers
 from tests.test_web_api import CONFIG
 
@@ -55,3 +57,49 @@ def test_pools_commands(tmp_path) -> None:
     )
     bad = runner.invoke(main, ["--config", str(path), "pools", "advise", "--same-day", "1.5"])
     assert bad.exit_code == 1 and "--same-day must be between 0 and 1" in bad.output
+
+
+def test_accuracy_report_per_pool(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("database: {path: ctm.db}\n" + CONFIG, encoding="utf-8")
+    cfg = load_config(path)
+    db = open_db(cfg.database.path)
+    migrate(db)
+    sync_config_numbers(cfg, db)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(3):
+        with db.conn:
+            handle_visit(db, cfg, VisitRequest(None, f"https://shop.example.com/?gclid={i}"), now)
+    with db.conn:
+        for confidence in (0.95, 0.5):
+            db["calls"].insert({"status": "completed", "started_at": iso(now), "pool": "gads",
+                                "tracking_number": "+13125550150", "outcome": "answered",
+                                "attribution_confidence": confidence})  # fmt: skip
+    db.conn.close()
+    result = CliRunner().invoke(
+        main, ["--config", str(path), "report", "accuracy", "--since", "7d", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["pools"]
+    assert (row["pool"], row["size"], row["calls"], row["peak_pages_open"]) == ("gads", 2, 2, 3)
+    assert row["avg_confidence"] == 0.725 and row["confident_share"] == 0.5
+    assert row["share_rate"] == round(2 / 3, 4)
+    assert row["verdict"].startswith("no size to advise for gads")
+    text = CliRunner().invoke(main, ["--config", str(path), "report", "accuracy"]).output
+    assert "gads: 2 numbers" in text and "72 %" in text and "50 % at >= 0.9" in text
+
+
+@pytest.mark.parametrize(
+    ("size", "advised", "expected"),
+    [
+        (10, 14, "add 4 numbers to gads to reach 90% confident calls (why)"),
+        (10, 11, "add 1 number to gads to reach 90% confident calls (why)"),
+        (10, 10, "gads is the right size for 90% confident calls (why)"),
+        (10, 6, "gads reaches 90% confident calls with 6 of its 10 numbers (why)"),
+        (10, None, "no size to advise for gads: why"),
+    ],
+)
+def test_accuracy_verdict_in_plain_words(size, advised, expected) -> None:
+    from ctm_pbx.edges.cli_reports import verdict
+
+    assert verdict("gads", size, advised, 0.9, "why") == expected

@@ -215,6 +215,85 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
     return command
 
 
+@click.command("accuracy")
+@period_options()
+@click.option("--confident", default=0.9, show_default=True, type=click.FloatRange(0.01, 0.99),
+              help="The share of calls at >= 0.9 confidence the advice aims for.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def accuracy(ctx, since, until, tz_name, confident: float, as_json: bool) -> None:
+    """Per pool: is it big enough for attribution you can trust (CTM's accuracy report).
+
+    Visitors a day, pages open at the peak, how often a visit saw its number open in
+    another visitor's browser, calls, mean confidence and the share of calls at >= 0.9
+    in the period; then the size the pool's own last 7 days of traffic needs to reach
+    --confident, in plain words.
+
+    \b
+    Example:
+      ctm-pbx report accuracy --since 30d
+    """
+    cfg = ctx.config
+    tz, _zone_set = zone(tz_name or cfg.reports.time_zone)
+    try:
+        period = parse_period(since, until, now=datetime.now(UTC), tz=tz)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    qualified = QualifiedCall(min_talk_seconds=cfg.reports.qualified_min_talk_seconds)
+    by_pool = {
+        r.key: r.metrics
+        for r in run_report(ctx.read_db(), Dimension.POOL, period, tz, Filters(), qualified,
+                            compare=False).rows
+    }  # fmt: skip
+    now = datetime.now(UTC)
+    rows = []
+    for pool, numbers, _stats, _counters, daily, traffic in base._pool_rows(ctx):
+        calls = by_pool.get(pool.name, {})
+        sized = base.replay_advice(ctx, pool, numbers, "confident", confident, now)
+        rows.append(
+            {
+                "pool": pool.name,
+                "size": len(numbers),
+                "daily_visitors": round(daily, 1),
+                "peak_pages_open": traffic.peak_open,
+                "share_rate": round(traffic.shared_share, 4),
+                "calls": calls.get("calls", 0),
+                "avg_confidence": calls.get("avg_confidence"),
+                "confident_share": calls.get("confident_share"),
+                "advised_size": sized.size,
+                "verdict": verdict(pool.name, len(numbers), sized.size, confident,
+                                   sized.explanation),
+            }
+        )  # fmt: skip
+    if as_json:
+        base.emit_json({"period": period.label, "target_confident": confident, "pools": rows})
+        return
+    if not rows:
+        click.echo("no pools configured")
+        return
+    for r in rows:
+        click.echo(
+            f"{r['pool']}: {r['size']} numbers, {r['daily_visitors']:g} visitors a day, "
+            f"peak {r['peak_pages_open']} pages open, {r['share_rate']:.0%} of visits shared; "
+            f"{r['calls']} calls in {period.label}, mean confidence "
+            f"{_fmt(r['avg_confidence'], '%')}, {_fmt(r['confident_share'], '%')} at >= 0.9"
+        )
+        click.echo(f"  {r['verdict']}")
+
+
+def verdict(pool: str, size: int, advised: int | None, target: float, why: str) -> str:
+    """What to do, in a sentence: add numbers, keep the pool, or which data is missing."""
+    goal = f"{target:.0%} confident calls"
+    if advised is None:
+        return f"no size to advise for {pool}: {why}"
+    if advised > size:
+        more = advised - size
+        return f"add {more} number{'s' * (more != 1)} to {pool} to reach {goal} ({why})"
+    if advised < size:
+        return f"{pool} reaches {goal} with {advised} of its {size} numbers ({why})"
+    return f"{pool} is the right size for {goal} ({why})"
+
+
 @click.group()
 def report() -> None:
     """Reports: which sources, campaigns and keywords bring calls.
@@ -227,3 +306,4 @@ def report() -> None:
 
 for _name, (_dimension, _heading_text) in REPORTS.items():
     report.add_command(make_command(_name, _dimension, _heading_text))
+report.add_command(accuracy)
