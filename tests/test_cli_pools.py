@@ -100,6 +100,6 @@ def test_accuracy_report_per_pool(tmp_path) -> None:
     ],
 )
 def test_accuracy_verdict_in_plain_words(size, advised, expected) -> None:
-    from ctm_pbx.edges.cli_reports import verdict
+    from ctm_pbx.adapters.pool_accuracy import verdict
 
     assert verdict("gads", size, advised, 0.9, "why") == expected

@@ -59,7 +59,7 @@ async def client(store: Path, aiohttp_client):
     cfg = parse_config(
         "reports: {time_zone: America/Chicago}\n"
         f"asterisk: {{recordings: {{local_dir: {store / 'rec'}}}}}\n"
-        "web: {trusted_proxies: [127.0.0.1]}\n" + BASE,
+        "web: {trusted_proxies: [127.0.0.1]}\n" + BASE + "pools:\n  gads: {source: google-ads}\n",
         env={},
     )
     writer = StoreWriter(str(store / "ctm.db"))
@@ -299,3 +299,14 @@ async def test_sources_page_lists_each_source_with_its_numbers_and_calls(client,
     billboard = html[html.index('href="/calls?source=billboard"') :].split("</tr>")[0]
     # two billboard calls in the last 30 days, both to that number
     assert '<td class="num">2</td>' in billboard
+
+
+async def test_pools_page_reports_each_pools_accuracy(client):
+    await login(client)
+    html = await (await client.get("/pools")).text()
+    assert "Number pools" in html and 'href="/calls?pool=gads"' in html
+    assert "no size to advise for gads" in html and html.count("<svg") == 1
+    row = html[html.index('href="/calls?pool=gads"') :].split("</tr>")[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    # 0 numbers; no visitors; calls 2 (both in the last 30 days), confidence 95 % and 50 %
+    assert cells[0] == "0" and cells[4] == "2" and cells[5] == "72 %" and cells[6] == "50 %"

@@ -173,3 +173,68 @@ def _blend(light: str, dark: str, share: float) -> str:
     a = [int(light[i : i + 2], 16) for i in (1, 3, 5)]
     b = [int(dark[i : i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(x + (y - x) * share):02x}" for x, y in zip(a, b, strict=True))
+
+
+def grouped_lines(
+    labels: list[str], series: dict[str, list[int]], limits: dict[str, int], *, title: str
+) -> str:
+    """A line per series over the labels (days), each with its limit dashed in its colour,
+    values marked, and a legend."""
+    width, height, left, bottom, top_pad = 1100, 280, 44, 50, 28
+    plot_w, plot_h = width - left - 12, height - bottom - top_pad
+    top = nice_max(max([*(max(v, default=0) for v in series.values()), *limits.values(), 1]))
+    n = max(1, len(labels) - 1)
+    x_of = [left + plot_w * i / n for i in range(len(labels))]
+
+    def y_of(value: float) -> float:
+        return top_pad + plot_h - plot_h * value / top
+
+    out = [
+        f'<svg class="chart wide" viewBox="0 0 {width} {height + 22 * ((len(series) + 5) // 6)}" '
+        f'role="img" aria-label="{escape(title)}" {FONT}>',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
+    ]
+    for tick in _ticks(top):
+        y = y_of(tick)
+        out.append(
+            f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>'
+        )
+    out.append(
+        f'<text transform="translate(12 {top_pad + plot_h / 2}) rotate(-90)" '
+        'text-anchor="middle">pages open</text>'
+    )
+    for i, label in enumerate(labels):
+        out.append(
+            f'<text x="{x_of[i]:.1f}" y="{top_pad + plot_h + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    for s, (name, values) in enumerate(series.items()):
+        col = colour(s)
+        if name in limits:
+            y = y_of(limits[name])
+            out.append(
+                f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" '
+                f'stroke="{col}" stroke-dasharray="6 4"><title>{escape(name)}: '
+                f"{limits[name]} numbers</title></line>"
+            )
+        points = " ".join(f"{x_of[i]:.1f},{y_of(v):.1f}" for i, v in enumerate(values))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{col}" stroke-width="2.5"/>')
+        for i, v in enumerate(values):
+            out.append(
+                f'<circle cx="{x_of[i]:.1f}" cy="{y_of(v):.1f}" r="4" fill="{col}">'
+                f"<title>{escape(name)} {escape(labels[i])}: {v} pages open</title></circle>"
+            )
+    legend_y = height - 14
+    for s, name in enumerate(series):
+        x, y = left + (s % 6) * 175, legend_y + (s // 6) * 22
+        out.append(
+            f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{colour(s)}"/>'
+            f'<text x="{x + 18}" y="{y}">{escape(name)}</text>'
+        )
+    out.append(
+        f'<line x1="{left}" x2="{width - 12}" y1="{top_pad + plot_h}" '
+        f'y2="{top_pad + plot_h}" stroke="#333"/></svg>'
+    )
+    return "".join(out)

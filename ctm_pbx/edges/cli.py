@@ -865,20 +865,6 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
         )
 
 
-def replay_advice(ctx: Context, pool, numbers: list[str], metric: str, target: float, now):
-    """The smallest size of ``pool`` reaching ``target`` on ``metric``: its stored visits of
-    the last 7 days handed out again at other sizes (``core.pool_sizing``)."""
-    from ctm_pbx.adapters.store import leases as lease_store
-    from ctm_pbx.core.pool_sizing import Session, advise_size
-
-    database = ctx.read_db()
-    leases = lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now)
-    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = lease_store.pool_call_delays(database, pool.name, now - STATS_PERIOD)
-    window = ctx.config.tracking.attribution_window_minutes
-    return advise_size(sessions, delays, pool, metric, target, window)
-
-
 @pools.command("advise")
 @click.option(
     "--share-probability",
@@ -907,6 +893,7 @@ def pools_advise(
       ctm-pbx pools advise --accuracy 0.9
       ctm-pbx pools advise --same-day 0.99 --json
     """
+    from ctm_pbx.adapters.pool_accuracy import replay_advice
     from ctm_pbx.core.pools import advise
 
     if not 0 < share_probability < 1:
@@ -931,7 +918,7 @@ def pools_advise(
         if wanted:
             row["targets"] = {}
             for metric, target in wanted.items():
-                sized = replay_advice(ctx, pool, numbers, metric, target, now)
+                sized = replay_advice(ctx.read_db(), ctx.config, pool, numbers, metric, target, now)
                 row["targets"][metric] = {
                     "target": target,
                     "size": sized.size,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import click
 
+from ctm_pbx.adapters.pool_accuracy import pool_accuracy
 from ctm_pbx.adapters.store.reports import run_report
 from ctm_pbx.core.reports import (
     METRICS,
@@ -240,31 +242,8 @@ def accuracy(ctx, since, until, tz_name, confident: float, as_json: bool) -> Non
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
     qualified = QualifiedCall(min_talk_seconds=cfg.reports.qualified_min_talk_seconds)
-    by_pool = {
-        r.key: r.metrics
-        for r in run_report(ctx.read_db(), Dimension.POOL, period, tz, Filters(), qualified,
-                            compare=False).rows
-    }  # fmt: skip
-    now = datetime.now(UTC)
-    rows = []
-    for pool, numbers, _stats, _counters, daily, traffic in base._pool_rows(ctx):
-        calls = by_pool.get(pool.name, {})
-        sized = base.replay_advice(ctx, pool, numbers, "confident", confident, now)
-        rows.append(
-            {
-                "pool": pool.name,
-                "size": len(numbers),
-                "daily_visitors": round(daily, 1),
-                "peak_pages_open": traffic.peak_open,
-                "share_rate": round(traffic.shared_share, 4),
-                "calls": calls.get("calls", 0),
-                "avg_confidence": calls.get("avg_confidence"),
-                "confident_share": calls.get("confident_share"),
-                "advised_size": sized.size,
-                "verdict": verdict(pool.name, len(numbers), sized.size, confident,
-                                   sized.explanation),
-            }
-        )  # fmt: skip
+    found = pool_accuracy(ctx.read_db(), cfg, period, tz, qualified, confident, datetime.now(UTC))
+    rows = [{k: v for k, v in asdict(p).items() if k != "daily_peaks"} for p in found]
     if as_json:
         base.emit_json({"period": period.label, "target_confident": confident, "pools": rows})
         return
@@ -279,19 +258,6 @@ def accuracy(ctx, since, until, tz_name, confident: float, as_json: bool) -> Non
             f"{_fmt(r['avg_confidence'], '%')}, {_fmt(r['confident_share'], '%')} at >= 0.9"
         )
         click.echo(f"  {r['verdict']}")
-
-
-def verdict(pool: str, size: int, advised: int | None, target: float, why: str) -> str:
-    """What to do, in a sentence: add numbers, keep the pool, or which data is missing."""
-    goal = f"{target:.0%} confident calls"
-    if advised is None:
-        return f"no size to advise for {pool}: {why}"
-    if advised > size:
-        more = advised - size
-        return f"add {more} number{'s' * (more != 1)} to {pool} to reach {goal} ({why})"
-    if advised < size:
-        return f"{pool} reaches {goal} with {advised} of its {size} numbers ({why})"
-    return f"{pool} is the right size for {goal} ({why})"
 
 
 @click.group()

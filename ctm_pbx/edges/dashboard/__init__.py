@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
+from ctm_pbx.adapters.pool_accuracy import pool_accuracy
 from ctm_pbx.adapters.store import call_search
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
@@ -47,6 +48,7 @@ from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import InvalidNumber, to_e164
 from ctm_pbx.core.ratelimit import RateLimiter
 from ctm_pbx.core.reports import (
+    CONFIDENT,
     WEEKDAYS,
     Dimension,
     Filters,
@@ -528,6 +530,25 @@ async def sources_page(request: web.Request) -> web.StreamResponse:
     return dash.render(request, "sources.html", **data)
 
 
+def _pools_data(db, dash: Dashboard, now: datetime) -> dict:
+    period = parse_period("30d", None, now=now, tz=dash.tz)
+    pools = pool_accuracy(db, dash.config, period, dash.tz, dash.qualified, CONFIDENT, now)
+    days = [label[5:] for label, _ in pools[0].daily_peaks] if pools else []
+    chart = charts.grouped_lines(
+        days,
+        {p.pool: [peak for _, peak in p.daily_peaks] for p in pools},
+        {p.pool: p.size for p in pools},
+        title="Most pages open at once, per day (dashed: the pool's size)",
+    )
+    return {"pools": pools, "chart": chart if pools else ""}
+
+
+async def pools_page(request: web.Request) -> web.StreamResponse:
+    dash: Dashboard = request.app[DASHBOARD]
+    data = await dash.reader.run(_pools_data, dash, dash.clock())
+    return dash.render(request, "pools.html", **data)
+
+
 def live_row(dash: Dashboard, c: dict) -> dict:
     """A call as the log's table shows it (the page's script only places the text)."""
     return {
@@ -619,6 +640,7 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     r.add_get("/", overview, name="overview")
     r.add_get("/calls", call_log, name="calls")
     r.add_get("/sources", sources_page, name="sources")
+    r.add_get("/pools", pools_page, name="pools")
     r.add_get("/calls.csv", call_log_csv, name="calls_csv")
     r.add_get("/calls/live", live_feed, name="live")
     r.add_get(r"/calls/{call_id:\d+}", call_detail, name="call")

@@ -1,0 +1,105 @@
+"""Each pool's accuracy report: is it big enough for attribution you can trust?
+
+One place for ``ctm-pbx report accuracy`` and the dashboard's Pools page: the pool's
+last 7 days of leases (``core.pools.pool_traffic``: visitors a day, pages open at the
+peak and per day, the share rate), its calls in the report's period (``core.reports``)
+and the size its own traffic needs for a share of confident calls (``core.pool_sizing``'s
+replay), with the verdict in a sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+import sqlite_utils
+
+from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store.reports import run_report
+from ctm_pbx.core.model import Config
+from ctm_pbx.core.pool_sizing import Session, advise_size
+from ctm_pbx.core.pools import pool_traffic
+from ctm_pbx.core.reports import Dimension, Filters, Period, QualifiedCall, time_buckets
+
+HISTORY = timedelta(days=7)  # the traffic the advice replays (as `pools advise`)
+
+
+@dataclass(frozen=True)
+class PoolAccuracy:
+    pool: str
+    size: int
+    daily_visitors: float
+    peak_pages_open: int
+    share_rate: float
+    calls: int
+    avg_confidence: float | None
+    confident_share: float | None
+    advised_size: int | None
+    verdict: str
+    daily_peaks: tuple[tuple[str, int], ...]  # (local day, most pages open at once)
+
+
+def verdict(pool: str, size: int, advised: int | None, target: float, why: str) -> str:
+    """What to do, in a sentence: add numbers, keep the pool, or why there is no advice."""
+    goal = f"{target:.0%} confident calls"
+    if advised is None:
+        return f"no size to advise for {pool}: {why}"
+    if advised > size:
+        more = advised - size
+        return f"add {more} number{'s' * (more != 1)} to {pool} to reach {goal} ({why})"
+    if advised < size:
+        return f"{pool} reaches {goal} with {advised} of its {size} numbers ({why})"
+    return f"{pool} is the right size for {goal} ({why})"
+
+
+def replay_advice(db, config: Config, pool, numbers, metric: str, target: float, now):
+    """The smallest size of ``pool`` reaching ``target`` on ``metric``: its stored visits
+    of the last 7 days handed out again at other sizes (``core.pool_sizing``)."""
+    leases = lease_store.pool_leases(db, numbers, now - HISTORY, now)
+    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
+    delays = lease_store.pool_call_delays(db, pool.name, now - HISTORY)
+    window = config.tracking.attribution_window_minutes
+    return advise_size(sessions, delays, pool, metric, target, window)
+
+
+def pool_accuracy(
+    db: sqlite_utils.Database,
+    config: Config,
+    period: Period,
+    tz: tzinfo,
+    qualified: QualifiedCall,
+    target: float,
+    now: datetime,
+) -> list[PoolAccuracy]:
+    by_pool = {
+        r.key: r.metrics
+        for r in run_report(db, Dimension.POOL, period, tz, Filters(), qualified,
+                            compare=False).rows
+    }  # fmt: skip
+    since = now - HISTORY
+    days = time_buckets(Period(since, now, "7d", since, since), Dimension.DAY, tz)
+    out = []
+    for pool in config.pools.values():
+        numbers = lease_store.pool_numbers(db, pool.name)
+        leases = lease_store.pool_leases(db, numbers, since, now)
+        traffic = pool_traffic(leases, since, now)
+        daily = lease_store.daily_visitors(db, pool.source, now)
+        sized = replay_advice(db, config, pool, numbers, "confident", target, now)
+        calls = by_pool.get(pool.name, {})
+        peaks = tuple((b.label, pool_traffic(leases, b.start, b.end).peak_open) for b in days)
+        out.append(
+            PoolAccuracy(
+                pool=pool.name,
+                size=len(numbers),
+                daily_visitors=round(daily, 1),
+                peak_pages_open=traffic.peak_open,
+                share_rate=round(traffic.shared_share, 4),
+                calls=int(calls.get("calls") or 0),
+                avg_confidence=calls.get("avg_confidence"),
+                confident_share=calls.get("confident_share"),
+                advised_size=sized.size,
+                verdict=verdict(pool.name, len(numbers), sized.size, target, sized.explanation),
+                daily_peaks=peaks,
+            )
+        )
+    return out
