@@ -11,6 +11,7 @@ from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.adapters.store import migrate, open_db
 from ctm_pbx.adapters.visits import VisitRequest, handle_visit
 from ctm_pbx.edges.cli import main, sync_config_numbers
+from tests.helpers import BROWSER_UA
 from tests.test_web_api import CONFIG
 
 
@@ -21,10 +22,15 @@ def test_pools_commands(tmp_path) -> None:
     db = open_db(cfg.database.path)
     migrate(db)
     sync_config_numbers(cfg, db)
-    now = datetime.now(UTC) - timedelta(minutes=5)
+    now = datetime.now(UTC) - timedelta(seconds=5)  # leases not yet confirmed live 60 s
     for i in range(3):  # two numbers, three visitors: one share
         with db.conn:
-            handle_visit(db, cfg, VisitRequest(None, f"https://shop.example.com/?gclid={i}"), now)
+            handle_visit(
+                db,
+                cfg,
+                VisitRequest(None, f"https://shop.example.com/?gclid={i}", user_agent=BROWSER_UA),
+                now,
+            )
     db.conn.close()
     runner = CliRunner()
 

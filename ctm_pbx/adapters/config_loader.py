@@ -81,7 +81,14 @@ AGI_KEYS = ("host", "port", "timeout_ms")
 AMI_KEYS = ("host", "port", "username", "secret")
 DATABASE_KEYS = ("path",)
 WEB_KEYS = ("host", "port", "allowed_origins", "trusted_proxies")
-TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
+TRACKING_KEYS = (
+    "default_country",
+    "first_touch_days",
+    "attribution_window_minutes",
+    "max_leases_per_client",
+    "confirm_seconds",
+    "max_visits_per_day",
+)
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
     "landing_params",
@@ -295,6 +302,15 @@ class _Builder:
                 "attribution_window_minutes",
                 lambda n: n.integer(1),
                 default.attribution_window_minutes,
+            ),
+            max_leases_per_client=_opt(
+                m, "max_leases_per_client", lambda n: n.integer(1), default.max_leases_per_client
+            ),
+            confirm_seconds=_opt(
+                m, "confirm_seconds", lambda n: n.integer(20), default.confirm_seconds
+            ),
+            max_visits_per_day=_opt(
+                m, "max_visits_per_day", lambda n: n.integer(1), default.max_visits_per_day
             ),
         )
 

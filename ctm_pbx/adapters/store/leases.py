@@ -24,7 +24,7 @@ from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
 from ctm_pbx.adapters.store.lease_index import stored
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Assignment, Lease, NumberState, PoolView
+from ctm_pbx.core.pools import Assignment, Candidate, Lease, NumberState, PoolView
 
 # --- visitors and visits ---------------------------------------------------
 
@@ -150,6 +150,9 @@ def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
         _RENEW_LEASE,
         [(iso(at), iso(until), lid) for lid, (_n, at, until) in views.renewals.items()],
     )
+    db.conn.executemany(
+        _CONFIRMED_ACTIVITY, [(iso(at), number) for number, at, _u in views.renewals.values()]
+    )
     index = lease_index.of(db)
     if index is not None:
         for lease_id, (number, at, until) in views.renewals.items():
@@ -175,10 +178,32 @@ _LAST_ACTIVE = (
 )
 _INSERT_LEASE = (
     "INSERT INTO leases (number, pool, visitor_id, visit_id, leased_at, last_active_at,"
-    " expires_at, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " expires_at, shared, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RENEW_LEASE = (
     "UPDATE leases SET last_active_at = max(last_active_at, ?), expires_at = ? WHERE id = ?"
+)
+# a renewal is confirmed activity: it moves the number's place in the hand-out order
+_CONFIRMED_ACTIVITY = (
+    "UPDATE tracking_numbers SET last_active_at = max(coalesce(last_active_at, ''), ?)"
+    " WHERE number = ?"
+)
+# a new lease holds its number until it expires, without moving the number's rest
+_HELD_UNTIL = (
+    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?) WHERE number = ?"
+)
+_HAND_OUT = (
+    "SELECT number, last_active_at, held_until FROM tracking_numbers"
+    " INDEXED BY idx_tracking_numbers_hand_out"
+    " WHERE pool = ? AND status = 'active' ORDER BY last_active_at"
+)
+_HOLDERS = (
+    "SELECT count(*) FROM leases INDEXED BY idx_leases_number_expires"
+    " WHERE number = ? AND expires_at > ?"
+)
+_CLIENT_LEASES = (
+    f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_client"
+    " WHERE client = ? AND pool = ? AND expires_at > ? AND shared = 0"
 )
 _ACTIVE_LEASE = (
     f"SELECT {_LEASE_COLS} FROM leases WHERE visitor_id = ? AND pool = ? AND expires_at > ?"
@@ -239,6 +264,45 @@ def pool_view(db: sqlite_utils.Database, pool: Pool, numbers: list[str], now: da
     )
 
 
+def next_candidate(
+    db: sqlite_utils.Database, pool: str, now: datetime, confirm_seconds: int
+) -> Candidate | None:
+    """The number ``hand_out`` weighs for a new visitor, in O(log n).
+
+    One seek in (pool, status, last_active_at): the first number in order of its
+    holders' last confirmed activity that no unconfirmed lease holds now; if they
+    all are, the first one (to be shared). ``None``: the pool has no number.
+    """
+    at = iso(now)
+    first, held = None, False
+    for row in db.conn.execute(_HAND_OUT, (pool,)):
+        if first is None:
+            first = row
+        held_until = row[2]
+        if held_until is None or held_until <= at:
+            break
+    else:
+        row, held = first, True
+    if row is None:
+        return None
+    number, last, held_until = row
+    last_at = parse_iso(last) if last else None
+    released = False
+    if held_until is not None and held_until <= at:
+        started = parse_iso(held_until) - timedelta(seconds=confirm_seconds)
+        released = last_at is None or last_at < started  # no heartbeat since it was taken
+    holders = db.conn.execute(_HOLDERS, (number, at)).fetchone()[0]
+    return Candidate(number, last_at, holders, released and not held, held)
+
+
+def client_leases(
+    db: sqlite_utils.Database, pool: str, client: str, now: datetime
+) -> tuple[Lease, ...]:
+    """The exclusive leases of ``pool`` that ``client`` holds at ``now``."""
+    rows = db.conn.execute(_CLIENT_LEASES, (client, pool, iso(now)))
+    return tuple(_lease(r) for r in rows)
+
+
 def insert_lease(
     db: sqlite_utils.Database,
     *,
@@ -249,12 +313,16 @@ def insert_lease(
     now: datetime,
     expires_at: datetime,
     shared: bool = False,
+    client: str | None = None,
 ) -> int:
+    """A new lease: it holds ``number`` until ``expires_at`` (its first renewal confirms it)."""
     at = iso(now)
     cur = db.conn.execute(
-        _INSERT_LEASE, (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared))
+        _INSERT_LEASE,
+        (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared), client),
     )
     lease_id: int = cur.lastrowid  # type: ignore[assignment]
+    db.conn.execute(_HELD_UNTIL, (iso(expires_at), number))
     index = lease_index.of(db)
     if index is not None:
         held_from = stored(now)
@@ -287,13 +355,15 @@ def renew_lease(
     ``number`` (the lease's) spares the lease index a lookup.
     """
     db.conn.execute(_RENEW_LEASE, (iso(now), iso(expires_at), lease_id))
+    if number is None:
+        row = db.conn.execute("SELECT number FROM leases WHERE id = ?", (lease_id,)).fetchone()
+        number = row[0] if row else None
+    if number is None:
+        return
+    db.conn.execute(_CONFIRMED_ACTIVITY, (iso(now), number))
     index = lease_index.of(db)
     if index is not None:
-        if number is None:
-            row = db.conn.execute("SELECT number FROM leases WHERE id = ?", (lease_id,)).fetchone()
-            number = row[0] if row else None
-        if number is not None:
-            index.renewed(number, lease_id, now, expires_at)
+        index.renewed(number, lease_id, now, expires_at)
 
 
 def active_lease(
@@ -330,11 +400,13 @@ def record_assignment(
     visitor_id: str,
     visit_id: str | None,
     now: datetime,
+    client: str | None = None,
 ) -> int | None:
-    """Store what ``assign`` decided; returns the lease id (None: no lease).
+    """Store what ``assign`` or ``hand_out`` decided; returns the lease id (None: no lease).
 
-    ``view`` must be the one ``assign`` saw (same writer job): it gives the
-    number of active leases for the peak counter.
+    ``view`` (the pool's, or a ``PoolView`` without numbers) names the pool; the
+    peak counter counts the pool's active leases (the writer's lease index keeps
+    them, else the table is read).
     """
     pool = view.pool.name
     with atomic(db, "lease"):
@@ -357,16 +429,32 @@ def record_assignment(
             now=now,
             expires_at=assignment.expires_at,
             shared=assignment.shared,
+            client=client,
         )
         bump_pool_counters(
             db,
             pool,
             now=now,
             leases=1,
-            shares=int(assignment.shared),
-            concurrent=view.active_leases(now) + 1,
+            shares=int(assignment.shared and not assignment.capped),
+            capped=int(assignment.capped),
+            unconfirmed=int(assignment.unconfirmed_released),
+            concurrent=active_leases(db, pool, now),
         )
         return lease_id
+
+
+def active_leases(db: sqlite_utils.Database, pool: str, now: datetime) -> int:
+    """Leases of ``pool`` active at ``now`` (from the writer's index when it has one)."""
+    index = lease_index.of(db)
+    if index is not None:
+        return index.active_leases(pool, now)
+    row = db.conn.execute(
+        "SELECT count(*) FROM leases WHERE number IN"
+        " (SELECT number FROM tracking_numbers WHERE pool = ?) AND pool = ? AND expires_at > ?",
+        (pool, pool, iso(now)),
+    ).fetchone()
+    return row[0]
 
 
 # --- per-pool counters -----------------------------------------------------
@@ -382,13 +470,18 @@ class PoolCounters:
     peak_at: str | None = None
     since: str | None = None
     updated_at: str | None = None
+    crawlers: int = 0  # page views of crawlers and headless tools, shown no pool number
+    capped: int = 0  # new visitors whose client held its cap: shown one of its numbers
+    unconfirmed: int = 0  # leases that expired without a heartbeat, their number reused
 
 
 _BUMP = (
     "INSERT INTO pool_stats (pool, leases, shares, overflows, peak_concurrent, peak_at, since,"
-    " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6)"
+    " updated_at, crawlers, capped, unconfirmed)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6, ?7, ?8, ?9)"
     " ON CONFLICT (pool) DO UPDATE SET leases = leases + ?2, shares = shares + ?3,"
-    " overflows = overflows + ?4,"
+    " overflows = overflows + ?4, crawlers = crawlers + ?7, capped = capped + ?8,"
+    " unconfirmed = unconfirmed + ?9,"
     " peak_at = CASE WHEN ?5 > peak_concurrent THEN ?6 ELSE peak_at END,"
     " peak_concurrent = max(peak_concurrent, ?5), updated_at = ?6"
 )
@@ -403,9 +496,15 @@ def bump_pool_counters(
     shares: int = 0,
     overflows: int = 0,
     concurrent: int = 0,
+    crawlers: int = 0,
+    capped: int = 0,
+    unconfirmed: int = 0,
 ) -> None:
     """Add to the counters; ``concurrent`` (active leases now) raises the peak."""
-    db.conn.execute(_BUMP, (pool, leases, shares, overflows, concurrent, iso(now)))
+    db.conn.execute(
+        _BUMP,
+        (pool, leases, shares, overflows, concurrent, iso(now), crawlers, capped, unconfirmed),
+    )
 
 
 def pool_counters(db: sqlite_utils.Database, pool: str) -> PoolCounters:
@@ -419,6 +518,7 @@ def reset_pool_counters(db: sqlite_utils.Database, pool: str, *, now: datetime) 
     db.conn.execute(
         "INSERT INTO pool_stats (pool, since, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (pool) DO UPDATE SET leases = 0, shares = 0, overflows = 0,"
+        " crawlers = 0, capped = 0, unconfirmed = 0,"
         " peak_concurrent = 0, peak_at = NULL, since = excluded.since,"
         " updated_at = excluded.updated_at",
         (pool, at, at),
