@@ -265,11 +265,13 @@ def _lease_number(
     ):
         # a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
-        lease_store.renew_lease(db, held.id, now, expires, number=held.number)
+        rest = timedelta(minutes=pool.cooldown_minutes)
+        lease_store.renew_lease(db, held.id, now, expires, number=held.number, rest=rest)
         return HeldNumber(target, held.number, pool.name, held.shared, held.id, expires)
     tracking = config.tracking
     candidate = lease_store.next_candidate(db, pool.name, now, tracking.confirm_seconds)
     own = lease_store.client_leases(db, pool.name, client, now)
+    before = lease_store.previous_number(db, visitor_id, pool.name, now, tracking.confirm_seconds)
     decision = hand_out(
         pool,
         candidate,
@@ -277,6 +279,7 @@ def _lease_number(
         client_leases=own,
         cap=tracking.max_leases_per_client,
         confirm_seconds=tracking.confirm_seconds,
+        previous=before,
     )
     if decision.capped and _first_warning((pool.name, client), now):
         log.warning(
@@ -428,6 +431,9 @@ class VisitDesk:
         for held in renewed:
             if held.lease_id is not None and held.expires_at is not None:
                 pending.renewals[held.lease_id] = (held.number, now, held.expires_at)
+                pool = self.config.pools.get(held.pool or "")
+                rest = timedelta(minutes=pool.cooldown_minutes if pool else 0)
+                pending.free_at[held.number] = held.expires_at + rest
         if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self.flush_after, self.flush)

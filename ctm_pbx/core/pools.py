@@ -209,18 +209,20 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
 
 @dataclass(frozen=True)
 class Candidate:
-    """The number a pool would hand out next: the first, in order of its holders' last
-    confirmed activity (never used first), that no unconfirmed lease holds now.
+    """The number a pool would hand out next: the one free first (never used first).
 
+    ``free_at`` is the later of its last confirmed holder's activity + lease +
+    cooldown and the end of its unconfirmed leases: in that order, free numbers
+    come least recently active first, then resting ones, then held ones.
     ``released_unconfirmed``: an unconfirmed lease held it and expired without a
     heartbeat (counted when the number goes out again).
     """
 
     number: str
-    last_active_at: datetime | None
-    holders: int = 0  # active leases on it now (for the reason)
+    last_active_at: datetime | None  # its latest confirmed activity (for the reason)
+    holders: int = 0  # active leases on it now
     released_unconfirmed: bool = False
-    held: bool = False  # unconfirmed leases hold every number: this one is to be shared
+    free_at: datetime | None = None  # None: never used
 
 
 def first_expiry(pool: Pool, now: datetime, confirm_seconds: int) -> datetime:
@@ -242,14 +244,16 @@ def hand_out(
     client_leases: tuple[Lease, ...] = (),
     cap: int = 0,
     confirm_seconds: int = 60,
+    previous: Candidate | None = None,
 ) -> Assignment:
     """A new visitor's number, from the pool's next ``candidate`` (None: empty pool).
 
-    The same order as ``assign`` without reading the pool: the candidate is free
-    when its last confirmed holder's activity is ``lease + cooldown`` old, resting
-    when it is ``lease`` old, else held (leases expire ``lease_minutes`` after the
-    holder's last activity). A client holding ``cap`` exclusive leases of the pool
-    (``client_leases``) is shown the one of them whose holder was active longest ago.
+    The order of ``assign`` without reading the pool: the candidate is free once
+    ``free_at`` has passed, else it is resting (no active lease: the cooldown is cut
+    short) or held (shared). Unconfirmed leases end sooner and never make a number
+    rest. A client holding ``cap`` exclusive leases of the pool (``client_leases``)
+    is shown the one of them whose holder was active longest ago. ``previous``: the
+    number the visitor held last, free again: it goes back to them.
     """
     if candidate is None:
         return Assignment(None, reason="empty pool: show the target's own number")
@@ -263,10 +267,16 @@ def hand_out(
             expires_at=expires,
             capped=True,
         )
+    if previous is not None and (previous.free_at is None or now >= previous.free_at):
+        return Assignment(
+            previous.number,
+            reason="free number, the visitor's own before",
+            expires_at=expires,
+            unconfirmed_released=previous.released_unconfirmed,
+        )
     last = candidate.last_active_at
-    lease, rest = timedelta(minutes=pool.lease_minutes), timedelta(minutes=pool.cooldown_minutes)
     released = candidate.released_unconfirmed
-    if not candidate.held and (last is None or now >= last + lease + rest):
+    if candidate.free_at is None or now >= candidate.free_at:
         if last is None:
             reason = "free number, never used"
         else:
@@ -281,7 +291,7 @@ def hand_out(
             overflow=True,
         )
     idle = _minutes(now - last) if last is not None else 0
-    if not candidate.held and (last is None or now >= last + lease or not candidate.holders):
+    if not candidate.holders:
         return Assignment(
             candidate.number,
             reason=f"pool exhausted: cooldown cut short, resting for {idle} min",

@@ -611,6 +611,9 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
                 **stats.__dict__,
                 "leases_total": counters.leases,
                 "overflows_total": counters.overflows,
+                "crawlers_total": counters.crawlers,
+                "capped_total": counters.capped,
+                "unconfirmed_total": counters.unconfirmed,
                 "peak_at": counters.peak_at,
                 "since": counters.since,
                 "daily_visitors_7d": round(daily, 1),
@@ -625,7 +628,9 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
             f"{r['free']} free ({r['utilisation']:.0%} used); {r['active_leases']} active "
             f"leases, {r['shared_leases']} shared now; since {r['since'] or '-'}: "
             f"{r['leases_total']} leases, {r['shares_total']} shared, "
-            f"{r['overflows_total']} overflow, peak {r['peak_concurrent']} at once"
+            f"{r['overflows_total']} overflow, peak {r['peak_concurrent']} at once; "
+            f"drain defence: {r['crawlers_total']} crawler views, {r['capped_total']} "
+            f"capped, {r['unconfirmed_total']} unconfirmed"
         )
 
 

@@ -11,7 +11,7 @@ Times go in as aware datetimes and are stored as ISO 8601 UTC text
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,6 +139,7 @@ class PageViews:
     visits: dict[str, tuple[datetime, int]]  # visit id -> (latest activity, page views)
     visitors: dict[str, datetime]  # visitor id -> latest activity
     renewals: dict[int, tuple[str, datetime, datetime]]  # lease id -> (number, at, expires_at)
+    free_at: dict[str, datetime] = field(default_factory=dict)  # number -> expiry + cooldown
 
 
 def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
@@ -151,7 +152,11 @@ def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
         [(iso(at), iso(until), lid) for lid, (_n, at, until) in views.renewals.items()],
     )
     db.conn.executemany(
-        _CONFIRMED_ACTIVITY, [(iso(at), number) for number, at, _u in views.renewals.values()]
+        _CONFIRMED_ACTIVITY,
+        [
+            (iso(at), iso(views.free_at.get(number, until)), number)
+            for number, at, until in views.renewals.values()
+        ],
     )
     index = lease_index.of(db)
     if index is not None:
@@ -185,17 +190,26 @@ _RENEW_LEASE = (
 )
 # a renewal is confirmed activity: it moves the number's place in the hand-out order
 _CONFIRMED_ACTIVITY = (
-    "UPDATE tracking_numbers SET last_active_at = max(coalesce(last_active_at, ''), ?)"
-    " WHERE number = ?"
+    "UPDATE tracking_numbers SET last_active_at = max(coalesce(last_active_at, ''), ?1),"
+    " free_at = max(coalesce(free_at, ''), ?2) WHERE number = ?3"
 )
-# a new lease holds its number until it expires, without moving the number's rest
+# a new lease holds its number until it expires, without making it rest after that
 _HELD_UNTIL = (
-    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?) WHERE number = ?"
+    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?1),"
+    " free_at = max(coalesce(free_at, ''), ?1) WHERE number = ?2"
 )
 _HAND_OUT = (
-    "SELECT number, last_active_at, held_until FROM tracking_numbers"
+    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
     " INDEXED BY idx_tracking_numbers_hand_out"
-    " WHERE pool = ? AND status = 'active' ORDER BY last_active_at"
+    " WHERE pool = ? AND status = 'active' ORDER BY free_at LIMIT 1"
+)
+_NUMBER_STATE = (
+    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
+    " WHERE number = ? AND pool = ? AND status = 'active'"
+)
+_LATEST_LEASE = (
+    "SELECT number FROM leases INDEXED BY idx_leases_visitor WHERE visitor_id = ? AND pool = ?"
+    " ORDER BY id DESC LIMIT 1"
 )
 _HOLDERS = (
     "SELECT count(*) FROM leases INDEXED BY idx_leases_number_expires"
@@ -269,30 +283,39 @@ def next_candidate(
 ) -> Candidate | None:
     """The number ``hand_out`` weighs for a new visitor, in O(log n).
 
-    One seek in (pool, status, last_active_at): the first number in order of its
-    holders' last confirmed activity that no unconfirmed lease holds now; if they
-    all are, the first one (to be shared). ``None``: the pool has no number.
+    One seek in (pool, status, free_at): the number free first (never used
+    first). ``None``: the pool has no number.
     """
+    row = db.conn.execute(_HAND_OUT, (pool,)).fetchone()
+    return None if row is None else _candidate(db, row, now, confirm_seconds)
+
+
+def _candidate(
+    db: sqlite_utils.Database, row: tuple, now: datetime, confirm_seconds: int
+) -> Candidate:
     at = iso(now)
-    first, held = None, False
-    for row in db.conn.execute(_HAND_OUT, (pool,)):
-        if first is None:
-            first = row
-        held_until = row[2]
-        if held_until is None or held_until <= at:
-            break
-    else:
-        row, held = first, True
-    if row is None:
-        return None
-    number, last, held_until = row
+    number, last, held_until, free_at = row
     last_at = parse_iso(last) if last else None
     released = False
     if held_until is not None and held_until <= at:
         started = parse_iso(held_until) - timedelta(seconds=confirm_seconds)
         released = last_at is None or last_at < started  # no heartbeat since it was taken
     holders = db.conn.execute(_HOLDERS, (number, at)).fetchone()[0]
-    return Candidate(number, last_at, holders, released and not held, held)
+    return Candidate(number, last_at, holders, released, parse_iso(free_at) if free_at else None)
+
+
+def previous_number(
+    db: sqlite_utils.Database, visitor_id: str, pool: str, now: datetime, confirm_seconds: int
+) -> Candidate | None:
+    """The number of the visitor's latest lease of ``pool``, if it is free again now
+    (a page that came back after its unconfirmed lease ended gets its number back)."""
+    row = db.conn.execute(_LATEST_LEASE, (visitor_id, pool)).fetchone()
+    if row is None:
+        return None
+    found = db.conn.execute(_NUMBER_STATE, (row[0], pool)).fetchone()
+    if found is None or (found[3] is not None and found[3] > iso(now)):
+        return None
+    return _candidate(db, found, now, confirm_seconds)
 
 
 def client_leases(
@@ -349,10 +372,12 @@ def renew_lease(
     expires_at: datetime,
     *,
     number: str | None = None,
+    rest: timedelta = timedelta(0),
 ) -> None:
     """The holder was active at ``now``: the lease now ends at ``expires_at``.
 
-    ``number`` (the lease's) spares the lease index a lookup.
+    Confirmed activity: the number is free again ``rest`` (the pool's cooldown)
+    after that. ``number`` (the lease's) spares a lookup.
     """
     db.conn.execute(_RENEW_LEASE, (iso(now), iso(expires_at), lease_id))
     if number is None:
@@ -360,7 +385,7 @@ def renew_lease(
         number = row[0] if row else None
     if number is None:
         return
-    db.conn.execute(_CONFIRMED_ACTIVITY, (iso(now), number))
+    db.conn.execute(_CONFIRMED_ACTIVITY, (iso(now), iso(expires_at + rest), number))
     index = lease_index.of(db)
     if index is not None:
         index.renewed(number, lease_id, now, expires_at)
@@ -417,7 +442,12 @@ def record_assignment(
             return None
         if assignment.renewed and assignment.lease_id is not None:
             renew_lease(
-                db, assignment.lease_id, now, assignment.expires_at, number=assignment.number
+                db,
+                assignment.lease_id,
+                now,
+                assignment.expires_at,
+                number=assignment.number,
+                rest=timedelta(minutes=view.pool.cooldown_minutes),
             )
             return assignment.lease_id
         lease_id = insert_lease(
