@@ -635,3 +635,17 @@ def test_asterisk_modes_and_agi_settings() -> None:
     assert (a.ami.port, a.ami.username, a.ami.secret) == (5038, "mgr", "s")
     default = parse_config("{}\n").asterisk
     assert default.mode.value == "ari" and default.uses_ari and not default.uses_agi
+
+
+def test_pool_drain_settings() -> None:
+    cfg = parse("tracking: {max_leases_per_client: 2, confirm_seconds: 90, max_visits_per_day: 7}")
+    assert cfg.tracking.max_leases_per_client == 2
+    assert cfg.tracking.confirm_seconds == 90 and cfg.tracking.max_visits_per_day == 7
+    error = errors_of(
+        "tracking:\n  max_leases_per_client: 0\n  confirm_seconds: 5\n  max_visits_per_day: x\n"
+    )
+    assert [(e.path, e.line) for e in error.errors] == [
+        ("tracking.max_leases_per_client", 2),
+        ("tracking.confirm_seconds", 3),
+        ("tracking.max_visits_per_day", 4),
+    ], str(error)
