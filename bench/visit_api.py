@@ -177,15 +177,20 @@ async def seed_visitors(port: int, count: int) -> list[str]:
 
 
 def serve(code: str, config: Path, port: int) -> subprocess.Popen:
+    import socket
+
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is in use: pass another --port")
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(config), str(port)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    import socket
-
-    for _ in range(100):
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return proc
@@ -207,7 +212,7 @@ def prepare_pools(work: Path, args: argparse.Namespace) -> None:
 
     if args.pools:
         names = [f"src{k}" for k in range(args.pools)]
-        rule = "{{kind: onsite, rules: [{{landing_params: {{utm_source: {0}}}}}]}}"
+        rule = "{{kind: onsite, match: [{{landing_params: {{utm_source: {0}}}}}]}}"
         sources = "".join(f"  {n}: {rule.format(n)}\n" for n in names)
         sizes = {n: args.pool_size for n in names}
     else:
@@ -250,6 +255,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--visitors", type=int, default=1000)
     ap.add_argument("--pages", type=int, default=50, help="0: every request an ad click")
+    ap.add_argument("--port", type=int, default=18091, help="the API's (the bare server: +1)")
     ap.add_argument("--new-visitors", action="store_true", help="every request a new visitor")
     ap.add_argument("--leases", type=int, default=0, help="active leases stored beforehand")
     ap.add_argument("--free", type=int, default=5000, help="free numbers beside --leases")
@@ -266,7 +272,8 @@ def main() -> int:
         )
         (work / "config.yaml").write_text(CONFIG + numbers, encoding="utf-8")
     results = {}
-    for name, code, port in (("bare_aiohttp", SERVE_BARE, 18092), ("visit_api", SERVE_API, 18091)):
+    servers = (("bare_aiohttp", SERVE_BARE, args.port + 1), ("visit_api", SERVE_API, args.port))
+    for name, code, port in servers:
         proc = serve(code, work / "config.yaml", port)
         try:
             visitors = (

@@ -1,8 +1,10 @@
 """Website visitors, their visits, pool leases and per-pool counters.
 
-Hot path (every page view of a visitor on a pool): ``pool_view`` (two indexed
-queries), ``assign`` in the core, ``record_assignment``. Plain SQL throughout:
-sqlite-utils' table helpers introspect the schema on every call.
+Hot path (a new visitor on a pool): ``next_candidate`` (one seek in the hand-out
+index of tracking_numbers), ``hand_out`` in the core, ``record_assignment``; a
+returning visitor's lease is renewed by id. ``pool_view`` reads a whole pool (for
+``pools stats``). Plain SQL throughout: sqlite-utils' table helpers introspect
+the schema on every call.
 
 Times go in as aware datetimes and are stored as ISO 8601 UTC text
 (``ctm_pbx.core.clock.iso``), which sorts as time does.
@@ -177,9 +179,10 @@ _ACTIVE_LEASES = (
     f"SELECT {_LEASE_COLS} FROM leases"
     " WHERE number IN (SELECT value FROM json_each(?)) AND expires_at > ?"
 )
+# confirmed activity only: a lease that expired unconfirmed leaves its number free
 _LAST_ACTIVE = (
-    "SELECT j.value, (SELECT last_active_at FROM leases WHERE number = j.value"
-    " ORDER BY last_active_at DESC LIMIT 1) FROM json_each(?) AS j"
+    "SELECT j.value, (SELECT last_active_at FROM tracking_numbers WHERE number = j.value)"
+    " FROM json_each(?) AS j"
 )
 _INSERT_LEASE = (
     "INSERT INTO leases (number, pool, visitor_id, visit_id, leased_at, last_active_at,"
