@@ -176,6 +176,12 @@ async def seed_visitors(port: int, count: int) -> list[str]:
     return ids
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time (user + system, every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve(code: str, config: Path, port: int) -> subprocess.Popen:
     import socket
 
@@ -283,8 +289,13 @@ def main() -> int:
             )
             opts = {"new_visitors": args.new_visitors, "pools": args.pools}
             asyncio.run(load(port, 1, args.concurrency, visitors, args.pages, **opts))  # warm up
+            cpu = cpu_seconds(proc.pid)
             results[name] = asyncio.run(
                 load(port, args.seconds, args.concurrency, visitors, args.pages, **opts)
+            )
+            used = cpu_seconds(proc.pid) - cpu  # steadier than requests/s on a shared machine
+            results[name]["cpu_ms_per_request"] = round(
+                used * 1000 / max(1, results[name]["requests"]), 3
             )
         finally:
             proc.terminate()

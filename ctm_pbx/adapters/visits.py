@@ -113,15 +113,19 @@ def handle_visit(
         )
         last = _latest_visit(db, visitor_id)
         arrived = decision.phase in ARRIVALS
-        if last and _visits_since(db, visitor_id, now - VISITS_PER) >= (
-            config.tracking.max_visits_per_day
+        same_visit = last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE
+        if (
+            last
+            and not same_visit
+            and _visits_since(db, visitor_id, now - VISITS_PER)
+            >= (config.tracking.max_visits_per_day)
         ):
             # bounded writes: beyond the cap an arrival is another page of the latest
             # visit; the visitor keeps its source and numbers, nothing new is stored
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now)
             touch = current
-        elif last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE:
+        elif last and same_visit:
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now)
         else:
