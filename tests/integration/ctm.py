@@ -254,7 +254,9 @@ class ThreadDaemon:
         def main() -> None:
             async def serve() -> None:
                 self._loop = asyncio.get_running_loop()
-                self.daemon = Daemon(self.config, self.clock) if self.clock else Daemon(self.config)
+                self.daemon = (
+                    Daemon(self.config, self.clock) if self.clock else Daemon(self.config)
+                )
                 ready.set()
                 await self.daemon.serve()
 
@@ -302,9 +304,7 @@ class ProcessDaemon:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ctm_pbx", "--config", str(self.config_path), "run"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(os.environ),
         )
         out.close()
@@ -342,8 +342,7 @@ def wait_call(db_path: str, timeout_s: float = 10.0, **match) -> dict:
         try:
             last = call_store.list_calls(db, limit=200)
             rows = [
-                r
-                for r in last
+                r for r in last
                 if r["status"] == "completed" and all(r.get(k) == v for k, v in match.items())
             ]
             if rows:

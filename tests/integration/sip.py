@@ -133,18 +133,12 @@ def _tail(path: Path, lines: int = 25) -> str:
 def _sipp_base(port: int) -> list[str]:
     return [
         "sipp",
-        "-i",
-        LOOPBACK,
-        "-mi",
-        LOOPBACK,
-        "-p",
-        str(port),
-        "-mp",
-        str(media_port(port)),
-        "-ci",
-        LOOPBACK,
-        "-cp",
-        str(control_port(port)),
+        "-i", LOOPBACK,
+        "-mi", LOOPBACK,
+        "-p", str(port),
+        "-mp", str(media_port(port)),
+        "-ci", LOOPBACK,
+        "-cp", str(control_port(port)),
         "-nostdin",
     ]
 
@@ -333,16 +327,10 @@ class Phone:
 
     def command(self) -> list[str]:
         cmd = _sipp_base(self.port) + [
-            "-sf",
-            str(SIPP_DIR / _UAS_FILES[self.behaviour]),
-            "-timeout",
-            f"{self.max_s}s",
-            "-trace_logs",
-            "-log_file",
-            str(self.log_file),
-            "-trace_screen",
-            "-screen_file",
-            str(self.screen_file),
+            "-sf", str(SIPP_DIR / _UAS_FILES[self.behaviour]),
+            "-timeout", f"{self.max_s}s",
+            "-trace_logs", "-log_file", str(self.log_file),
+            "-trace_screen", "-screen_file", str(self.screen_file),
         ]
         if self.behaviour == "answer":
             cmd += ["-key", "ring_ms", str(self.ring_ms), "-key", "hangup_ms", str(self.hangup_ms)]
@@ -361,10 +349,7 @@ class Phone:
             )
         with self.out_file.open("wb") as out:
             self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
         deadline = time.monotonic() + timeout_s
@@ -509,8 +494,7 @@ class CallResult:
             f"{self.scenario} to {self.did}: exit {self.exit_code}, codes {self.codes}, "
             f"final {self.final_code}, {self.elapsed_s:.2f} s"
             + (" TIMED OUT" if self.timed_out else "")
-            + "\nevents: "
-            + "; ".join(e.line for e in self.events)
+            + "\nevents: " + "; ".join(e.line for e in self.events)
             + f"\nworkdir {self.workdir}"
         )
 
@@ -669,42 +653,22 @@ class Carrier:
         run_dir.mkdir(parents=True, exist_ok=True)
         if udp_port_bound(port):
             raise SippError(f"carrier: UDP {LOOPBACK}:{port} is already in use")
-        cmd = (
-            _sipp_base(port)
-            + self._scenario_args(
-                scenario,
-                from_number=from_number,
-                hold_ms=hold_ms,
-                cancel_ms=cancel_ms,
-                digits=digits,
-                gap_ms=gap_ms,
-                run_dir=run_dir,
-            )
-            + [
-                "-s",
-                did,
-                f"{LOOPBACK}:{self.asterisk_port}",
-                "-m",
-                str(count),
-                "-r",
-                str(rate),
-                # an unanswered step aborts its call (INVITE pending: sipp CANCELs it)
-                "-recv_timeout",
-                str(max(1000, int(timeout_s * 1000) - 1000)),
-                "-timeout",
-                f"{int(timeout_s) + 1}s",
-                "-timeout_error",
-                "-trace_logs",
-                "-log_file",
-                str(run_dir / "events.log"),
-                "-trace_shortmsg",
-                "-shortmessage_file",
-                str(run_dir / "shortmessages.log"),
-                "-trace_screen",
-                "-screen_file",
-                str(run_dir / "screen.log"),
-            ]
-        )
+        cmd = _sipp_base(port) + self._scenario_args(
+            scenario, from_number=from_number, hold_ms=hold_ms, cancel_ms=cancel_ms,
+            digits=digits, gap_ms=gap_ms, run_dir=run_dir,
+        ) + [
+            "-s", did,
+            f"{LOOPBACK}:{self.asterisk_port}",
+            "-m", str(count),
+            "-r", str(rate),
+            # an unanswered step aborts its call (INVITE pending: sipp CANCELs it)
+            "-recv_timeout", str(max(1000, int(timeout_s * 1000) - 1000)),
+            "-timeout", f"{int(timeout_s) + 1}s",
+            "-timeout_error",
+            "-trace_logs", "-log_file", str(run_dir / "events.log"),
+            "-trace_shortmsg", "-shortmessage_file", str(run_dir / "shortmessages.log"),
+            "-trace_screen", "-screen_file", str(run_dir / "screen.log"),
+        ]
         if max_concurrent is None:
             # sipp's default limit (3 x rate x the scenario's pauses, which these
             # scenarios do not use for their durations) would throttle long calls
@@ -758,19 +722,9 @@ class Carrier:
         if timeout_s is None:
             timeout_s = 15 + _scenario_ms(scenario, hold_ms, cancel_ms, digits, gap_ms) / 1000
         rc, timed_out, elapsed, run_dir = self._run(
-            did,
-            scenario,
-            count=1,
-            rate=10,
-            from_number=from_number,
-            hold_ms=hold_ms,
-            cancel_ms=cancel_ms,
-            digits=digits,
-            gap_ms=gap_ms,
-            port=port,
-            timeout_s=timeout_s,
-            max_concurrent=None,
-            trace_msg=trace_msg,
+            did, scenario, count=1, rate=10, from_number=from_number, hold_ms=hold_ms,
+            cancel_ms=cancel_ms, digits=digits, gap_ms=gap_ms, port=port, timeout_s=timeout_s,
+            max_concurrent=None, trace_msg=trace_msg,
         )
         statuses = invite_statuses(parse_shortmsg(run_dir / "shortmessages.log"))
         codes = next(iter(statuses.values()), [])
@@ -808,19 +762,9 @@ class Carrier:
             call_ms = _scenario_ms(scenario, hold_ms, cancel_ms, digits, gap_ms)
             timeout_s = count / rate + call_ms / 1000 + 30
         rc, timed_out, elapsed, run_dir = self._run(
-            did,
-            scenario,
-            count=count,
-            rate=rate,
-            from_number=from_number,
-            hold_ms=hold_ms,
-            cancel_ms=cancel_ms,
-            digits=digits,
-            gap_ms=gap_ms,
-            port=port,
-            timeout_s=timeout_s,
-            max_concurrent=max_concurrent,
-            trace_msg=trace_msg,
+            did, scenario, count=count, rate=rate, from_number=from_number, hold_ms=hold_ms,
+            cancel_ms=cancel_ms, digits=digits, gap_ms=gap_ms, port=port, timeout_s=timeout_s,
+            max_concurrent=max_concurrent, trace_msg=trace_msg,
         )
         statuses = invite_statuses(parse_shortmsg(run_dir / "shortmessages.log"))
         per_call = {cid: final_status(codes) for cid, codes in statuses.items()}
@@ -839,23 +783,15 @@ class Carrier:
         )
 
 
-def place_call(
-    did: str, scenario: Scenario = "call", *, workdir: Path | None = None, **kwargs: Any
-) -> CallResult:
+def place_call(did: str, scenario: Scenario = "call", *, workdir: Path | None = None,
+               **kwargs: Any) -> CallResult:
     """``Carrier(workdir).place_call(did, scenario, **kwargs)``; a temp dir by default."""
     wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ctm-sip-"))
     return Carrier(wd).place_call(did, scenario, **kwargs)
 
 
-def place_calls(
-    did: str,
-    count: int,
-    rate: float,
-    scenario: Scenario = "call",
-    *,
-    workdir: Path | None = None,
-    **kwargs: Any,
-) -> BatchResult:
+def place_calls(did: str, count: int, rate: float, scenario: Scenario = "call", *,
+                workdir: Path | None = None, **kwargs: Any) -> BatchResult:
     wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ctm-sip-"))
     return Carrier(wd).place_calls(did, count, rate, scenario, **kwargs)
 
@@ -887,12 +823,8 @@ class Asterisk:
 
     def run_sandbox(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.sandbox), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
+            [str(self.sandbox), *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout_s, stdin=subprocess.DEVNULL,
         )
 
     def cli(self, command: str, timeout_s: float = 15.0) -> str:

@@ -73,17 +73,10 @@ def test_listings_go_over_http_even_when_the_socket_carries_rest(ctm, asterisk: 
     assert ctm.daemon.status()["ari_rest_transport"] == "websocket"
     name = "n" * 8000  # 30 local pairs with long caller names: a listing of ~1 MB
     held = [
-        asterisk.ari_send(
-            "POST",
-            "channels",
-            {
-                "endpoint": "Local/s@ctm-test-hold",
-                "context": "ctm-test-hold",
-                "extension": "s",
-                "priority": 1,
-                "callerId": f'"{name}" <1312555{i:04d}>',
-            },
-        )["id"]
+        asterisk.ari_send("POST", "channels", {
+            "endpoint": "Local/s@ctm-test-hold", "context": "ctm-test-hold", "extension": "s",
+            "priority": 1, "callerId": f'"{name}" <1312555{i:04d}>',
+        })["id"]
         for i in range(30)
     ]
     try:
@@ -202,7 +195,9 @@ def _completed(daemon: ThreadDaemon, number: str, count: int) -> list[dict]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         db = open_db(daemon.config.database.path)
-        rows = [r for r in call_store.list_calls(db, number=number) if r["status"] == "completed"]
+        rows = [
+            r for r in call_store.list_calls(db, number=number) if r["status"] == "completed"
+        ]
         db.conn.close()
         if len(rows) >= count:
             return rows
