@@ -53,7 +53,14 @@ from ctm_pbx.adapters.call_attribution import attribute_call  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import calls as call_store  # noqa: E402
 from ctm_pbx.adapters.store import lease_index, migrate, open_db  # noqa: E402
-from ctm_pbx.adapters.visits import RENEW_EVERY_S, VisitRequest, handle_visit  # noqa: E402
+from ctm_pbx.adapters.visits import (  # noqa: E402
+    FIRST_RENEW_S,
+    RENEW_EVERY_S,
+    VisitRequest,
+    handle_visit,
+)
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 from ctm_pbx.core.callflow import StartCall  # noqa: E402
 from ctm_pbx.core.clock import iso  # noqa: E402
 from ctm_pbx.edges.cli import sync_config_numbers  # noqa: E402
@@ -177,7 +184,7 @@ def run(
             got = handle_visit(
                 db,
                 cfg,
-                VisitRequest(vids.get(visitor), landing, None),
+                VisitRequest(vids.get(visitor), landing, None, user_agent=BROWSER_UA),
                 T0 + timedelta(seconds=at),
             )
         if got.unknown:
@@ -207,7 +214,8 @@ def run(
         for i, (start, end) in enumerate(visible):
             # a new page (or the tab made visible again: a renewal)
             push(start, "page" if i < pages else "renew", visitor)
-            r = start + RENEW_EVERY_S
+            # a new lease is confirmed by a first heartbeat soon (the API asks 10 s)
+            r = start + (FIRST_RENEW_S if i == 0 and not returning else RENEW_EVERY_S)
             while r < end:
                 push(r, "renew", visitor)
                 r += RENEW_EVERY_S

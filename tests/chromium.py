@@ -13,3 +13,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def visitor_context(browser, **kwargs):  # noqa: ANN001, ANN003, ANN201 - Playwright's types
+    """A browser context that presents this Chromium's User-Agent without "Headless".
+
+    The visit API treats headless browsers as crawlers (they never take a pool
+    number); tests that play a real visitor against the real API use this.
+    """
+    agent = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+        f" Chrome/{browser.version} Safari/537.36"
+    )
+    return browser.new_context(user_agent=agent, **kwargs)

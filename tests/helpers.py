@@ -5,6 +5,12 @@ from __future__ import annotations
 from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.core.model import Config
 
+# what a visitor's browser sends (tools such as aiohttp's client are crawlers to the API)
+BROWSER_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Safari/537.36"
+)
+
 BASE = """\
 sources:
   billboard: {kind: offsite}

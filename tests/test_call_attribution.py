@@ -13,6 +13,7 @@ from ctm_pbx.adapters.visits import VisitRequest, handle_visit
 from ctm_pbx.core.callflow import StartCall
 from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import sync_config_numbers
+from tests.helpers import BROWSER_UA
 from tests.test_web_api import CONFIG, SHOP, T0
 
 CALLER = "+17735550123"
@@ -28,7 +29,9 @@ def test_a_repeat_caller_days_later_is_linked_past_the_numbers_new_holder() -> N
 
     def visit(at, gclid):
         with db.conn:
-            return handle_visit(db, cfg, VisitRequest(None, f"{SHOP}/?gclid={gclid}"), at)
+            return handle_visit(
+                db, cfg, VisitRequest(None, f"{SHOP}/?gclid={gclid}", user_agent=BROWSER_UA), at
+            )
 
     def call(at):
         number = "+13125550150"

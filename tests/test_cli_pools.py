@@ -13,6 +13,7 @@ from ctm_pbx.adapters.store import migrate, open_db
 from ctm_pbx.adapters.visits import VisitRequest, handle_visit
 from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import main, sync_config_numbers
+from tests.helpers import BROWSER_UA
 from tests.test_web_api import CONFIG
 
 
@@ -23,10 +24,15 @@ def test_pools_commands(tmp_path) -> None:
     db = open_db(cfg.database.path)
     migrate(db)
     sync_config_numbers(cfg, db)
-    now = datetime.now(UTC) - timedelta(minutes=5)
+    now = datetime.now(UTC) - timedelta(seconds=5)  # leases not yet confirmed live 60 s
     for i in range(3):  # two numbers, three visitors: one share
         with db.conn:
-            handle_visit(db, cfg, VisitRequest(None, f"https://shop.example.com/?gclid={i}"), now)
+            handle_visit(
+                db,
+                cfg,
+                VisitRequest(None, f"https://shop.example.com/?gclid={i}", user_agent=BROWSER_UA),
+                now,
+            )
     db.conn.close()
     runner = CliRunner()
 
@@ -68,8 +74,9 @@ def test_accuracy_report_per_pool(tmp_path) -> None:
     sync_config_numbers(cfg, db)
     now = datetime.now(UTC) - timedelta(minutes=5)
     for i in range(3):
+        landing = f"https://shop.example.com/?gclid={i}"
         with db.conn:
-            handle_visit(db, cfg, VisitRequest(None, f"https://shop.example.com/?gclid={i}"), now)
+            handle_visit(db, cfg, VisitRequest(None, landing, user_agent=BROWSER_UA), now)
     with db.conn:
         for confidence in (0.95, 0.5):
             db["calls"].insert({"status": "completed", "started_at": iso(now), "pool": "gads",

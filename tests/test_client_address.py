@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctm_pbx.core.client_address import LOOPBACK, client_key, parse_networks
+from ctm_pbx.core.client_address import LOOPBACK, client_key, lease_client, parse_networks
 
 PROXIES = parse_networks([*LOOPBACK, "10.0.0.0/8"])
 
@@ -47,3 +47,17 @@ def test_no_trusted_proxies_means_the_socket_address() -> None:
 def test_bad_networks_are_refused(bad) -> None:
     with pytest.raises(ValueError):
         parse_networks([bad])
+
+
+@pytest.mark.parametrize(
+    ("key", "client"),
+    [
+        ("198.51.100.7", "198.51.100.7"),  # an IPv4 client is its address
+        ("2001:db8:1:2::/64", "2001:db8:1::/48"),  # every /64 of a /48: one client
+        ("2001:db8:1:ffff::/64", "2001:db8:1::/48"),
+        ("2001:db8:2::/64", "2001:db8:2::/48"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_lease_client(key, client) -> None:
+    assert lease_client(key) == client

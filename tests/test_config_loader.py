@@ -652,3 +652,17 @@ def test_call_spool_is_a_path_as_ctm_pbx_sees_it() -> None:
     assert cfg.asterisk.call_spool == "/srv/ctm/spool/calls.spool"
     absolute = parse_config("asterisk: {call_spool: /chroot/var/calls.spool}\n")
     assert absolute.asterisk.call_spool == "/chroot/var/calls.spool"
+
+
+def test_pool_drain_settings() -> None:
+    cfg = parse("tracking: {max_leases_per_client: 2, confirm_seconds: 90, max_visits_per_day: 7}")
+    assert cfg.tracking.max_leases_per_client == 2
+    assert cfg.tracking.confirm_seconds == 90 and cfg.tracking.max_visits_per_day == 7
+    error = errors_of(
+        "tracking:\n  max_leases_per_client: 0\n  confirm_seconds: 5\n  max_visits_per_day: x\n"
+    )
+    assert [(e.path, e.line) for e in error.errors] == [
+        ("tracking.max_leases_per_client", 2),
+        ("tracking.confirm_seconds", 3),
+        ("tracking.max_visits_per_day", 4),
+    ], str(error)

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.edges.cli import main
 from ctm_pbx.edges.daemon import Daemon
+from tests.helpers import BROWSER_UA
 
 SHOP = "https://shop.example.com"
 POOL = ("+13125550150", "+13125550151")
@@ -82,7 +83,7 @@ async def visit(d: Daemon, landing: str, visitor_id: str | None = None) -> dict:
     url = f"{d.web_url}/api/visit"  # type: ignore[attr-defined]
     async with (
         aiohttp.ClientSession() as http,
-        http.post(url, json=body, headers={"Origin": SHOP}) as resp,
+        http.post(url, json=body, headers={"Origin": SHOP, "User-Agent": BROWSER_UA}) as resp,
     ):
         assert resp.status == 200, await resp.text()
         return await resp.json()

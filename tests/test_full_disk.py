@@ -30,7 +30,7 @@ from ctm_pbx.adapters.store.writer import DEFER_S, StoreUnavailable, StoreWriter
 from ctm_pbx.core.inventory import NumberRecord
 from ctm_pbx.edges.cli import sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
-from tests.helpers import config
+from tests.helpers import BROWSER_UA, config
 from tests.test_agi_adapter import DID, agi_request, ami, free_port
 
 pytestmark = pytest.mark.skipif(
@@ -317,7 +317,8 @@ async def test_the_visit_api_answers_from_memory_on_a_full_disk(aiohttp_client, 
 
         async def visit(landing: str, visitor_id: str | None = None) -> tuple[int, dict]:
             body = {"visitor_id": visitor_id, "landing_url": landing, "referrer": ""}
-            resp = await client.post("/api/visit", json=body, headers={"Origin": SHOP})
+            headers = {"Origin": SHOP, "User-Agent": BROWSER_UA}  # a browser: pools serve it
+            resp = await client.post("/api/visit", json=body, headers=headers)
             return resp.status, await resp.json()
 
         _, known = await visit(f"{SHOP}/?gclid=k")

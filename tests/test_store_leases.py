@@ -114,6 +114,8 @@ def test_lease_round_trip_renew_and_expiry(db) -> None:
 def test_pool_view_reads_active_holders_and_last_activity(db) -> None:
     for vid in ("v1", "v2", "v3"):
         visitor(db, vid)
+    records = [NumberRecord(n, "google-ads", "web", "main") for n in (N1, N2, "+13125550203")]
+    number_store.add_numbers(db, records, now=iso(at(-100)))
     store.insert_lease(
         db, number=N1, pool="web", visitor_id="v1", visit_id=None, now=at(0), expires_at=at(30)
     )
@@ -135,7 +137,8 @@ def test_pool_view_reads_active_holders_and_last_activity(db) -> None:
     assert [s.number for s in view.numbers] == [N1, N2, "+13125550203"]
     n1, n2, n3 = view.numbers
     assert [h.visitor_id for h in n1.holders] == ["v1", "v2"] and n1.holders[1].shared
-    assert n1.last_active_at == at(5)
+    assert n1.last_active_at is None, "leases never renewed are not confirmed activity"
+    assert n1.last_activity() == at(5), "while they hold the number"
     assert n2.holders == () and n2.last_active_at == at(-40)
     assert n3.holders == () and n3.last_active_at is None
     assert view.active_leases(at(10)) == 2
@@ -146,8 +149,7 @@ def test_pool_view_queries_use_indexes(db) -> None:
     active = plan(db, store._ACTIVE_LEASES, ['["+1"]', iso(T0)])
     assert "USING INDEX idx_leases_number_expires (number=? AND expires_at>?)" in active
     last = plan(db, store._LAST_ACTIVE, ['["+1"]'])
-    assert "USING COVERING INDEX idx_leases_number_active (number=?)" in last
-    assert "TEMP B-TREE" not in last, "the latest activity is read from the end of the index"
+    assert "USING INDEX sqlite_autoindex_tracking_numbers_1 (number=?)" in last
 
 
 def test_lease_history_uses_an_index_and_covers_the_window(db) -> None:

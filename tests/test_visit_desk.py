@@ -15,6 +15,7 @@ from ctm_pbx.adapters.visits import VisitDesk, VisitRequest, handle_visit
 from ctm_pbx.core.callflow import NumberInfo
 from ctm_pbx.edges.cli import sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
+from tests.helpers import BROWSER_UA
 
 CONFIG = """\
 sources:
@@ -139,6 +140,7 @@ async def test_a_returning_visitor_is_answered_while_the_store_is_busy(cfg, writ
     writer = writers[0]
     desk = VisitDesk(cfg, writer, flush_after=60)
     first = await desk.visit(page(None, "/?gclid=busy", None), at(0))
+    await desk.visit(heartbeat(first.visitor_id), at(0.2))  # the page's first: confirms it
     release = threading.Event()
     writer.submit(lambda db: release.wait(10), what="a long job")
     try:
@@ -157,6 +159,7 @@ async def test_buffered_activity_is_written_before_a_visit_that_goes_to_the_stor
     writer = writers[0]
     desk = VisitDesk(cfg, writer, flush_after=60)
     first = await desk.visit(page(None, "/?gclid=a", None), at(0))
+    await desk.visit(heartbeat(first.visitor_id), at(0.2))  # the page's first: confirms it
     for minute in (1, 2, 3):
         await desk.visit(page(first.visitor_id), at(minute))
     assert [v[2] for v in table_state(writer)["visits"]] == [1], "still buffered"
@@ -176,7 +179,9 @@ async def test_buffered_activity_is_written_after_the_delay_and_at_shutdown(
     api = VisitApi(
         cfg, writer, clock=lambda: clock[0], desk=VisitDesk(cfg, writer, flush_after=0.05)
     )
-    client = await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    client = await aiohttp_client(
+        create_app(lambda: {"ari_connected": True}, api), headers={"User-Agent": BROWSER_UA}
+    )
     resp = await client.post("/api/visit", json={"landing_url": SHOP + "/?gclid=x"})
     vid = (await resp.json())["visitor_id"]
     clock[0] = at(1)

@@ -18,6 +18,7 @@ from ctm_pbx.core.callflow import StartCall
 from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import main, sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
+from tests.helpers import BROWSER_UA
 
 CONFIG = """\
 web: {allowed_origins: ["https://shop.example.com"], trusted_proxies: [127.0.0.1]}
@@ -74,7 +75,9 @@ def clock() -> Clock:
 @pytest.fixture
 async def client(aiohttp_client, cfg, writer, clock):
     api = VisitApi(cfg, writer, clock=clock)
-    return await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    return await aiohttp_client(
+        create_app(lambda: {"ari_connected": True}, api), headers={"User-Agent": BROWSER_UA}
+    )
 
 
 async def visit(client, landing, referrer="", visitor_id=None, origin=SHOP):
@@ -189,7 +192,7 @@ async def test_a_user_agent_that_is_not_utf8_is_stored_readably(client, writer) 
     body = json.dumps({"landing_url": f"{SHOP}/?gclid=ua"}).encode()
     head = (
         b"POST /api/visit HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        b"Origin: " + SHOP.encode() + b"\r\nUser-Agent: bot/\xff\xfe\r\n"
+        b"Origin: " + SHOP.encode() + b"\r\nUser-Agent: Mozilla/5.0 \xff\xfe\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
     reader, sock = await asyncio.open_connection("127.0.0.1", client.port)
@@ -204,7 +207,7 @@ async def test_a_user_agent_that_is_not_utf8_is_stored_readably(client, writer) 
             "SELECT user_agent FROM visits WHERE visitor_id = ?", [vid]
         ).fetchone()
     )
-    assert stored[0].startswith("bot/")
+    assert stored[0].startswith("Mozilla/5.0 ")
 
 
 async def test_renew_needs_a_visitor(client) -> None:
@@ -283,7 +286,9 @@ async def test_requests_are_rate_limited_per_client(aiohttp_client, cfg, writer,
     """10 requests/s with bursts of 60, whatever they are."""
     ticks = [100.0]
     api = VisitApi(cfg, writer, clock=clock, ticks=lambda: ticks[0])
-    client = await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    client = await aiohttp_client(
+        create_app(lambda: {"ari_connected": True}, api), headers={"User-Agent": BROWSER_UA}
+    )
     _, first = await visit(client, f"{SHOP}/?gclid=busy")
     body = {"visitor_id": first["visitor_id"]}
     codes = [(await client.post("/api/renew", json=body)).status for _ in range(61)]
@@ -302,7 +307,9 @@ async def test_without_trusted_proxies_x_forwarded_for_is_ignored(
         CONFIG.replace(", trusted_proxies: [127.0.0.1]", ""), env={}, base_dir=tmp_path
     )
     assert cfg.web.trusted_proxies == ()
-    client = await aiohttp_client(create_app(lambda: {}, VisitApi(cfg, writer)))
+    client = await aiohttp_client(
+        create_app(lambda: {}, VisitApi(cfg, writer)), headers={"User-Agent": BROWSER_UA}
+    )
     codes = []
     for i in range(21):
         body = {"landing_url": f"{SHOP}/?gclid=x{i}"}
@@ -354,7 +361,9 @@ async def test_calls_show_displays_the_attribution(
     """A visitor's pages (answered from memory, written in a batch) reach the call row, and
     `ctm-pbx calls show` prints the attribution, the candidates of a shared number included."""
     api = VisitApi(cfg, writer, clock=clock)
-    client = await aiohttp_client(create_app(lambda: {"ari_connected": True}, api))
+    client = await aiohttp_client(
+        create_app(lambda: {"ari_connected": True}, api), headers={"User-Agent": BROWSER_UA}
+    )
     landing = f"{SHOP}/?gclid=SHOWME&utm_source=google&utm_medium=cpc&utm_campaign=spring"
     _, first = await visit(client, landing)
     vid = first["visitor_id"]
@@ -366,7 +375,7 @@ async def test_calls_show_displays_the_attribution(
     number = first["numbers"]["+13125550100"]["number"]
 
     def log_call(db, to: str, n: int) -> int:
-        at = clock.now + timedelta(minutes=1)
+        at = clock.now + timedelta(seconds=30)  # before an unconfirmed lease expires
         start = StartCall(iso(at), to, f"+1312555099{n}", None, "google-ads", "gads", "main")
         call_id = call_store.insert_call(db, start, channel_id=f"show-{n}", linkedid=None)
         attribute_call(db, cfg, call_id, start, at)

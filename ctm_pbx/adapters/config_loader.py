@@ -105,7 +105,14 @@ WEB_KEYS = (
     "max_connections",
     "max_connections_per_client",
 )
-TRACKING_KEYS = ("default_country", "first_touch_days", "attribution_window_minutes")
+TRACKING_KEYS = (
+    "default_country",
+    "first_touch_days",
+    "attribution_window_minutes",
+    "max_leases_per_client",
+    "confirm_seconds",
+    "max_visits_per_day",
+)
 REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
 DASHBOARD_KEYS = ("enabled", "host", "port")
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
@@ -343,6 +350,15 @@ class _Builder:
                 "attribution_window_minutes",
                 lambda n: n.integer(1),
                 default.attribution_window_minutes,
+            ),
+            max_leases_per_client=_opt(
+                m, "max_leases_per_client", lambda n: n.integer(1), default.max_leases_per_client
+            ),
+            confirm_seconds=_opt(
+                m, "confirm_seconds", lambda n: n.integer(20), default.confirm_seconds
+            ),
+            max_visits_per_day=_opt(
+                m, "max_visits_per_day", lambda n: n.integer(1), default.max_visits_per_day
             ),
         )
 

@@ -16,16 +16,18 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlite_utils
 
+from ctm_pbx.adapters.crawlers import is_crawler
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.callflow import NumberInfo
+from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind
-from ctm_pbx.core.pools import assign, lease_expiry
+from ctm_pbx.core.pools import PoolView, hand_out, lease_expiry
 from ctm_pbx.core.returning_visitors import (
     ARRIVALS,
     VISIT_IDLE,
@@ -45,6 +47,8 @@ from ctm_pbx.core.sources import (
 
 log = logging.getLogger(__name__)
 RENEW_EVERY_S = 60
+FIRST_RENEW_S = 10  # a new lease's first heartbeat (it confirms the lease: a live page)
+VISITS_PER = timedelta(days=1)  # ``tracking.max_visits_per_day`` counts visits this recent
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class VisitResult:
     created: bool = False  # a new visitor was stored
     refused: bool = False  # a new visitor was needed but ``may_create`` was False
     unknown: bool = False  # a renewal for a visitor that is not stored
+    unconfirmed: bool = False  # a new lease waits for its first heartbeat
 
     def as_json(self) -> dict:
         return {
@@ -77,7 +82,7 @@ class VisitResult:
             "rule": self.rule,
             "numbers": self.numbers,
             "expires_at": self.expires_at,
-            "renew_every_s": RENEW_EVERY_S,
+            "renew_every_s": FIRST_RENEW_S if self.unconfirmed else RENEW_EVERY_S,
         }
 
 
@@ -97,6 +102,8 @@ def handle_visit(
     if visitor is None and req.landing_url is None:
         # a renewal for a visitor we do not know (or no longer): the script starts a visit
         return VisitResult(req.visitor_id or "", None, None, "", unknown=True)
+    if req.landing_url is not None and is_crawler(req.user_agent):
+        return _crawler_visit(db, config, req, now)
     if visitor is None and not req.may_create:
         return VisitResult("", None, None, "", refused=True)
     visitor_id = visitor["id"] if visitor else new_id()
@@ -115,7 +122,19 @@ def handle_visit(
         )
         last = _latest_visit(db, visitor_id)
         arrived = decision.phase in ARRIVALS
-        if last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE:
+        same_visit = last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE
+        if (
+            last
+            and not same_visit
+            and _visits_since(db, visitor_id, now - VISITS_PER)
+            >= (config.tracking.max_visits_per_day)
+        ):
+            # bounded writes: beyond the cap an arrival is another page of the latest
+            # visit; the visitor keeps its source and numbers, nothing new is stored
+            page_visit = last["id"]
+            lease_store.touch_visit(db, page_visit, now)
+            touch = current
+        elif last and same_visit:
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now)
         else:
@@ -141,21 +160,22 @@ def handle_visit(
                 ip=req.ip,
                 user_agent=(req.user_agent or "")[:500] or None,
             )
-        if current is None or touch != current:
+        if touch is not None and (current is None or touch != current):
             visit_id = page_visit  # the visit that set the attributed source
             lease_store.upsert_visitor(
                 db, visitor_id, now=now, source=touch.source, visit_id=visit_id
             )
         else:
             lease_store.upsert_visitor(db, visitor_id, now=now)
-        source, rule = touch.source, touch.rule
+        if touch is not None:
+            source, rule = touch.source, touch.rule
     elif visitor is not None:
         last = _latest_visit(db, visitor_id)
         if last:
             page_visit = last["id"]
             lease_store.touch_visit(db, page_visit, now, page_view=False)
     result = VisitResult(visitor_id, visit_id, source, rule, created=visitor is None)
-    held = _assign_numbers(db, config, result, now)
+    held = _assign_numbers(db, config, result, now, lease_client(req.ip or "unknown"))
     if page_visit is not None:
         known = KnownVisitor(visitor_id, touch, visit_id, page_visit, now, tuple(held), now)
         result.known = known if known.can_be_remembered() else None
@@ -170,6 +190,35 @@ def _current_touch(db: sqlite_utils.Database, visitor: dict | None) -> Touch | N
     return Touch(visitor.get("source"), (visit or {}).get("source_rule") or "", at)
 
 
+def _crawler_visit(
+    db: sqlite_utils.Database, config: Config, req: VisitRequest, now: datetime
+) -> VisitResult:
+    """A crawler or headless tool: the source's static number or the page's own, and
+    nothing stored but the pools' crawler counters."""
+    assert req.landing_url is not None
+    decision = resolve_source(config.sources, parse_visit(req.landing_url, req.referrer))
+    result = VisitResult(req.visitor_id or "", None, decision.source, decision.rule)
+    source = config.sources.get(decision.source or "")
+    if source is None or source.kind is not SourceKind.ONSITE:
+        return result
+    static = _static_number(db, source.name)
+    if static:
+        for target in config.targets.values():
+            result.numbers[target.number] = HeldNumber(target.number, static).shown()
+    for pool in config.pools.values():
+        if pool.source == source.name:
+            lease_store.bump_pool_counters(db, pool.name, now=now, crawlers=1)
+    return result
+
+
+def _visits_since(db: sqlite_utils.Database, visitor_id: str, since: datetime) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM visits WHERE visitor_id = ? AND started_at >= ?",
+        [visitor_id, iso(since)],
+    ).fetchone()
+    return row[0]
+
+
 def _latest_visit(db: sqlite_utils.Database, visitor_id: str) -> dict | None:
     row = db.execute(
         "SELECT id, last_active_at FROM visits WHERE visitor_id = ?"
@@ -180,7 +229,7 @@ def _latest_visit(db: sqlite_utils.Database, visitor_id: str) -> dict | None:
 
 
 def _assign_numbers(
-    db: sqlite_utils.Database, config: Config, result: VisitResult, now: datetime
+    db: sqlite_utils.Database, config: Config, result: VisitResult, now: datetime, client: str
 ) -> list[HeldNumber]:
     source = config.sources.get(result.source or "")
     if source is None or source.kind is not SourceKind.ONSITE:
@@ -190,7 +239,7 @@ def _assign_numbers(
     for target in config.targets.values():
         pool = _pool_for(pools, target.name)
         if pool is not None:
-            shown = _lease_number(db, pool, target.number, result.visitor_id, result.visit_id, now)
+            shown = _lease_number(db, config, pool, target.number, result, now, client)
         else:
             static = _static_number(db, source.name)
             shown = HeldNumber(target.number, static) if static else None
@@ -212,12 +261,15 @@ def _pool_for(pools: list[Pool], target: str) -> Pool | None:
 
 def _lease_number(
     db: sqlite_utils.Database,
+    config: Config,
     pool: Pool,
     target: str,
-    visitor_id: str,
-    visit_id: str | None,
+    result: VisitResult,
     now: datetime,
+    client: str,
 ) -> HeldNumber | None:
+    """The visitor's lease renewed, or a new one from ``hand_out``: O(log n) either way."""
+    visitor_id, visit_id = result.visitor_id, result.visit_id
     held = lease_store.active_lease(db, visitor_id, pool.name, now)
     if (
         held is not None
@@ -226,19 +278,58 @@ def _lease_number(
     ):
         # a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
-        lease_store.renew_lease(db, held.id, now, expires, number=held.number)
+        rest = timedelta(minutes=pool.cooldown_minutes)
+        lease_store.renew_lease(db, held.id, now, expires, number=held.number, rest=rest)
         return HeldNumber(target, held.number, pool.name, held.shared, held.id, expires)
-    numbers = lease_store.pool_numbers(db, pool.name)
-    view = lease_store.pool_view(db, pool, numbers, now)
-    decision = assign(view, visitor_id, now)
+    tracking = config.tracking
+    candidate = lease_store.next_candidate(db, pool.name, now, tracking.confirm_seconds)
+    own = lease_store.client_leases(db, pool.name, client, now)
+    before = lease_store.previous_number(db, visitor_id, pool.name, now, tracking.confirm_seconds)
+    decision = hand_out(
+        pool,
+        candidate,
+        now,
+        client_leases=own,
+        cap=tracking.max_leases_per_client,
+        confirm_seconds=tracking.confirm_seconds,
+        previous=before,
+    )
+    if decision.capped and _first_warning((pool.name, client), now):
+        log.warning(
+            "pool %s: client %s holds %d numbers, the cap: its next visitors share them",
+            pool.name,
+            client,
+            len(own),
+        )
     lease_id = lease_store.record_assignment(
-        db, view, decision, visitor_id=visitor_id, visit_id=visit_id, now=now
+        db,
+        PoolView(pool),
+        decision,
+        visitor_id=visitor_id,
+        visit_id=visit_id,
+        now=now,
+        client=client,
     )
     if decision.number is None:
         return None
+    if decision.new_lease:
+        result.unconfirmed = True
     return HeldNumber(
         target, decision.number, pool.name, decision.shared, lease_id, decision.expires_at
     )
+
+
+_warned: dict[tuple[str, str], datetime] = {}  # (pool, client) -> last warned (at most hourly)
+
+
+def _first_warning(key: tuple[str, str], now: datetime) -> bool:
+    last = _warned.get(key)
+    if last is not None and now - last < timedelta(hours=1):
+        return False
+    if len(_warned) >= 10_000:
+        _warned.clear()
+    _warned[key] = now
+    return True
 
 
 def _still_active(known: KnownVisitor, numbers: Mapping[str, NumberInfo]) -> bool:
@@ -387,6 +478,9 @@ class VisitDesk:
         for held in renewed:
             if held.lease_id is not None and held.expires_at is not None:
                 pending.renewals[held.lease_id] = (held.number, now, held.expires_at)
+                pool = self.config.pools.get(held.pool or "")
+                rest = timedelta(minutes=pool.cooldown_minutes if pool else 0)
+                pending.free_at[held.number] = held.expires_at + rest
         if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self.flush_after, self.flush)

@@ -69,3 +69,22 @@ def from_trusted_proxy(remote: str | None, trusted: tuple[IpNetwork, ...]) -> bo
     """Whether a peer is one of ``trusted`` (its connections are many clients')."""
     addr = _address(remote or "")
     return addr is not None and _trusted(addr, trusted)
+
+
+def lease_client(key: str) -> str:
+    """The client a pool's lease cap counts by: an IPv4 address, or an IPv6 /48.
+
+    ``key`` is ``client_key``'s answer. The rate limits count an IPv6 client by its
+    /64, but anyone can get a /48 (65,536 /64s) for free from a tunnel broker, and
+    a /56 (what ISPs hand a home) would still give such a client 256 caps; a /48 is
+    one site by the registries' rules, so that is what may hold a few numbers at once.
+    """
+    if "/" not in key:
+        return key
+    try:
+        net = ipaddress.ip_network(key, strict=False)
+    except ValueError:
+        return key
+    if net.version == 6 and net.prefixlen > 48:
+        return str(net.supernet(new_prefix=48))
+    return key

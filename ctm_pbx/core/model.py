@@ -301,6 +301,10 @@ class TrackingSettings:
     default_country: str = "US"  # for numbers written without +country code
     first_touch_days: int = 30
     attribution_window_minutes: int = 24 * 60
+    # pool-drain defences (see ctm_pbx.core.pools.hand_out)
+    max_leases_per_client: int = 5  # exclusive pool leases one client holds at once, per pool
+    confirm_seconds: int = 60  # a new lease lives this long unless the page sends a heartbeat
+    max_visits_per_day: int = 50  # new visit rows one visitor may add in 24 hours
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ class Assignment:
     expires_at: datetime | None = None
     lease_id: int | None = None  # the lease renewed
     overflow: bool = False
+    capped: bool = False  # the client held its cap: shown one of its own numbers
+    unconfirmed_released: bool = False  # the number's last lease expired unconfirmed
 
     @property
     def new_lease(self) -> bool:
@@ -197,6 +199,109 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
     count = len({h.visitor_id for h in holders})
     return Assignment(
         best.number,
+        shared=True,
+        reason=(
+            f"pool exhausted: shared with {count} holder{'s' if count > 1 else ''}"
+            f" (least recently active, {idle} min ago)"
+        ),
+        expires_at=expires,
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The number a pool would hand out next: the one free first (never used first).
+
+    ``free_at`` is the later of its last confirmed holder's activity + lease +
+    cooldown and the end of its unconfirmed leases: in that order, free numbers
+    come least recently active first, then resting ones, then held ones.
+    ``released_unconfirmed``: an unconfirmed lease held it and expired without a
+    heartbeat (counted when the number goes out again).
+    """
+
+    number: str
+    last_active_at: datetime | None  # its latest confirmed activity (for the reason)
+    holders: int = 0  # active leases on it now
+    released_unconfirmed: bool = False
+    free_at: datetime | None = None  # None: never used
+
+
+def first_expiry(pool: Pool, now: datetime, confirm_seconds: int) -> datetime:
+    """A new lease lives ``confirm_seconds`` until the page's first heartbeat renews it.
+
+    Crawlers, prerendered and hidden pages and scripts that only ask for numbers
+    never send one, so the number they took is free again within a minute, and
+    their activity never makes it rest: only confirmed activity moves
+    ``last_active_at``.
+    """
+    return now + min(timedelta(seconds=confirm_seconds), timedelta(minutes=pool.lease_minutes))
+
+
+def hand_out(
+    pool: Pool,
+    candidate: Candidate | None,
+    now: datetime,
+    *,
+    client_leases: tuple[Lease, ...] = (),
+    cap: int = 0,
+    confirm_seconds: int = 60,
+    previous: Candidate | None = None,
+) -> Assignment:
+    """A new visitor's number, from the pool's next ``candidate`` (None: empty pool).
+
+    The order of ``assign`` without reading the pool: the candidate is free once
+    ``free_at`` has passed, else it is resting (no active lease: the cooldown is cut
+    short) or held (shared). Unconfirmed leases end sooner and never make a number
+    rest. A client holding ``cap`` exclusive leases of the pool (``client_leases``)
+    is shown the one of them whose holder was active longest ago. ``previous``: the
+    number the visitor held last, free again: it goes back to them.
+    """
+    if candidate is None:
+        return Assignment(None, reason="empty pool: show the target's own number")
+    expires = first_expiry(pool, now, confirm_seconds)
+    if cap and len(client_leases) >= cap:
+        own = min(client_leases, key=lambda lease: (lease.last_active_at, lease.id or 0))
+        return Assignment(
+            own.number,
+            shared=True,
+            reason=f"client holds {len(client_leases)} numbers of the pool (the cap): one of them",
+            expires_at=expires,
+            capped=True,
+        )
+    if previous is not None and (previous.free_at is None or now >= previous.free_at):
+        return Assignment(
+            previous.number,
+            reason="free number, the visitor's own before",
+            expires_at=expires,
+            unconfirmed_released=previous.released_unconfirmed,
+        )
+    last = candidate.last_active_at
+    released = candidate.released_unconfirmed
+    if candidate.free_at is None or now >= candidate.free_at:
+        if last is None:
+            reason = "free number, never used"
+        else:
+            reason = f"free number, least recently active ({_minutes(now - last)} min ago)"
+        return Assignment(
+            candidate.number, reason=reason, expires_at=expires, unconfirmed_released=released
+        )
+    if pool.overflow_number:
+        return Assignment(
+            pool.overflow_number,
+            reason="pool exhausted: overflow number (no number free)",
+            overflow=True,
+        )
+    idle = _minutes(now - last) if last is not None else 0
+    if not candidate.holders:
+        return Assignment(
+            candidate.number,
+            reason=f"pool exhausted: cooldown cut short, resting for {idle} min",
+            expires_at=expires,
+            unconfirmed_released=released,
+        )
+    count = candidate.holders
+    return Assignment(
+        candidate.number,
         shared=True,
         reason=(
             f"pool exhausted: shared with {count} holder{'s' if count > 1 else ''}"

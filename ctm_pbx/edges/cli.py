@@ -842,6 +842,9 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
                 **stats.__dict__,
                 "leases_total": counters.leases,
                 "overflows_total": counters.overflows,
+                "crawlers_total": counters.crawlers,
+                "capped_total": counters.capped,
+                "unconfirmed_total": counters.unconfirmed,
                 "peak_at": iso(traffic.peak_at) if traffic.peak_at else None,
                 "since": counters.since,
                 "daily_visitors_7d": round(daily, 1),
@@ -861,7 +864,9 @@ def pools_stats(ctx: Context, as_json: bool) -> None:
             f"{r['shared_7d']} ({r['shared_share_7d']:.0%}) saw their number open in another "
             f"visitor's browser, peak {r['peak_concurrent']} pages open at once, "
             f"{r['daily_visitors_7d']:g} visitors a day; since {r['since'] or '-'}: "
-            f"{r['leases_total']} leases, {r['overflows_total']} overflow"
+            f"{r['leases_total']} leases, {r['overflows_total']} overflow; "
+            f"drain defence: {r['crawlers_total']} crawler views, {r['capped_total']} "
+            f"capped, {r['unconfirmed_total']} unconfirmed"
         )
 
 

@@ -20,6 +20,7 @@ from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.edges.cli import sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
 from tests.browser.pages import ThreadedServers
+from tests.chromium import visitor_context
 
 CONFIG = """\
 web: {{allowed_origins: ["{site}"]}}
@@ -84,7 +85,7 @@ def real() -> Iterator[RealServers]:
 
 def shown(browser, url: str, pages: int = 1) -> list[tuple[str, str, object]]:
     """In a fresh profile: per page, (text, tel: href, CTM.ready)."""
-    context = browser.new_context()
+    context = visitor_context(browser)
     context.set_default_timeout(10_000)
     try:
         page = context.new_page()

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, visitor_context
 
 from .ctm import AGI_DIDS, WEB_PORT, ThreadDaemon, write_config
 from .sip import Carrier
@@ -39,7 +39,7 @@ def chromium():
 
 def visit_from_google_ads(chromium) -> tuple[str, str]:
     """A Google Ads click on the demo page; the (href, text) the swapped link shows."""
-    context = chromium.new_context()
+    context = visitor_context(chromium)
     page = context.new_page()
     page.goto(
         f"http://127.0.0.1:{WEB_PORT}/demo?gclid=E2E-CLICK-42&utm_source=google&utm_medium=cpc"

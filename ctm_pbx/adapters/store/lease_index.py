@@ -22,6 +22,7 @@ read the table directly.
 
 from __future__ import annotations
 
+import heapq
 import weakref
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -65,6 +66,20 @@ def stored(dt: datetime) -> datetime:
 
 
 @dataclass
+class _Active:
+    """A pool's active leases: their expiry, and a heap of it (with stale entries)."""
+
+    expiry: dict[int, datetime] = field(default_factory=dict)  # lease id -> expires_at
+    heap: list[tuple[datetime, int]] = field(default_factory=list)
+
+
+_ACTIVE = (
+    "SELECT id, expires_at FROM leases WHERE number IN"
+    " (SELECT number FROM tracking_numbers WHERE pool = ?) AND pool = ? AND expires_at > ?"
+)
+
+
+@dataclass
 class _Number:
     since: datetime  # every lease of the number that expired at or after this is held
     leases: dict[int, Lease] = field(default_factory=dict)
@@ -77,6 +92,8 @@ class LeaseIndex:
         self._keep = timedelta(0)  # the longest window asked for
         self._added = 0
         self.loads = 0  # numbers read from SQL (for tests and benchmarks)
+        self._active: dict[str, _Active] = {}  # pool -> its active leases
+        self._lease_pool: dict[int, str] = {}  # active lease id -> its pool
 
     def history(self, number: str, since: datetime, until: datetime) -> list[Lease]:
         """Every lease that held ``number`` at some time in ``[since, until]``, oldest first."""
@@ -93,8 +110,39 @@ class LeaseIndex:
         found.sort(key=lambda lease: (lease.leased_at, lease.id or 0))
         return found
 
+    def active_leases(self, pool: str, now: datetime) -> int:
+        """How many leases of ``pool`` are active at ``now``: O(log n) a lease, amortised.
+
+        Read from SQL the first time a pool is asked for; kept by ``added`` and
+        ``renewed`` after that (the pool's peak counter needs it on every new lease).
+        """
+        active = self._active.get(pool)
+        if active is None:
+            active = self._active[pool] = _Active()
+            for lease_id, until in self._db.conn.execute(_ACTIVE, (pool, pool, iso(now))):
+                self._track(active, pool, lease_id, parse_iso(until))
+        now = stored(now)
+        heap = active.heap
+        while heap and heap[0][0] <= now:
+            until, lease_id = heapq.heappop(heap)
+            if active.expiry.get(lease_id) == until:
+                del active.expiry[lease_id]
+                self._lease_pool.pop(lease_id, None)
+        if len(heap) > 2 * len(active.expiry) + 1024:  # renewals left stale entries
+            active.heap = [(until, lid) for lid, until in active.expiry.items()]
+            heapq.heapify(active.heap)
+        return len(active.expiry)
+
+    def _track(self, active: _Active, pool: str, lease_id: int, until: datetime) -> None:
+        active.expiry[lease_id] = until
+        self._lease_pool[lease_id] = pool
+        heapq.heappush(active.heap, (until, lease_id))
+
     def added(self, lease: Lease) -> None:
         """``lease`` (with its id) was inserted."""
+        active = self._active.get(lease.pool)
+        if active is not None and lease.id is not None:
+            self._track(active, lease.pool, lease.id, lease.expires_at)
         entry = self._numbers.get(lease.number)
         if entry is not None and lease.expires_at >= entry.since and lease.id is not None:
             entry.leases[lease.id] = lease
@@ -104,6 +152,9 @@ class LeaseIndex:
 
     def renewed(self, number: str, lease_id: int, now: datetime, expires_at: datetime) -> None:
         """The lease was renewed as ``renew_lease`` does it (activity is never moved back)."""
+        pool = self._lease_pool.get(lease_id)
+        if pool is not None and pool in self._active:
+            self._track(self._active[pool], pool, lease_id, stored(expires_at))
         entry = self._numbers.get(number)
         if entry is None:
             return
@@ -135,6 +186,8 @@ class LeaseIndex:
 
     def clear(self) -> None:
         self._numbers.clear()
+        self._active.clear()
+        self._lease_pool.clear()
 
     def size(self) -> int:
         return sum(len(e.leases) for e in self._numbers.values())

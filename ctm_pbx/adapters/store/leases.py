@@ -1,8 +1,10 @@
 """Website visitors, their visits, pool leases and per-pool counters.
 
-Hot path (every page view of a visitor on a pool): ``pool_view`` (two indexed
-queries), ``assign`` in the core, ``record_assignment``. Plain SQL throughout:
-sqlite-utils' table helpers introspect the schema on every call.
+Hot path (a new visitor on a pool): ``next_candidate`` (one seek in the hand-out
+index of tracking_numbers), ``hand_out`` in the core, ``record_assignment``; a
+returning visitor's lease is renewed by id. ``pool_view`` reads a whole pool (for
+``pools stats``). Plain SQL throughout: sqlite-utils' table helpers introspect
+the schema on every call.
 
 Times go in as aware datetimes and are stored as ISO 8601 UTC text
 (``ctm_pbx.core.clock.iso``), which sorts as time does.
@@ -11,7 +13,7 @@ Times go in as aware datetimes and are stored as ISO 8601 UTC text
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +26,7 @@ from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
 from ctm_pbx.adapters.store.lease_index import stored
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Assignment, Lease, NumberState, PoolView
+from ctm_pbx.core.pools import Assignment, Candidate, Lease, NumberState, PoolView
 
 # --- visitors and visits ---------------------------------------------------
 
@@ -139,6 +141,7 @@ class PageViews:
     visits: dict[str, tuple[datetime, int]]  # visit id -> (latest activity, page views)
     visitors: dict[str, datetime]  # visitor id -> latest activity
     renewals: dict[int, tuple[str, datetime, datetime]]  # lease id -> (number, at, expires_at)
+    free_at: dict[str, datetime] = field(default_factory=dict)  # number -> expiry + cooldown
 
 
 def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
@@ -149,6 +152,13 @@ def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
     db.conn.executemany(
         _RENEW_LEASE,
         [(iso(at), iso(until), lid) for lid, (_n, at, until) in views.renewals.items()],
+    )
+    db.conn.executemany(
+        _CONFIRMED_ACTIVITY,
+        [
+            (iso(at), iso(views.free_at.get(number, until)), number)
+            for number, at, until in views.renewals.values()
+        ],
     )
     index = lease_index.of(db)
     if index is not None:
@@ -169,16 +179,48 @@ _ACTIVE_LEASES = (
     f"SELECT {_LEASE_COLS} FROM leases"
     " WHERE number IN (SELECT value FROM json_each(?)) AND expires_at > ?"
 )
+# confirmed activity only: a lease that expired unconfirmed leaves its number free
 _LAST_ACTIVE = (
-    "SELECT j.value, (SELECT last_active_at FROM leases WHERE number = j.value"
-    " ORDER BY last_active_at DESC LIMIT 1) FROM json_each(?) AS j"
+    "SELECT j.value, (SELECT last_active_at FROM tracking_numbers WHERE number = j.value)"
+    " FROM json_each(?) AS j"
 )
 _INSERT_LEASE = (
     "INSERT INTO leases (number, pool, visitor_id, visit_id, leased_at, last_active_at,"
-    " expires_at, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " expires_at, shared, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RENEW_LEASE = (
     "UPDATE leases SET last_active_at = max(last_active_at, ?), expires_at = ? WHERE id = ?"
+)
+# a renewal is confirmed activity: it moves the number's place in the hand-out order
+_CONFIRMED_ACTIVITY = (
+    "UPDATE tracking_numbers SET last_active_at = max(coalesce(last_active_at, ''), ?1),"
+    " free_at = max(coalesce(free_at, ''), ?2) WHERE number = ?3"
+)
+# a new lease holds its number until it expires, without making it rest after that
+_HELD_UNTIL = (
+    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?1),"
+    " free_at = max(coalesce(free_at, ''), ?1) WHERE number = ?2"
+)
+_HAND_OUT = (
+    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
+    " INDEXED BY idx_tracking_numbers_hand_out"
+    " WHERE pool = ? AND status = 'active' ORDER BY free_at LIMIT 1"
+)
+_NUMBER_STATE = (
+    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
+    " WHERE number = ? AND pool = ? AND status = 'active'"
+)
+_LATEST_LEASE = (
+    "SELECT number FROM leases INDEXED BY idx_leases_visitor WHERE visitor_id = ? AND pool = ?"
+    " ORDER BY id DESC LIMIT 1"
+)
+_HOLDERS = (
+    "SELECT count(*) FROM leases INDEXED BY idx_leases_number_expires"
+    " WHERE number = ? AND expires_at > ?"
+)
+_CLIENT_LEASES = (
+    f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_client"
+    " WHERE client = ? AND pool = ? AND expires_at > ? AND shared = 0"
 )
 _ACTIVE_LEASE = (
     f"SELECT {_LEASE_COLS} FROM leases WHERE visitor_id = ? AND pool = ? AND expires_at > ?"
@@ -239,6 +281,54 @@ def pool_view(db: sqlite_utils.Database, pool: Pool, numbers: list[str], now: da
     )
 
 
+def next_candidate(
+    db: sqlite_utils.Database, pool: str, now: datetime, confirm_seconds: int
+) -> Candidate | None:
+    """The number ``hand_out`` weighs for a new visitor, in O(log n).
+
+    One seek in (pool, status, free_at): the number free first (never used
+    first). ``None``: the pool has no number.
+    """
+    row = db.conn.execute(_HAND_OUT, (pool,)).fetchone()
+    return None if row is None else _candidate(db, row, now, confirm_seconds)
+
+
+def _candidate(
+    db: sqlite_utils.Database, row: tuple, now: datetime, confirm_seconds: int
+) -> Candidate:
+    at = iso(now)
+    number, last, held_until, free_at = row
+    last_at = parse_iso(last) if last else None
+    released = False
+    if held_until is not None and held_until <= at:
+        started = parse_iso(held_until) - timedelta(seconds=confirm_seconds)
+        released = last_at is None or last_at < started  # no heartbeat since it was taken
+    holders = db.conn.execute(_HOLDERS, (number, at)).fetchone()[0]
+    return Candidate(number, last_at, holders, released, parse_iso(free_at) if free_at else None)
+
+
+def previous_number(
+    db: sqlite_utils.Database, visitor_id: str, pool: str, now: datetime, confirm_seconds: int
+) -> Candidate | None:
+    """The number of the visitor's latest lease of ``pool``, if it is free again now
+    (a page that came back after its unconfirmed lease ended gets its number back)."""
+    row = db.conn.execute(_LATEST_LEASE, (visitor_id, pool)).fetchone()
+    if row is None:
+        return None
+    found = db.conn.execute(_NUMBER_STATE, (row[0], pool)).fetchone()
+    if found is None or (found[3] is not None and found[3] > iso(now)):
+        return None
+    return _candidate(db, found, now, confirm_seconds)
+
+
+def client_leases(
+    db: sqlite_utils.Database, pool: str, client: str, now: datetime
+) -> tuple[Lease, ...]:
+    """The exclusive leases of ``pool`` that ``client`` holds at ``now``."""
+    rows = db.conn.execute(_CLIENT_LEASES, (client, pool, iso(now)))
+    return tuple(_lease(r) for r in rows)
+
+
 def insert_lease(
     db: sqlite_utils.Database,
     *,
@@ -249,12 +339,16 @@ def insert_lease(
     now: datetime,
     expires_at: datetime,
     shared: bool = False,
+    client: str | None = None,
 ) -> int:
+    """A new lease: it holds ``number`` until ``expires_at`` (its first renewal confirms it)."""
     at = iso(now)
     cur = db.conn.execute(
-        _INSERT_LEASE, (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared))
+        _INSERT_LEASE,
+        (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared), client),
     )
     lease_id: int = cur.lastrowid  # type: ignore[assignment]
+    db.conn.execute(_HELD_UNTIL, (iso(expires_at), number))
     index = lease_index.of(db)
     if index is not None:
         held_from = stored(now)
@@ -281,19 +375,23 @@ def renew_lease(
     expires_at: datetime,
     *,
     number: str | None = None,
+    rest: timedelta = timedelta(0),
 ) -> None:
     """The holder was active at ``now``: the lease now ends at ``expires_at``.
 
-    ``number`` (the lease's) spares the lease index a lookup.
+    Confirmed activity: the number is free again ``rest`` (the pool's cooldown)
+    after that. ``number`` (the lease's) spares a lookup.
     """
     db.conn.execute(_RENEW_LEASE, (iso(now), iso(expires_at), lease_id))
+    if number is None:
+        row = db.conn.execute("SELECT number FROM leases WHERE id = ?", (lease_id,)).fetchone()
+        number = row[0] if row else None
+    if number is None:
+        return
+    db.conn.execute(_CONFIRMED_ACTIVITY, (iso(now), iso(expires_at + rest), number))
     index = lease_index.of(db)
     if index is not None:
-        if number is None:
-            row = db.conn.execute("SELECT number FROM leases WHERE id = ?", (lease_id,)).fetchone()
-            number = row[0] if row else None
-        if number is not None:
-            index.renewed(number, lease_id, now, expires_at)
+        index.renewed(number, lease_id, now, expires_at)
 
 
 def active_lease(
@@ -330,11 +428,13 @@ def record_assignment(
     visitor_id: str,
     visit_id: str | None,
     now: datetime,
+    client: str | None = None,
 ) -> int | None:
-    """Store what ``assign`` decided; returns the lease id (None: no lease).
+    """Store what ``assign`` or ``hand_out`` decided; returns the lease id (None: no lease).
 
-    ``view`` must be the one ``assign`` saw (same writer job): it gives the
-    number of active leases for the peak counter.
+    ``view`` (the pool's, or a ``PoolView`` without numbers) names the pool; the
+    peak counter counts the pool's active leases (the writer's lease index keeps
+    them, else the table is read).
     """
     pool = view.pool.name
     with atomic(db, "lease"):
@@ -345,7 +445,12 @@ def record_assignment(
             return None
         if assignment.renewed and assignment.lease_id is not None:
             renew_lease(
-                db, assignment.lease_id, now, assignment.expires_at, number=assignment.number
+                db,
+                assignment.lease_id,
+                now,
+                assignment.expires_at,
+                number=assignment.number,
+                rest=timedelta(minutes=view.pool.cooldown_minutes),
             )
             return assignment.lease_id
         lease_id = insert_lease(
@@ -357,16 +462,32 @@ def record_assignment(
             now=now,
             expires_at=assignment.expires_at,
             shared=assignment.shared,
+            client=client,
         )
         bump_pool_counters(
             db,
             pool,
             now=now,
             leases=1,
-            shares=int(assignment.shared),
-            concurrent=view.active_leases(now) + 1,
+            shares=int(assignment.shared and not assignment.capped),
+            capped=int(assignment.capped),
+            unconfirmed=int(assignment.unconfirmed_released),
+            concurrent=active_leases(db, pool, now),
         )
         return lease_id
+
+
+def active_leases(db: sqlite_utils.Database, pool: str, now: datetime) -> int:
+    """Leases of ``pool`` active at ``now`` (from the writer's index when it has one)."""
+    index = lease_index.of(db)
+    if index is not None:
+        return index.active_leases(pool, now)
+    row = db.conn.execute(
+        "SELECT count(*) FROM leases WHERE number IN"
+        " (SELECT number FROM tracking_numbers WHERE pool = ?) AND pool = ? AND expires_at > ?",
+        (pool, pool, iso(now)),
+    ).fetchone()
+    return row[0]
 
 
 # --- per-pool counters -----------------------------------------------------
@@ -382,13 +503,18 @@ class PoolCounters:
     peak_at: str | None = None
     since: str | None = None
     updated_at: str | None = None
+    crawlers: int = 0  # page views of crawlers and headless tools, shown no pool number
+    capped: int = 0  # new visitors whose client held its cap: shown one of its numbers
+    unconfirmed: int = 0  # leases that expired without a heartbeat, their number reused
 
 
 _BUMP = (
     "INSERT INTO pool_stats (pool, leases, shares, overflows, peak_concurrent, peak_at, since,"
-    " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6)"
+    " updated_at, crawlers, capped, unconfirmed)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6, ?7, ?8, ?9)"
     " ON CONFLICT (pool) DO UPDATE SET leases = leases + ?2, shares = shares + ?3,"
-    " overflows = overflows + ?4,"
+    " overflows = overflows + ?4, crawlers = crawlers + ?7, capped = capped + ?8,"
+    " unconfirmed = unconfirmed + ?9,"
     " peak_at = CASE WHEN ?5 > peak_concurrent THEN ?6 ELSE peak_at END,"
     " peak_concurrent = max(peak_concurrent, ?5), updated_at = ?6"
 )
@@ -403,9 +529,15 @@ def bump_pool_counters(
     shares: int = 0,
     overflows: int = 0,
     concurrent: int = 0,
+    crawlers: int = 0,
+    capped: int = 0,
+    unconfirmed: int = 0,
 ) -> None:
     """Add to the counters; ``concurrent`` (active leases now) raises the peak."""
-    db.conn.execute(_BUMP, (pool, leases, shares, overflows, concurrent, iso(now)))
+    db.conn.execute(
+        _BUMP,
+        (pool, leases, shares, overflows, concurrent, iso(now), crawlers, capped, unconfirmed),
+    )
 
 
 def pool_counters(db: sqlite_utils.Database, pool: str) -> PoolCounters:
@@ -419,6 +551,7 @@ def reset_pool_counters(db: sqlite_utils.Database, pool: str, *, now: datetime) 
     db.conn.execute(
         "INSERT INTO pool_stats (pool, since, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (pool) DO UPDATE SET leases = 0, shares = 0, overflows = 0,"
+        " crawlers = 0, capped = 0, unconfirmed = 0,"
         " peak_concurrent = 0, peak_at = NULL, since = excluded.since,"
         " updated_at = excluded.updated_at",
         (pool, at, at),

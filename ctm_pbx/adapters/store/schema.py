@@ -338,6 +338,39 @@ def m013_late_attribution(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN attributed_late INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations()
+def m014_pool_hand_out(db: sqlite_utils.Database) -> None:
+    """Hand-out in O(log n), and what pool-drain defences count.
+
+    ``tracking_numbers.free_at``: when the number may go to a new visitor, the later
+    of its last confirmed holder's activity + lease + cooldown and the end of its
+    unconfirmed leases (NULL: never used). The index on (pool, status, free_at)
+    makes "the number whose holders were active longest ago" one seek, however many
+    numbers and leases there are. ``last_active_at``: the latest confirmed activity
+    (a lease renewed at least once); ``held_until``: the end of the latest lease not
+    yet confirmed. ``leases.client`` is the client (IPv4 address, IPv6 /48) that
+    took the lease, for the cap on leases one client holds at once. Existing
+    numbers start with ``free_at`` at their leases' last expiry (no cooldown).
+    """
+    db.execute("ALTER TABLE tracking_numbers ADD COLUMN last_active_at TEXT")
+    db.execute("ALTER TABLE tracking_numbers ADD COLUMN held_until TEXT")
+    db.execute("ALTER TABLE tracking_numbers ADD COLUMN free_at TEXT")
+    db.execute(
+        "UPDATE tracking_numbers SET"
+        " last_active_at = (SELECT max(last_active_at) FROM leases"
+        " WHERE leases.number = tracking_numbers.number),"
+        " free_at = (SELECT max(expires_at) FROM leases"
+        " WHERE leases.number = tracking_numbers.number)"
+    )
+    db.execute(
+        "CREATE INDEX idx_tracking_numbers_hand_out ON tracking_numbers (pool, status, free_at)"
+    )
+    db.execute("ALTER TABLE leases ADD COLUMN client TEXT")
+    db.execute("CREATE INDEX idx_leases_client ON leases (client, pool, expires_at)")
+    for column in ("crawlers", "capped", "unconfirmed"):
+        db.execute(f"ALTER TABLE pool_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
