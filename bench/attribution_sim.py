@@ -60,6 +60,12 @@ from ctm_pbx.adapters.visits import (  # noqa: E402
     handle_visit,
 )
 
+
+def address(visitor: int) -> str:
+    """Each simulated visitor's own IPv4 address (the lease cap counts per address)."""
+    return f"198.18.{visitor >> 8 & 255}.{visitor & 255}"
+
+
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 from ctm_pbx.core.callflow import StartCall  # noqa: E402
 from ctm_pbx.core.clock import iso  # noqa: E402
@@ -184,7 +190,9 @@ def run(
             got = handle_visit(
                 db,
                 cfg,
-                VisitRequest(vids.get(visitor), landing, None, user_agent=BROWSER_UA),
+                VisitRequest(
+                    vids.get(visitor), landing, None, ip=address(visitor), user_agent=BROWSER_UA
+                ),
                 T0 + timedelta(seconds=at),
             )
         if got.unknown:

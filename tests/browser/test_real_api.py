@@ -119,7 +119,7 @@ def test_a_site_that_is_not_allowed_keeps_its_numbers(browser, real: RealServers
 
 
 def test_the_browser_gets_the_script_gzipped_and_runs_it(browser, real: RealServers) -> None:
-    context = browser.new_context()
+    context = visitor_context(browser)  # a headless UA is a crawler: no pool number
     context.set_default_timeout(10_000)
     try:
         page = context.new_page()
