@@ -371,6 +371,16 @@ def m014_pool_hand_out(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE pool_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations()
+def m015_visit_signals(db: sqlite_utils.Database) -> None:
+    """What the page tells beyond the number: when it closed, the browser's time zone
+    and language (coarse, for attribution), and Google Analytics' client and session
+    ids (for GA4 events of the visit's calls)."""
+    db.execute("ALTER TABLE leases ADD COLUMN closed_at TEXT")
+    for column in ("time_zone", "language", "ga_client_id", "ga_session_id"):
+        db.execute(f"ALTER TABLE visits ADD COLUMN {column} TEXT")
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
