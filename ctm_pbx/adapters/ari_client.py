@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +32,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict], None]
-ConnectHandler = Callable[[], Awaitable[None]]
+ConnectHandler = Callable[[], Coroutine[Any, Any, None]]
 WS_PROBE_S = 2.0  # how long to wait for Asterisk to answer a REST request on the socket
 WS_PROBE_FAILURES_MAX = 3
 REFUSED_MAX_S = 0.25  # nothing listens (Asterisk restarting): a refused connection is cheap

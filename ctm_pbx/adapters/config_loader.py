@@ -698,6 +698,8 @@ class _Builder:
         self.numbers[kind].setdefault(number, node)
 
     def _target(self, name: str, node: YNode) -> Target | None:
+        m: Mapping[str, YNode] | None
+        number_node: YNode | None
         if node.is_scalar:
             m, number_node = {}, node
         else:
@@ -743,7 +745,8 @@ class _Builder:
     def _pool_source(self, node: YNode, sources: Mapping[str, Source]) -> str | None:
         """A declared source that is on-site."""
         source = self._ref(node, "sources", "source")
-        if source in sources and sources[source].kind is not SourceKind.ONSITE:
+        known = sources.get(source) if source is not None else None
+        if known is not None and known.kind is not SourceKind.ONSITE:
             node.error(f"source '{source}' is offsite; a pool needs an onsite source")
             return None
         return source
@@ -861,7 +864,10 @@ class _Builder:
         return QueueSettings(
             strategy=QueueStrategy(
                 _opt(
-                    m, "strategy", lambda n: n.choice([s.value for s in QueueStrategy]), d.strategy
+                    m,
+                    "strategy",
+                    lambda n: n.choice([s.value for s in QueueStrategy]),
+                    d.strategy.value,
                 )
             ),
             max_wait=_opt(m, "max_wait", lambda n: n.integer(1, 86400), d.max_wait),
@@ -1027,9 +1033,10 @@ class _Builder:
             return None
         route_node = _req(m, node, "route")
         target = self._ref(route_node, "routes", "route") if route_node else None
-        states = _opt(m, "states", self._states, ())
-        area_codes = _opt(m, "area_codes", lambda n: self._digit_list(n, 3, 3, "area code"), ())
-        zips = _opt(m, "zip_prefixes", lambda n: self._digit_list(n, 1, 5, "ZIP prefix"), ())
+        none: tuple[str, ...] = ()
+        states = _opt(m, "states", self._states, none)
+        area_codes = _opt(m, "area_codes", lambda n: self._digit_list(n, 3, 3, "area code"), none)
+        zips = _opt(m, "zip_prefixes", lambda n: self._digit_list(n, 1, 5, "ZIP prefix"), none)
         if not (states or area_codes or zips) and not any(
             k in m for k in ("states", "area_codes", "zip_prefixes")
         ):
@@ -1077,7 +1084,8 @@ class _Builder:
         tz_node, hours_node = _req(m, node, "time_zone"), _req(m, node, "hours")
         tz = self._time_zone(tz_node) if tz_node else None
         week = self._week(hours_node) if hours_node else None
-        holidays = _opt(m, "holidays", self._dates, ())
+        no_dates: tuple[date, ...] = ()
+        holidays = _opt(m, "holidays", self._dates, no_dates)
         label = _opt(m, "label", YNode.text, "")
         if tz is None or week is None:
             return None

@@ -160,8 +160,8 @@ class FastAgiProtocol(asyncio.Protocol):
             self._timer = None
         headers = {}
         for line in head.decode("utf-8", "replace").split("\n"):
-            name, sep, value = line.rstrip("\r").partition(": ")
-            if sep:
+            name, colon, value = line.rstrip("\r").partition(": ")
+            if colon:
                 headers[name] = value
         request = AgiRequest(self, headers, self._started)
         handler = self.routes.get(request.script)

@@ -142,7 +142,7 @@ def _unroll(
             visited=frozenset(visited),
             memory_of=memory,
         )
-        entry = {"fallback": action.kind.value, "from_route": current.name}
+        entry: dict[str, str | None] = {"fallback": action.kind.value, "from_route": current.name}
         if action.kind is FallbackKind.ROUTE:
             entry["to_route"] = action.route
             transitions.append((len(steps), entry))

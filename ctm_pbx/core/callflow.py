@@ -550,7 +550,11 @@ class CallFlow:
             )
         except RoutingError as exc:
             return self._to_failsafe(now, str(exc))
-        entry = {"fallback": action.kind.value, "from_route": route.name, "at": iso(now)}
+        entry: dict[str, str | None] = {
+            "fallback": action.kind.value,
+            "from_route": route.name,
+            "at": iso(now),
+        }
         if action.kind is FallbackKind.ROUTE:
             entry["to_route"] = action.route
             self.path.append(entry)

@@ -101,5 +101,5 @@ def demo_calls(config: Config, *, now: datetime, days: int, calls: int, seed: in
             "notes": "sample call (ctm-pbx demo seed)",
         }
         rows.append(row)
-    rows.sort(key=lambda r: r["started_at"])
+    rows.sort(key=lambda r: str(r["started_at"]))
     return rows

@@ -96,8 +96,8 @@ def replay(
         if delay < 24 * 60:
             same += 1
             right_same += ok
-    n = len(calls) or 1
-    return Replay(size, len(calls), right / n, right_same / (same or 1), sure / n)
+    placed = len(calls) or 1
+    return Replay(size, len(calls), right / placed, right_same / (same or 1), sure / placed)
 
 
 def _as_of(sess: Session, lease: Lease, t: datetime) -> Lease:

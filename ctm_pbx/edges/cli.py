@@ -568,7 +568,8 @@ def _read_csv(ctx: Context, csv_file: str) -> tuple[list[NumberRecord], list[str
         raise click.ClickException(f"cannot read {csv_file}: {exc.strerror}") from None
     except CsvError as exc:
         raise click.ClickException(f"{csv_file}: nothing imported: {exc}") from None
-    records, seen = [], {}
+    records: list = []
+    seen: dict = {}
     for row in rows:
         fields = row.fields
         try:

@@ -16,7 +16,7 @@ from aiohttp import web
 try:
     import uvloop
 except ImportError:  # not built for this platform: the standard loop
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler

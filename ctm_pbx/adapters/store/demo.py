@@ -22,7 +22,7 @@ def seed_demo(db: sqlite_utils.Database, rows: list[dict]) -> int:
             marks = ", ".join("?" for _ in row)
             cur = db.execute(f"INSERT INTO calls ({columns}) VALUES ({marks})", list(row.values()))
             if caller:
-                last[caller] = cur.lastrowid
+                last[caller] = int(cur.lastrowid or 0)
     return len(rows)
 
 

@@ -88,7 +88,7 @@ def insert_visit(
     source_rule: str | None = None,
     landing_url: str | None = None,
     referrer: str | None = None,
-    utm: dict[str, str] | None = None,
+    utm: dict[str, str | None] | None = None,
     click_ids: dict[str, str] | None = None,
     ip: str | None = None,
     user_agent: str | None = None,

@@ -52,7 +52,7 @@ from ctm_pbx.adapters.store.db import atomic, open_db
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STOP = object()
-_CHECKPOINT = object()  # asks the thread for a WAL checkpoint
+_CHECKPOINT: tuple = (object(),)  # asks the thread for a WAL checkpoint
 MAX_GROUP = 256
 DEFER_S = 0.02  # how long deferred jobs wait for company
 BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
@@ -190,9 +190,9 @@ class StoreWriter:
         if self._backlog:
             self._retry()
         if self._backlog:  # still not writable: these never will be
-            exc = StoreUnavailable(self._write_error, kept=False)
-            log.error("store closed: %d waiting writes lost (%s)", len(self._backlog), exc)
-            _tell_lost(self._backlog, exc)
+            lost = StoreUnavailable(self._write_error, kept=False)
+            log.error("store closed: %d waiting writes lost (%s)", len(self._backlog), lost)
+            _tell_lost(self._backlog, lost)
         self._db.conn.close()
 
     def _checkpoint(self) -> None:
@@ -209,7 +209,7 @@ class StoreWriter:
         """Run the jobs and commit; their answers, for ``_deliver``."""
         assert self._db is not None
         conn = self._db.conn
-        results = []
+        results: list[tuple[Any, Any, BaseException | None]] = []
         ran: list[tuple[Any, BaseException | None, bool]] = []  # value, error, wrote
         try:
             self._commits += 1
@@ -664,7 +664,7 @@ def _run_writes(db: sqlite_utils.Database, jobs: list[_Write]) -> list[_Write]:
     """Jobs, in order, each in its own savepoint: one failing loses only itself (it is
     logged and told). Returns those that stood; when the database cannot be written,
     raises ``_Interrupted`` with what to keep (what stood, and the rest)."""
-    stood = []
+    stood: list[_Write] = []
     for i, job in enumerate(jobs):
         try:
             with atomic(db, "deferred"):

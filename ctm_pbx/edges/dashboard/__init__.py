@@ -78,7 +78,7 @@ LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 MEDIA_NAME = re.compile(r"^ctm-(vm-)?[A-Za-z0-9._-]+\.wav$")
 PUBLIC = {"login", "static", "favicon"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DASHBOARD = web.AppKey("dashboard", Any)
+DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
 SESSION = web.RequestKey("session", Session)
 
 
@@ -332,16 +332,18 @@ def _overview_data(db, dash: Dashboard, now: datetime) -> dict:
         rep = run_report(db, Dimension.DAY, period, dash.tz, Filters(source=source),
                          dash.qualified, compare=False)  # fmt: skip
         counts = {r.key: r.metrics["calls"] for r in rep.rows}
-        series[name] = [int(counts.get(d, 0)) for d in day_labels]
+        series[name] = [int(counts.get(d) or 0) for d in day_labels]
     if len(sources) > len(top_sources):
         totals = {r.key: r.metrics["calls"] for r in days.rows}
         series["other"] = [
-            int(totals.get(d, 0)) - sum(s[i] for s in series.values())
+            int(totals.get(d) or 0) - sum(s[i] for s in series.values())
             for i, d in enumerate(day_labels)
         ]
     hours = run_report(db, Dimension.HOUR, period, dash.tz, Filters(), dash.qualified,
                        compare=False)  # fmt: skip
-    grid = heat_map({r.key: Totals(calls=int(r.metrics["calls"])) for r in hours.rows})
+    grid = heat_map(
+        {r.key: Totals(calls=int(r.metrics["calls"] or 0)) for r in hours.rows if r.key}
+    )
     campaigns = run_report(db, Dimension.CAMPAIGN, period, dash.tz, Filters(), dash.qualified)
     keywords = run_report(db, Dimension.KEYWORD, period, dash.tz, Filters(), dash.qualified)
     live = call_search.search_calls(db, Filters(), limit=20, start=now - timedelta(hours=6))
@@ -353,7 +355,7 @@ def _overview_data(db, dash: Dashboard, now: datetime) -> dict:
             title="Calls per day by source, last 30 days",
         ),  # fmt: skip
         "sources_svg": charts.horizontal_bars(
-            [(r.key or "(none)", int(r.metrics["calls"])) for r in by_source.rows[:12]],
+            [(r.key or "(none)", int(r.metrics["calls"] or 0)) for r in by_source.rows[:12]],
             title="Calls by source, last 30 days",
         ),
         "heat_svg": charts.heat_map_svg(grid, WEEKDAYS, title="Calls by weekday and hour"),
