@@ -67,7 +67,7 @@ def address(visitor: int) -> str:
 
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
-from ctm_pbx.core.callflow import StartCall  # noqa: E402
+from ctm_pbx.core.call.actions import StartCall  # noqa: E402
 from ctm_pbx.core.clock import iso  # noqa: E402
 from ctm_pbx.edges.cli import sync_config_numbers  # noqa: E402
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ctm_pbx.core.agi_plan import AgiStatus, channel_variables, plan_agi_call
-from ctm_pbx.core.callflow import NumberInfo
+from ctm_pbx.core.call.agi_plan import AgiStatus, channel_variables, plan_agi_call
+from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.routing import RouteMemory
 from tests.helpers import config
 
@@ -59,7 +59,7 @@ def test_route_unrolled(route, dials, end, fallbacks) -> None:
     assert plan.end == end
     if fallbacks is not None:
         got = [
-            (i, e["fallback"], e.get("to_route") or e.get("to_number")) for i, e in plan.transitions
+            (i, e.fallback, e.to_route or e.to_number) for i, e in plan.transitions
         ]
         assert got == fallbacks
 

@@ -6,15 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ctm_pbx.core.agi_plan import plan_agi_call
-from ctm_pbx.core.agi_tracker import (
-    AgiCallTracker,
-    ChannelLost,
-    DialBegan,
-    DialEnded,
-    HungUp,
-)
-from ctm_pbx.core.callflow import FinishCall, FinishStep, NumberInfo, StartStep
+from ctm_pbx.core.call.actions import FinishCall, FinishStep, StartStep
+from ctm_pbx.core.call.agi_plan import plan_agi_call
+from ctm_pbx.core.call.agi_tracker import AgiCallTracker, ChannelLost, DialBegan, DialEnded, HungUp
+from ctm_pbx.core.call.events import NumberInfo
 from tests.helpers import config
 
 CFG = config()

@@ -25,8 +25,9 @@ from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core import callflow
+from ctm_pbx.core.call import route_walk
 from ctm_pbx.core.inventory import NumberRecord
+from ctm_pbx.core.routing import Step
 from tests.helpers import config
 
 DID = "+13125550142"
@@ -252,7 +253,7 @@ async def test_a_call_whose_row_did_not_stand_never_writes_into_the_next_calls_r
 
 async def test_long_dial_strings_travel_in_a_channel_variable(rig: Rig, monkeypatch) -> None:
     long = "PJSIP/" + "x" * 80
-    monkeypatch.setattr(callflow.Step, "dial_args", lambda self: f"{long},5")
+    monkeypatch.setattr(Step, "dial_args", lambda self: f"{long},5")
     await rig.fake.send(stasis("c2", "inbound", DID[1:]))
     await rig.settle()
     (var_path, var_q), (cont_path, cont_q) = rig.fake.moves()
@@ -275,7 +276,7 @@ async def test_handler_error_sends_the_call_to_the_failsafe(rig: Rig, monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(callflow, "plan_route", boom)
+    monkeypatch.setattr(route_walk, "plan_route", boom)
     await rig.fake.send(stasis("c4", "inbound", DID[1:]))
     await rig.settle()
     assert rig.fake.moves() == [

@@ -10,7 +10,7 @@ from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import migrate, open_db
 from ctm_pbx.adapters.visits import VisitRequest, handle_visit
-from ctm_pbx.core.callflow import StartCall
+from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import sync_config_numbers
 from tests.helpers import BROWSER_UA

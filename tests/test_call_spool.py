@@ -26,7 +26,7 @@ from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core.callflow import StartCall, StartStep
+from ctm_pbx.core.call.actions import StartCall, StartStep
 from ctm_pbx.core.inventory import NumberRecord
 from ctm_pbx.core.routing import Ring
 from tests.helpers import config

@@ -6,24 +6,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ctm_pbx.core.callflow import (
-    CallFlow,
-    DialResult,
-    DialReturned,
+from ctm_pbx.core.call.actions import (
     DialStep,
     EndCall,
-    Ended,
     FinishCall,
     FinishStep,
+    Outcome,
+    RememberRoute,
+    SendToFailsafe,
+    StartCall,
+)
+from ctm_pbx.core.call.ari_flow import CallFlow, ProtocolError
+from ctm_pbx.core.call.events import (
+    DialResult,
+    DialReturned,
+    Ended,
     Gone,
     HandlerFailed,
     Inbound,
     NumberInfo,
-    Outcome,
-    ProtocolError,
-    RememberRoute,
-    SendToFailsafe,
-    StartCall,
 )
 from tests.helpers import config
 

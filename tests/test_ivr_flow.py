@@ -6,18 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ctm_pbx.core.agi_plan import AgiStatus, channel_variables, plan_agi_call
-from ctm_pbx.core.callflow import (
-    CallFlow,
-    CollectDigits,
-    DialStep,
-    DigitsEntered,
-    EndCall,
-    Inbound,
-    NumberInfo,
-    ProtocolError,
-    RecordInput,
-)
+from ctm_pbx.core.call.actions import CollectDigits, DialStep, EndCall, RecordInput
+from ctm_pbx.core.call.agi_plan import AgiStatus, channel_variables, plan_agi_call
+from ctm_pbx.core.call.ari_flow import CallFlow, ProtocolError
+from ctm_pbx.core.call.events import DigitsEntered, Inbound, NumberInfo
 from ctm_pbx.core.geo import ZipInfo
 from tests.helpers import config
 

@@ -7,20 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctm_pbx.adapters.media import wav_seconds
-from ctm_pbx.core.agi_plan import AgiStatus, plan_agi_call
-from ctm_pbx.core.callflow import (
-    CallFlow,
-    DialResult,
-    DialReturned,
-    DialStep,
-    Ended,
-    EnterQueue,
-    FinishCall,
-    Inbound,
-    NumberInfo,
-    Outcome,
-    TakeMessage,
-)
+from ctm_pbx.core.call.actions import DialStep, EnterQueue, FinishCall, Outcome, TakeMessage
+from ctm_pbx.core.call.agi_plan import AgiStatus, plan_agi_call
+from ctm_pbx.core.call.ari_flow import CallFlow
+from ctm_pbx.core.call.events import DialResult, DialReturned, Ended, Inbound, NumberInfo
 from tests.helpers import config
 
 CFG = config(

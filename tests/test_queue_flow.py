@@ -8,21 +8,23 @@ import pytest
 from click.testing import CliRunner
 
 from ctm_pbx.adapters.asterisk_conf import render_queues
-from ctm_pbx.core.callflow import (
-    CallFlow,
-    DialResult,
+from ctm_pbx.core.call.actions import (
     DialStep,
-    Ended,
     EnterQueue,
     FinishCall,
     FinishStep,
-    Inbound,
-    NumberInfo,
     Outcome,
-    QueueResult,
-    QueueReturned,
     RecordQueue,
     StartStep,
+)
+from ctm_pbx.core.call.ari_flow import CallFlow
+from ctm_pbx.core.call.events import (
+    DialResult,
+    Ended,
+    Inbound,
+    NumberInfo,
+    QueueResult,
+    QueueReturned,
 )
 from ctm_pbx.edges.cli import main
 from tests.helpers import BASE, config

@@ -6,16 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ctm_pbx.core.agi_plan import plan_agi_call
-from ctm_pbx.core.callflow import (
-    CallFlow,
-    DialStep,
-    EndCall,
-    Inbound,
-    NumberInfo,
-    SendToFailsafe,
-    StartCall,
-)
+from ctm_pbx.core.call.actions import DialStep, EndCall, SendToFailsafe, StartCall
+from ctm_pbx.core.call.agi_plan import plan_agi_call
+from ctm_pbx.core.call.ari_flow import CallFlow
+from ctm_pbx.core.call.events import Inbound, NumberInfo
 from ctm_pbx.core.geo import locate_number
 from ctm_pbx.core.route_select import select_route
 from ctm_pbx.core.routing import RoutingError
@@ -74,12 +68,12 @@ def test_select(route, now, where, selected, kinds) -> None:
     if sel.fallback and sel.fallback.value:
         got += f":{sel.fallback.value}"
     assert got == selected
-    assert [next(k for k in ("schedule", "geo") if k in p) for p in sel.path] == kinds
+    assert [next(k for k in ("schedule", "geo") if k in p.as_dict()) for p in sel.path] == kinds
 
 
 def test_path_entries_say_what_was_decided() -> None:
     sel = select_route(CFG, "by-region", now=SUNDAY_10, where=CHICAGO)
-    geo, hours = sel.path
+    geo, hours = (p.as_dict() for p in sel.path)
     assert geo["geo"] == {"region": "IL", "area_code": "312", "from": "number"}
     assert (geo["from_route"], geo["to_route"]) == ("by-region", "office")
     assert hours == {
@@ -136,7 +130,7 @@ def test_agi_mode_decides_schedules_and_geo_up_front() -> None:
     info = NumberInfo("+13125550142", "billboard", None, "by-region")
     plan = plan_agi_call(CFG, info, "+13125550142", {}, now=SUNDAY_10, where=CHICAGO)
     assert [s.dial_args() for s in plan.steps] == ["PJSIP/phone3,20"]
-    assert [next(iter(e)) for _, e in plan.transitions] == ["geo", "schedule", "fallback"]
+    assert [next(iter(e.as_dict())) for _, e in plan.transitions] == ["geo", "schedule", "fallback"]
     plan = plan_agi_call(CFG, info, "+13125550142", {}, now=MONDAY_10, where=NEW_YORK)
     assert [s.dial_args() for s in plan.steps] == ["PJSIP/phone1,5", "PJSIP/phone2,5"]
     assert plan.end == "busy"

@@ -14,7 +14,7 @@ from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core.callflow import StartCall
+from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso
 from ctm_pbx.edges.cli import main, sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app

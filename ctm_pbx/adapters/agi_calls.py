@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -30,15 +30,14 @@ import sqlite_utils
 from panoramisk.message import Message
 
 from ctm_pbx.adapters.ami_client import AmiClient
-from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.call_records import record
 from ctm_pbx.adapters.fastagi import AgiClosed, AgiHangup, AgiReply, AgiRequest, serve
 from ctm_pbx.adapters.live_inventory import LiveInventory
-from ctm_pbx.adapters.store import calls as call_store
-from ctm_pbx.adapters.store.db import atomic
-from ctm_pbx.adapters.store.route_state import save_route_memory
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
-from ctm_pbx.core.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
-from ctm_pbx.core.agi_tracker import (
+from ctm_pbx.adapters.wall_clock import utcnow
+from ctm_pbx.core.call.actions import Action, RememberRoute, StartCall, start_call
+from ctm_pbx.core.call.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
+from ctm_pbx.core.call.agi_tracker import (
     AgiCallTracker,
     ChannelLost,
     DialBegan,
@@ -46,9 +45,7 @@ from ctm_pbx.core.agi_tracker import (
     HungUp,
     TrackerEvent,
 )
-from ctm_pbx.core.callflow import Action, FinishCall, FinishStep, StartCall, StartStep
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.geo import locate_number
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import caller_e164, did_e164
 
@@ -57,15 +54,16 @@ log = logging.getLogger(__name__)
 ROUTE = "inbound"  # agi://host:port/inbound
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class _AgiCall:
     uniqueid: str
     tracker: AgiCallTracker
     call_id: int | None = None
+    linkedid: str | None = None
+
+    @property
+    def channel_id(self) -> str:
+        return self.uniqueid
 
 
 def _record_start(
@@ -74,23 +72,12 @@ def _record_start(
     call: _AgiCall,
     start: StartCall,
     plan: AgiPlan,
-    linkedid: str | None,
     now: datetime,
-) -> tuple[int, str | None, float | None]:
+) -> tuple[int | None, str | None, float | None]:
     """Create the row, attribute it, remember round robin (on the writer thread)."""
-    call_id = call_store.insert_call(  # run again after a failed commit: the same id
-        db, start, channel_id=call.uniqueid, linkedid=linkedid, mode="agi", call_id=call.call_id
-    )
-    call.call_id = call_id
-    for route, memory in plan.memories.items():
-        save_route_memory(db, route, memory, now=iso(now))
-    visitor_id, confidence = None, None
-    try:
-        with atomic(db, "attribution"):
-            visitor_id, confidence = attribute_call(db, config, call_id, start, now)
-    except Exception:  # the call row matters more than its attribution
-        log.exception("AGI call %s: attribution failed", call.uniqueid)
-    return call_id, visitor_id, confidence
+    remember = [RememberRoute(route, memory) for route, memory in plan.memories.items()]
+    visitor_id, confidence = record(db, config, call, [start, *remember], now, mode="agi")
+    return call.call_id, visitor_id, confidence
 
 
 def _row_lost(call: _AgiCall, exc: BaseException) -> None:
@@ -102,17 +89,13 @@ def _row_lost(call: _AgiCall, exc: BaseException) -> None:
     call.call_id = None
 
 
-def _record_actions(db: sqlite_utils.Database, call: _AgiCall, actions: list[Action]) -> None:
+def _record_actions(
+    db: sqlite_utils.Database, config: Config, call: _AgiCall, actions: list[Action], now: datetime
+) -> None:
     if call.call_id is None:
         log.error("AGI call %s: no row to record its events in", call.uniqueid)
         return
-    for action in actions:
-        if isinstance(action, StartStep):
-            call_store.insert_step(db, call.call_id, action)
-        elif isinstance(action, FinishStep):
-            call_store.finish_step(db, call.call_id, action)
-        elif isinstance(action, FinishCall):
-            call_store.finish_call(db, call.call_id, action)
+    record(db, config, call, actions, now, mode="agi")
 
 
 MSET_SPECIAL = ',"()'  # what Asterisk's application argument parser acts on
@@ -230,19 +213,11 @@ class AgiCallHandler:
         info = self.inventory.numbers.get(did)
         now = self.clock()
         caller = caller_e164(h.get("agi_callerid"), country)
-        where = locate_number(caller)
-        plan = plan_agi_call(self.config, info, did, self.inventory.memory, now=now, where=where)
-        self.inventory.memory.update(plan.memories)
-        start = StartCall(
-            started_at=iso(now),
-            tracking_number=info.number if info else did,
-            caller_number=caller,
-            caller_name=_name(h.get("agi_calleridname")),
-            source=info.source if info else None,
-            pool=info.pool if info else None,
-            route=plan.route,
-            location=where,
-        )
+        start = start_call(now, did, info, caller, _name(h.get("agi_calleridname")))
+        memory = self.inventory.memory
+        plan = plan_agi_call(self.config, info, did, memory, now=now, where=start.location)
+        memory.update(plan.memories)
+        start = replace(start, route=plan.route)  # the route the plan took
         call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
         if not linkedid:
@@ -251,6 +226,7 @@ class AgiCallHandler:
             except (AgiHangup, AgiClosed):  # the caller left: the row is still written
                 linked = None
             linkedid = (_agi_value(linked) if linked else None) or uniqueid
+        call.linkedid = linkedid
         try:
             call_id, visitor_id, confidence = await self.writer.run_now(
                 _record_start,
@@ -258,7 +234,6 @@ class AgiCallHandler:
                 call,
                 start,
                 plan,
-                linkedid,
                 now,
                 on_lost=partial(_row_lost, call),
             )
@@ -328,7 +303,14 @@ class AgiCallHandler:
 
     def _apply(self, call: _AgiCall, actions: list[Action]) -> None:
         if actions:
-            self.writer.defer(_record_actions, call, actions, what=f"AGI call {call.uniqueid}")
+            self.writer.defer(
+                _record_actions,
+                self.config,
+                call,
+                actions,
+                self.clock(),
+                what=f"AGI call {call.uniqueid}",
+            )
         if call.tracker.done:
             self.calls.pop(call.uniqueid, None)
             self.calls_finished += 1

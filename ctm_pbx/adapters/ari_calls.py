@@ -14,49 +14,43 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-import sqlite_utils
+from datetime import datetime
 
 from ctm_pbx.adapters import media
 from ctm_pbx.adapters.ari_client import AriClient, AriError
-from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.call_records import record
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
-from ctm_pbx.adapters.store.db import atomic
-from ctm_pbx.adapters.store.route_state import save_route_memory
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.wall_clock import utcnow
 from ctm_pbx.adapters.zip_lookup import lookup_zip
-from ctm_pbx.core.callflow import (
+from ctm_pbx.core.call.actions import (
     Action,
-    CallFlow,
     CollectDigits,
+    DialStep,
+    EndCall,
+    EnterQueue,
+    FinishCall,
+    RememberRoute,
+    SendToFailsafe,
+    StartCall,
+    TakeMessage,
+)
+from ctm_pbx.core.call.ari_flow import CallFlow
+from ctm_pbx.core.call.events import (
     DialResult,
     DialReturned,
-    DialStep,
     DigitsEntered,
-    EndCall,
     Ended,
-    EnterQueue,
     Event,
-    FinishCall,
-    FinishStep,
     Gone,
     HandlerFailed,
     Inbound,
     NumberInfo,
-    Phase,
     QueueResult,
     QueueReturned,
-    RecordInput,
-    RecordQueue,
-    RememberRoute,
-    SendToFailsafe,
-    StartCall,
-    StartStep,
-    TakeMessage,
 )
-from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.clock import parse_iso
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import caller_e164, did_e164
 from ctm_pbx.core.routing import Ring, RouteMemory, Step
@@ -82,10 +76,6 @@ MOVES = (
 )  # actions that move the channel
 VOICEMAIL_CONTEXT = "ctm-voicemail"
 MEDIA_SETTLE_S = 1.5  # Asterisk finishes a recording's file just after the hangup
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -114,44 +104,6 @@ def parse_result(args: list[str]) -> DialResult:
         cause=num(3) if len(args) > 3 and args[3] else None,
         peer=args[4] if len(args) > 4 else "",
     )
-
-
-def _record(
-    db: sqlite_utils.Database, config: Config, call: _Call, actions: list[Action], now: datetime
-) -> int | None:
-    """Write a batch of call-flow actions (runs on the store's writer thread).
-
-    Sets ``call.call_id`` when it creates the row, for the call's later batches."""
-    call_id = call.call_id
-    for action in actions:
-        if isinstance(action, StartCall):
-            call_id = call.call_id = call_store.insert_call(
-                db,
-                action,
-                channel_id=call.channel_id,
-                linkedid=call.linkedid,
-                call_id=call.call_id,  # written again after a failed commit: the same id
-            )
-            try:
-                with atomic(db, "attribution"):
-                    attribute_call(db, config, call_id, action, now)
-            except Exception:  # the call row matters more than its attribution
-                log.exception("call %s: attribution failed", call.channel_id)
-        elif isinstance(action, RememberRoute):
-            save_route_memory(db, action.route, action.memory, now=iso(now))
-        elif call_id is None:
-            continue
-        elif isinstance(action, StartStep):
-            call_store.insert_step(db, call_id, action)
-        elif isinstance(action, FinishStep):
-            call_store.finish_step(db, call_id, action)
-        elif isinstance(action, FinishCall):
-            call_store.finish_call(db, call_id, action)
-        elif isinstance(action, RecordInput):
-            call_store.record_input(db, call_id, action)
-        elif isinstance(action, RecordQueue):
-            call_store.record_queue(db, call_id, action)
-    return call_id
 
 
 class AriCallHandler:
@@ -234,7 +186,7 @@ class AriCallHandler:
         except Exception:  # the channel is hanging up: nothing to rescue
             log.exception("call %s: handler error at its end", call.channel_id)
         finally:
-            if call.flow.phase.value == "done":
+            if call.flow.done:
                 self.calls.pop(call.channel_id, None)
 
     async def _stasis_start(self, call: _Call, event: dict, args: list[str]) -> None:
@@ -261,7 +213,7 @@ class AriCallHandler:
                     except LookupError:
                         # a crash lost its row: the call spool's line brings it
                         log.info("call %s ended without a row: left to the spool", call.channel_id)
-                        call.flow.phase = Phase.DONE
+                        call.flow.close()
                         return
                     await self._handle(call, ended_event(now, args))
                 else:
@@ -272,7 +224,7 @@ class AriCallHandler:
                 await self._fail(call, exc, now, ended=kind == "ended")
             finally:
                 call.handling -= 1
-                if call.flow.phase.value == "done":
+                if call.flow.done:
                     self.calls.pop(call.channel_id, None)
 
     def _inbound_event(self, event: dict, args: list[str], now: datetime) -> Inbound:
@@ -313,9 +265,11 @@ class AriCallHandler:
         """
         if not records:
             return
+        for remember in (a for a in records if isinstance(a, RememberRoute)):
+            self.memory[remember.route] = remember.memory  # the next call's round robin
         creates = any(isinstance(a, StartCall) for a in records)
         self.writer.defer(
-            _record,
+            record,
             self.config,
             call,
             records,
@@ -465,22 +419,16 @@ def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> Ca
         )
         open_step = Step(open_legs[0]["route"] or "", rings, 0)
         open_started = parse_iso(open_legs[0]["started_at"])
-    flow = CallFlow.resume(
+    return CallFlow.resume(
         config,
+        memory,
         started=parse_iso(row["started_at"]),
         route=row["route"],
         step_no=step_no,
         open_step=open_step,
         open_step_started=open_started,
-        path=[],
-        failsafe=any(leg["receiving_number"] == "failsafe" for leg in open_legs),
+        ring_results=[leg["result"] for leg in legs if leg["result"]],
     )
-    flow.memory_of = memory
-    for leg in legs:
-        if leg["result"]:
-            flow.ring_results.append(leg["result"])
-    flow.start_emitted = True
-    return flow
 
 
 def ended_event(now: datetime, args: list[str]) -> Ended:

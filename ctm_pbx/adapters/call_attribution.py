@@ -15,7 +15,7 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.core.attribution import Evidence, RepeatLink, attribute, link_repeat_caller
-from ctm_pbx.core.callflow import StartCall
+from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, SourceKind
 

@@ -36,21 +36,14 @@ from urllib.parse import unquote
 import sqlite_utils
 
 from ctm_pbx.adapters.ari_calls import ended_event, resume_flow
-from ctm_pbx.adapters.call_attribution import attribute_call
+from ctm_pbx.adapters.call_records import record
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core.callflow import (
-    Action,
-    CallFlow,
-    FinishCall,
-    FinishStep,
-    RecordQueue,
-    StartCall,
-    StartStep,
-)
+from ctm_pbx.core.call.actions import StartStep, start_call
+from ctm_pbx.core.call.ari_flow import CallFlow
+from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.clock import iso
-from ctm_pbx.core.geo import locate_number
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import caller_e164, did_e164
 from ctm_pbx.core.routing import Ring, Step
@@ -216,7 +209,8 @@ def _import_one(db: sqlite_utils.Database, config: Config, rec: SpoolRecord) -> 
         call = call_store.get_call(db, row[0])
         assert call is not None
         flow = resume_flow(config, call, {})
-        _write(db, row[0], flow.handle(ended))
+        spooled = _Spooled(rec.channel_id, rec.linkedid, row[0])
+        record(db, config, spooled, flow.handle(ended), rec.ended)
         return "completed"
     call_id = _create(db, config, rec, ended)
     return "created" if call_id else "skipped"
@@ -229,43 +223,34 @@ def _create(db: sqlite_utils.Database, config: Config, rec: SpoolRecord, ended) 
         "SELECT source, pool, route FROM tracking_numbers WHERE number = ? AND status = 'active'",
         (did,),
     ).fetchone()
-    source, pool, route = number if number else (None, None, None)
+    info = NumberInfo(did, *number) if number else None
+    route = info.route if info else None
     caller = caller_e164(rec.caller_number or None, country)
     started = rec.started or rec.ended
-    start = StartCall(
-        started_at=iso(started),
-        tracking_number=did,
-        caller_number=caller,
-        caller_name=rec.caller_name or None,
-        source=source,
-        pool=pool,
-        route=route,
-        location=locate_number(caller),
-    )
-    call_id = call_store.insert_call(db, start, channel_id=rec.channel_id, linkedid=rec.linkedid)
+    start = start_call(started, did, info, caller, rec.caller_name or None)
     peer = rec.result[4] if len(rec.result) > 4 else ""
     ring = (
         Ring("failsafe", peer, "")
         if rec.failsafe
         else _receiving_ring(config, peer) or Ring(peer or "unknown", "", "")
     )
-    call_store.insert_step(db, call_id, StartStep(1, route or "", (ring,), iso(started)))
+    note = NOTE_FAILSAFE if rec.spool_only else NOTE_REBUILT
     flow = CallFlow.resume(
         config,
+        {},
         started=started,
         route=route,
         step_no=1,
         open_step=Step(route or "", (ring,), 0),
         open_step_started=started,
-        path=[],
-        failsafe=rec.failsafe,
+        ring_results=[],
+        failsafe_reason=note,
     )
-    note = NOTE_FAILSAFE if rec.spool_only else NOTE_REBUILT
-    if rec.failsafe:
-        flow.path.append({"failsafe": note, "at": iso(started)})
-    _write(db, call_id, flow.handle(ended))
-    with atomic(db, "attribution"):
-        attribute_call(db, config, call_id, start, started)
+    spooled = _Spooled(rec.channel_id, rec.linkedid)
+    first = StartStep(1, route or "", (ring,), iso(started))
+    record(db, config, spooled, [start, first, *flow.handle(ended)], started)
+    call_id = spooled.call_id
+    assert call_id is not None
     db.conn.execute(
         "UPDATE calls SET attributed_late = 1, notes = CASE WHEN notes = '' THEN ?"
         " ELSE notes || '; ' || ? END WHERE id = ?",
@@ -282,16 +267,13 @@ def _receiving_ring(config: Config, peer: str) -> Ring | None:
     return None
 
 
-def _write(db: sqlite_utils.Database, call_id: int, actions: list[Action]) -> None:
-    for action in actions:
-        if isinstance(action, StartStep):
-            call_store.insert_step(db, call_id, action)
-        elif isinstance(action, FinishStep):
-            call_store.finish_step(db, call_id, action)
-        elif isinstance(action, FinishCall):
-            call_store.finish_call(db, call_id, action)
-        elif isinstance(action, RecordQueue):
-            call_store.record_queue(db, call_id, action)
+@dataclass
+class _Spooled:
+    """A spooled call, as the recorder sees it."""
+
+    channel_id: str
+    linkedid: str | None
+    call_id: int | None = None
 
 
 # -- the daemon side ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ import sqlite_utils
 from ctm_pbx.adapters.crawlers import is_crawler
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
-from ctm_pbx.core.callflow import NumberInfo
+from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, Pool, SourceKind

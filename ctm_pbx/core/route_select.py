@@ -9,9 +9,12 @@ caller's location come in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
+from ctm_pbx.core.call.path import GeoEntry, ScheduleEntry
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.geo import Location, match_rule
 from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
@@ -26,7 +29,7 @@ class Selection:
     route: Route | None
     fallback: Fallback | None = None
     from_route: str | None = None
-    path: tuple[dict, ...] = ()
+    path: tuple[ScheduleEntry | GeoEntry, ...] = ()
     visited: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -44,7 +47,7 @@ def select_route(
     The route returned dials, or needs the caller's input (an ivr menu, a geo
     route that asks for a ZIP code; ``asked``: geo routes that asked already).
     """
-    path: list[dict] = []
+    path: list[ScheduleEntry | GeoEntry] = []
     seen = set(visited)
     while True:
         route = config.routes.get(name)
@@ -56,36 +59,37 @@ def select_route(
         handover = _handover(config, route, now, where, asked)
         if handover is None:
             return Selection(route, path=tuple(path), visited=frozenset(seen))
-        entry, to = handover
-        entry = {**entry, "from_route": name, "at": iso(now)}
+        make, to = handover
         if to.kind is FallbackKind.ROUTE:
-            entry["to_route"] = to.value
-            path.append(entry)
+            path.append(make(name, iso(now), to.value, None))
             name = to.value or ""
             continue
-        entry["to"] = to.kind.value if to.value is None else f"{to.kind.value}:{to.value}"
-        path.append(entry)
+        told = to.kind.value if to.value is None else f"{to.kind.value}:{to.value}"
+        path.append(make(name, iso(now), None, told))
         return Selection(None, to, name, tuple(path), frozenset(seen))
+
+
+# the path entry of a handover, given (from_route, at, to_route, to)
+Entry = Callable[[str, str, str | None, str | None], ScheduleEntry | GeoEntry]
 
 
 def _handover(
     config: Config, route: Route, now: datetime, where: Location | None, asked: frozenset[str]
-) -> tuple[dict, Fallback] | None:
+) -> tuple[Entry, Fallback] | None:
     if route.schedule is not None:
         schedule = config.schedules[route.schedule]
         if not is_open(schedule, now):
-            return {"schedule": schedule.name, "open": False}, route.after_hours or Fallback(
-                FallbackKind.HANGUP
-            )
+            closed = partial(ScheduleEntry, schedule.name, False)
+            return closed, route.after_hours or Fallback(FallbackKind.HANGUP)
     if route.type is RouteType.GEO:
         if route.ask_zip is not None and route.name not in asked and not (where and where.zip):
             return None  # the caller is asked for a ZIP code first
         rule = match_rule(route.geo_rules, where)
-        entry: dict = {"geo": _where(where)}
+        seen = _where(where)
         if rule is not None:
-            return entry, Fallback(FallbackKind.ROUTE, rule.target)
-        entry["geo"]["matched"] = False
-        return entry, route.default or Fallback(FallbackKind.HANGUP)
+            return partial(GeoEntry, seen), Fallback(FallbackKind.ROUTE, rule.target)
+        seen["matched"] = False
+        return partial(GeoEntry, seen), route.default or Fallback(FallbackKind.HANGUP)
     return None
 
 
@@ -98,5 +102,5 @@ def _where(where: Location | None) -> dict:
     return out
 
 
-def _chain(path: list[dict]) -> list[str]:
-    return [p["from_route"] for p in path]
+def _chain(path: list[ScheduleEntry | GeoEntry]) -> list[str]:
+    return [p.from_route for p in path]

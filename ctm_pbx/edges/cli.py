@@ -27,7 +27,7 @@ from ctm_pbx.adapters.store.db import (
     restrict_permissions,
 )
 from ctm_pbx.adapters.store.schema import pending, unknown
-from ctm_pbx.core import call_path
+from ctm_pbx.core.call import path as call_path
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import (
     InventoryError,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from ctm_pbx.core.callflow import Outcome
+from ctm_pbx.core.call.actions import Outcome
 
 
 def zone(name: str | None) -> tuple[ZoneInfo, bool]:

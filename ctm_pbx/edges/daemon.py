@@ -20,12 +20,13 @@ except ImportError:  # not built for this platform: the standard loop
 
 from ctm_pbx.adapters import zip_lookup
 from ctm_pbx.adapters.agi_calls import AgiCallHandler
-from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler, utcnow
+from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.call_spool import CallSpool
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.wall_clock import utcnow
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ctm_pbx.core import callflow
+from ctm_pbx.core.call import route_walk
 from ctm_pbx.edges.cli import main
 
 from .ctm import DIDS, ProcessDaemon, ThreadDaemon, wait_app, wait_call, write_config
@@ -216,7 +216,7 @@ def test_handler_error_sends_the_call_to_the_failsafe(
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(callflow, "plan_route", broken)
+    monkeypatch.setattr(route_walk, "plan_route", broken)
     failsafe = phone_factory("failsafe", "answer", ring_ms=200)
     call = carrier.place_call(DIDS["single"], "call", hold_ms=400)
     assert call.success, call.describe()

@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from ctm_pbx.core.callflow import (
+from ctm_pbx.core.call.actions import (
     FinishCall,
     FinishStep,
     RecordInput,

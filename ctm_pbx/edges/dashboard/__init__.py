@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -41,8 +41,10 @@ from ctm_pbx.adapters.store import users as user_store
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.reports import period_totals, run_report
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core import call_path, charts
-from ctm_pbx.core.callflow import Outcome
+from ctm_pbx.adapters.wall_clock import utcnow
+from ctm_pbx.core import charts
+from ctm_pbx.core.call import path as call_path
+from ctm_pbx.core.call.actions import Outcome
 from ctm_pbx.core.client_address import client_key, from_trusted_proxy, parse_networks
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import InvalidNumber, to_e164
@@ -80,10 +82,6 @@ PUBLIC = {"login", "static", "favicon"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
 SESSION = web.RequestKey("session", Session)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Dashboard:

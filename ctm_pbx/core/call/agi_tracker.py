@@ -3,26 +3,20 @@
 The admin's dialplan runs the ``Dial()`` steps of an ``AgiPlan``; Asterisk
 reports each ring (``DialBegin``/``DialEnd``) and the caller's hangup. This
 state machine turns those events into the same step and call records as ARI
-mode (``StartStep``, ``FinishStep``, ``FinishCall``). Rings are matched to the
-plan by their dial string; a ``Dial()`` ctm-pbx did not plan (the admin's
-default destination) is recorded as it happens.
+mode (``StartStep``, ``FinishStep``, ``FinishCall``), kept by the same
+``CallLedger``. Rings are matched to the plan by their dial string; a ``Dial()``
+ctm-pbx did not plan (the admin's default destination) is recorded as it happens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ctm_pbx.core.agi_plan import AgiPlan, AgiStatus
-from ctm_pbx.core.callflow import (
-    RESULT_BY_STATUS,
-    Action,
-    FinishCall,
-    FinishStep,
-    RingResult,
-    StartStep,
-    decide_outcome,
-)
+from ctm_pbx.core.call.actions import Action, FinishStep, RingResult, StartStep
+from ctm_pbx.core.call.agi_plan import AgiPlan, AgiStatus
+from ctm_pbx.core.call.ledger import RESULT_BY_STATUS, CallLedger
+from ctm_pbx.core.call.path import DefaultDestinationEntry, retimed
 from ctm_pbx.core.clock import iso, seconds_between
 from ctm_pbx.core.routing import Ring, Step
 
@@ -78,7 +72,9 @@ class _Leg:
 
 
 @dataclass
-class _OpenStep:
+class _Dial:
+    """The rings of the ``Dial()`` ringing now (the ledger's open step)."""
+
     no: int
     step: Step
     started: datetime
@@ -101,27 +97,29 @@ class AgiCallTracker:
     plan: AgiPlan
     started: datetime
     next_planned: int = 0
-    step_no: int = 0
-    current: _OpenStep | None = None
-    path: list[dict] = field(default_factory=list)
-    ring_results: list[str] = field(default_factory=list)
-    answered: tuple[Ring, datetime] | None = None
+    current: _Dial | None = None
     caller_left: bool = False
     last_status: str = ""  # dial status of the last finished step
     done: bool = False
-
-    def __post_init__(self) -> None:
-        if self.plan.status != AgiStatus.OK:
-            self.path.append({"default_destination": self.plan.reason, "at": iso(self.started)})
-
     gave_up: bool = False  # ctm-pbx did not answer in time: the dialplan went on alone
     adopted: bool = False  # met again after a restart: what happened meanwhile is unknown
+    books: CallLedger = field(init=False)
     _transitions_taken: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.books = CallLedger(self.started)
+        if self.plan.status != AgiStatus.OK:
+            self.books.note(DefaultDestinationEntry(self.plan.reason, iso(self.started)))
 
     @property
     def failsafe(self) -> bool:
         """The call went to the dialplan's default destination, not to its route."""
         return self.gave_up or self.plan.status != AgiStatus.OK
+
+    @property
+    def path(self) -> list[dict]:
+        """The path so far, as the call row stores it."""
+        return [e.as_dict() for e in self.books.path]
 
     def give_up(self, now: datetime, reason: str) -> None:
         """The AGI answer did not reach the dialplan: nothing it dials was planned."""
@@ -129,7 +127,7 @@ class AgiCallTracker:
             return
         self.gave_up = True
         self.next_planned = len(self.plan.steps)
-        self.path.append({"default_destination": reason, "at": iso(now)})
+        self.books.note(DefaultDestinationEntry(reason, iso(now)))
 
     def handle(self, event: TrackerEvent) -> list[Action]:
         if self.done:
@@ -163,6 +161,7 @@ class AgiCallTracker:
             if not cur.planned and cur.answered is None:
                 ring = Ring(name=key, number="", dial_string=key)
                 cur.legs.append(_Leg(ring, ev.dest_id))
+                self._sync_open_step()
                 return [StartStep(cur.no, "", (ring,), iso(ev.now))]
         return self._new_step(ev, key)
 
@@ -183,23 +182,20 @@ class AgiCallTracker:
         else:
             ring = Ring(name=key, number="", dial_string=key)
             step, planned = Step("", (ring,), 0), False
-        self.step_no += 1
+        start = self.books.start_step(step, ev.now)
         legs = [_Leg(r) for r in step.rings]
-        self.current = _OpenStep(self.step_no, step, ev.now, legs, planned)
+        self.current = _Dial(start.step, step, ev.now, legs, planned)
         next(g for g in legs if _same(g.ring, key)).dest_id = ev.dest_id
-        actions.append(StartStep(self.step_no, step.route, step.rings, iso(ev.now)))
+        actions.append(start)
         return actions
 
     def _skipped(self, index: int, now: datetime) -> list[Action]:
         self._transitions_up_to(index, now)
         self.next_planned = index + 1
-        self.step_no += 1
         step = self.plan.steps[index]
-        self.current = _OpenStep(self.step_no, step, now, [_Leg(r) for r in step.rings], True)
-        return [
-            StartStep(self.step_no, step.route, step.rings, iso(now)),
-            self._finish_step(now, None),
-        ]
+        start = self.books.start_step(step, now)
+        self.current = _Dial(start.step, step, now, [_Leg(r) for r in step.rings], True)
+        return [start, self._finish_step(now, None)]
 
     def _ended(self, ev: DialEnded) -> list[Action]:
         cur = self.current
@@ -209,8 +205,7 @@ class AgiCallTracker:
         leg.status = ev.status or "UNKNOWN"
         if ev.status == "ANSWER" and cur.answered is None:
             cur.answered, cur.answered_at = leg, ev.now
-            if self.answered is None:  # the call's: its first answer (the route's)
-                self.answered = (leg.ring, ev.now)
+            self.books.answer(leg.ring, ev.now)  # the call's: its first answer (the route's)
             return []  # the step ends with the call: its talk time is not known yet
         if cur.answered is None and not cur.waiting():
             return [self._finish_step(ev.now, None)]
@@ -224,34 +219,22 @@ class AgiCallTracker:
             if cur.answered is None and seen:
                 self.caller_left = True  # the caller hung up while phones rang
             actions.append(self._finish_step(now, cause, hangup=seen))
-        elif seen and (self.step_no == 0 or self.last_status == "CANCEL"):
+        elif seen and (self.books.step_no == 0 or self.last_status == "CANCEL"):
             self.caller_left = True  # hung up before anything rang, or while it rang
-        if not self.gave_up and self.answered is None and self.next_planned >= len(self.plan.steps):
+        books = self.books
+        spent = self.next_planned >= len(self.plan.steps)
+        if not self.gave_up and books.answered is None and spent:
             self._transitions_up_to(len(self.plan.steps), now)  # the route's final fallback
         self.done = True
-        started = self.started
-        answered_at = self.answered[1] if self.answered else None
-        outcome = decide_outcome(
-            answered=self.answered is not None,
-            unknown=bool(lost or self.adopted) and self.answered is None,
+        books.failsafe = self.failsafe
+        finish = books.finish_call(
+            now,
+            cause,
             caller_left=self.caller_left,
-            ring_results=self.ring_results,
+            unknown=bool(lost or self.adopted) and books.answered is None,
+            notes=lost or ("adopted after a ctm-pbx restart" if self.adopted else ""),
         )
-        actions.append(
-            FinishCall(
-                ended_at=iso(now),
-                answered_at=iso(answered_at) if answered_at else None,
-                outcome=outcome,
-                hangup_cause=cause,
-                ring_seconds=max(0.0, seconds_between(started, answered_at or now)),
-                talk_seconds=max(0.0, seconds_between(answered_at, now)) if answered_at else 0.0,
-                answered_by=self.answered[0].name if self.answered else None,
-                answered_number=(self.answered[0].number or None) if self.answered else None,
-                failsafe=self.failsafe,
-                path=tuple(self.path),
-                notes=lost or ("adopted after a ctm-pbx restart" if self.adopted else ""),
-            )
-        )
+        actions.append(finish)
         return actions
 
     # -- helpers -----------------------------------------------------------------
@@ -261,7 +244,7 @@ class AgiCallTracker:
         for i, (at, entry) in enumerate(self.plan.transitions):
             if at <= index and i not in self._transitions_taken:
                 self._transitions_taken.add(i)
-                self.path.append({**entry, "at": iso(now)})
+                self.books.note(retimed(entry, iso(now)))
 
     def _finish_step(self, now: datetime, cause: int | None, *, hangup: bool = False) -> FinishStep:
         cur = self.current
@@ -282,32 +265,22 @@ class AgiCallTracker:
         ring_end = cur.answered_at or now
         ring_s = round(max(0.0, seconds_between(cur.started, ring_end)), 3)
         talk = round(seconds_between(cur.answered_at, now), 3) if cur.answered_at else 0.0
-        self.ring_results.extend(r.result for r in results)
         self.last_status = status
-        self.path.append(
-            {
-                "step": cur.no,
-                "route": cur.step.route or None,
-                "dial_status": status,
-                "started_at": iso(cur.started),
-                "ended_at": iso(now),
-                "ring_seconds": ring_s,
-                "rings": [
-                    {"name": leg.ring.name, "number": leg.ring.number, "result": r.result}
-                    for leg, r in zip(cur.legs, results, strict=True)
-                ],
-            }
-        )
         self.current = None
-        return FinishStep(
-            step=cur.no,
-            ended_at=iso(now),
+        return self.books.finish_step(
+            now,
             dial_status=status,
             results=tuple(results),
             ring_seconds=ring_s,
             talk_seconds=talk,
             cause=cause,
         )
+
+    def _sync_open_step(self) -> None:
+        """An unplanned Dial() rang one more destination: the ledger's step has it too."""
+        cur, open_step = self.current, self.books.current
+        if cur is not None and open_step is not None:
+            open_step.step = replace(cur.step, rings=tuple(leg.ring for leg in cur.legs))
 
 
 def _dial_key(dest_channel: str, dial_string: str) -> str:

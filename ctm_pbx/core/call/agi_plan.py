@@ -1,10 +1,10 @@
 """AGI mode: a whole route decided at once, for the admin's dialplan to run.
 
 In ARI mode ctm-pbx decides each leg as the previous one returns. In AGI mode
-the dialplan asks once (FastAGI) and runs ``Dial()`` itself, so the route, its
-fallbacks included, is unrolled here into numbered ``Dial()`` steps and a final
-``busy``/``hangup``. Pure: the round-robin memory goes in and the new memory
-comes out.
+the dialplan asks once (FastAGI) and runs ``Dial()`` itself, so the route walk
+(``route_walk``: the same rules as ARI mode) is unrolled here, assuming each step
+fails, into numbered ``Dial()`` steps and a final ``busy``/``hangup``. Pure: the
+round-robin memory goes in and the new memory comes out.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ctm_pbx.core.callflow import NumberInfo
+from ctm_pbx.core.call.events import NumberInfo
+from ctm_pbx.core.call.path import PathEntry
+from ctm_pbx.core.call.route_walk import Ask, Finish, RouteWalk
 from ctm_pbx.core.geo import Location
-from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
-from ctm_pbx.core.route_select import select_route
-from ctm_pbx.core.routing import RouteMemory, RoutingError, Step, plan_fallback, plan_route
-
-# What a plain Dial() loop can run (geo routes only choose one of these); the rest
-# needs ARI mode.
-AGI_ROUTE_TYPES = frozenset({RouteType.SINGLE, RouteType.SIMULTANEOUS, RouteType.SEQUENTIAL})
+from ctm_pbx.core.model import Config, FallbackKind, Route
+from ctm_pbx.core.routing import RouteMemory, RoutingError, Step
 
 
 class AgiStatus:
@@ -42,7 +39,7 @@ class AgiPlan:
     steps: tuple[Step, ...] = ()
     end: str = "hangup"  # after the last step: "busy" or "hangup"
     # path entries (fallbacks taken) keyed by the index of the step they lead to
-    transitions: tuple[tuple[int, dict], ...] = ()
+    transitions: tuple[tuple[int, PathEntry], ...] = ()
     memories: dict[str, RouteMemory] = field(default_factory=dict)  # round robin to persist
 
     @property
@@ -71,10 +68,9 @@ def plan_agi_call(
     route = config.routes.get(number.route)
     if route is None:
         return AgiPlan(AgiStatus.NO_ROUTE, f"route '{number.route}' is not configured")
-    memory = dict(memory_of)
-    memories: dict[str, RouteMemory] = {}
+    walk = RouteWalk(config, memory_of, where)
     try:
-        steps, end, transitions = _unroll(config, route.name, memory, memories, now, where)
+        steps, end, transitions = _unroll(walk, route.name, now)
     except NeedsAri as exc:
         return AgiPlan(
             AgiStatus.NEEDS_ARI,
@@ -91,7 +87,7 @@ def plan_agi_call(
         steps=tuple(steps),
         end=end,
         transitions=tuple(transitions),
-        memories=memories,
+        memories=walk.memories,
     )
 
 
@@ -103,60 +99,26 @@ class NeedsAri(RoutingError):
 
 
 def _unroll(
-    config: Config,
-    name: str,
-    memory: dict[str, RouteMemory],
-    memories: dict[str, RouteMemory],
-    now: datetime,
-    where: Location | None,
-) -> tuple[list[Step], str, list[tuple[int, dict]]]:
+    walk: RouteWalk, name: str, now: datetime
+) -> tuple[list[Step], str, list[tuple[int, PathEntry]]]:
+    """The walk from route ``name``, each step assumed to fail: the steps, the end
+    (``busy``/``hangup``) and the path entries keyed by the step they lead to."""
     steps: list[Step] = []
-    transitions: list[tuple[int, dict]] = []
-    visited: set[str] = set()
+    transitions: list[tuple[int, PathEntry]] = []
+    step = walk.enter(name, now)
     while True:
-        sel = select_route(config, name, now=now, where=where, visited=frozenset(visited))
-        transitions += [(len(steps), entry) for entry in sel.path]
-        visited |= sel.visited
-        if sel.route is None:  # after hours / no geo match: a number, busy or hang up
-            fallback = sel.fallback or Fallback(FallbackKind.HANGUP)
-            if fallback.kind is FallbackKind.NUMBER:
-                action = plan_fallback(
-                    fallback, config, from_route=sel.from_route or "", visited=frozenset()
-                )
-                steps.extend(action.plan.steps)  # type: ignore[union-attr]
-                return steps, "hangup", transitions
-            if fallback.kind is FallbackKind.VOICEMAIL:
-                raise NeedsAri(config.routes[sel.from_route or name], "voicemail")
-            return steps, fallback.kind.value, transitions
-        current = sel.route
-        if current.type not in AGI_ROUTE_TYPES:
-            raise NeedsAri(current)
-        plan = plan_route(current, config, memory.get(current.name))
-        if plan.memory is not None:
-            memory[current.name] = memories[current.name] = plan.memory
-        steps.extend(plan.steps)
-        action = plan_fallback(
-            current.fallback,
-            config,
-            from_route=current.name,
-            visited=frozenset(visited),
-            memory_of=memory,
-        )
-        entry: dict[str, str | None] = {"fallback": action.kind.value, "from_route": current.name}
-        if action.kind is FallbackKind.ROUTE:
-            entry["to_route"] = action.route
-            transitions.append((len(steps), entry))
-            name = action.route or ""
-            continue
-        if action.kind is FallbackKind.NUMBER:
-            entry["to_number"] = current.fallback.value
-            transitions.append((len(steps), entry))
-            steps.extend(action.plan.steps)  # type: ignore[union-attr]
-            return steps, "hangup", transitions  # a number fallback is the last resort
-        if action.kind is FallbackKind.VOICEMAIL:
-            raise NeedsAri(current, "voicemail")
-        transitions.append((len(steps), entry))
-        return steps, action.kind.value, transitions
+        transitions += [(len(steps), entry) for entry in walk.path]
+        walk.path.clear()
+        if isinstance(step, Ask):
+            raise NeedsAri(step.route)
+        if isinstance(step, Finish):
+            if step.kind is FallbackKind.VOICEMAIL:
+                raise NeedsAri(walk.config.routes[step.route or name], "voicemail")
+            return steps, step.kind.value, transitions
+        steps.extend(step.plan.steps)
+        if step.last_resort:  # a number fallback: after it, hang up
+            return steps, "hangup", transitions
+        step = walk.fallback(step.route, now)
 
 
 def channel_variables(
