@@ -57,7 +57,7 @@ from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import open_db  # noqa: E402
 from ctm_pbx.core.call.agi_plan import channel_variables, plan_agi_call  # noqa: E402
-from ctm_pbx.core.call.events import NumberInfo  # noqa: E402
+from ctm_pbx.core.model import NumberInfo  # noqa: E402
 from tests.integration.ctm import ProcessDaemon  # noqa: E402
 from tests.integration.sip import BASELINE_DID, Asterisk, screen_counts  # noqa: E402
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ctm_pbx.core.call.agi_plan import AgiStatus, channel_variables, plan_agi_call
-from ctm_pbx.core.call.events import NumberInfo
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.core.routing import RouteMemory
 from tests.helpers import config
 
@@ -58,9 +58,7 @@ def test_route_unrolled(route, dials, end, fallbacks) -> None:
     assert [s.dial_args() for s in plan.steps] == dials
     assert plan.end == end
     if fallbacks is not None:
-        got = [
-            (i, e.fallback, e.to_route or e.to_number) for i, e in plan.transitions
-        ]
+        got = [(i, e.fallback, e.to_route or e.to_number) for i, e in plan.transitions]
         assert got == fallbacks
 
 

@@ -9,7 +9,7 @@ import pytest
 from ctm_pbx.core.call.actions import FinishCall, FinishStep, StartStep
 from ctm_pbx.core.call.agi_plan import plan_agi_call
 from ctm_pbx.core.call.agi_tracker import AgiCallTracker, ChannelLost, DialBegan, DialEnded, HungUp
-from ctm_pbx.core.call.events import NumberInfo
+from ctm_pbx.core.model import NumberInfo
 from tests.helpers import config
 
 CFG = config()

@@ -20,10 +20,10 @@ from ctm_pbx.core.call.events import (
     Gone,
     HandlerFailed,
     Inbound,
-    NumberInfo,
     QueueResult,
     QueueReturned,
 )
+from ctm_pbx.core.model import NumberInfo
 from tests.helpers import config
 
 CFG = config(

@@ -24,8 +24,8 @@ from ctm_pbx.core.call.events import (
     Gone,
     HandlerFailed,
     Inbound,
-    NumberInfo,
 )
+from ctm_pbx.core.model import NumberInfo
 from tests.helpers import config
 
 CFG = config()

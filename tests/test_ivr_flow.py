@@ -9,8 +9,12 @@ import pytest
 from ctm_pbx.core.call.actions import CollectDigits, DialStep, EndCall, RecordInput
 from ctm_pbx.core.call.agi_plan import AgiStatus, channel_variables, plan_agi_call
 from ctm_pbx.core.call.ari_flow import CallFlow, ProtocolError
-from ctm_pbx.core.call.events import DigitsEntered, Inbound, NumberInfo
+from ctm_pbx.core.call.events import (
+    DigitsEntered,
+    Inbound,
+)
 from ctm_pbx.core.geo import ZipInfo
+from ctm_pbx.core.model import NumberInfo
 from tests.helpers import config
 
 CFG = config(

@@ -10,7 +10,13 @@ from ctm_pbx.adapters.media import wav_seconds
 from ctm_pbx.core.call.actions import DialStep, EnterQueue, FinishCall, Outcome, TakeMessage
 from ctm_pbx.core.call.agi_plan import AgiStatus, plan_agi_call
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.call.events import DialResult, DialReturned, Ended, Inbound, NumberInfo
+from ctm_pbx.core.call.events import (
+    DialResult,
+    DialReturned,
+    Ended,
+    Inbound,
+)
+from ctm_pbx.core.model import NumberInfo
 from tests.helpers import config
 
 CFG = config(

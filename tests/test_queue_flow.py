@@ -22,10 +22,10 @@ from ctm_pbx.core.call.events import (
     DialResult,
     Ended,
     Inbound,
-    NumberInfo,
     QueueResult,
     QueueReturned,
 )
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.edges.cli import main
 from tests.helpers import BASE, config
 

@@ -9,8 +9,11 @@ import pytest
 from ctm_pbx.core.call.actions import DialStep, EndCall, SendToFailsafe, StartCall
 from ctm_pbx.core.call.agi_plan import plan_agi_call
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.call.events import Inbound, NumberInfo
+from ctm_pbx.core.call.events import (
+    Inbound,
+)
 from ctm_pbx.core.geo import locate_number
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.core.route_select import select_route
 from ctm_pbx.core.routing import RoutingError
 from tests.helpers import config

@@ -11,10 +11,15 @@ import pytest
 from ctm_pbx.core.call.actions import DialStep, EndCall, FinishCall, RememberRoute, SendToFailsafe
 from ctm_pbx.core.call.agi_plan import AgiStatus, plan_agi_call
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.call.events import DialResult, DialReturned, Ended, Inbound, NumberInfo
+from ctm_pbx.core.call.events import (
+    DialResult,
+    DialReturned,
+    Ended,
+    Inbound,
+)
 from ctm_pbx.core.call.path import FallbackEntry, ScheduleEntry
 from ctm_pbx.core.call.route_walk import Finish, Ring, RouteWalk
-from ctm_pbx.core.model import FallbackKind
+from ctm_pbx.core.model import FallbackKind, NumberInfo
 from tests.helpers import config
 
 CFG = config(

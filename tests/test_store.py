@@ -13,9 +13,13 @@ from ctm_pbx.adapters.store.route_state import load_route_memory, save_route_mem
 from ctm_pbx.adapters.store.schema import migrations, pending
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.call.events import DialResult, Ended, Inbound, NumberInfo
+from ctm_pbx.core.call.events import (
+    DialResult,
+    Ended,
+    Inbound,
+)
 from ctm_pbx.core.inventory import NumberRecord, plan_config_sync
-from ctm_pbx.core.model import TrackingNumberDecl
+from ctm_pbx.core.model import NumberInfo, TrackingNumberDecl
 from ctm_pbx.core.routing import RouteMemory
 from tests.helpers import config
 from tests.test_callflow import at

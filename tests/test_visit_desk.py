@@ -12,7 +12,7 @@ from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest, handle_visit
-from ctm_pbx.core.call.events import NumberInfo
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.edges.cli import sync_config_numbers
 from ctm_pbx.edges.web import VisitApi, create_app
 from tests.helpers import BROWSER_UA

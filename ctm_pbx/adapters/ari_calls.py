@@ -46,12 +46,11 @@ from ctm_pbx.core.call.events import (
     Gone,
     HandlerFailed,
     Inbound,
-    NumberInfo,
     QueueResult,
     QueueReturned,
 )
 from ctm_pbx.core.clock import parse_iso
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, NumberInfo
 from ctm_pbx.core.phone import caller_e164, did_e164
 from ctm_pbx.core.routing import Ring, RouteMemory, Step
 

@@ -42,9 +42,8 @@ from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.call.actions import StartStep, start_call
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.clock import iso
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, NumberInfo
 from ctm_pbx.core.phone import caller_e164, did_e164
 from ctm_pbx.core.routing import Ring, Step
 

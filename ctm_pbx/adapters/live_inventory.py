@@ -14,7 +14,7 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store.route_state import load_route_memory
 from ctm_pbx.adapters.store.writer import StoreWriter
-from ctm_pbx.core.call.events import NumberInfo
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.core.routing import RouteMemory
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,9 @@ import sqlite_utils
 from ctm_pbx.adapters.crawlers import is_crawler
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
-from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.model import Config, Pool, SourceKind
+from ctm_pbx.core.model import Config, NumberInfo, Pool, SourceKind
 from ctm_pbx.core.pools import PoolView, hand_out, lease_expiry
 from ctm_pbx.core.returning_visitors import (
     ARRIVALS,

@@ -340,3 +340,13 @@ class Config:
     schedules: dict[str, Schedule] = field(default_factory=dict)
     tracking_numbers: tuple[TrackingNumberDecl, ...] = ()
     path: str | None = None  # the file it came from
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    """What the inventory knows of the dialled tracking number."""
+
+    number: str
+    source: str | None
+    pool: str | None
+    route: str | None

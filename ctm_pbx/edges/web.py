@@ -32,9 +32,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ctm_pbx import __version__
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.visits import VisitDesk, VisitRequest
-from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.client_address import client_key, parse_networks
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, NumberInfo
 from ctm_pbx.core.ratelimit import RateLimiter
 from ctm_pbx.edges.static_asset import StaticAsset
 from ctm_pbx.edges.web_listener import SERVER_NAME

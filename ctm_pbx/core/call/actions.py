@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.geo import Location, locate_number
+from ctm_pbx.core.model import NumberInfo
 from ctm_pbx.core.routing import Ring, RouteMemory
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ctm_pbx.core.call.events import NumberInfo
 from ctm_pbx.core.call.path import PathEntry
 from ctm_pbx.core.call.route_walk import Ask, Finish, RouteWalk
 from ctm_pbx.core.geo import Location
-from ctm_pbx.core.model import Config, FallbackKind, Route
+from ctm_pbx.core.model import Config, FallbackKind, NumberInfo, Route
 from ctm_pbx.core.routing import RouteMemory, RoutingError, Step
 
 

@@ -8,15 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-
-@dataclass(frozen=True)
-class NumberInfo:
-    """What the inventory knows of the dialled tracking number."""
-
-    number: str
-    source: str | None
-    pool: str | None
-    route: str | None
+from ctm_pbx.core.model import NumberInfo
 
 
 @dataclass(frozen=True)
