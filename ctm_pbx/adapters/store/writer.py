@@ -1,32 +1,11 @@
-"""The one writer: store functions run on a single thread, off the event loop.
+"""The one writer: every write to the database goes through here, in order.
 
-The thread keeps the lease index (``lease_index``) for its connection.
-
-Group commit: the thread runs every job that is waiting, then commits once and
-only then answers them, so under load many calls share one commit while each
-caller still learns of its write only once it is committed.
-
-Deferred jobs (``defer``: call-log writes nobody waits for) are gathered on the
-event loop for a few milliseconds and then written together, on the loop itself
-when the thread has nothing queued or running (no thread wakeup, no switch of the
-GIL: most of what such a write costs), else handed to the thread as one job.
-Either way jobs run in the order they were asked for. ``run_now`` runs one short
-job a caller waits on, on the loop in the same way, and answers at once: its
-writes join the loop's open transaction, which the deferred jobs' timer commits
-(``DEFER_S`` later, with everything written meanwhile: under load many calls'
-rows share one commit, the costliest part of a write). The loop never waits
-there: it takes the write lock without a busy timeout (another process writing,
-e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
-the thread: the WAL checkpoints, and the first commit after one (which starts
-the WAL over and syncs its header). Work handed to the thread, and ``close``,
-commit the loop's transaction first.
-
-When the database cannot be written (disk full, I/O error, read-only, locked past
-the busy timeout), a failed commit loses no write nobody waits on (deferred jobs,
-``submit``, ``run_now``): they wait in memory, in order, at most ``max_backlog`` of
-them (past that, new writes are refused: see ``_keep``), and are written again, in
-one transaction, with a growing pause between tries, until a commit succeeds. Reads
-still answer; a ``run`` job that writes gets ``StoreUnavailable``. ``health`` says so.
+Jobs run on one thread (``run``: the caller waits for the commit; ``submit``), or,
+for writes nobody waits on (``defer``) and short ones a caller waits on
+(``run_now``), on the event loop when the thread is idle, committed together a few
+milliseconds later. When the database cannot be written, writes nobody waits on wait
+in memory (bounded) and are written when it can be. ARCHITECTURE.md ("The store
+writer") says how and why.
 """
 
 from __future__ import annotations
