@@ -7,7 +7,7 @@ picks up changes.
 
 from __future__ import annotations
 
-from ctm_pbx.core.model import Config, QueueStrategy, RouteType
+from ctm_pbx.core.model import Config, QueueRoute, QueueStrategy
 
 HEADER = """\
 ; Written by `ctm-pbx asterisk queues` from the ctm-pbx configuration: do not edit,
@@ -19,7 +19,7 @@ def render_queues(config: Config) -> str:
     """One [ctm-<route>] queue per queue route; its agents are static members."""
     parts = [HEADER]
     for route in sorted(config.routes.values(), key=lambda r: r.name):
-        if route.type is not RouteType.QUEUE or route.queue is None:
+        if not isinstance(route, QueueRoute):
             continue
         q = route.queue
         lines = [

@@ -41,10 +41,13 @@ from ctm_pbx.core.model import (
     DatabaseSettings,
     Fallback,
     FallbackKind,
+    GeoRoute,
+    IvrRoute,
     MatchRule,
     MenuOption,
     Pool,
     Prompt,
+    QueueRoute,
     QueueSettings,
     QueueStrategy,
     ReceivingNumber,
@@ -54,6 +57,7 @@ from ctm_pbx.core.model import (
     RouteOrder,
     RouteTarget,
     RouteType,
+    SequentialRoute,
     Source,
     SourceKind,
     Target,
@@ -821,20 +825,23 @@ class _Builder:
         route_type = RouteType(type_text)
         if not self._route_shape_ok(route_type, order, targets, targets_node, m):
             return None
-        return Route(
+        common = Route(
             name=name,
             type=route_type,
             targets=targets,
             ring_timeout=ring_timeout,
-            order=order,
             fallback=fallback or Fallback(FallbackKind.HANGUP),
             label=label,
             schedule=schedule,
             after_hours=after_hours,
-            queue=self._queue(m) if route_type is RouteType.QUEUE else None,
             whisper=_opt(m, "whisper", self._whisper, ()),
             record=_opt(m, "record", YNode.boolean, False),
         )
+        if route_type is RouteType.SEQUENTIAL:
+            return SequentialRoute(**vars(common), order=order)
+        if route_type is RouteType.QUEUE:
+            return QueueRoute(**vars(common), queue=self._queue(m))
+        return common
 
     def _whisper(self, node: YNode) -> tuple[tuple[str, str], ...] | None:
         """A prompt for every call, or ``{source: prompt, ..., "*": prompt}``."""
@@ -930,7 +937,7 @@ class _Builder:
         if not rules:
             rules_node.error("a geo route needs at least 1 rule")  # type: ignore[union-attr]
             return None
-        return Route(
+        return GeoRoute(
             name=name,
             type=RouteType.GEO,
             label=_opt(m, "label", YNode.text, ""),
@@ -983,7 +990,7 @@ class _Builder:
         prompts = self._prompt_names(prompts_node) if prompts_node else None
         options = self._menu_options(name, options_node) if options_node else None
         schedule, after_hours = self._route_schedule(name, m)
-        route = Route(
+        route = IvrRoute(
             name=name,
             type=RouteType.IVR,
             label=_opt(m, "label", YNode.text, ""),

@@ -128,35 +128,24 @@ class Fallback:
 
 @dataclass(frozen=True)
 class Route:
+    """What every route has. ``single`` and ``simultaneous`` routes are just this; the
+    kinds that need more are their own classes (``SequentialRoute``, ``GeoRoute``,
+    ``IvrRoute``, ``QueueRoute``), so that a rule can only read what its kind has."""
+
     name: str
     type: RouteType
     targets: tuple[RouteTarget, ...] = ()
     ring_timeout: int = 20  # seconds each leg (or the whole group, simultaneous) rings
-    order: RouteOrder = RouteOrder.FIXED  # sequential only
     fallback: Fallback = Fallback(FallbackKind.HANGUP)
     label: str = ""
     schedule: str | None = None  # a Schedule name: outside its hours, ``after_hours`` runs
     after_hours: Fallback | None = None
-    geo_rules: tuple[GeoRule, ...] = ()  # geo routes: first matching rule's route
-    ask_zip: Prompt | None = None  # geo routes: ask the caller for a ZIP code first
-    prompts: tuple[str, ...] = ()  # ivr routes: what the menu plays
-    options: tuple[MenuOption, ...] = ()  # ivr routes: key -> where it leads
-    menu_timeout: int = 5  # ivr routes: seconds to wait for a key after the prompts
-    attempts: int = 3  # ivr routes: plays of the menu before ``default``
-    invalid_prompt: str | None = None  # ivr routes: played before replaying on a wrong key
-    default: Fallback | None = None  # geo: no rule matched; ivr: no valid key in time
-    queue: QueueSettings | None = None  # queue routes (targets are the agents)
     whisper: tuple[tuple[str, str], ...] = ()  # source (or "*") -> prompt played to the agent
     record: bool = False  # record the conversation (both sides mixed)
 
     def whisper_for(self, source: str | None) -> str | None:
         prompts = dict(self.whisper)
         return prompts.get(source or "") or prompts.get("*")
-
-    @property
-    def queue_name(self) -> str:
-        """The Asterisk queue of a queue route (``ctm-pbx asterisk queues`` writes it)."""
-        return f"ctm-{self.name}"
 
 
 class QueueStrategy(StrEnum):
@@ -200,6 +189,49 @@ class Prompt:
     prompts: tuple[str, ...]
     timeout: int = 8
     attempts: int = 2
+
+
+@dataclass(frozen=True)
+class SequentialRoute(Route):
+    """Rings its targets one after another."""
+
+    order: RouteOrder = RouteOrder.FIXED
+
+
+@dataclass(frozen=True)
+class GeoRoute(Route):
+    """Hands the call to the route of the first rule where the caller is matches."""
+
+    geo_rules: tuple[GeoRule, ...] = ()
+    ask_zip: Prompt | None = None  # ask the caller for a ZIP code first
+    default: Fallback | None = None  # no rule matched
+
+
+@dataclass(frozen=True)
+class IvrRoute(Route):
+    """A voice menu: the caller's key picks a route or a number."""
+
+    prompts: tuple[str, ...] = ()  # what the menu plays
+    options: tuple[MenuOption, ...] = ()  # key -> where it leads
+    menu_timeout: int = 5  # seconds to wait for a key after the prompts
+    attempts: int = 3  # plays of the menu before ``default``
+    invalid_prompt: str | None = None  # played before replaying on a wrong key
+    default: Fallback | None = None  # no valid key in time
+
+
+@dataclass(frozen=True)
+class QueueRoute(Route):
+    """Callers wait in Asterisk's queue for the next free agent (the targets)."""
+
+    queue: QueueSettings = QueueSettings()
+
+    @property
+    def queue_name(self) -> str:
+        """The Asterisk queue (``ctm-pbx asterisk queues`` writes it)."""
+        return f"ctm-{self.name}"
+
+
+Menu = IvrRoute | GeoRoute  # routes that take the caller's keys
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from functools import partial
 from ctm_pbx.core.call.path import GeoEntry, ScheduleEntry
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.geo import Location, match_rule
-from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, GeoRoute, Route
 from ctm_pbx.core.routing import RoutingError
 from ctm_pbx.core.schedules import is_open
 
@@ -81,7 +81,7 @@ def _handover(
         if not is_open(schedule, now):
             closed = partial(ScheduleEntry, schedule.name, False)
             return closed, route.after_hours or Fallback(FallbackKind.HANGUP)
-    if route.type is RouteType.GEO:
+    if isinstance(route, GeoRoute):
         if route.ask_zip is not None and route.name not in asked and not (where and where.zip):
             return None  # the caller is asked for a ZIP code first
         rule = match_rule(route.geo_rules, where)

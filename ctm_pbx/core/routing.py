@@ -19,6 +19,7 @@ from ctm_pbx.core.model import (
     Route,
     RouteOrder,
     RouteType,
+    SequentialRoute,
 )
 
 DEFAULT_DIAL = "PJSIP/{number}@carrier"
@@ -80,7 +81,8 @@ def plan_route(route: Route, config: Config, memory: RouteMemory | None = None) 
     if route.type in (RouteType.SINGLE, RouteType.SIMULTANEOUS):
         return Plan((Step(route.name, tuple(rings), route.ring_timeout),))
     new_memory = None
-    if route.order is RouteOrder.ROUND_ROBIN and len(rings) > 1:
+    robin = isinstance(route, SequentialRoute) and route.order is RouteOrder.ROUND_ROBIN
+    if robin and len(rings) > 1:
         weights = [(t.receiving_number, t.weight) for t in route.targets]
         first, new_memory = pick_weighted(weights, memory or RouteMemory())
         rings = rings[first:] + rings[:first]

@@ -28,7 +28,7 @@ from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.adapters.wall_clock import utcnow
 from ctm_pbx.core.client_address import parse_networks
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, GeoRoute
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
 from ctm_pbx.edges.web import VisitApi, create_app
 from ctm_pbx.edges.web_listener import ConnectionCaps, GuardedSite, connection_budget
@@ -147,7 +147,7 @@ class Daemon:
     async def serve(self) -> None:
         a = self.config.asterisk
         await self.inventory.load()
-        if any(r.ask_zip for r in self.config.routes.values()):
+        if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
             await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset takes ~0.5 s to load
         if a.uses_ari:
             await self.ari.start()

@@ -55,7 +55,7 @@ from ctm_pbx.core.call.path import FailsafeEntry, VoicemailEntry
 from ctm_pbx.core.call.route_walk import Ask, Finish, Ring, RouteWalk, WalkStep
 from ctm_pbx.core.clock import iso, seconds_between
 from ctm_pbx.core.geo import Location, ZipLookup
-from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route, RouteType
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, GeoRoute, Menu, QueueRoute
 from ctm_pbx.core.routing import Ring as Receiver
 from ctm_pbx.core.routing import RouteMemory, RoutingError, Step
 
@@ -120,7 +120,7 @@ class CallFlow:
     last_resort: bool = False  # the steps ringing are a number handed over to
     start_record: StartCall | None = None
     start_emitted: bool = False
-    menu: Route | None = None  # the ivr/geo route waiting for keys
+    menu: Menu | None = None  # the ivr/geo route waiting for keys
     menu_attempts: int = 0
     inputs: list[str] = field(default_factory=list)
     caller_answered: bool = False  # a menu answered the caller: Dial() must play ringback
@@ -293,7 +293,7 @@ class CallFlow:
             return actions + self._dial_next(now)
         if isinstance(step, Ask):
             self.route = step.route.name
-            if step.route.type is RouteType.QUEUE:
+            if isinstance(step.route, QueueRoute):
                 return actions + self._enter_queue(step.route, now)
             return actions + self._menu(step.route, now)
         self.route = step.route or self.route
@@ -340,7 +340,7 @@ class CallFlow:
 
     # -- menus (ivr routes, ZIP prompts) ---------------------------------------------
 
-    def _menu(self, route: Route, now: datetime, *, invalid: bool = False) -> list[Action]:
+    def _menu(self, route: Menu, now: datetime, *, invalid: bool = False) -> list[Action]:
         if self.menu is not route:
             self.menu, self.menu_attempts = route, 0
         self.phase = Phase.COLLECTING
@@ -352,7 +352,7 @@ class CallFlow:
         if self.menu is None:
             raise ProtocolError("keys entered with no menu playing")
         menu, digits = self.menu, ev.digits if ev.status == "OK" else ""
-        if menu.type is RouteType.GEO:
+        if isinstance(menu, GeoRoute):
             return self._zip_entered(menu, digits, ev.now)
         ans = menus.answer(menu, digits, self.menu_attempts, iso(ev.now))
         if ans.entry is None:
@@ -378,7 +378,7 @@ class CallFlow:
         # runs when it does not answer
         return self._go(lambda walk: walk.hand_over(target, name, now, last_resort=False), now)
 
-    def _zip_entered(self, menu: Route, digits: str, now: datetime) -> list[Action]:
+    def _zip_entered(self, menu: GeoRoute, digits: str, now: datetime) -> list[Action]:
         walk, books = self._walk, self._books(now)
         ans = menus.zip_answer(menu, digits, self.menu_attempts, iso(now), self.zip_lookup)
         books.note(ans.entry)
@@ -398,7 +398,7 @@ class CallFlow:
 
     # -- queues ----------------------------------------------------------------------
 
-    def _enter_queue(self, route: Route, now: datetime) -> list[Action]:
+    def _enter_queue(self, route: QueueRoute, now: datetime) -> list[Action]:
         step, enter = queues.enter(route, self.config, self._source())
         start = self._books(now).start_step(step, now)
         self.phase = Phase.QUEUED

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from ctm_pbx.core.call.actions import CollectDigits
 from ctm_pbx.core.call.path import MenuEntry, ZipEntry
 from ctm_pbx.core.geo import Location, ZipLookup, locate_zip, valid_zip
-from ctm_pbx.core.model import Fallback, FallbackKind, Route, RouteType
+from ctm_pbx.core.model import Fallback, FallbackKind, GeoRoute, IvrRoute, Menu
 
 
-def prompt(route: Route, *, invalid: bool = False) -> CollectDigits:
+def prompt(route: Menu, *, invalid: bool = False) -> CollectDigits:
     """Play the menu (or the ZIP prompt) and take the caller's keys."""
-    if route.type is RouteType.GEO:
+    if isinstance(route, GeoRoute):
         ask = route.ask_zip
         assert ask is not None
         return CollectDigits(ask.prompts, 5, ask.timeout)
@@ -37,7 +37,7 @@ class MenuAnswer:
     chosen: str = ""  # the key of the option taken
 
 
-def answer(menu: Route, digits: str, attempts: int, at: str) -> MenuAnswer:
+def answer(menu: IvrRoute, digits: str, attempts: int, at: str) -> MenuAnswer:
     """The keys pressed in ``menu`` (``""``: none in time); ``attempts``: the failed
     tries before this one."""
     if digits == "*" and not any(o.key == "*" for o in menu.options):
@@ -63,7 +63,7 @@ class ZipAnswer:
 
 
 def zip_answer(
-    menu: Route, digits: str, attempts: int, at: str, lookup: ZipLookup | None
+    menu: GeoRoute, digits: str, attempts: int, at: str, lookup: ZipLookup | None
 ) -> ZipAnswer:
     where = locate_zip(digits, lookup) if valid_zip(digits) and lookup else None
     if where is not None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from ctm_pbx.core.call.actions import EnterQueue, RingResult
 from ctm_pbx.core.call.events import QueueResult
-from ctm_pbx.core.model import Config, Route
+from ctm_pbx.core.model import Config, QueueRoute
 from ctm_pbx.core.routing import Ring, Step, ring_for
 
 # QUEUESTATUS values that mean nobody could take the call at all
 _NOBODY = ("FULL", "JOINEMPTY", "JOINUNAVAIL")
 
 
-def enter(route: Route, config: Config, source: str | None) -> tuple[Step, EnterQueue]:
+def enter(route: QueueRoute, config: Config, source: str | None) -> tuple[Step, EnterQueue]:
     """The queue as a step (its agents ring together) and the ``Queue()`` to enter."""
     q = route.queue
-    assert q is not None
     rings = tuple(ring_for(config.receiving_numbers[t.receiving_number]) for t in route.targets)
     enter = EnterQueue(
         route.queue_name, q.priority(source), q.max_wait, route.whisper_for(source), route.record

@@ -16,7 +16,7 @@ from datetime import datetime
 from ctm_pbx.core.call.path import FallbackEntry, PathEntry
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.geo import Location
-from ctm_pbx.core.model import Config, Fallback, FallbackKind, Route
+from ctm_pbx.core.model import Config, Fallback, FallbackKind, GeoRoute, IvrRoute, QueueRoute
 from ctm_pbx.core.route_select import select_route
 from ctm_pbx.core.routing import Plan, RouteMemory, RoutingError, plan_fallback, plan_route
 
@@ -35,7 +35,7 @@ class Ring:
 class Ask:
     """The route needs the caller: an ivr menu, a geo route's ZIP prompt, a queue."""
 
-    route: Route
+    route: IvrRoute | GeoRoute | QueueRoute
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class RouteWalk:
             fallback = sel.fallback or Fallback(FallbackKind.HANGUP)
             return self.hand_over(fallback, sel.from_route or name, now)
         route = sel.route
-        if not route.type.dials:
+        if isinstance(route, IvrRoute | GeoRoute | QueueRoute):
             return Ask(route)
         plan = plan_route(route, self.config, self.memory_of.get(route.name))
         if plan.memory is not None:
