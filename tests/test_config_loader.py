@@ -422,7 +422,7 @@ tracking_numbers:
 """,
         "tracking_numbers[0].source",
         13,
-        "source 'fb' differs from the source of pool 'ads-pool' ('ads')",
+        "pool 'ads-pool' belongs to source 'ads', not 'fb'; leave source out",
     ),
     (
         "offsite source with match rules",

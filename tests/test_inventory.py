@@ -58,3 +58,25 @@ RECEIVING = {"desk": ReceivingNumber("desk", "+13125550101", "PJSIP/{number}@car
 def test_role_clash(number, role, name) -> None:
     clash = role_clash(number, TARGETS, RECEIVING)
     assert (clash and (clash.role, clash.name)) == (role and (role, name))
+
+
+def test_rows_of_a_csv_import_meet_the_cli_rules_and_say_where_they_fail() -> None:
+    from ctm_pbx.core.inventory import check_rows
+    from tests.helpers import config
+
+    cfg = config()
+    rows = [
+        (2, {"number": "(312) 555-0150", "source": "billboard", "route": "one", "label": "I-90"}),
+        (3, {"number": "not a number", "source": "billboard", "route": "one"}),
+        (5, {"number": "+13125550150", "source": "billboard", "route": "one"}),
+        (4, {"number": "+13125550151", "source": "billboard", "route": "nowhere"}),
+        (6, {"number": "+13125550101", "source": "billboard", "route": "one"}),  # desk-1
+    ]
+    records, problems = check_rows(cfg, rows)
+    assert [(r.number, r.source, r.route, r.label) for r in records] == [
+        ("+13125550150", "billboard", "one", "I-90")
+    ]
+    assert [p.split(":")[0].strip() for p in problems] == ["line 3", "line 4", "line 5", "line 6"]
+    assert "already on line 2" in problems[2]
+    assert "unknown route 'nowhere'" in problems[1]
+    assert "receiving number 'desk-1'" in problems[3]

@@ -30,7 +30,7 @@ from ctm_pbx.adapters.yaml_source import (
 )
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.geo import REGION_NAMES, GeoRule
-from ctm_pbx.core.inventory import role_clash
+from ctm_pbx.core.inventory import InventoryError, role_clash, source_of_pool
 from ctm_pbx.core.model import (
     AgiSettings,
     AmiSettings,
@@ -1297,13 +1297,11 @@ class _Builder:
         pool = pools.get(pool_name or "")
         if pool is None:
             return None, None
-        if source is not None and source != pool.source:
-            m["source"].error(
-                f"source '{source}' differs from the source of pool "
-                f"'{pool.name}' ('{pool.source}'); leave source out"
-            )
+        try:
+            return source_of_pool(source, pool), pool.name
+        except InventoryError as exc:
+            m["source"].error(f"{exc}; leave source out")
             return None, None
-        return pool.source, pool.name
 
 
 def _mode(node: YNode) -> AsteriskMode | None:

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 
 from ctm_pbx.core.model import (
     Config,
+    Pool,
     ReceivingNumber,
     SourceKind,
     Target,
     TrackingNumberDecl,
 )
+from ctm_pbx.core.phone import InvalidNumber, to_e164
 
 
 class InventoryError(ValueError):
@@ -55,6 +57,16 @@ class Assignment:
     route: str | None
 
 
+def source_of_pool(source: str | None, pool: Pool) -> str:
+    """A pool implies its source; a source given beside it must be that one. The
+    rule of ``tracking_numbers:`` in the YAML and of the CLI alike."""
+    if source is not None and source != pool.source:
+        raise InventoryError(
+            f"pool '{pool.name}' belongs to source '{pool.source}', not '{source}'"
+        )
+    return pool.source
+
+
 def resolve_assignment(
     config: Config, *, source: str | None, pool: str | None, route: str | None
 ) -> Assignment:
@@ -62,10 +74,7 @@ def resolve_assignment(
     if pool is not None:
         if pool not in config.pools:
             raise InventoryError(f"unknown pool '{pool}' (known: {_names(config.pools)})")
-        pool_source = config.pools[pool].source
-        if source is not None and source != pool_source:
-            raise InventoryError(f"pool '{pool}' belongs to source '{pool_source}', not '{source}'")
-        source = pool_source
+        source = source_of_pool(source, config.pools[pool])
     if source is not None:
         if source not in config.sources:
             raise InventoryError(f"unknown source '{source}' (known: {_names(config.sources)})")
@@ -134,6 +143,34 @@ def check_cli_number(
     if assignment.route is None:
         raise InventoryError("needs a route")
     return assignment
+
+
+def check_rows(
+    config: Config, rows: list[tuple[int, Mapping[str, str]]]
+) -> tuple[list[NumberRecord], list[str]]:
+    """Rows of numbers to add (``numbers import``: (line, column -> value)): the records,
+    and the problems (``  line N: …``, in line order). Each row meets the rules of
+    ``check_cli_number``; a number may be listed once."""
+    records: list[NumberRecord] = []
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for line, fields in rows:
+        try:
+            num = to_e164(fields.get("number", ""), config.tracking.default_country)
+            if num in seen:
+                raise InventoryError(f"{num} already on line {seen[num]}")
+            seen[num] = line
+            a = check_cli_number(
+                config,
+                num,
+                source=fields.get("source") or None,
+                pool=fields.get("pool") or None,
+                route=fields.get("route") or None,
+            )
+            records.append(NumberRecord(num, a.source, a.pool, a.route, fields.get("label", "")))
+        except (InvalidNumber, InventoryError) as exc:
+            problems.append((line, f"  line {line}: {exc}"))
+    return records, [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
 def cli_number_problems(config: Config, records: Mapping[str, NumberRecord]) -> list[str]:

@@ -34,6 +34,7 @@ from ctm_pbx.core.inventory import (
     NumberRecord,
     SyncPlan,
     check_cli_number,
+    check_rows,
     cli_number_problems,
     plan_config_sync,
     release_refusal,
@@ -568,24 +569,8 @@ def _read_csv(ctx: Context, csv_file: str) -> tuple[list[NumberRecord], list[str
         raise click.ClickException(f"cannot read {csv_file}: {exc.strerror}") from None
     except CsvError as exc:
         raise click.ClickException(f"{csv_file}: nothing imported: {exc}") from None
-    records: list = []
-    seen: dict = {}
-    for row in rows:
-        fields = row.fields
-        try:
-            num = to_e164(fields.get("number", ""), ctx.config.tracking.default_country)
-            if num in seen:
-                raise InventoryError(f"{num} already on line {seen[num]}")
-            seen[num] = row.line
-            source, pool = fields.get("source") or None, fields.get("pool") or None
-            a = check_cli_number(
-                ctx.config, num, source=source, pool=pool, route=fields.get("route") or None
-            )
-            records.append(NumberRecord(num, a.source, a.pool, a.route, fields.get("label", "")))
-        except (InvalidNumber, InventoryError) as exc:
-            problems.append(f"  line {row.line}: {exc}")
-    problems.sort(key=lambda p: int(p.split()[1].rstrip(":")))
-    return records, problems
+    records, bad = check_rows(ctx.config, [(row.line, row.fields) for row in rows])
+    return records, sorted([*problems, *bad], key=lambda p: int(p.split()[1].rstrip(":")))
 
 
 @numbers.command("list")
