@@ -7,11 +7,12 @@ issues carry the key path and YAML line. The node walking lives in
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
@@ -86,92 +87,54 @@ TOP_KEYS = (
     "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
     "tracking_numbers",
 )  # fmt: skip
-ASTERISK_KEYS = (
-    "ari_url",
-    "username",
-    "password",
-    "app",
-    "mode",
-    "agi",
-    "ami",
-    "recordings",
-    "call_spool",
-)
-RECORDING_KEYS = ("dir", "local_dir", "voicemail_max_seconds")
-AGI_KEYS = ("host", "port", "timeout_ms")
-AMI_KEYS = ("host", "port", "username", "secret")
-DATABASE_KEYS = ("path", "max_release_percent")
-WEB_KEYS = (
-    "host",
-    "port",
-    "allowed_origins",
-    "trusted_proxies",
-    "max_connections",
-    "max_connections_per_client",
-)
-TRACKING_KEYS = (
-    "default_country",
-    "first_touch_days",
-    "attribution_window_minutes",
-    "max_leases_per_client",
-    "confirm_seconds",
-    "max_visits_per_day",
-)
-REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
-DASHBOARD_KEYS = ("enabled", "host", "port")
-SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
-RULE_KEYS = (
-    "landing_params",
-    "click_ids",
-    "referrer_hosts",
-    "referrer_regex",
-    "landing_regex",
-    "no_referrer",
-    "external_referrer",
-)
-TARGET_KEYS = ("number", "label")
-POOL_KEYS = ("source", "target", "lease_minutes", "cooldown_minutes", "overflow_number")
-RECEIVING_KEYS = ("number", "dial", "label")
-QUEUE_KEYS = (
-    "strategy",
-    "max_wait",
-    "max_length",
-    "wrapup",
-    "announce_every",
-    "periodic_prompt",
-    "music",
-    "priority_by_source",
-    "ring_in_use",
-)
-ROUTE_KEYS = (
-    "type",
-    "targets",
-    "ring_timeout",
-    "order",
-    "fallback",
-    "label",
-    "schedule",
-    "after_hours",
-    "rules",
-    "default",
-    "ask_zip",
-    "prompts",
-    "options",
-    "timeout",
-    "attempts",
-    "invalid_prompt",
-    "whisper",
-    "record",
-    *QUEUE_KEYS,
+
+
+def yaml_keys(
+    *classes: type, drop: Collection[str] = ("name",), rename: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The keys of a YAML section: the fields of the dataclasses it builds, in order
+    (``rename``: field -> key where they differ; ``drop``: fields no key sets)."""
+    rename = rename or {}
+    keys: list[str] = []
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            key = rename.get(f.name, f.name)
+            if f.name not in drop and key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
+ASTERISK_KEYS = yaml_keys(AsteriskSettings)
+RECORDING_KEYS = yaml_keys(RecordingSettings)
+AGI_KEYS = yaml_keys(AgiSettings)
+AMI_KEYS = yaml_keys(AmiSettings)
+DATABASE_KEYS = yaml_keys(DatabaseSettings)
+WEB_KEYS = yaml_keys(WebSettings)
+TRACKING_KEYS = yaml_keys(TrackingSettings)
+REPORT_KEYS = yaml_keys(ReportSettings)
+DASHBOARD_KEYS = yaml_keys(DashboardSettings)
+SOURCE_KEYS = yaml_keys(Source, drop=("name",), rename={"rules": "match"})
+RULE_KEYS = yaml_keys(MatchRule)
+TARGET_KEYS = yaml_keys(Target)
+POOL_KEYS = yaml_keys(Pool)
+RECEIVING_KEYS = yaml_keys(ReceivingNumber, rename={"dial_string": "dial"})
+QUEUE_KEYS = yaml_keys(QueueSettings)
+# every kind's fields (the builders say which kind may have which)
+ROUTE_KEYS = yaml_keys(
+    SequentialRoute,
+    GeoRoute,
+    IvrRoute,
+    QueueSettings,
+    rename={"geo_rules": "rules", "menu_timeout": "timeout"},
 )
 PROMPT_KEYS = ("prompts", "timeout", "attempts")
 MENU_KEYS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"}
 IVR_ONLY = ("prompts", "options", "timeout", "attempts", "invalid_prompt")
-SCHEDULE_KEYS = ("time_zone", "hours", "holidays", "label")
+SCHEDULE_KEYS = yaml_keys(Schedule, rename={"week": "hours"})
 GEO_RULE_KEYS = ("states", "area_codes", "zip_prefixes", "route")
-ROUTE_TARGET_KEYS = ("receiving_number", "weight")
+ROUTE_TARGET_KEYS = yaml_keys(RouteTarget)
 FALLBACK_KEYS = ("route", "number", "receiving_number", "voicemail")
-TRACKING_NUMBER_KEYS = ("number", "source", "pool", "route", "label")
+TRACKING_NUMBER_KEYS = yaml_keys(TrackingNumberDecl)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
