@@ -13,7 +13,7 @@ from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.edges.static_asset import accepts_gzip, etag_matches
 from ctm_pbx.edges.web import VisitApi, create_app
 
-SCRIPT = resources.files("ctm_pbx.web").joinpath("static", "swap.js").read_bytes()
+SCRIPT = resources.files("ctm_pbx.edges").joinpath("static", "swap.js").read_bytes()
 CONFIG = """\
 sources:
   google-ads: {preset: google_ads}

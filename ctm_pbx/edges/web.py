@@ -87,7 +87,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def _static(name: str) -> bytes:
-    return resources.files("ctm_pbx.web").joinpath("static", name).read_bytes()
+    return resources.files("ctm_pbx.edges").joinpath("static", name).read_bytes()
 
 
 @dataclass

@@ -40,7 +40,7 @@ from tests.browser.pages import ThreadedServers, big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC = REPO / "ctm_pbx" / "web" / "static"
+STATIC = REPO / "ctm_pbx" / "edges" / "static"
 SITE = Path(__file__).resolve().parent / "site"
 
 # The fake's configuration: target number -> (tracking number format, first index).

@@ -1,1 +1,0 @@
-"""Static files served to websites: the number-swap script (swap.js) and its demo page."""
