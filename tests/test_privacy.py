@@ -163,3 +163,28 @@ def test_a_comment_is_erased_with_the_caller_not_the_tags(world) -> None:
     row = call_search.search_calls(db, Filters(tag="lead"), limit=10, full=True)
     assert [r["id"] for r in row if r["id"] in a_calls] == [a_calls[0]]
     db.conn.close()
+
+
+def test_the_daemons_lease_index_forgets_what_another_process_erased(world) -> None:
+    """The writer keeps recent leases in memory for attribution; once ``privacy forget``
+    (another process) deleted a visitor's, a call to that number no longer finds them."""
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.adapters.store import privacy
+    from ctm_pbx.adapters.store.writer import StoreWriter
+
+    _conf, cfg, a, b, _a_calls, _b_call = world
+    number = a.numbers["+13125550100"]["number"]
+    since, until = NOW - timedelta(hours=24), NOW
+
+    def holders(db) -> set[str]:
+        return {lease.visitor_id for lease in lease_store.lease_history(db, number, since, until)}
+
+    writer = StoreWriter(cfg.database.path)
+    try:
+        assert writer.run_sync(holders) == {a.visitor_id, b.visitor_id}  # now in memory
+        other = open_db(cfg.database.path)  # the CLI, say
+        privacy.forget_visitor(other, a.visitor_id)
+        other.conn.close()
+        assert writer.run_sync(holders) == {b.visitor_id}
+    finally:
+        writer.close()
