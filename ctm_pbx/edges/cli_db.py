@@ -67,7 +67,7 @@ def db_purge(ctx: base.Context, dry_run: bool) -> None:
         return
     database = ctx.write_db()
     counts, problems = retention.purge(
-        retention.committing(database), cut, cfg.asterisk.recordings.readable_dir
+        retention.paced(retention.committing(database)), cut, cfg.asterisk.recordings.readable_dir
     )
     click.echo("removed:")
     for line in counts.lines():

@@ -153,7 +153,7 @@ class Daemon:
 
     async def _purge(self, first_s: float = PURGE_FIRST_S) -> None:
         """Retention, once a day (``retention.purge``): its batches go through the writer
-        from a worker thread, between the call path's writes."""
+        from a worker thread, paced, between the call path's writes."""
         delay = first_s
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -173,7 +173,9 @@ class Daemon:
                 return self.writer.run_sync(fn, *args)
 
             try:
-                counts, problems = await asyncio.to_thread(retention.purge, run, cut, readable_dir)
+                counts, problems = await asyncio.to_thread(
+                    retention.purge, retention.paced(run), cut, readable_dir
+                )
             except _Stopping:
                 return
             except StoreUnavailable as exc:

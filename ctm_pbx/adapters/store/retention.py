@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,8 @@ from ctm_pbx.core.retention import Cutoffs, PurgeCounts
 
 log = logging.getLogger(__name__)
 
-BATCH = 500  # rows a write job touches at most
+BATCH = 50  # rows a write job touches at most (a few ms of the writer's time: bench/README.md)
+PACE_SHARE = 0.5  # the share of the writer's time a purge takes at most (``paced``)
 Run = Callable[..., Any]  # run(fn, *args): fn(db, *args), committed
 
 _IDENTIFYING_VISITS = (
@@ -64,6 +66,21 @@ _OLD_CALLS = (
     " AND (started_at > ? OR (started_at = ? AND id > ?)) ORDER BY started_at, id LIMIT ?"
 )
 KINDS = ("recording", "voicemail")
+
+
+def paced(run: Run, share: float = PACE_SHARE) -> Run:
+    """``run``, pausing after each job so that the purge takes at most ``share`` of the
+    writer's time: between two batches the writer is idle, and the call path's writes
+    go on the event loop as they do when nothing else runs (``StoreWriter.run_now``)."""
+
+    def run_paced(fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return run(fn, *args)
+        finally:
+            time.sleep((time.monotonic() - t0) * (1 - share) / share)
+
+    return run_paced
 
 
 def committing(db: sqlite_utils.Database) -> Run:
