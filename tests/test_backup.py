@@ -170,6 +170,13 @@ def test_db_migrate_backs_up_first_and_says_where(conf: Path, tmp_path: Path) ->
     db.conn.close()
 
 
+def test_purge_on_an_older_schema_says_migrate_first(conf: Path, tmp_path: Path) -> None:
+    older_database(conf, tmp_path)
+    for args in (("db", "purge", "--dry-run"), ("db", "purge")):
+        result = cli(conf, *args, ok=False)
+        assert "run 'ctm-pbx db migrate' first" in result.output
+
+
 def test_a_new_database_needs_no_backup(conf: Path, tmp_path: Path) -> None:
     out = cli(conf, "db", "migrate").output
     assert "backed up" not in out and not list(tmp_path.glob("*.bak"))
