@@ -103,6 +103,7 @@ def test_forget_a_visitor_and_their_number_leaves_nothing_of_them(world, tmp_pat
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"visitor {a.visitor_id}:\n  deleted 1 visitor(s), 1 visit(s), 1 lease(s)" in out
+    assert f"off 2 call(s) attributed to them: {a_calls[0]}, {a_calls[1]}" in out
     assert f"made 2 call(s) anonymous: {a_calls[0]}, {a_calls[1]}" in out
     assert "removed from the attribution candidates of 1 call(s)" in out
     assert "caller (773) 555-0101:" in out and "deleted 4 recording/voicemail file(s)" in out

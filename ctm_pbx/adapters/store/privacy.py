@@ -51,7 +51,8 @@ class Erasure:
     visitors: int = 0
     visits: int = 0
     leases: int = 0
-    calls: list[int] = field(default_factory=list)  # calls made anonymous
+    calls: list[int] = field(default_factory=list)  # calls made anonymous (--caller)
+    unlinked: list[int] = field(default_factory=list)  # calls no longer linked to the visitor
     candidate_lists: int = 0  # other calls' candidate lists the visitor was taken out of
     files: int = 0  # recordings and voicemail messages deleted
     linked_visitors: list[str] = field(default_factory=list)  # --caller: visitors of the calls
@@ -64,10 +65,13 @@ class Erasure:
                 f"deleted {self.visitors} visitor(s), {self.visits} visit(s),"
                 f" {self.leases} lease(s)"
             )
+        if self.unlinked:
+            out.append(
+                f"took the visit's data off {len(self.unlinked)} call(s) attributed to them:"
+                f" {_ids(self.unlinked)}"
+            )
         if self.calls:
-            shown = ", ".join(str(c) for c in self.calls[:20])
-            more = f" and {len(self.calls) - 20} more" if len(self.calls) > 20 else ""
-            out.append(f"made {len(self.calls)} call(s) anonymous: {shown}{more}")
+            out.append(f"made {len(self.calls)} call(s) anonymous: {_ids(self.calls)}")
         if self.candidate_lists:
             out.append(f"removed from the attribution candidates of {self.candidate_lists} call(s)")
         if self.files:
@@ -78,6 +82,11 @@ class Erasure:
                 f" same person, also run: ctm-pbx privacy forget --visitor {visitor}"
             )
         return out or ["nothing stored for them"]
+
+
+def _ids(ids: list[int]) -> str:
+    more = f" and {len(ids) - 20} more" if len(ids) > 20 else ""
+    return ", ".join(str(i) for i in ids[:20]) + more
 
 
 def forget_visitor(db: sqlite_utils.Database, visitor_id: str) -> Erasure:
@@ -92,7 +101,7 @@ def forget_visitor(db: sqlite_utils.Database, visitor_id: str) -> Erasure:
         )
     ]
     with atomic(db, "forget"):
-        out.calls = [
+        out.unlinked = [
             r[0] for r in conn.execute("SELECT id FROM calls WHERE visitor_id = ?", (visitor_id,))
         ]
         conn.execute(
@@ -110,7 +119,7 @@ def forget_visitor(db: sqlite_utils.Database, visitor_id: str) -> Erasure:
                 "UPDATE calls SET attribution_candidates_json = ? WHERE id = ?",
                 (json.dumps(kept), call_id),
             )
-            out.candidate_lists += call_id not in out.calls
+            out.candidate_lists += call_id not in out.unlinked
         out.leases = conn.execute("DELETE FROM leases WHERE visitor_id = ?", (visitor_id,)).rowcount
         out.visits = conn.execute("DELETE FROM visits WHERE visitor_id = ?", (visitor_id,)).rowcount
         out.visitors = conn.execute("DELETE FROM visitors WHERE id = ?", (visitor_id,)).rowcount
