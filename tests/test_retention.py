@@ -389,3 +389,36 @@ def test_db_purge_dry_run_changes_nothing_then_purge(tmp_path: Path) -> None:
     assert "removed:" in done.output and "  visits deleted: 1" in done.output
     again = runner.invoke(main, ["--config", str(conf), "db", "purge", "--dry-run"])
     assert "  visits deleted: 0" in again.output
+
+
+def test_a_daemon_stopping_ends_its_purge_between_two_batches(tmp_path: Path) -> None:
+    import time
+
+    from ctm_pbx.edges.daemon import Daemon
+
+    cfg = make_config(tmp_path, "database: {path: ctm.db}\n")
+    db = open_db(cfg.database.path)
+    migrate(db)
+    sync_config_numbers(cfg, db)
+    old = datetime.now(UTC) - timedelta(days=500)
+    with db.conn:
+        for i in range(3000):
+            req = VisitRequest(None, f"{SHOP}/?s={i}", ip="198.51.100.9", user_agent=BROWSER_UA)
+            handle_visit(db, cfg, req, old + timedelta(seconds=i))
+    db.conn.close()
+
+    async def go() -> tuple[float, int]:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon._purge(first_s=0))
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        daemon.stop.set()
+        await task
+        stopped = time.monotonic() - t0
+        left = await daemon.writer.run(lambda db: table_count(db, "visits"))
+        daemon.writer.close()
+        return stopped, left
+
+    stopped, left = asyncio.run(go())
+    assert 0 < left < 3000, "it had begun and not finished"
+    assert stopped < 1.0
