@@ -44,6 +44,7 @@ DASHBOARD_CONNECTIONS = 128
 DASHBOARD_CONNECTIONS_PER_CLIENT = 16
 PURGE_FIRST_S = 600.0  # the first retention purge, after the start's own work
 PURGE_EVERY_S = 24 * 3600.0
+PURGE_RETRY_S = 3600.0  # after a purge the database could not take
 
 
 class _Stopping(Exception):
@@ -178,8 +179,9 @@ class Daemon:
                 )
             except _Stopping:
                 return
-            except StoreUnavailable as exc:
-                log.warning("retention purge put off to tomorrow: %s", exc)
+            except StoreUnavailable as exc:  # a full disk, say: again in an hour
+                log.warning("retention purge put off for an hour: %s", exc)
+                delay = PURGE_RETRY_S
                 continue
             except Exception:
                 log.exception("retention purge failed")
