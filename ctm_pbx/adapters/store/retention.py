@@ -4,7 +4,9 @@ Every write is one short batch (``BATCH`` rows, each an index range: see schema
 m018), run by ``run(fn, *args)`` and committed on its own, so that the write lock
 is never held for long: in the daemon ``run`` is the single writer's
 (``StoreWriter.run_sync``, from a worker thread), so that the call path's writes
-go between the batches; in the CLI, ``committing(db)``. Media files are deleted
+go between the batches; in the CLI, ``committing(db)``. Both are ``paced``: after
+each batch a pause as long, so that the writer stays idle half the time (and the
+call path writes on the event loop as usual: bench/README.md). Media files are deleted
 outside the batches (no lock is held meanwhile), before the row's reference:
 a failure leaves a reference to a missing file, never a file nobody knows of.
 ``due`` counts the same rows without writing (``db purge --dry-run``).
