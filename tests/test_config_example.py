@@ -60,3 +60,10 @@ def test_example_numbers_and_pools(example: Config) -> None:
     assert all(t.source == "google-ads" for t in pooled)
     assert example.pools["google-ads-sales"].target == "sales"
     assert all(t.route for t in example.tracking_numbers)
+
+
+def test_example_retention(example: Config) -> None:
+    r = example.retention
+    assert (str(r.visitor_details), str(r.visits)) == ("30d", "13mo")
+    assert r.calls is None and r.recordings is None and r.voicemail is None
+    assert r.purge

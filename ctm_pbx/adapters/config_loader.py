@@ -68,6 +68,7 @@ from ctm_pbx.core.model import (
 )
 from ctm_pbx.core.phone import InvalidNumber, to_e164
 from ctm_pbx.core.presets import Preset, get_preset, preset_names
+from ctm_pbx.core.retention import Age, AgeError, RetentionSettings, parse_age
 from ctm_pbx.core.schedules import DAYS, Interval, Schedule, parse_days, parse_intervals
 
 __all__ = ["ConfigError", "ConfigIssue", "load_config", "parse_config"]
@@ -85,7 +86,7 @@ DIAL_PLACEHOLDERS = ("number", "digits")
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
 TOP_KEYS = (
     "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
-    "tracking_numbers",
+    "tracking_numbers", "retention",
 )  # fmt: skip
 
 
@@ -113,6 +114,8 @@ WEB_KEYS = yaml_keys(WebSettings)
 TRACKING_KEYS = yaml_keys(TrackingSettings)
 REPORT_KEYS = yaml_keys(ReportSettings)
 DASHBOARD_KEYS = yaml_keys(DashboardSettings)
+RETENTION_KEYS = yaml_keys(RetentionSettings)
+RETENTION_AGES = tuple(key for key in RETENTION_KEYS if key != "purge")
 SOURCE_KEYS = yaml_keys(Source, drop=("name",), rename={"rules": "match"})
 RULE_KEYS = yaml_keys(MatchRule)
 TARGET_KEYS = yaml_keys(Target)
@@ -242,6 +245,7 @@ class _Builder:
             tracking=tracking,
             reports=_opt(top, "reports", self._reports, ReportSettings()),
             dashboard=dashboard,
+            retention=_opt(top, "retention", self._retention, RetentionSettings()),
             sources=sources,
             targets=targets,
             pools=pools,
@@ -434,6 +438,17 @@ class _Builder:
             host=_opt(m, "host", YNode.text, d.host),
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
         )
+
+    def _retention(self, node: YNode) -> RetentionSettings | None:
+        m = node.mapping(RETENTION_KEYS)
+        if m is None:
+            return None
+        d = RetentionSettings()
+        ages = {key: getattr(d, key) for key in RETENTION_AGES}
+        for key in RETENTION_AGES:
+            if key in m:
+                ages[key] = _age(m[key], getattr(d, key))
+        return RetentionSettings(**ages, purge=_opt(m, "purge", YNode.boolean, d.purge))
 
     def _reports(self, node: YNode) -> ReportSettings | None:
         m = node.mapping(REPORT_KEYS)
@@ -1265,6 +1280,20 @@ class _Builder:
         except InventoryError as exc:
             m["source"].error(f"{exc}; leave source out")
             return None, None
+
+
+def _age(node: YNode, default: Age | None) -> Age | None:
+    """An age (``30d``, ``13mo``, ...) or ``forever`` (also ``null``): the default if wrong."""
+    if node.is_null:
+        return None
+    value = node.text()
+    if value is None:
+        return default
+    try:
+        return parse_age(value)
+    except AgeError as exc:
+        node.error(str(exc))
+        return default
 
 
 def _mode(node: YNode) -> AsteriskMode | None:

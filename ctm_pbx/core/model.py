@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ctm_pbx.core.geo import GeoRule
+from ctm_pbx.core.retention import RetentionSettings
 from ctm_pbx.core.schedules import Schedule
 
 
@@ -364,6 +365,7 @@ class Config:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     sources: dict[str, Source] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     pools: dict[str, Pool] = field(default_factory=dict)

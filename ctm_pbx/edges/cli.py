@@ -6,8 +6,10 @@ import json
 import logging
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlite_utils
@@ -26,7 +28,7 @@ from ctm_pbx.adapters.store.db import (
     describe,
     restrict_permissions,
 )
-from ctm_pbx.adapters.store.schema import pending, unknown
+from ctm_pbx.adapters.store.schema import pending, refuse_newer, unknown
 from ctm_pbx.core.call import path as call_path
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import (
@@ -107,16 +109,14 @@ class Context:
     def write_db(self) -> sqlite_utils.Database:
         """The database for a change: it must exist and have this code's schema."""
         database = self._open(lambda path: open_db(path, create=False))
-        todo, newer = pending(database), unknown(database)
-        if todo or newer:
+        refuse_newer(database, self.db_path)
+        todo = pending(database)
+        if todo:
             database.conn.close()
-            why = (
-                f"older than this ctm-pbx ({', '.join(todo)} not applied): "
-                "run 'ctm-pbx db migrate' first"
-                if todo
-                else f"newer than this ctm-pbx ({', '.join(newer)}): upgrade ctm-pbx"
+            raise click.ClickException(
+                f"database {self.db_path}: its schema is older than this ctm-pbx"
+                f" ({', '.join(todo)} not applied): run 'ctm-pbx db migrate' first"
             )
-            raise click.ClickException(f"database {self.db_path}: its schema is {why}")
         return database
 
     def create_db(self, echo) -> sqlite_utils.Database:
@@ -125,6 +125,7 @@ class Context:
             echo(note)
         database = open_db(self.db_path, create=False)  # first: is it a database at all?
         _close_at_exit(database)
+        refuse_newer(database, self.db_path)
         for note in restrict_permissions(self.db_path):
             echo(f"other users' access removed: {note}")
         return database
@@ -182,7 +183,7 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-pass_ctx = click.make_pass_decorator(Context)
+pass_ctx: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(Context)
 
 
 class _Commands(click.Group):
@@ -434,9 +435,12 @@ def db_migrate(ctx: Context, force: bool) -> None:
     _sync(ctx, database, force=force)
 
 
-def _migrate(ctx: Context, database: sqlite_utils.Database) -> list[str]:
-    """Apply pending migrations; a failure says which were applied and which was undone."""
+def _migrate(ctx: Context, database: sqlite_utils.Database, echo=click.echo) -> list[str]:
+    """Apply pending migrations, after a backup of the database as it was (when it had
+    a schema); a failure says which were applied and which was undone."""
     todo = pending(database)
+    if todo:
+        backup_before_migrate(ctx, database, echo)
     try:
         return migrate(database)
     except sqlite3.Error as exc:
@@ -1248,7 +1252,7 @@ def run(ctx: Context, force: bool) -> None:
 
     database = ctx.create_db(say)
     try:
-        applied = _migrate(ctx, database)
+        applied = _migrate(ctx, database, echo=say)
         if applied:
             say(f"database {cfg.database.path}: applied {', '.join(applied)}")
         _sync(ctx, database, force=force, echo=say)
@@ -1262,9 +1266,13 @@ def run(ctx: Context, force: bool) -> None:
 
 # command groups in their own modules; they use the helpers above (the call-log
 # filters and period options are the reports' own)
+from ctm_pbx.edges.cli_db import backup_before_migrate, db_backup, db_purge, db_restore  # noqa: E402
 from ctm_pbx.edges.cli_demo import demo  # noqa: E402
+from ctm_pbx.edges.cli_privacy import privacy  # noqa: E402
 from ctm_pbx.edges.cli_reports import report  # noqa: E402
 from ctm_pbx.edges.cli_users import users  # noqa: E402
 
-for _group in (report, users, demo):
+for _group in (report, users, demo, privacy):
     main.add_command(_group)
+for _command in (db_purge, db_backup, db_restore):
+    db.add_command(_command)

@@ -9,7 +9,7 @@ import logging
 import resource
 import signal
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -24,11 +24,13 @@ from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.call_spool import CallSpool
 from ctm_pbx.adapters.live_inventory import LiveInventory
+from ctm_pbx.adapters.store import retention
 from ctm_pbx.adapters.store.reader import StoreReader
-from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.adapters.wall_clock import utcnow
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.model import Config, GeoRoute
+from ctm_pbx.core.retention import cutoffs
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
 from ctm_pbx.edges.web import VisitApi, create_app
 from ctm_pbx.edges.web_listener import ConnectionCaps, GuardedSite, connection_budget
@@ -41,6 +43,13 @@ RECONCILE_EVERY_S = 60.0
 # a few people's browsers, each with a page or two and its live feed
 DASHBOARD_CONNECTIONS = 128
 DASHBOARD_CONNECTIONS_PER_CLIENT = 16
+PURGE_FIRST_S = 600.0  # the first retention purge, after the start's own work
+PURGE_EVERY_S = 24 * 3600.0
+PURGE_RETRY_S = 3600.0  # after a purge the database could not take
+
+
+class _Stopping(Exception):
+    """The daemon stops: the purge ends between two batches."""
 
 
 class Daemon:
@@ -144,6 +153,44 @@ class Daemon:
             except Exception:
                 log.exception("housekeeping failed")
 
+    async def _purge(self, first_s: float = PURGE_FIRST_S) -> None:
+        """Retention, once a day (``retention.purge``): its batches go through the writer
+        from a worker thread, paced, between the call path's writes."""
+        delay = first_s
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+            if self.stop.is_set():
+                return
+            delay = PURGE_EVERY_S
+            settings = self.config.retention
+            if not settings.purge:
+                continue
+            cut = cutoffs(settings, datetime.now(UTC))
+            readable_dir = self.config.asterisk.recordings.readable_dir
+
+            def run(fn, *args):  # noqa: ANN001, ANN202 - a store function and its arguments
+                if self.stop.is_set():
+                    raise _Stopping
+                return self.writer.run_sync(fn, *args)
+
+            try:
+                counts, problems = await asyncio.to_thread(
+                    retention.purge, retention.paced(run), cut, readable_dir
+                )
+            except _Stopping:
+                return
+            except StoreUnavailable as exc:  # a full disk, say: again in an hour
+                log.warning("retention purge put off for an hour: %s", exc)
+                delay = PURGE_RETRY_S
+                continue
+            except Exception:
+                log.exception("retention purge failed")
+                continue
+            log.info(retention.summary(counts))
+            for problem in problems:
+                log.warning("retention purge: %s", problem)
+
     async def serve(self) -> None:
         a = self.config.asterisk
         await self.inventory.load()
@@ -179,7 +226,7 @@ class Daemon:
             await self._start_dashboard()
         if a.uses_ari:
             log.info("ARI app %s at %s", a.app, a.ari_url)
-        tasks = [asyncio.create_task(self._housekeeping())]
+        tasks = [asyncio.create_task(self._housekeeping()), asyncio.create_task(self._purge())]
         if a.uses_ari:
             tasks.append(
                 asyncio.create_task(

@@ -12,9 +12,15 @@ import logging
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ctm_pbx.adapters.store.db import StoreError
+
 log = logging.getLogger(__name__)
 
 migrations = Migrations("ctm_pbx")
+
+
+class NewerSchema(StoreError):
+    """The database was migrated by a newer ctm-pbx: this code must not write to it."""
 
 
 @migrations()
@@ -381,6 +387,25 @@ def m015_visit_signals(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE visits ADD COLUMN {column} TEXT")
 
 
+@migrations()
+def m018_retention(db: sqlite_utils.Database) -> None:
+    """What retention and erasure seek (``adapters/store/retention.py``), so that each of
+    their batches is a range of an index rather than a scan of the table: visits and
+    leases that still hold an address or user agent (partial indexes: a row leaves them
+    once blanked), visits by age, leases by visit, calls that still reference a file."""
+    db.execute(
+        "CREATE INDEX idx_visits_identifying ON visits (started_at)"
+        " WHERE ip IS NOT NULL OR user_agent IS NOT NULL"
+    )
+    db.execute("CREATE INDEX idx_visits_started ON visits (started_at)")
+    db.execute("CREATE INDEX idx_leases_identifying ON leases (leased_at) WHERE client IS NOT NULL")
+    db.execute("CREATE INDEX idx_leases_visit ON leases (visit_id)")
+    db.execute(
+        "CREATE INDEX idx_calls_media ON calls (started_at)"
+        " WHERE recording_path IS NOT NULL OR voicemail_path IS NOT NULL"
+    )
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
@@ -389,6 +414,25 @@ def unknown(db: sqlite_utils.Database) -> list[str]:
     """Migrations applied to ``db`` that this code does not have (a newer ctm-pbx's)."""
     ours = {m.name for m in migrations._migrations}
     return [m.name for m in migrations.applied(db) if m.name not in ours]
+
+
+def version(db: sqlite_utils.Database) -> str:
+    """The database's schema: the last migration applied ("empty" if none)."""
+    applied = migrations.applied(db)
+    return applied[-1].name.split("_", 1)[0] if applied else "empty"
+
+
+def refuse_newer(db: sqlite_utils.Database, path: object) -> None:
+    """Refuse to write a database a newer ctm-pbx migrated: this code does not know what
+    its migrations changed. The one rule for the daemon (its writer) and every command
+    that opens the database for writing (``db migrate`` and ``run`` included)."""
+    newer = unknown(db)
+    if newer:
+        raise NewerSchema(
+            f"database {path}: its schema is newer than this ctm-pbx ({', '.join(newer)}"
+            f" applied by a newer version): upgrade ctm-pbx, or restore the backup"
+            f" 'db migrate' took before that upgrade"
+        )
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from ctm_pbx.adapters.store import lease_index
+from ctm_pbx.adapters.store import lease_index, schema
 from ctm_pbx.adapters.store.db import atomic, open_db
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class StoreWriter:
         self._backoff = RETRY_FIRST_S
         self._retry_at = 0.0  # time.monotonic() of the next try
         self._last_commit: float | None = None  # time.monotonic() of the last commit
+        self._data_version = 0  # PRAGMA data_version: it changes when another process commits
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -118,10 +119,14 @@ class StoreWriter:
     def _loop(self, path: str, opened: Future) -> None:
         try:
             self._db = open_db(path, check_same_thread=False)
+            schema.refuse_newer(self._db, path)  # the daemon's path to the database
             # checkpoints are this thread's to run (see _checkpoint)
             self._db.conn.execute("PRAGMA wal_autocheckpoint = 0")
             lease_index.attach(self._db)
+            self._data_version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
         except BaseException as exc:
+            if self._db is not None:
+                self._db.conn.close()
             opened.set_exception(exc)
             return
         opened.set_result(None)
@@ -193,6 +198,7 @@ class StoreWriter:
         try:
             self._commits += 1
             if not conn.in_transaction:
+                self._notice_other_writers()  # before BEGIN: it must not start a read
                 conn.execute("BEGIN")  # a read-only group never waits for the write lock
             for fn, args, kwargs, done, _keep in group:
                 before = conn.total_changes
@@ -452,7 +458,18 @@ class StoreWriter:
         # the thread is idle and stays so while the transaction is open (work for it
         # commits this first), and the write lock is ours
         self._open = True
+        self._notice_other_writers()
         return True
+
+    def _notice_other_writers(self) -> None:
+        """Another process committed since we last looked (the CLI's ``privacy forget``
+        or ``db purge``, say): the lease index may hold leases it deleted, so it is
+        emptied and reloads from the table."""
+        assert self._db is not None
+        version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            lease_index.invalidate(self._db)
 
     def _run_deferred_here(self) -> bool:  # with _deferred_lock held, self._open
         """Write the deferred jobs into the loop's transaction (False: the database

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
+from ctm_pbx.adapters.media import local_file
 from ctm_pbx.adapters.pool_accuracy import pool_accuracy
 from ctm_pbx.adapters.store import call_search
 from ctm_pbx.adapters.store import calls as call_store
@@ -77,7 +78,6 @@ EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
 HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
-MEDIA_NAME = re.compile(r"^ctm-(vm-)?[A-Za-z0-9._-]+\.wav$")
 PUBLIC = {"login", "static", "favicon"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
@@ -613,10 +613,9 @@ async def media(request: web.Request) -> web.StreamResponse:
     stored = (call or {}).get(f"{kind}_path")
     if not stored:
         raise web.HTTPNotFound(text=f"call {call_id} has no {kind}")
-    name = Path(stored).name
-    if not MEDIA_NAME.match(name):
+    path = local_file(stored, dash.config.asterisk.recordings.readable_dir)
+    if path is None:
         raise web.HTTPNotFound(text="not a ctm-pbx media file")
-    path = Path(dash.config.asterisk.recordings.readable_dir) / name
     if not path.is_file():
         raise web.HTTPNotFound(text=f"the {kind} file is gone")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private"})
