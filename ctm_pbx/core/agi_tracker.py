@@ -116,6 +116,7 @@ class AgiCallTracker:
 
     gave_up: bool = False  # ctm-pbx did not answer in time: the dialplan went on alone
     adopted: bool = False  # met again after a restart: what happened meanwhile is unknown
+    adopted_note: str = "adopted after a ctm-pbx restart"
     _transitions_taken: set[int] = field(default_factory=set)
 
     @property
@@ -130,6 +131,12 @@ class AgiCallTracker:
         self.gave_up = True
         self.next_planned = len(self.plan.steps)
         self.path.append({"default_destination": reason, "at": iso(now)})
+
+    def lose_sight(self, note: str) -> None:
+        """Events of the call may have been missed (AMI was down): as for an adopted call,
+        an end without an answer seen is unknown, not abandoned."""
+        self.adopted = True
+        self.adopted_note = note
 
     def handle(self, event: TrackerEvent) -> list[Action]:
         if self.done:
@@ -249,7 +256,7 @@ class AgiCallTracker:
                 answered_number=(self.answered[0].number or None) if self.answered else None,
                 failsafe=self.failsafe,
                 path=tuple(self.path),
-                notes=lost or ("adopted after a ctm-pbx restart" if self.adopted else ""),
+                notes=lost or (self.adopted_note if self.adopted else ""),
             )
         )
         return actions
