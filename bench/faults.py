@@ -5,7 +5,7 @@ pool number a website visitor holds), sipp as the carrier, phone1 answering the 
 ctm-pbx routes and the fail-safe phone the others; every call matched across the
 carrier, the phones and the call log (tests/integration/fault_run.py):
 
-  none     : no fault (the baseline of the same run)
+  none     : no fault (the baseline of the same run); none-agi: the same in AGI mode
   kill     : the daemon killed with SIGKILL at --fault-at s, started again --down s later
   asterisk : Asterisk stopped at --fault-at s and started again --down s later
   disk     : the database's disk full from --fault-at s for --outage s
@@ -13,8 +13,9 @@ carrier, the phones and the call log (tests/integration/fault_run.py):
   ami      : AGI mode: AMI's connection cut and refused for --outage s
   web      : the web listener saturated by idle and slow clients for the whole run
 
-Prints one JSON line per fault and the table: calls placed, connected (answered by a
-phone: phone1 when ctm-pbx routed it, the fail-safe else), dropped (no phone answered),
+Prints one JSON line per fault and the table: calls placed, connected (the carrier's
+call completed: answered, talked, hung up by the caller), of which answered by the
+fail-safe (ctm-pbx away; the others by phone1, routed by ctm-pbx), dropped (the rest),
 call-log rows, completed, missing (a phone answered, no row), duplicated, left open,
 wrong (outcome or answering phone not what the phone saw; of which 'unknown': ctm-pbx
 never learnt the end), fail-safe rows without their late attribution, writes the

@@ -6,7 +6,7 @@ of issue-sized runs). Each call comes from its own number (a sipp injection file
 pool number that one website visitor holds for the whole run: phone1 answers the calls
 ctm-pbx routes, the fail-safe phone those it does not. The faults (``FAULTS``):
 
-- ``none``: the baseline;
+- ``none``: the baseline (``none-agi``: the same in AGI mode, the baseline of ``ami``);
 - ``kill``: ``ctm-pbx run`` killed with SIGKILL, started again ``down_s`` later;
 - ``asterisk``: Asterisk stopped, started again ``down_s`` later (the daemon stays up);
 - ``disk``: the database's disk (a tmpfs) filled for ``down_s``;
@@ -52,8 +52,9 @@ from .ctm import (
 from .sip import REPO, Asterisk, Phone, _sipp_base, screen_counts
 from .web_clients import Saturator
 
-Fault = Literal["none", "kill", "asterisk", "disk", "lock", "ami", "web"]
-FAULTS: tuple[Fault, ...] = ("none", "kill", "asterisk", "disk", "lock", "ami", "web")
+Fault = Literal["none", "kill", "asterisk", "disk", "lock", "none-agi", "ami", "web"]
+FAULTS: tuple[Fault, ...] = ("none", "kill", "asterisk", "disk", "lock", "none-agi", "ami", "web")
+AGI_FAULTS = ("none-agi", "ami")  # calls to the AGI-mode pool number
 POOL_DID = "13125550150"  # tests/integration/ctm.py: pool gads, route single (desk-1, phone1)
 AGI_POOL_DID = "13125550165"  # the same in AGI mode (tests/asterisk/extensions_local.conf)
 AMI_PROXY_PORT = 15038
@@ -84,8 +85,8 @@ class FaultReport:
     in_progress: int = 0
     failsafe_rows: int = 0
     not_attributed_late: int = 0  # fail-safe rows without the visitor's late attribution
-    connected: int = 0  # answered by a phone (either)
-    dropped: int = 0  # placed, answered by no phone
+    connected: int = 0  # calls the carrier completed: answered, talked, hung up by the caller
+    dropped: int = 0  # placed, not completed (refused, not answered or cut)
     completed: int = 0  # rows completed
     writes_held: int = 0  # disk, lock: most writes the daemon held in memory meanwhile
     unwritable_seen: bool = False  # disk, lock: /healthz said the database could not be written
@@ -363,7 +364,7 @@ def run_fault(
     (``web``: for the whole run)."""
     work.mkdir(parents=True, exist_ok=True)
     report = FaultReport(fault=fault)
-    did = AGI_POOL_DID if fault == "ami" else POOL_DID
+    did = AGI_POOL_DID if fault in AGI_FAULTS else POOL_DID
     home = work / "disk" if fault == "disk" else work  # config and database
     if fault == "disk":
         home.mkdir(exist_ok=True)
@@ -406,7 +407,7 @@ def run_fault(
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             t0 = time.monotonic()
-            if fault not in ("none", "web"):
+            if fault not in ("none", "none-agi", "web"):
                 time.sleep(max(0.0, fault_at - (time.monotonic() - t0)))
                 _inject(fault, report, asterisk, daemon, home, config.database.path, proxy, down_s)
             carrier.wait(seconds + hold_ms / 1000 + 60)
@@ -491,8 +492,8 @@ def _fill(
     fs_invited, fs_answered = _answered_by_phone(failsafe)
     report.reached_phone = len(phone_answered)
     report.took_failsafe = len(fs_answered)
-    report.connected = len(set(numbers) & (phone_answered | fs_answered))
-    report.dropped = report.placed - report.connected
+    report.connected = carrier_ok
+    report.dropped = report.placed - carrier_ok
     report.never_rang = len(set(numbers) - phone_invited - fs_invited)
     db = open_db(db_path)
     try:
