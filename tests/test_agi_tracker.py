@@ -271,3 +271,20 @@ def test_adopted_after_restart_is_unknown_not_abandoned() -> None:
     tr = AgiCallTracker(plan_agi_call(CFG, None, DID, {}, now=T0), T0, adopted=True)
     _, finish = summary(tr.handle(HungUp(at(30), 16)))
     assert finish.outcome.value == "unknown" and "restart" in finish.notes
+
+
+def test_lost_sight_of_mid_call_is_unknown_not_abandoned() -> None:
+    # AMI down while it rang: its answer was missed, only the hangup is seen
+    tr = tracker("one")
+    run(tr, [begin(1, "phone1", 1)])
+    tr.lose_sight("AMI was down")
+    _, finish = summary(tr.handle(HungUp(at(30), 16)))
+    assert finish.outcome.value == "unknown" and finish.notes == "AMI was down"
+
+
+def test_lost_sight_after_the_answer_keeps_the_answer() -> None:
+    tr = tracker("one")
+    run(tr, [begin(1, "phone1", 1), end(2, 1, "ANSWER")])
+    tr.lose_sight("AMI was down")
+    _, finish = summary(tr.handle(HungUp(at(30), 16)))
+    assert finish.outcome.value == "answered" and finish.answered_by

@@ -52,6 +52,7 @@ from ctm_pbx.core.phone import caller_e164, did_e164
 log = logging.getLogger(__name__)
 
 ROUTE = "inbound"  # agi://host:port/inbound
+LOST_SIGHT = "AMI was not connected during the call: what happened meanwhile is unknown"
 
 
 @dataclass
@@ -219,6 +220,8 @@ class AgiCallHandler:
         memory.update(plan.memories)
         start = replace(start, route=plan.route)  # the route the plan took
         call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
+        if not self.ami.connected.is_set():  # its dial events go nowhere for now
+            call.tracker.lose_sight(LOST_SIGHT)
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
         if not linkedid:
             try:
@@ -328,6 +331,8 @@ class AgiCallHandler:
         for uniqueid, call in list(self.calls.items()):
             if uniqueid not in live:
                 self._apply(call, call.tracker.handle(ChannelLost(now, "channel gone unseen")))
+            else:  # its dial events meanwhile went nowhere: an answer may have been missed
+                call.tracker.lose_sight(LOST_SIGHT)
         for row in await self.writer.run(_open_agi_calls):
             uniqueid = row["channel_id"]
             if uniqueid in self.calls:

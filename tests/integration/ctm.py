@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from .sip import Asterisk
 TEST_CONFIG = """\
 asterisk:
   {{ari_url: "http://127.0.0.1:8088", username: ctm, password: ctm-secret, app: ctm-pbx,
-   mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{username: ctm, secret: ctm-secret}},
+   mode: both, agi: {{port: 4573, timeout_ms: 2000}}, ami: {{port: {ami_port}, username: ctm,
+   secret: ctm-secret}},
    recordings: {{dir: /var/spool/asterisk/monitor, local_dir: {rec_local}}},
    call_spool: {spool}}}
 database: {{path: {db}}}
@@ -200,6 +202,7 @@ AGI_DIDS = {
     "gads": "13125550165",
 }
 WEB_PORT = 18089
+AMI_PORT = 5038  # the sandbox's manager.conf
 
 
 def render_test_queues() -> str:
@@ -210,6 +213,7 @@ def render_test_queues() -> str:
     text = TEST_CONFIG.format(
         db="unused.db",
         port=WEB_PORT,
+        ami_port=AMI_PORT,
         dash_port=WEB_PORT + 1,
         rec_local=RECORDINGS,
         spool=CALL_SPOOL,
@@ -217,11 +221,14 @@ def render_test_queues() -> str:
     return render_queues(parse_config(text))
 
 
-def write_config(directory: Path, port: int = WEB_PORT) -> Path:
+def write_config(directory: Path, port: int = WEB_PORT, ami_port: int = AMI_PORT) -> Path:
+    """The test config in ``directory`` (its database too); ``ami_port``: where AMI is
+    reached (a proxy that cuts it, in the fault runs)."""
     path = directory / "config.yaml"
     text = TEST_CONFIG.format(
         db=directory / "ctm.db",
         port=port,
+        ami_port=ami_port,
         dash_port=port + 1,
         rec_local=RECORDINGS,
         spool=CALL_SPOOL,
@@ -314,10 +321,14 @@ class ThreadDaemon:
 class ProcessDaemon:
     """``ctm-pbx run`` as a child process, stopped (or killed) by its PID."""
 
-    def __init__(self, config_path: Path, asterisk: Asterisk, log: Path) -> None:
+    def __init__(
+        self, config_path: Path, asterisk: Asterisk, log: Path, fd_limit: int | None = None
+    ) -> None:
+        """``fd_limit``: its open files (soft and hard: it cannot raise them)."""
         self.config_path = config_path
         self.asterisk = asterisk
         self.log = log
+        self.fd_limit = fd_limit
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProcessDaemon:
@@ -328,6 +339,7 @@ class ProcessDaemon:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(os.environ),
+            preexec_fn=self._limit if self.fd_limit else None,
         )
         out.close()
         try:
@@ -338,6 +350,10 @@ class ProcessDaemon:
                 f"ctm-pbx run did not connect:\n{self.log.read_text()[-2000:]}"
             ) from None
         return self
+
+    def _limit(self) -> None:  # in the child, before exec
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def kill(self) -> None:
         assert self.proc is not None

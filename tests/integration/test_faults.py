@@ -4,12 +4,18 @@ Calls at 10/s, each from its own number to a pool number a website visitor holds
 matched across the phones and the call log (tests/integration/fault_run.py):
 
 - the daemon killed with SIGKILL mid-run and started again 2 s later;
-- Asterisk stopped mid-run and started again 2 s later (the daemon stays up).
+- Asterisk stopped mid-run and started again 2 s later (the daemon stays up);
+- the database's disk full for 3 s; the database locked by another process for 3 s;
+- AMI cut and refused for 3 s (AGI mode);
+- the web listener saturated by idle and slow clients for the whole run.
 
 Every call a phone answered has exactly one row with the outcome and the answering
 phone the phone saw; the calls the fail-safe took while ctm-pbx was away are in the
 call log (from the dialplan's call spool) with the visitor's attribution, computed
 late; after Asterisk's restart ctm-pbx is back within a second of ARI answering.
+Through the other faults ctm-pbx routes every call (none goes to the fail-safe, none
+is dropped) and the call log has each once, completed, once the fault is over.
+(bench/faults.py runs the same at the issue's sizes.)
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ from .sip import Asterisk
 pytestmark = pytest.mark.integration
 
 
-def check(report) -> None:  # noqa: ANN001 - FaultReport
+def check(report, unknown_ok: bool = False) -> None:  # noqa: ANN001 - FaultReport
+    """No row missing, open or duplicated; none wrong (``unknown_ok``: but those whose
+    outcome ctm-pbx could not learn, 'unknown')."""
     detail = f"{report.as_dict()}"
     print(detail)  # the figures, with -s
     assert report.in_progress == 0, detail
     assert report.duplicates == 0, detail
     assert report.missing == 0, detail
-    assert report.wrong == 0, detail
+    assert report.wrong == (report.wrong_unknown if unknown_ok else 0), detail
     assert report.not_attributed_late == 0, detail
 
 
@@ -47,3 +55,37 @@ def test_asterisk_restart_at_load_loses_no_call(asterisk: Asterisk, tmp_path) ->
     check(report)
     assert report.reconnect_s is not None and report.reconnect_s <= 1.0, report.as_dict()
     assert asterisk.ari_ready(), "the sandbox is left running"
+
+
+def check_routed(report, unknown_ok: bool = False) -> None:  # noqa: ANN001 - FaultReport
+    """Every call routed by ctm-pbx and answered by phone1; one completed row each."""
+    check(report, unknown_ok)
+    assert report.dropped == 0 and report.took_failsafe == 0, report.as_dict()
+    assert report.reached_phone == report.placed, report.as_dict()
+    assert report.rows == report.completed == report.placed, report.as_dict()
+
+
+def test_full_disk_at_load_loses_no_call(asterisk: Asterisk, tmp_path) -> None:
+    report = run_fault("disk", asterisk, tmp_path / "disk", rate=10, seconds=6, down_s=3)
+    check_routed(report)
+    assert report.unwritable_seen and report.writes_held > 0, report.as_dict()
+
+
+def test_database_locked_at_load_loses_no_call(asterisk: Asterisk, tmp_path) -> None:
+    report = run_fault("lock", asterisk, tmp_path / "lock", rate=10, seconds=6, down_s=3)
+    check_routed(report)
+    assert report.writes_held > 0, report.as_dict()  # the writes waited for the lock
+
+
+def test_ami_down_at_load_in_agi_mode_loses_no_call(asterisk: Asterisk, tmp_path) -> None:
+    report = run_fault("ami", asterisk, tmp_path / "ami", rate=10, seconds=6, down_s=3)
+    # what AMI did not tell, ctm-pbx does not know: the calls that ended while it was
+    # down are completed as 'unknown' when it is back (AGI mode writes no call spool)
+    assert report.wrong <= 10 * (3 + 1.5 + 2), report.as_dict()
+    check_routed(report, unknown_ok=True)
+
+
+def test_saturated_web_listener_at_load_loses_no_call(asterisk: Asterisk, tmp_path) -> None:
+    report = run_fault("web", asterisk, tmp_path / "web", rate=10, seconds=5)
+    check_routed(report)
+    assert report.web_refused, report.as_dict()  # the attack did fill the listener

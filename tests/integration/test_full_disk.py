@@ -5,9 +5,6 @@ removed."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ import pytest
 from ctm_pbx.adapters.ari_calls import MEDIA_SETTLE_S
 
 from .ctm import AGI_DIDS, DIDS, ThreadDaemon, write_config
+from .fault_run import fill_disk
 from .sip import Asterisk, Carrier
 
 pytestmark = pytest.mark.integration
@@ -46,25 +44,10 @@ def ctm(asterisk: Asterisk, disk: Path) -> Iterator[ThreadDaemon]:
     daemon.stop()
 
 
-def fill(root: Path) -> None:
-    conn = sqlite3.connect(root / "ctm.db")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next commit needs new space
-    conn.close()
-    fd = os.open(root / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for size in (1 << 16, 512, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
-    assert os.statvfs(root).f_bavail == 0
-
-
 def test_calls_on_a_full_disk_are_routed_and_logged_once_space_returns(
     ctm, disk: Path, phone_factory, carrier: Carrier
 ) -> None:
-    fill(disk)
+    fill_disk(disk)
     phone_factory("phone1", "answer", ring_ms=200)
     agi = carrier.place_call(AGI_DIDS["single"], "call", hold_ms=400)
     assert agi.success, agi.describe()

@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 import os
 import resource
-import selectors
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,66 +26,13 @@ import pytest
 
 from .ctm import AGI_DIDS, DIDS, WEB_PORT, wait_app, wait_call, write_config
 from .sip import Asterisk, Carrier
+from .web_clients import Saturator
 
 pytestmark = pytest.mark.integration
 
 FD_LIMIT = 128
 ATTACKERS = [f"127.0.0.{i}" for i in range(20, 28)]
 PER_ATTACKER = 20  # under the per-client cap: the total cap is what holds
-
-
-class Saturator:
-    """Keeps ``len(sources) * per_source`` idle connections open to ``port``."""
-
-    def __init__(self, port: int, sources: list[str], per_source: int) -> None:
-        self.port, self.sources, self.per_source = port, sources, per_source
-        self.stopping = threading.Event()
-        self.opened = 0
-        self.held = 0
-        self.thread = threading.Thread(target=self._run, name="saturator", daemon=True)
-
-    def _open(self, sel: selectors.DefaultSelector, source: str) -> None:
-        s = socket.socket()
-        s.bind((source, 0))
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", self.port))
-        sel.register(s, selectors.EVENT_READ, source)
-        self.opened += 1
-
-    def _run(self) -> None:
-        sel = selectors.DefaultSelector()
-        for source in self.sources:
-            for _ in range(self.per_source):
-                self._open(sel, source)
-        try:
-            while not self.stopping.is_set():
-                closed = []
-                for key, _ in sel.select(timeout=0.5):
-                    try:
-                        data = key.fileobj.recv(4096)  # type: ignore[union-attr]
-                    except OSError:
-                        data = b""
-                    if not data:  # the daemon closed it (or refused it): open another
-                        closed.append(key)
-                for key in closed:
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()  # type: ignore[union-attr]
-                self.held = len(sel.get_map())
-                time.sleep(0.5)  # an attacker in a hurry, not a busy loop on a shared CPU
-                for key in closed:
-                    self._open(sel, key.data)
-        finally:
-            for key in list(sel.get_map().values()):
-                key.fileobj.close()  # type: ignore[union-attr]
-            sel.close()
-
-    def __enter__(self) -> Saturator:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(10)
 
 
 def _few_descriptors() -> None:  # in the child, before exec

@@ -103,6 +103,7 @@ class AgiCallTracker:
     done: bool = False
     gave_up: bool = False  # ctm-pbx did not answer in time: the dialplan went on alone
     adopted: bool = False  # met again after a restart: what happened meanwhile is unknown
+    adopted_note: str = "adopted after a ctm-pbx restart"
     books: CallLedger = field(init=False)
     _transitions_taken: set[int] = field(default_factory=set)
 
@@ -128,6 +129,12 @@ class AgiCallTracker:
         self.gave_up = True
         self.next_planned = len(self.plan.steps)
         self.books.note(DefaultDestinationEntry(reason, iso(now)))
+
+    def lose_sight(self, note: str) -> None:
+        """Events of the call may have been missed (AMI was down): as for an adopted call,
+        an end without an answer seen is unknown, not abandoned."""
+        self.adopted = True
+        self.adopted_note = note
 
     def handle(self, event: TrackerEvent) -> list[Action]:
         if self.done:
@@ -232,7 +239,7 @@ class AgiCallTracker:
             cause,
             caller_left=self.caller_left,
             unknown=bool(lost or self.adopted) and books.answered is None,
-            notes=lost or ("adopted after a ctm-pbx restart" if self.adopted else ""),
+            notes=lost or (self.adopted_note if self.adopted else ""),
         )
         actions.append(finish)
         return actions
