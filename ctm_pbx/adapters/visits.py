@@ -425,6 +425,24 @@ class VisitDesk:
                 result.numbers[target.number] = HeldNumber(target.number, own[0]).shown()
         return result
 
+    async def close(self, visitor_id: str, now: datetime) -> int | None:
+        """The visitor's page closed (swap.js's beacon): their open leases are closed.
+
+        The buffered activity goes first (a renewal before the close stays before it).
+        Returns how many leases were closed; None when the store cannot be written
+        (the close is lost: the leases end as they would have without it).
+        """
+        self.flush()
+        if not self.writer.writable:
+            return None
+        try:
+            return await self.writer.run(
+                lease_store.close_leases, visitor_id, now, self.config.pools
+            )
+        except StoreUnavailable as exc:
+            log.warning("page close not stored: %s", exc)
+            return None
+
     def flush(self) -> None:
         """Queue the buffered activity for the writer (now, not after the delay)."""
         if self._flush_timer is not None:

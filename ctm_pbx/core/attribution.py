@@ -15,8 +15,10 @@ The parts of the model, and why:
 
 - *during the visit*: only while the page is open, and a page renews every
   minute while visible, so a holder idle for more than ``OPEN_MINUTES`` has
-  closed (or hidden) it; a page that said it closed (``Lease.closed_at``) is
-  closed at once;
+  closed (or hidden) it; a page that said it closed (``Lease.closed_at``, the
+  script's beacon) is closed from then on, and its holder is one who left,
+  measured from the close; a call within ``DIAL_MINUTES`` of the close still
+  counts as of the visit (tapping a ``tel:`` link hides the page too);
 - *after leaving*: a heavy-tailed delay (log-logistic: median 10 minutes,
   12 % after an hour), as people call back, not an exponential;
 - *days later*: one to three days after the visit, spread evenly; these
@@ -40,6 +42,9 @@ from ctm_pbx.core.pools import Lease
 VISIT_SHARE, AFTER_SHARE, LATE_SHARE = 0.70, 0.25, 0.05
 VISIT_MINUTES = 6.5  # a visit is open this long (its minute of renewals included), measured
 OPEN_MINUTES = 1.5  # a page renews every minute while visible: idle longer = closed
+# A page that said it closed this recently may have hidden as its visitor tapped a tel:
+# link to call: still a call of the visit.
+DIAL_MINUTES = 1.0
 AFTER_MEDIAN_MINUTES = 10.0  # calls after leaving: median delay
 AFTER_SHAPE = 1.11  # log-logistic shape: 12 % of after-leave calls come after an hour
 LATE_FROM_MINUTES, LATE_TO_MINUTES = 24 * 60, 3 * 24 * 60  # days-later calls: 1 to 3 days
@@ -150,13 +155,17 @@ def attribute(
             continue
         if lease.expires_at > now:
             active_visitors.add(lease.visitor_id)
-        # closed: the page said so, and no renewal came after (a tab shown again renews)
-        closed = lease.closed_at is not None and lease.last_active_at <= lease.closed_at <= now
-        if not closed and (now - min(lease.last_active_at, now)).total_seconds() <= 60 * (
-            OPEN_MINUTES
-        ):
+        # closed: the page said so, and no renewal came after (a tab shown again renews);
+        # the holder left at the close (a call within DIAL_MINUTES of it: the tap that
+        # hid the page to dial)
+        closed = lease.closed and lease.closed_at is not None and lease.closed_at <= now
+        if closed and lease.closed_at is not None:
+            is_open = (now - lease.closed_at).total_seconds() <= 60 * DIAL_MINUTES
+        else:
+            is_open = (now - min(lease.last_active_at, now)).total_seconds() <= 60 * OPEN_MINUTES
+        if is_open:
             open_visitors.add(lease.visitor_id)
-        last = min(lease.last_active_at, now)
+        last = min(lease.left_at() if closed else lease.last_active_at, now)
         seen = latest.get(lease.visitor_id)
         if seen is None or last > seen[0]:
             latest[lease.visitor_id] = (last, lease)

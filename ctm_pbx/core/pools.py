@@ -53,6 +53,15 @@ class Lease:
     def active(self, now: datetime) -> bool:
         return self.leased_at <= now < self.expires_at
 
+    @property
+    def closed(self) -> bool:
+        """The page said it closed, and no renewal came since (a tab shown again renews)."""
+        return self.closed_at is not None and self.closed_at >= self.last_active_at
+
+    def left_at(self) -> datetime:
+        """When the holder was last on the page: its close, else its last activity."""
+        return self.closed_at if self.closed and self.closed_at else self.last_active_at
+
 
 Holder = Lease  # a lease seen from the number it holds
 
@@ -124,6 +133,22 @@ def free_at(state: NumberState, pool: Pool) -> datetime | None:
     if last is None:
         return None
     return last + timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
+
+
+def rests_until(lease: Lease, pool: Pool) -> datetime:
+    """When ``lease`` stops keeping its number from a new visitor.
+
+    A confirmed lease (renewed at least once) keeps it until it expires and then for
+    ``cooldown_minutes``; a closed page's holder is one who left (after leaving, not
+    in the visit): the number rests ``cooldown_minutes`` from the close, without the
+    lease's tail. An unconfirmed lease keeps it until it expires, with no rest.
+    """
+    rest = timedelta(minutes=pool.cooldown_minutes)
+    if lease.last_active_at <= lease.leased_at:
+        return lease.expires_at
+    if lease.closed and lease.closed_at is not None:
+        return min(lease.expires_at, lease.closed_at) + rest
+    return lease.expires_at + rest
 
 
 def number_status(state: NumberState, pool: Pool, now: datetime) -> str:

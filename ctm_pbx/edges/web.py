@@ -9,7 +9,12 @@ requests/s with bursts of 60, and of those at most 1 new visitor/s with bursts
 of 20 (a visitor id the store does not know counts as new); beyond that a 429
 with Retry-After. A renewal for an unknown visitor gets a 404 (the script then
 starts a visit).
-Request bodies over 16 KB get a 413; a body not complete within 10 s, a 408.
+Request bodies over 16 KB get a 413 (a page's close beacon, over 1 KB); a body
+not complete within 10 s, a 408.
+
+``POST /api/close`` (``{"visitor_id"}``, sent by ``navigator.sendBeacon`` when the
+page is hidden or left: a CORS simple request, same origins and limits as the
+visit API) closes the visitor's open leases: ``{"closed": n}``.
 Connection limits and timeouts: edges/web_listener.py.
 """
 
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StatusProvider = Callable[[], dict]
 MAX_BODY = 16 * 1024
+MAX_CLOSE_BODY = 1024  # {"visitor_id": …}: a few dozen bytes
 BODY_TIMEOUT_S = 10.0
 MAX_URL = 2000
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -156,10 +162,10 @@ def _client_ip(request: web.Request) -> str:
     return key
 
 
-async def _read_json(request: web.Request, timeout_s: float) -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _too_large()
-    raw = await _read_body(request, timeout_s)
+async def _read_json(request: web.Request, timeout_s: float, limit: int = MAX_BODY) -> dict:
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    raw = await _read_body(request, timeout_s, limit)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…" nests past the stack
@@ -169,17 +175,17 @@ async def _read_json(request: web.Request, timeout_s: float) -> dict:
     return data
 
 
-async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+async def _read_body(request: web.Request, timeout_s: float, limit: int = MAX_BODY) -> bytes:
     """The whole body (it may arrive in several segments), bounded in size and time."""
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.read(MAX_BODY + 1 - size):
+            while chunk := await request.content.read(limit + 1 - size):
                 chunks.append(chunk)
                 size += len(chunk)
-                if size > MAX_BODY:
-                    raise _too_large()
+                if size > limit:
+                    raise _too_large(limit)
     except TimeoutError:
         raise ApiError(408, "body_timeout", "the body did not arrive in time", close=True) from None
     except (HttpProcessingError, web.RequestPayloadError):  # e.g. gzip that is not
@@ -190,8 +196,8 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large() -> ApiError:
-    message = f"request bodies are limited to {MAX_BODY} bytes"
+def _too_large(limit: int = MAX_BODY) -> ApiError:
+    message = f"request bodies are limited to {limit} bytes"
     return ApiError(413, "body_too_large", message, close=True)
 
 
@@ -373,6 +379,22 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     async def api_visit(request: web.Request) -> web.Response:
         return await visit(request, page_view=True)
 
+    async def api_close(request: web.Request) -> web.Response:
+        _check_origin(request)
+        ok, retry = api.requests.allow(_client_ip(request), api.ticks())
+        if not ok:
+            raise _rate_limited(retry, "requests")
+        data = await _read_json(request, api.body_timeout_s, MAX_CLOSE_BODY)
+        visitor_id = _optional_str(data, "visitor_id", 64)
+        if visitor_id is None:
+            raise ApiError(400, "missing_field", "'visitor_id' is required")
+        if not VISITOR_ID.match(visitor_id):
+            raise ApiError(400, "invalid_field", "'visitor_id' is not a visitor id")
+        closed = await desk.close(visitor_id, api.clock())
+        if closed is None:
+            raise ApiError(503, "store_unavailable", "the close could not be stored; retry later")
+        return web.json_response({"closed": closed}, headers=_cors_headers(request))
+
     async def api_renew(request: web.Request) -> web.Response:
         return await visit(request, page_view=False)
 
@@ -380,5 +402,7 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     app.router.add_get("/demo", demo_page)
     app.router.add_post("/api/visit", api_visit)
     app.router.add_post("/api/renew", api_renew)
+    app.router.add_post("/api/close", api_close)
     app.router.add_route("OPTIONS", "/api/visit", preflight)
     app.router.add_route("OPTIONS", "/api/renew", preflight)
+    app.router.add_route("OPTIONS", "/api/close", preflight)

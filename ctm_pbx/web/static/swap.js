@@ -14,7 +14,7 @@ numbers=()=>({...map}),
 forms=e=>{let t=e.replace(/\D/g,''),c=/^[17]/.test(t)?1:/^(2[07]|3[0-469]|4[013-9]|5[1-8]|6[0-6]|8[1246]|9[0-58])/.test(t)?2:3,n=t.slice(c);
 return t[0]==1?[t,n]:[t,n,(t[0]==7?8:0)+n,t.slice(0,c)+0+n,'00'+t]},
 apply=(s,e,o=0)=>s.split('').map((c,i)=>(i+=o)in e?e[i]:c).join(''),
-R,hits=0,ok=opt('consent')!='required',vid,idx,map={},src,hiding,mo,css,done,timer,due,every,started,ready=new Promise(r=>done=r),
+R,sent,hits=0,ok=opt('consent')!='required',vid,idx,map={},src,hiding,mo,css,done,timer,due,every,started,ready=new Promise(r=>done=r),
 find=s=>{let i,j,a,hit,to,o=0,p=s.split(/(\d+)/),at=p.map(x=>(o+=x.length)-x.length),out={},
 glued=k=>k&&p[k+1]&&/^[./\-\u2010-\u2015]+$/.test(p[k]);
 for(i=1;i<p.length;i+=2){for(a='',hit=0,j=glued(i-1)?1/0:i;j<p.length&&a.length<18;j+=2){
@@ -43,9 +43,10 @@ call=async path=>{let body={visitor_id:load(),...path=='visit'&&{landing_url:L.h
 try{let r=await fetch(api+'/api/'+path,{method:'POST',body:JSON.stringify(body)}),j=await r.json();
 if(!r.ok||!j.numbers)throw 0;got(j)}
 catch{if(path=='renew'&&ok)return call('visit');reveal();done(null);if(idx)schedule()}},
+bye=()=>{idx&&ok&&vid&&!sent&&(sent=navigator.sendBeacon(api+'/api/close',JSON.stringify({visitor_id:vid})))},
 load=()=>{try{vid=vid||store().getItem(K)}catch{}
 let m=!vid&&!nc&&D.cookie.match(/(^|; )ctm_vid=([^;]+)/);return vid=m?decodeURIComponent(m[2]):vid||null},
-got=j=>{if(!ok)return;src=j.source||null;map={};idx={};
+got=j=>{if(!ok)return;sent=0;src=j.source||null;map={};idx={};
 for(let t in j.numbers){let v=j.numbers[t],to=(v||0).number||v;if(typeof to=='string')map[t]=to}
 for(let t in map){let to=map[t],s=seen[t]=seen[t]||[t],f=forms(to);if(!s.includes(to))s.push(to);
 for(let x of s)if(!Object.values(map).includes(x))forms(x).forEach((y,i)=>idx[y]=x!=t&&idx[y]||f[i]||f[0])}
@@ -54,7 +55,7 @@ done(numbers());every=Math.max(+j.renew_every_s||60,.25)*1e3;schedule()},
 schedule=()=>{clearTimeout(timer);if(due=ok&&Date.now()+every)timer=setTimeout(tick,every)},
 tick=()=>{if(D.visibilityState!='hidden'&&due)due=0,call('renew')},
 start=()=>{if(!started)started=1,watch(),call('visit')};
-D.addEventListener('visibilitychange',()=>due&&Date.now()>=due&&tick());
+D.addEventListener('visibilitychange',()=>D.visibilityState=='hidden'?bye():(sent||Date.now()>=due)&&tick());W.addEventListener('pagehide',bye);
 W.CTM={ready,numbers,rescan:()=>idx?pass():0,consent(yes){if(ok=yes)return start();started=due=vid=0;clearTimeout(timer);keep('')}};
 if(ok&&af){hiding=1;(D.head||H).append(css=D.createElement('style'));css.textContent='[data-ctm-h]{visibility:hidden!important}';
 watch();pass();setTimeout(reveal,af)}
