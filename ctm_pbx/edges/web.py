@@ -232,13 +232,40 @@ def _url(data: dict, key: str) -> str | None:
     return value
 
 
+# What a page may report with its visit: an IANA zone name ("America/Argentina/Buenos_Aires",
+# "Etc/GMT+5", "UTC"), a BCP 47 language tag, Google Analytics' ids (issue 20).
+TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]{0,29}(/[A-Za-z0-9_+\-]{1,30}){0,2}$")
+LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,5}$")
+GA_CLIENT_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")  # the _ga cookie's last two parts
+GA_SESSION_ID = re.compile(r"^\d{1,20}$")
+SIGNALS = (
+    ("time_zone", 64, TIME_ZONE, "an IANA time zone"),
+    ("language", 35, LANGUAGE, "a language tag"),
+    ("ga_client_id", 41, GA_CLIENT_ID, "a Google Analytics client id"),
+    ("ga_session_id", 20, GA_SESSION_ID, "a Google Analytics session id"),
+)
+
+
+def _signals(data: dict) -> dict[str, str | None]:
+    """The page's time zone, language and GA ids: each optional, bounded and of its shape."""
+    found: dict[str, str | None] = {}
+    for key, limit, shape, what in SIGNALS:
+        value = _optional_str(data, key, limit) or None
+        if value is not None and not shape.match(value):
+            raise ApiError(400, "invalid_field", f"'{key}' is not {what}")
+        found[key] = value
+    return found
+
+
 def _visit_request(request: web.Request, data: dict, *, page_view: bool, ip: str) -> VisitRequest:
     visitor_id = _optional_str(data, "visitor_id", 64)
     if visitor_id is not None and not VISITOR_ID.match(visitor_id):
         raise ApiError(400, "invalid_field", "'visitor_id' is not a visitor id")
     landing = None
     referrer = None
+    signals: dict[str, str | None] = {}
     if page_view:
+        signals = _signals(data)
         landing = _url(data, "landing_url")
         if not landing:
             raise ApiError(400, "missing_field", "'landing_url' is required")
@@ -251,6 +278,7 @@ def _visit_request(request: web.Request, data: dict, *, page_view: bool, ip: str
         referrer=referrer,
         ip=ip,
         user_agent=_header_text(request.headers.get("User-Agent")),
+        **signals,
     )
 
 

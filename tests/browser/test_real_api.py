@@ -182,3 +182,31 @@ def test_a_page_that_closes_is_closed_in_the_store_and_reopens(browser, real: Re
         assert again["last_active_at"] > again["closed_at"], "the renewal reopened it"
     finally:
         context.close()
+
+
+def visit_row(real: RealServers, visitor_id: str) -> dict:
+    def read(db):
+        cur = db.conn.execute(
+            "SELECT time_zone, language, ga_client_id, ga_session_id FROM visits"
+            " WHERE visitor_id = ? ORDER BY started_at",
+            (visitor_id,),
+        )
+        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+
+    assert real.writer is not None
+    return real.writer.run_sync(read)
+
+
+def test_the_browser_s_time_zone_and_language_are_stored(browser, real: RealServers) -> None:
+    context = visitor_context(browser, timezone_id="America/Chicago", locale="es-US")
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{real.site}/landing?gclid=ZONE1")
+        page.wait_for_function("() => window.CTM")
+        assert page.evaluate("() => CTM.ready")
+        vid = page.evaluate("() => localStorage.getItem('ctm_vid')")
+        row = visit_row(real, vid)
+        assert (row["time_zone"], row["language"]) == ("America/Chicago", "es-US")
+    finally:
+        context.close()

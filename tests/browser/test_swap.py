@@ -230,11 +230,16 @@ def test_the_visitor_keeps_its_id_across_pages(page, context, servers, fake: Fak
 
     visits = fake.calls_to("/api/visit")
     assert [v["body"]["visitor_id"] for v in visits] == [None, vid, vid]
+    zone, language = page.evaluate(
+        "[Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.language]"
+    )
     assert visits[1]["body"] == {
         "visitor_id": vid,
         "landing_url": f"{servers.site}/second.html",
         "referrer": "",
         "page": "/second.html",
+        "time_zone": zone,
+        "language": language,
     }
     assert visits[2]["body"]["referrer"] == "https://www.google.com/"
     assert events(page)[0]["source"] == "google-ads"  # first touch kept
@@ -249,6 +254,19 @@ def test_the_visitor_keeps_its_id_across_pages(page, context, servers, fake: Fak
     assert [b["body"] for b in beacons] == [{"visitor_id": vid}] * 2
     assert {b["content_type"] for b in beacons} == {"text/plain;charset=UTF-8"}
     assert {c["origin"] for c in fake.calls} == {servers.site}
+
+
+def test_the_visit_reports_the_browser_s_time_zone_and_language(browser, servers, fake):
+    ctx = browser.new_context(timezone_id="America/Denver", locale="de-DE")
+    try:
+        pg = ctx.new_page()
+        load(pg, f"{servers.site}/second.html")
+        (visit,) = fake.calls_to("/api/visit")
+        assert visit["body"]["time_zone"] == "America/Denver"
+        assert visit["body"]["language"] == "de-DE"
+        assert "ga_client_id" not in visit["body"]  # no Google Analytics cookies here
+    finally:
+        ctx.close()
 
 
 def test_two_visitors_get_their_own_ids_and_numbers(browser, servers, fake: FakeApi):

@@ -166,6 +166,40 @@ def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
             index.renewed(number, lease_id, at, until)
 
 
+_VISIT_SIGNALS = (
+    "UPDATE visits SET time_zone = coalesce(?, time_zone), language = coalesce(?, language),"
+    " ga_client_id = coalesce(?, ga_client_id), ga_session_id = coalesce(?, ga_session_id)"
+    " WHERE id = ?"
+)
+
+
+def note_visit_signals(
+    db: sqlite_utils.Database,
+    visit_id: str,
+    *,
+    time_zone: str | None = None,
+    language: str | None = None,
+    ga_client_id: str | None = None,
+    ga_session_id: str | None = None,
+) -> None:
+    """What the page reported with a page view of the visit; what it did not report keeps
+    its earlier value (Google Analytics may set its cookies after the first page)."""
+    db.conn.execute(_VISIT_SIGNALS, (time_zone, language, ga_client_id, ga_session_id, visit_id))
+
+
+def visitor_time_zones(db: sqlite_utils.Database, visitor_ids: list[str]) -> dict[str, str]:
+    """The browser time zone of each visitor's latest visit that reported one."""
+    if not visitor_ids:
+        return {}
+    rows = db.conn.execute(
+        "SELECT visitor_id, time_zone FROM visits"
+        " WHERE visitor_id IN (SELECT value FROM json_each(?)) AND time_zone IS NOT NULL"
+        " ORDER BY started_at",
+        (json.dumps(visitor_ids),),
+    )
+    return dict(rows.fetchall())
+
+
 def get_visit(db: sqlite_utils.Database, visit_id: str) -> dict[str, Any] | None:
     row = _one(db, "SELECT * FROM visits WHERE id = ?", (visit_id,))
     if row is not None:

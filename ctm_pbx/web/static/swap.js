@@ -39,7 +39,7 @@ if(n&&n.isConnected&&!n.closest(NO))set.add(n)}
 let roots=[...set].filter(r=>{while(r=r.parentNode)if(set.has(r))return;return 1});
 if(roots[0])pass(roots)})).observe(H,{childList:!0,subtree:!0,characterData:!0,attributeFilter:['href']})},
 reveal=()=>{if(hiding){hiding=0;css.remove();for(let e of D.querySelectorAll('[data-ctm-h]'))e.removeAttribute('data-ctm-h')}},
-call=async path=>{let body={visitor_id:load(),...path=='visit'&&{landing_url:L.href,referrer:D.referrer,page:L.pathname}};
+call=async path=>{let body={visitor_id:load(),...path=='visit'&&{landing_url:L.href,referrer:D.referrer,page:L.pathname,time_zone:Intl.DateTimeFormat().resolvedOptions().timeZone,language:navigator.language}};
 try{let r=await fetch(api+'/api/'+path,{method:'POST',body:JSON.stringify(body)}),j=await r.json();
 if(!r.ok||!j.numbers)throw 0;got(j)}
 catch{if(path=='renew'&&ok)return call('visit');reveal();done(null);if(idx)schedule()}},
