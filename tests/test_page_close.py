@@ -3,6 +3,7 @@ scorer and the hand-out order, and the API that takes it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -283,3 +284,17 @@ async def test_the_close_endpoint_answers_a_preflight(client) -> None:
         "/api/close", headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"}
     )
     assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == SHOP
+
+
+def test_the_pool_view_counts_a_closed_holder_s_number_as_resting() -> None:
+    from ctm_pbx.core.pools import RESTING, NumberState, PoolView, assign, number_status
+
+    closed = replace(lease(5, closed=6), number=N1)
+    state = NumberState(N1, at(5), (closed,))
+    assert state.active_holders(at(7)) == (closed,) and state.holding(at(7)) == ()
+    assert number_status(state, POOL, at(7)) == RESTING
+    view = PoolView(POOL, (state,))
+    got = assign(view, "v2", at(7))  # exhausted: the cooldown is cut short, nothing shared
+    assert got.number == N1 and not got.shared and "resting" in got.reason
+    again = assign(view, "v1", at(7))  # the closed page's own visitor comes back: renewed
+    assert again.renewed and again.lease_id == closed.id

@@ -81,6 +81,11 @@ class NumberState:
     def active_holders(self, now: datetime) -> tuple[Lease, ...]:
         return tuple(h for h in self.holders if h.active(now))
 
+    def holding(self, now: datetime) -> tuple[Lease, ...]:
+        """The active leases whose page has not said it closed: who holds the number now
+        (a closed page's holder has left; the number rests)."""
+        return tuple(h for h in self.holders if h.active(now) and not h.closed)
+
     def last_activity(self) -> datetime | None:
         times = [h.last_active_at for h in self.holders]
         if self.last_active_at is not None:
@@ -153,7 +158,7 @@ def rests_until(lease: Lease, pool: Pool) -> datetime:
 
 def number_status(state: NumberState, pool: Pool, now: datetime) -> str:
     """``held`` (an active lease), ``resting`` (cooldown not over) or ``free``."""
-    if state.active_holders(now):
+    if state.holding(now):
         return HELD
     ready = free_at(state, pool)
     return FREE if ready is None or now >= ready else RESTING
@@ -181,7 +186,7 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
     ]
     if own:
         state, lease = max(own, key=lambda sl: (sl[1].last_active_at, sl[1].leased_at))
-        others = {h.visitor_id for h in state.active_holders(now)} - {visitor_id}
+        others = {h.visitor_id for h in state.holding(now)} - {visitor_id}
         reason = "renewed: the visitor holds this number"
         if others:
             reason += f" (shared with {len(others)} other{'s' if len(others) > 1 else ''})"
@@ -211,8 +216,8 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
             overflow=True,
         )
 
-    best = min(view.numbers, key=lambda s: _least_recently_active(s, len(s.active_holders(now))))
-    holders = best.active_holders(now)
+    best = min(view.numbers, key=lambda s: _least_recently_active(s, len(s.holding(now))))
+    holders = best.holding(now)
     last = best.last_activity()
     idle = _minutes(now - last) if last is not None else 0
     if not holders:
