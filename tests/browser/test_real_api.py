@@ -197,16 +197,27 @@ def visit_row(real: RealServers, visitor_id: str) -> dict:
     return real.writer.run_sync(read)
 
 
-def test_the_browser_s_time_zone_and_language_are_stored(browser, real: RealServers) -> None:
+def test_the_browser_s_time_zone_language_and_ga_ids_are_stored(browser, real: RealServers):
     context = visitor_context(browser, timezone_id="America/Chicago", locale="es-US")
     context.set_default_timeout(10_000)
     try:
+        context.add_cookies(
+            [
+                {"name": "_ga", "value": "GA1.1.987654321.1700000001", "url": real.site},
+                {"name": "_ga_Q1W2E3R4", "value": "GS2.1.s1746825999$o1$g0", "url": real.site},
+            ]
+        )
         page = context.new_page()
         page.goto(f"{real.site}/landing?gclid=ZONE1")
         page.wait_for_function("() => window.CTM")
         assert page.evaluate("() => CTM.ready")
         vid = page.evaluate("() => localStorage.getItem('ctm_vid')")
         row = visit_row(real, vid)
-        assert (row["time_zone"], row["language"]) == ("America/Chicago", "es-US")
+        assert row == {
+            "time_zone": "America/Chicago",
+            "language": "es-US",
+            "ga_client_id": "987654321.1700000001",
+            "ga_session_id": "1746825999",
+        }
     finally:
         context.close()

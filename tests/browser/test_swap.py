@@ -269,6 +269,30 @@ def test_the_visit_reports_the_browser_s_time_zone_and_language(browser, servers
         ctx.close()
 
 
+@pytest.mark.parametrize(
+    ("session_cookie", "session_id"),
+    [
+        ("GS1.1.1700000123.5.1.1700000456.0.0.0", "1700000123"),
+        ("GS2.1.s1746825000$o1$g1$t1746825100$j60$l0$h0", "1746825000"),
+    ],
+)
+def test_the_visit_sends_google_analytics_ids(
+    context, page, servers, fake: FakeApi, session_cookie, session_id
+):
+    context.add_cookies(
+        [
+            {"name": "_gat", "value": "1", "url": servers.site},
+            {"name": "_ga", "value": "GA1.1.123456789.1700000000", "url": servers.site},
+            {"name": "_ga_ABC123XYZ", "value": session_cookie, "url": servers.site},
+        ]
+    )
+    load(page, f"{servers.site}/second.html")
+    (visit,) = fake.calls_to("/api/visit")
+    assert visit["body"]["ga_client_id"] == "123456789.1700000000"
+    assert visit["body"]["ga_session_id"] == session_id
+    assert page.text_content("#dash") == "312-555-0150"
+
+
 def test_two_visitors_get_their_own_ids_and_numbers(browser, servers, fake: FakeApi):
     seen = []
     for _ in range(2):

@@ -39,13 +39,14 @@ if(n&&n.isConnected&&!n.closest(NO))set.add(n)}
 let roots=[...set].filter(r=>{while(r=r.parentNode)if(set.has(r))return;return 1});
 if(roots[0])pass(roots)})).observe(H,{childList:!0,subtree:!0,characterData:!0,attributeFilter:['href']})},
 reveal=()=>{if(hiding){hiding=0;css.remove();for(let e of D.querySelectorAll('[data-ctm-h]'))e.removeAttribute('data-ctm-h')}},
-call=async path=>{let body={visitor_id:load(),...path=='visit'&&{landing_url:L.href,referrer:D.referrer,page:L.pathname,time_zone:Intl.DateTimeFormat().resolvedOptions().timeZone,language:navigator.language}};
+call=async path=>{let body={visitor_id:load(),...path=='visit'&&{landing_url:L.href,referrer:D.referrer,page:L.pathname,time_zone:Intl.DateTimeFormat().resolvedOptions().timeZone,language:navigator.language,ga_client_id:ck(/(^|; )_ga=\w+\.\d+\.(\d+\.\d+)/),ga_session_id:ck(/(^|; )_ga_\w+=GS\d\.\d\.s?(\d+)/)}};
 try{let r=await fetch(api+'/api/'+path,{method:'POST',body:JSON.stringify(body)}),j=await r.json();
 if(!r.ok||!j.numbers)throw 0;got(j)}
 catch{if(path=='renew'&&ok)return call('visit');reveal();done(null);if(idx)schedule()}},
+ck=r=>(D.cookie.match(r)||0)[2],
 bye=()=>{idx&&ok&&vid&&!sent&&(sent=navigator.sendBeacon(api+'/api/close',JSON.stringify({visitor_id:vid})))},
 load=()=>{try{vid=vid||store().getItem(K)}catch{}
-let m=!vid&&!nc&&D.cookie.match(/(^|; )ctm_vid=([^;]+)/);return vid=m?decodeURIComponent(m[2]):vid||null},
+let m=!vid&&!nc&&ck(/(^|; )ctm_vid=([^;]+)/);return vid=m?decodeURIComponent(m):vid||null},
 got=j=>{if(!ok)return;sent=0;src=j.source||null;map={};idx={};
 for(let t in j.numbers){let v=j.numbers[t],to=(v||0).number||v;if(typeof to=='string')map[t]=to}
 for(let t in map){let to=map[t],s=seen[t]=seen[t]||[t],f=forms(to);if(!s.includes(to))s.push(to);
