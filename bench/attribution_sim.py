@@ -24,7 +24,19 @@ The traffic model (one on-site source, every visit from an ad click):
   repeat caller: same caller id, an in-visit call);
 - 15 % of visitors come back 1 to 7 days later for another visit (same visitor id, same
   chances of calling);
-- each visitor has their own phone number (caller id).
+- each visitor has their own phone number (caller id);
+- signals beyond the number (each can be switched off with ``--without``, for a before/after):
+  - ``zones``: each visitor lives in a US time zone, by population (Eastern 47 %, Central
+    29 %, Mountain 7 %, Pacific 17 %), and their browser reports it with the visit; their
+    phone number is from that zone for 85 % of them (an area code of it: 212, 312, 303,
+    415), from another zone, drawn by population, for the rest (moved, travelling, a
+    mobile number from elsewhere);
+  - ``repeat``: a caller calls from the same number every time (without: each call has a
+    caller id never seen before, so no call is linked to an earlier one);
+  - ``beacon``: a page that is hidden or left sends its close beacon (95 % of them arrive;
+    a page left for the next one sends one too, which that page's visit supersedes), and
+    half of the in-visit calls are made by tapping the number, which hides the page 5 s
+    before the call comes in.
 
 Reported per traffic level and pool size: top-1 accuracy (all calls, in-visit,
 after-leave, days-later), the expected calibration error over 10 equal-width bins of
@@ -53,6 +65,7 @@ from ctm_pbx.adapters.call_attribution import attribute_call  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import calls as call_store  # noqa: E402
 from ctm_pbx.adapters.store import lease_index, migrate, open_db  # noqa: E402
+from ctm_pbx.adapters.store.leases import close_leases  # noqa: E402
 from ctm_pbx.adapters.visits import (  # noqa: E402
     FIRST_RENEW_S,
     RENEW_EVERY_S,
@@ -79,6 +92,16 @@ KIND_SHARES = (("in-visit", 0.70), ("after-leave", 0.25), ("days-later", 0.05))
 BACKGROUND_SHARE, BACKGROUND_RETURN = 0.20, 0.5
 RETURN_SHARE = 0.15
 REPEAT_SHARE = 0.40  # of days-later callers, those who had also called the same day
+SIGNALS = ("zones", "repeat", "beacon")
+ZONES = (  # (browser time zone, population share, an area code of it)
+    ("America/New_York", 0.47, "212"),
+    ("America/Chicago", 0.29, "312"),
+    ("America/Denver", 0.07, "303"),
+    ("America/Los_Angeles", 0.17, "415"),
+)
+NUMBER_IN_BROWSER_ZONE = 0.85
+BEACON_ARRIVES = 0.95
+TAP_SHARE, TAP_HIDES_S = 0.5, 5.0  # in-visit calls made by tapping the number
 AFTER_MEDIAN_S, AFTER_SIGMA = 600.0, 1.525
 BINS = 10
 
@@ -147,12 +170,29 @@ def diurnal(hour: float) -> float:
     return 1 + 0.8 * math.cos(2 * math.pi * (hour - 14) / 24)
 
 
+def _zone(rng: random.Random, other_than: int | None = None) -> int:
+    shares = [0.0 if i == other_than else z[1] for i, z in enumerate(ZONES)]
+    x = rng.random() * sum(shares)
+    for i, share in enumerate(shares):
+        if x < share:
+            return i
+        x -= share
+    return len(ZONES) - 1
+
+
 def run(
-    visitors_per_day: int, size: int, days: int, seed: int, advise: dict | None = None
+    visitors_per_day: int,
+    size: int,
+    days: int,
+    seed: int,
+    advise: dict | None = None,
+    signals: tuple[str, ...] = SIGNALS,
 ) -> Result:
     """Simulate ``days`` days of arrivals on a pool of ``size`` numbers; score every call."""
     started = time.perf_counter()
     rng = random.Random(f"{seed}-{visitors_per_day}-{size}")
+    # the signals draw from their own generator: switching one off leaves the traffic as it is
+    srng = random.Random(f"{seed}-{visitors_per_day}-{size}-signals")
     cfg = parse_config(sim_config(size), env={})
     db = open_db(":memory:")
     migrate(db)
@@ -180,18 +220,32 @@ def run(
 
     vids: dict[int, str] = {}  # simulated visitor -> the id the API gave them
     shown: dict[int, str] = {}  # simulated visitor -> the number their page showed last
-    phones = {}
+    phones: dict[int, str] = {}
+    zones: dict[int, tuple[int, int]] = {}  # visitor -> (browser zone, their number's zone)
     result = Result(visitors_per_day, size)
     score_from = 86400.0
 
+    def zone_of(visitor: int) -> tuple[int, int]:
+        if visitor not in zones:
+            browser = _zone(srng)
+            number = browser if srng.random() < NUMBER_IN_BROWSER_ZONE else _zone(srng, browser)
+            zones[visitor] = (browser, number)
+        return zones[visitor]
+
     def request(visitor: int, at: float, page: bool) -> None:
         landing = f"{SHOP}/p{rng.randrange(5)}?gclid=g{visitor}" if page else None
+        zone = ZONES[zone_of(visitor)[0]][0] if page and "zones" in signals else None
         with db.conn:
             got = handle_visit(
                 db,
                 cfg,
                 VisitRequest(
-                    vids.get(visitor), landing, None, ip=address(visitor), user_agent=BROWSER_UA
+                    vids.get(visitor),
+                    landing,
+                    None,
+                    ip=address(visitor),
+                    user_agent=BROWSER_UA,
+                    time_zone=zone,
                 ),
                 T0 + timedelta(seconds=at),
             )
@@ -227,10 +281,15 @@ def run(
             while r < end:
                 push(r, "renew", visitor)
                 r += RENEW_EVERY_S
+            if "beacon" in signals and srng.random() < BEACON_ARRIVES:
+                push(end, "close", visitor)
         if rng.random() < CALL_SHARE:
             kind = _pick(rng)
             if kind == "in-visit":
-                push(_instant(rng, visible), "call", Call(0, visitor, kind))
+                instant = _instant(rng, visible)
+                if "beacon" in signals and srng.random() < TAP_SHARE:
+                    push(instant - TAP_HIDES_S, "close", visitor)  # the tap hid the page
+                push(instant, "call", Call(0, visitor, kind))
             elif kind == "after-leave":
                 delay = rng.lognormvariate(math.log(AFTER_MEDIAN_S), AFTER_SIGMA)
                 push(left + delay, "call", Call(0, visitor, kind))
@@ -254,13 +313,21 @@ def run(
                 plan_visit(data[0], at, True)
         elif kind in ("page", "renew"):
             request(data[0], at, kind == "page")
+        elif kind == "close":
+            if data[0] in vids:
+                with db.conn:
+                    close_leases(db, vids[data[0]], T0 + timedelta(seconds=at), cfg.pools)
         else:
             call: Call = data[0]
             number = shown.get(call.visitor)
             if number is None or at < score_from:
                 continue
             call_n += 1
-            phone = phones.setdefault(call.visitor, f"+1773{len(phones):07d}")
+            area = ZONES[zone_of(call.visitor)[1]][2]
+            if "repeat" in signals:
+                phone = phones.setdefault(call.visitor, f"+1{area}{2000000 + len(phones):07d}")
+            else:  # a caller id never seen before
+                phone = f"+1{area}{2000000 + call_n:07d}"
             now = T0 + timedelta(seconds=at)
             start = StartCall(iso(now), number, phone, None, "google-ads", "gads", "main")
             with db.conn:
@@ -343,6 +410,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
+        "--without",
+        nargs="*",
+        default=[],
+        choices=SIGNALS,
+        help="signals beyond the number to leave out (a before/after)",
+    )
+    ap.add_argument(
         "--advise",
         action="store_true",
         help="also ask the advisor (accuracy 0.9, same-day 0.99) on each simulated store",
@@ -355,7 +429,8 @@ def main() -> None:
         for mult in args.sizes:
             size = max(1, round(visitors / 20 * mult))
             targets = {"accuracy": 0.9, "same_day": 0.99} if args.advise else None
-            summary = run(visitors, size, days, args.seed, targets).summary()
+            signals = tuple(x for x in SIGNALS if x not in args.without)
+            summary = run(visitors, size, days, args.seed, targets, signals).summary()
             rows.append(summary)
             print(json.dumps(summary), file=sys.stderr, flush=True)
     print(json.dumps(rows, indent=1) if args.json else table(rows))

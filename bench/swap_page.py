@@ -62,7 +62,7 @@ sys.path.insert(0, str(REPO))
 from tests.browser.pages import ThreadedServers, big_page  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
-SCRIPT = REPO / "ctm_pbx" / "web" / "static" / "swap.js"
+SCRIPT = REPO / "ctm_pbx" / "edges" / "static" / "swap.js"
 TARGETS = {  # target -> the tracking number the visitor gets (as in tests/browser)
     "+13125550100": "+13125550150",
     "+18005550199": "+18005550170",

@@ -92,12 +92,17 @@ def test_the_in_visit_weight_ends_when_the_page_stops_renewing() -> None:
 
 
 def test_a_page_that_said_it_closed_is_after_leaving_at_once() -> None:
-    closed = lease("v1", -10, -0.5, closed_at=at(-0.4))
+    """Once the dial minute after the close is over (tapping a tel: link hides the page
+    too): without the beacon a page idle 1.2 min still counts as open."""
+    assert score(lease("v1", -10, -1.2)).candidates[0].open_page
+    closed = lease("v1", -10, -1.2, closed_at=at(-1.2))
     assert not score(closed).candidates[0].open_page
-    assert score(closed).confidence < score(lease("v1", -10, -0.5)).confidence
+    assert score(closed).confidence < score(lease("v1", -10, -1.2)).confidence
     both = score(closed, lease("v2", -10, -0.5))
     assert both.visitor_id == "v2" and both.confidence > 0.8
     assert score(lease("v1", -10, -0.5, closed_at=at(1))).candidates[0].open_page
+    # closed 24 s before the call: maybe the tap that dialled; still of the visit
+    assert score(lease("v1", -10, -0.5, closed_at=at(-0.4))).candidates[0].open_page
     shown_again = lease("v1", -10, -0.2, closed_at=at(-0.4))  # renewed after it closed
     assert score(shown_again).candidates[0].open_page
 

@@ -9,6 +9,7 @@ everything it reads is as of ``now``, the call's start.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlite_utils
@@ -17,6 +18,7 @@ from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.core.attribution import Evidence, RepeatLink, attribute, link_repeat_caller
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.geo import number_time_zones
 from ctm_pbx.core.model import Config, SourceKind
 
 REPEAT_CALLER_DAYS = 90
@@ -48,11 +50,18 @@ def attribute_call(
         history = lease_store.lease_history(
             db, start.tracking_number, now - timedelta(minutes=window), now
         )
-        evidence = None
+        evidence = Evidence()
         if previous is not None and previous.visitor_id:
             evidence = Evidence(
                 previous.visitor_id, previous.visit_id, previous.confidence, previous.call_id
             )
+        caller_zones = number_time_zones(start.caller_number)
+        if caller_zones:  # the candidates' browser zones, for the time-zone factor
+            visitors = list(dict.fromkeys(lease.visitor_id for lease in history))
+            if evidence.repeat_visitor:
+                visitors.append(evidence.repeat_visitor)
+            zones = lease_store.visitor_time_zones(db, visitors)
+            evidence = replace(evidence, caller_zones=caller_zones, visitor_zones=zones)
         att = attribute(start.tracking_number, now, history, window, evidence)
         visitor_id, visit_id = att.visitor_id, att.visit_id
         confidence, reason = round(att.confidence, 4), att.reason
@@ -65,6 +74,7 @@ def attribute_call(
                 "active": c.active,
                 "open_page": c.open_page,
                 "repeat": c.repeat,
+                "zone_hours": c.zone_hours,
             }
             for c in att.candidates
         ]

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,6 +59,27 @@ class VisitRequest:
     ip: str | None = None
     user_agent: str | None = None
     may_create: bool = True  # False: a visitor not already stored is refused, not created
+    # what the page reports with a page view (validated by the API), stored with the visit
+    time_zone: str | None = None  # the browser's IANA time zone
+    language: str | None = None  # the browser's language (BCP 47)
+    ga_client_id: str | None = None  # Google Analytics' client id (``_ga`` cookie)
+    ga_session_id: str | None = None  # and session id (``_ga_<stream>`` cookie)
+
+    def signals(self) -> tuple[str | None, str | None, str | None, str | None]:
+        return (self.time_zone, self.language, self.ga_client_id, self.ga_session_id)
+
+    def note_signals(self, db: sqlite_utils.Database, visit_id: str) -> None:
+        """Store what the page reported (if anything) with the visit it counts in."""
+        zone, language, client, session = self.signals()
+        if zone or language or client or session:
+            lease_store.note_visit_signals(
+                db,
+                visit_id,
+                time_zone=zone,
+                language=language,
+                ga_client_id=client,
+                ga_session_id=session,
+            )
 
 
 @dataclass
@@ -159,6 +181,7 @@ def handle_visit(
                 ip=req.ip,
                 user_agent=(req.user_agent or "")[:500] or None,
             )
+        req.note_signals(db, page_visit)
         if touch is not None and (current is None or touch != current):
             visit_id = page_visit  # the visit that set the attributed source
             lease_store.upsert_visitor(
@@ -376,6 +399,7 @@ class VisitDesk:
         self.flush_after = flush_after
         self.max_known = max_known
         self._known = RememberedVisitors(max_known)
+        self._signals: OrderedDict[str, tuple] = OrderedDict()  # page visit -> last stored
         # built once per config: a visit's source costs the same with 10 sources or 1,000
         self.sources = SourceIndex(config.sources)
         self._pending = _empty_page_views()
@@ -396,7 +420,20 @@ class VisitDesk:
             log.warning("visit answered from memory: %s", exc)
             return self._unstored(req)
         self._remember(result.known, now)
+        if result.known is not None and req.landing_url is not None:
+            self._noted_signals(result.known.page_visit, req)
         return result
+
+    def _noted_signals(self, page_visit: str, req: VisitRequest) -> bool:
+        """Whether the visit's page reported something new since it was last stored (the
+        memory then writes it: Google Analytics may set its cookies after the first page)."""
+        signals = req.signals()
+        if not any(signals) or self._signals.get(page_visit) == signals:
+            return False
+        if len(self._signals) >= self.max_known:
+            self._signals.popitem(last=False)
+        self._signals[page_visit] = signals
+        return True
 
     def _unstored(self, req: VisitRequest) -> VisitResult:
         """The answer while the database cannot be written, to a visitor the memory does
@@ -423,6 +460,24 @@ class VisitDesk:
             elif pool is None and own:
                 result.numbers[target.number] = HeldNumber(target.number, own[0]).shown()
         return result
+
+    async def close(self, visitor_id: str, now: datetime) -> int | None:
+        """The visitor's page closed (swap.js's beacon): their open leases are closed.
+
+        The buffered activity goes first (a renewal before the close stays before it).
+        Returns how many leases were closed; None when the store cannot be written
+        (the close is lost: the leases end as they would have without it).
+        """
+        self.flush()
+        if not self.writer.writable:
+            return None
+        try:
+            return await self.writer.run(
+                lease_store.close_leases, visitor_id, now, self.config.pools
+            )
+        except StoreUnavailable as exc:
+            log.warning("page close not stored: %s", exc)
+            return None
 
     def flush(self) -> None:
         """Queue the buffered activity for the writer (now, not after the delay)."""
@@ -453,6 +508,8 @@ class VisitDesk:
         visitor = answer.visitor
         self._known.remember(visitor, now)
         self._buffer(visitor, answer.renewed, answer.page_view, now)
+        if answer.page_view and self._noted_signals(visitor.page_visit, req):
+            self.writer.submit(req.note_signals, visitor.page_visit, what="page signals")
         touch = visitor.touch
         expires = answer.expires_at
         return VisitResult(

@@ -15,24 +15,39 @@ The parts of the model, and why:
 
 - *during the visit*: only while the page is open, and a page renews every
   minute while visible, so a holder idle for more than ``OPEN_MINUTES`` has
-  closed (or hidden) it; a page that said it closed (``Lease.closed_at``) is
-  closed at once;
+  closed (or hidden) it; a page that said it closed (``Lease.closed_at``, the
+  script's beacon) is closed from then on, and its holder is one who left,
+  measured from the close; a call within ``DIAL_MINUTES`` of the close still
+  counts as of the visit (tapping a ``tel:`` link hides the page too);
 - *after leaving*: a heavy-tailed delay (log-logistic: median 10 minutes,
   12 % after an hour), as people call back, not an exponential;
 - *days later*: one to three days after the visit, spread evenly; these
   callers are mostly outside the window, hence the "someone else" weight.
 
-Evidence that does not depend on the pool multiplies a candidate's weight: a
-repeat caller (the caller id of an earlier attributed call).
+Evidence that does not depend on the pool multiplies a candidate's weight (a
+likelihood ratio; "someone else" keeps a factor of 1):
+
+- a repeat caller: the caller id of an earlier attributed call, whose visitor
+  gets ``1 + (REPEAT_FACTOR - 1) * that call's confidence`` (the earlier link is
+  right with that probability), inside the window or out of it;
+- time zones: the caller's number has a zone (phonenumbers), each visitor's
+  browser reported one. ``d``, the hours between them (0, 1, 2, 3 or more), is
+  ``ZONE_MATCH[d]`` likely for the caller's own browser, and for anyone else as
+  often as among the window's candidates (with ``ZONE_PRIOR`` as a prior worth
+  ``ZONE_PRIOR_WEIGHT`` candidates): their ratio is the factor. A local site,
+  whose visitors all share one zone, so gets a factor near 1; a national one a
+  factor of ~2.4 for the caller's zone and ~0.3 for three zones away.
 ``bench/attribution_sim.py`` measures how calibrated the result is.
 Off-site (fixed) numbers never get here: their source is certain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ctm_pbx.core.clock import parse_iso
 from ctm_pbx.core.pools import Lease
@@ -40,6 +55,9 @@ from ctm_pbx.core.pools import Lease
 VISIT_SHARE, AFTER_SHARE, LATE_SHARE = 0.70, 0.25, 0.05
 VISIT_MINUTES = 6.5  # a visit is open this long (its minute of renewals included), measured
 OPEN_MINUTES = 1.5  # a page renews every minute while visible: idle longer = closed
+# A page that said it closed this recently may have hidden as its visitor tapped a tel:
+# link to call: still a call of the visit.
+DIAL_MINUTES = 1.0
 AFTER_MEDIAN_MINUTES = 10.0  # calls after leaving: median delay
 AFTER_SHAPE = 1.11  # log-logistic shape: 12 % of after-leave calls come after an hour
 LATE_FROM_MINUTES, LATE_TO_MINUTES = 24 * 60, 3 * 24 * 60  # days-later calls: 1 to 3 days
@@ -48,6 +66,13 @@ UNKNOWN_SHARE = 0.01
 # How much likelier a repeat caller's earlier visitor is than anyone else (the caller id is
 # a person's; another visitor is rarely the same person on another device).
 REPEAT_FACTOR = 1000.0
+# P(d | the caller): their browser is d hours (0, 1, 2, 3+) from their number's zone. Most
+# people browse where their number is from; some moved, travel, or use a VPN.
+ZONE_MATCH = (0.80, 0.10, 0.05, 0.05)
+# P(d | another visitor) before the window's candidates are counted: a site visited from
+# the whole US (people by zone: 47 % Eastern, 29 % Central, 7 % Mountain, 17 % Pacific).
+ZONE_PRIOR = (0.34, 0.34, 0.16, 0.16)
+ZONE_PRIOR_WEIGHT = 5.0
 
 
 def after_leave_density(minutes: float) -> float:
@@ -94,6 +119,7 @@ class Candidate:
     active: bool = False  # their lease was active when the call came
     open_page: bool = False  # their page was open (renewing) when the call came
     repeat: bool = False  # the caller's earlier call was attributed to this visitor
+    zone_hours: int | None = None  # browser to caller's number's zone, hours (3: 3 or more)
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,42 @@ class Evidence:
     repeat_visit: str | None = None
     repeat_confidence: float = 0.0  # that call's confidence
     repeat_call_id: int | None = None
+    caller_zones: tuple[str, ...] = ()  # the caller's number's time zones (IANA)
+    visitor_zones: Mapping[str, str] = field(default_factory=dict)  # visitor -> browser zone
+
+
+@lru_cache(maxsize=4096)
+def _offset_hours(zone: str, day: date) -> float | None:
+    try:
+        at = datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    offset = at.utcoffset()
+    return offset.total_seconds() / 3600 if offset is not None else None
+
+
+def zone_hours(browser_zone: str | None, caller_zones: Sequence[str], now: datetime) -> int | None:
+    """Hours between a browser's zone and the nearest of the caller's number's zones, on
+    ``now``'s day, at most 3 (None: either is unknown)."""
+    if not browser_zone or not caller_zones:
+        return None
+    mine = _offset_hours(browser_zone, now.date())
+    theirs = [h for z in caller_zones if (h := _offset_hours(z, now.date())) is not None]
+    if mine is None or not theirs:
+        return None
+    return min(3, round(min(abs(mine - h) for h in theirs)))
+
+
+def zone_factors(hours: Mapping[str, int]) -> dict[str, float]:
+    """Each visitor's time-zone likelihood ratio, from their hours to the caller's zone."""
+    counts = [0, 0, 0, 0]
+    for d in hours.values():
+        counts[d] += 1
+    n = sum(counts)
+    other = [
+        (counts[d] + ZONE_PRIOR_WEIGHT * ZONE_PRIOR[d]) / (n + ZONE_PRIOR_WEIGHT) for d in range(4)
+    ]
+    return {vid: ZONE_MATCH[d] / other[d] for vid, d in hours.items()}
 
 
 NOBODY = "no visitor held this number in the window"
@@ -150,28 +212,39 @@ def attribute(
             continue
         if lease.expires_at > now:
             active_visitors.add(lease.visitor_id)
-        # closed: the page said so, and no renewal came after (a tab shown again renews)
-        closed = lease.closed_at is not None and lease.last_active_at <= lease.closed_at <= now
-        if not closed and (now - min(lease.last_active_at, now)).total_seconds() <= 60 * (
-            OPEN_MINUTES
-        ):
+        # closed: the page said so, and no renewal came after (a tab shown again renews);
+        # the holder left at the close (a call within DIAL_MINUTES of it: the tap that
+        # hid the page to dial)
+        closed = lease.closed and lease.closed_at is not None and lease.closed_at <= now
+        if closed and lease.closed_at is not None:
+            is_open = (now - lease.closed_at).total_seconds() <= 60 * DIAL_MINUTES
+        else:
+            is_open = (now - min(lease.last_active_at, now)).total_seconds() <= 60 * OPEN_MINUTES
+        if is_open:
             open_visitors.add(lease.visitor_id)
-        last = min(lease.last_active_at, now)
+        last = min(lease.left_at() if closed else lease.last_active_at, now)
         seen = latest.get(lease.visitor_id)
         if seen is None or last > seen[0]:
             latest[lease.visitor_id] = (last, lease)
 
     outside = outside_likelihood(len(latest), window_minutes)
     factor = 1 + (REPEAT_FACTOR - 1) * min(1.0, max(0.0, ev.repeat_confidence))
+    hours: dict[str, int] = {}
+    for vid in (*latest, *([ev.repeat_visitor] if ev.repeat_visitor else [])):
+        d = zone_hours(ev.visitor_zones.get(vid), ev.caller_zones, now)
+        if d is not None:
+            hours[vid] = d
+    zoned = zone_factors(hours)
     scored: list[tuple[float, float, str, str | None, bool]] = []
     for vid, (last, lease) in latest.items():
         idle = (now - last).total_seconds() / 60
-        w = call_likelihood(idle, open_page=vid in open_visitors)
+        w = call_likelihood(idle, open_page=vid in open_visitors) * zoned.get(vid, 1.0)
         repeat = vid == ev.repeat_visitor
         scored.append((w * (factor if repeat else 1.0), idle, vid, lease.visit_id, repeat))
     if ev.repeat_visitor and ev.repeat_visitor not in latest:
         # the earlier caller's visitor, outside the window: one of the "someone else"
-        scored.append((outside * factor, -1.0, ev.repeat_visitor, ev.repeat_visit, True))
+        w = outside * factor * zoned.get(ev.repeat_visitor, 1.0)
+        scored.append((w, -1.0, ev.repeat_visitor, ev.repeat_visit, True))
     if not scored:
         return Attribution(None, None, 0.0, NOBODY, someone_else=1.0)
     total = sum(s[0] for s in scored) + outside
@@ -185,6 +258,7 @@ def attribute(
             vid in active_visitors,
             vid in open_visitors,
             repeat,
+            hours.get(vid),
         )
         for w, idle, vid, visit, repeat in scored[:MAX_CANDIDATES]
     )
@@ -224,6 +298,11 @@ def explain(att: Attribution, open_visitors: set[str] | frozenset[str] = frozens
             parts.append("the caller's visitor had the page open")
         else:
             parts.append(f"the caller's visitor left {_ago(best.idle_minutes)} before the call")
+    if best.zone_hours == 0:
+        parts.append("their browser is in the time zone of the caller's number")
+    elif best.zone_hours is not None:
+        more = " or more" if best.zone_hours >= 3 else ""
+        parts.append(f"their browser is {best.zone_hours} h{more} from the caller's time zone")
     parts.append(f"{_pct(att.someone_else)} chance it is someone else")
     return "; ".join(parts)
 

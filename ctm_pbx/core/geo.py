@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import geocoder
+from phonenumbers import timezone as number_zones
 
 # State and province names as phonenumbers' geocoder writes them when it gives no
 # "City, ST" form (e.g. "Washington State", "Ontario").
@@ -79,6 +80,29 @@ def locate_number(e164: str | None) -> Location | None:
         area = str(parsed.national_number)[:3]
     place = geocoder.description_for_number(parsed, "en") or None
     return Location(country, _region(place), place, area)
+
+
+# A number whose prefix spans more zones than this (toll-free, some mobile ranges) says
+# nothing useful about where its caller is.
+MAX_NUMBER_ZONES = 3
+
+
+@lru_cache(maxsize=65536)
+def number_time_zones(e164: str | None) -> tuple[str, ...]:
+    """The IANA time zones of a number's area (phonenumbers' timezone data), or ``()``.
+
+    ``()`` when unknown or too wide to tell (more than ``MAX_NUMBER_ZONES``).
+    """
+    if not e164 or not e164.startswith("+"):
+        return ()
+    try:
+        parsed = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = tuple(
+        z for z in number_zones.time_zones_for_number(parsed) if "/" in z and z != "Etc/Unknown"
+    )
+    return zones if 0 < len(zones) <= MAX_NUMBER_ZONES else ()
 
 
 def _region(place: str | None) -> str | None:

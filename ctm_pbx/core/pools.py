@@ -53,6 +53,15 @@ class Lease:
     def active(self, now: datetime) -> bool:
         return self.leased_at <= now < self.expires_at
 
+    @property
+    def closed(self) -> bool:
+        """The page said it closed, and no renewal came since (a tab shown again renews)."""
+        return self.closed_at is not None and self.closed_at >= self.last_active_at
+
+    def left_at(self) -> datetime:
+        """When the holder was last on the page: its close, else its last activity."""
+        return self.closed_at if self.closed and self.closed_at else self.last_active_at
+
 
 Holder = Lease  # a lease seen from the number it holds
 
@@ -71,6 +80,11 @@ class NumberState:
 
     def active_holders(self, now: datetime) -> tuple[Lease, ...]:
         return tuple(h for h in self.holders if h.active(now))
+
+    def holding(self, now: datetime) -> tuple[Lease, ...]:
+        """The active leases whose page has not said it closed: who holds the number now
+        (a closed page's holder has left; the number rests)."""
+        return tuple(h for h in self.holders if h.active(now) and not h.closed)
 
     def last_activity(self) -> datetime | None:
         times = [h.last_active_at for h in self.holders]
@@ -126,9 +140,25 @@ def free_at(state: NumberState, pool: Pool) -> datetime | None:
     return last + timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
 
 
+def rests_until(lease: Lease, pool: Pool) -> datetime:
+    """When ``lease`` stops keeping its number from a new visitor.
+
+    A confirmed lease (renewed at least once) keeps it until it expires and then for
+    ``cooldown_minutes``; a closed page's holder is one who left (after leaving, not
+    in the visit): the number rests ``cooldown_minutes`` from the close, without the
+    lease's tail. An unconfirmed lease keeps it until it expires, with no rest.
+    """
+    rest = timedelta(minutes=pool.cooldown_minutes)
+    if lease.last_active_at <= lease.leased_at:
+        return lease.expires_at
+    if lease.closed and lease.closed_at is not None:
+        return min(lease.expires_at, lease.closed_at) + rest
+    return lease.expires_at + rest
+
+
 def number_status(state: NumberState, pool: Pool, now: datetime) -> str:
     """``held`` (an active lease), ``resting`` (cooldown not over) or ``free``."""
-    if state.active_holders(now):
+    if state.holding(now):
         return HELD
     ready = free_at(state, pool)
     return FREE if ready is None or now >= ready else RESTING
@@ -156,7 +186,7 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
     ]
     if own:
         state, lease = max(own, key=lambda sl: (sl[1].last_active_at, sl[1].leased_at))
-        others = {h.visitor_id for h in state.active_holders(now)} - {visitor_id}
+        others = {h.visitor_id for h in state.holding(now)} - {visitor_id}
         reason = "renewed: the visitor holds this number"
         if others:
             reason += f" (shared with {len(others)} other{'s' if len(others) > 1 else ''})"
@@ -186,8 +216,8 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
             overflow=True,
         )
 
-    best = min(view.numbers, key=lambda s: _least_recently_active(s, len(s.active_holders(now))))
-    holders = best.active_holders(now)
+    best = min(view.numbers, key=lambda s: _least_recently_active(s, len(s.holding(now))))
+    holders = best.holding(now)
     last = best.last_activity()
     idle = _minutes(now - last) if last is not None else 0
     if not holders:

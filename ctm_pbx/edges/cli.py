@@ -1099,6 +1099,11 @@ def _candidate_line(cand: dict) -> str:
         notes.append("active lease")
     if cand.get("repeat"):
         notes.append("repeat caller")
+    hours = cand.get("zone_hours")
+    if hours == 0:
+        notes.append("browser in the caller's time zone")
+    elif hours is not None:
+        notes.append(f"browser {hours} h{'+' if hours >= 3 else ''} from the caller's time zone")
     return f"candidate visitor {cand['visitor_id']}: p={cand['weight']}, {', '.join(notes)}"
 
 

@@ -9,7 +9,12 @@ requests/s with bursts of 60, and of those at most 1 new visitor/s with bursts
 of 20 (a visitor id the store does not know counts as new); beyond that a 429
 with Retry-After. A renewal for an unknown visitor gets a 404 (the script then
 starts a visit).
-Request bodies over 16 KB get a 413; a body not complete within 10 s, a 408.
+Request bodies over 16 KB get a 413 (a page's close beacon, over 1 KB); a body
+not complete within 10 s, a 408.
+
+``POST /api/close`` (``{"visitor_id"}``, sent by ``navigator.sendBeacon`` when the
+page is hidden or left: a CORS simple request, same origins and limits as the
+visit API) closes the visitor's open leases: ``{"closed": n}``.
 Connection limits and timeouts: edges/web_listener.py.
 """
 
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StatusProvider = Callable[[], dict]
 MAX_BODY = 16 * 1024
+MAX_CLOSE_BODY = 1024  # {"visitor_id": …}: a few dozen bytes
 BODY_TIMEOUT_S = 10.0
 MAX_URL = 2000
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -155,10 +161,10 @@ def _client_ip(request: web.Request) -> str:
     return key
 
 
-async def _read_json(request: web.Request, timeout_s: float) -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _too_large()
-    raw = await _read_body(request, timeout_s)
+async def _read_json(request: web.Request, timeout_s: float, limit: int = MAX_BODY) -> dict:
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    raw = await _read_body(request, timeout_s, limit)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…" nests past the stack
@@ -168,17 +174,17 @@ async def _read_json(request: web.Request, timeout_s: float) -> dict:
     return data
 
 
-async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+async def _read_body(request: web.Request, timeout_s: float, limit: int = MAX_BODY) -> bytes:
     """The whole body (it may arrive in several segments), bounded in size and time."""
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.read(MAX_BODY + 1 - size):
+            while chunk := await request.content.read(limit + 1 - size):
                 chunks.append(chunk)
                 size += len(chunk)
-                if size > MAX_BODY:
-                    raise _too_large()
+                if size > limit:
+                    raise _too_large(limit)
     except TimeoutError:
         raise ApiError(408, "body_timeout", "the body did not arrive in time", close=True) from None
     except (HttpProcessingError, web.RequestPayloadError):  # e.g. gzip that is not
@@ -189,8 +195,8 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large() -> ApiError:
-    message = f"request bodies are limited to {MAX_BODY} bytes"
+def _too_large(limit: int = MAX_BODY) -> ApiError:
+    message = f"request bodies are limited to {limit} bytes"
     return ApiError(413, "body_too_large", message, close=True)
 
 
@@ -225,13 +231,40 @@ def _url(data: dict, key: str) -> str | None:
     return value
 
 
+# What a page may report with its visit: an IANA zone name ("America/Argentina/Buenos_Aires",
+# "Etc/GMT+5", "UTC"), a BCP 47 language tag, Google Analytics' ids (issue 20).
+TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]{0,29}(/[A-Za-z0-9_+\-]{1,30}){0,2}$")
+LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,5}$")
+GA_CLIENT_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")  # the _ga cookie's last two parts
+GA_SESSION_ID = re.compile(r"^\d{1,20}$")
+SIGNALS = (
+    ("time_zone", 64, TIME_ZONE, "an IANA time zone"),
+    ("language", 35, LANGUAGE, "a language tag"),
+    ("ga_client_id", 41, GA_CLIENT_ID, "a Google Analytics client id"),
+    ("ga_session_id", 20, GA_SESSION_ID, "a Google Analytics session id"),
+)
+
+
+def _signals(data: dict) -> dict[str, str | None]:
+    """The page's time zone, language and GA ids: each optional, bounded and of its shape."""
+    found: dict[str, str | None] = {}
+    for key, limit, shape, what in SIGNALS:
+        value = _optional_str(data, key, limit) or None
+        if value is not None and not shape.match(value):
+            raise ApiError(400, "invalid_field", f"'{key}' is not {what}")
+        found[key] = value
+    return found
+
+
 def _visit_request(request: web.Request, data: dict, *, page_view: bool, ip: str) -> VisitRequest:
     visitor_id = _optional_str(data, "visitor_id", 64)
     if visitor_id is not None and not VISITOR_ID.match(visitor_id):
         raise ApiError(400, "invalid_field", "'visitor_id' is not a visitor id")
     landing = None
     referrer = None
+    signals: dict[str, str | None] = {}
     if page_view:
+        signals = _signals(data)
         landing = _url(data, "landing_url")
         if not landing:
             raise ApiError(400, "missing_field", "'landing_url' is required")
@@ -244,6 +277,10 @@ def _visit_request(request: web.Request, data: dict, *, page_view: bool, ip: str
         referrer=referrer,
         ip=ip,
         user_agent=_header_text(request.headers.get("User-Agent")),
+        time_zone=signals.get("time_zone"),
+        language=signals.get("language"),
+        ga_client_id=signals.get("ga_client_id"),
+        ga_session_id=signals.get("ga_session_id"),
     )
 
 
@@ -372,6 +409,22 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     async def api_visit(request: web.Request) -> web.Response:
         return await visit(request, page_view=True)
 
+    async def api_close(request: web.Request) -> web.Response:
+        _check_origin(request)
+        ok, retry = api.requests.allow(_client_ip(request), api.ticks())
+        if not ok:
+            raise _rate_limited(retry, "requests")
+        data = await _read_json(request, api.body_timeout_s, MAX_CLOSE_BODY)
+        visitor_id = _optional_str(data, "visitor_id", 64)
+        if visitor_id is None:
+            raise ApiError(400, "missing_field", "'visitor_id' is required")
+        if not VISITOR_ID.match(visitor_id):
+            raise ApiError(400, "invalid_field", "'visitor_id' is not a visitor id")
+        closed = await desk.close(visitor_id, api.clock())
+        if closed is None:
+            raise ApiError(503, "store_unavailable", "the close could not be stored; retry later")
+        return web.json_response({"closed": closed}, headers=_cors_headers(request))
+
     async def api_renew(request: web.Request) -> web.Response:
         return await visit(request, page_view=False)
 
@@ -379,5 +432,7 @@ def _add_tracking(app: web.Application, api: VisitApi) -> None:
     app.router.add_get("/demo", demo_page)
     app.router.add_post("/api/visit", api_visit)
     app.router.add_post("/api/renew", api_renew)
+    app.router.add_post("/api/close", api_close)
     app.router.add_route("OPTIONS", "/api/visit", preflight)
     app.router.add_route("OPTIONS", "/api/renew", preflight)
+    app.router.add_route("OPTIONS", "/api/close", preflight)

@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: a fake ctm-pbx API, a test site, headless Chromium.
 
 - ``servers`` (package): two aiohttp servers on 127.0.0.1 in one background thread:
-  the **API** origin (``/swap.js``, ``/demo``, ``POST /api/visit``, ``POST /api/renew``)
+  the **API** origin (``/swap.js``, ``/demo``, ``POST /api/visit``, ``/api/renew``, ``/api/close``)
   and the **site** origin (``tests/browser/site/*.html`` with ``__API__`` replaced by the
   API's origin, and a generated ``/big.html``). Two ports, so two origins: the script's
   calls are cross-origin, as on a real site.
@@ -68,6 +68,8 @@ class FakeApi:
     "expires_at", "renew_every_s"}``, or 4xx/5xx ``{"error", "message"}``. Every answer
     carries ``Access-Control-Allow-Origin: <the request's Origin>`` when that origin is
     allowed; ``OPTIONS`` answers a preflight (never needed by swap.js).
+    ``POST /api/close`` (the page's beacon when hidden or left), body ``{"visitor_id": str}``,
+    answers 200 ``{"closed": n}``.
     """
 
     def __init__(self) -> None:
@@ -79,6 +81,7 @@ class FakeApi:
         self.order: list[str] = []  # visitor ids in order of arrival
         self.sources: dict[str, str | None] = {}
         self.calls: list[dict[str, Any]] = []
+        self.closed: list[str] = []  # visitor ids of the close beacons
         self.status: int | None = None  # answer every API call with this error
         self.delay = 0.0  # seconds before answering
         self.renew_every_s: float = 60
@@ -175,6 +178,13 @@ class FakeApi:
             self.sources[visitor_id] = source
         return web.json_response(self._answer(visitor_id))
 
+    async def close(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if body["visitor_id"] is None:
+            return json_error(400, "bad_request", "visitor_id is required")
+        self.closed.append(body["visitor_id"])
+        return web.json_response({"closed": 1})
+
     async def renew(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         visitor_id = body["visitor_id"]
@@ -236,6 +246,7 @@ class Servers(ThreadedServers):
         api.router.add_get("/demo", _static(STATIC / "demo.html", "text/html"))
         api.router.add_post("/api/visit", self.fake.visit)
         api.router.add_post("/api/renew", self.fake.renew)
+        api.router.add_post("/api/close", self.fake.close)
         site = web.Application()
         site.router.add_get("/swap.js", _static(STATIC / "swap.js", js))
 

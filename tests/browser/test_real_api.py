@@ -133,3 +133,91 @@ def test_the_browser_gets_the_script_gzipped_and_runs_it(browser, real: RealServ
         assert page.locator("#phone a").get_attribute("href") == "tel:" + ready["+13125550100"]
     finally:
         context.close()
+
+
+def leases_of(real: RealServers, visitor_id: str) -> list[dict]:
+    def read(db):
+        cur = db.conn.execute(
+            "SELECT number, last_active_at, closed_at FROM leases WHERE visitor_id = ?",
+            (visitor_id,),
+        )
+        return [dict(zip(("number", "last_active_at", "closed_at"), r, strict=True)) for r in cur]
+
+    assert real.writer is not None
+    return real.writer.run_sync(read)
+
+
+def test_a_page_that_closes_is_closed_in_the_store_and_reopens(browser, real: RealServers):
+    """The page's close beacon reaches the real API: the lease's ``closed_at`` is set, and
+    the visitor's next page renews the lease past it (reopened)."""
+    context = visitor_context(browser)
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{real.site}/landing?gclid=CLOSE1")
+        page.wait_for_function("() => window.CTM")
+        ready = page.evaluate("() => CTM.ready")
+        vid = page.evaluate("() => localStorage.getItem('ctm_vid')")
+        assert ready and vid
+        (held,) = leases_of(real, vid)
+        assert held["closed_at"] is None
+        page.wait_for_timeout(2500)  # past the API's grace after the lease's last activity
+        page.goto("about:blank")  # pagehide: the beacon
+        for _ in range(100):
+            (held,) = leases_of(real, vid)
+            if held["closed_at"]:
+                break
+            page.wait_for_timeout(50)
+        assert held["closed_at"] and held["closed_at"] >= held["last_active_at"]
+        assert held["number"] == ready["+13125550100"]
+
+        page.goto(f"{real.site}/next")  # the same visitor's next page
+        page.wait_for_function("() => window.CTM")
+        assert page.evaluate("() => CTM.ready") == ready
+        for _ in range(100):  # a page view answered from memory is written a moment later
+            (again,) = leases_of(real, vid)
+            if again["last_active_at"] > again["closed_at"]:
+                break
+            page.wait_for_timeout(50)
+        assert again["last_active_at"] > again["closed_at"], "the renewal reopened it"
+    finally:
+        context.close()
+
+
+def visit_row(real: RealServers, visitor_id: str) -> dict:
+    def read(db):
+        cur = db.conn.execute(
+            "SELECT time_zone, language, ga_client_id, ga_session_id FROM visits"
+            " WHERE visitor_id = ? ORDER BY started_at",
+            (visitor_id,),
+        )
+        return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+
+    assert real.writer is not None
+    return real.writer.run_sync(read)
+
+
+def test_the_browser_s_time_zone_language_and_ga_ids_are_stored(browser, real: RealServers):
+    context = visitor_context(browser, timezone_id="America/Chicago", locale="es-US")
+    context.set_default_timeout(10_000)
+    try:
+        context.add_cookies(
+            [
+                {"name": "_ga", "value": "GA1.1.987654321.1700000001", "url": real.site},
+                {"name": "_ga_Q1W2E3R4", "value": "GS2.1.s1746825999$o1$g0", "url": real.site},
+            ]
+        )
+        page = context.new_page()
+        page.goto(f"{real.site}/landing?gclid=ZONE1")
+        page.wait_for_function("() => window.CTM")
+        assert page.evaluate("() => CTM.ready")
+        vid = page.evaluate("() => localStorage.getItem('ctm_vid')")
+        row = visit_row(real, vid)
+        assert row == {
+            "time_zone": "America/Chicago",
+            "language": "es-US",
+            "ga_client_id": "987654321.1700000001",
+            "ga_session_id": "1746825999",
+        }
+    finally:
+        context.close()

@@ -230,19 +230,67 @@ def test_the_visitor_keeps_its_id_across_pages(page, context, servers, fake: Fak
 
     visits = fake.calls_to("/api/visit")
     assert [v["body"]["visitor_id"] for v in visits] == [None, vid, vid]
+    zone, language = page.evaluate(
+        "[Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.language]"
+    )
     assert visits[1]["body"] == {
         "visitor_id": vid,
         "landing_url": f"{servers.site}/second.html",
         "referrer": "",
         "page": "/second.html",
+        "time_zone": zone,
+        "language": language,
     }
     assert visits[2]["body"]["referrer"] == "https://www.google.com/"
     assert events(page)[0]["source"] == "google-ads"  # first touch kept
     # A CORS simple request, no cookies sent to the API, never a preflight.
-    assert {(c["method"], c["content_type"], c["cookie"]) for c in fake.calls} == {
+    asked = [c for c in fake.calls if c["path"] != "/api/close"]
+    assert {(c["method"], c["content_type"], c["cookie"]) for c in asked} == {
         ("POST", "text/plain;charset=UTF-8", None)
     }
+    # Leaving a page sends its close beacon, a simple request too (sendBeacon sends the
+    # API host's cookies: here the site's, both being 127.0.0.1; never on a real site).
+    beacons = fake.calls_to("/api/close")
+    assert [b["body"] for b in beacons] == [{"visitor_id": vid}] * 2
+    assert {b["content_type"] for b in beacons} == {"text/plain;charset=UTF-8"}
     assert {c["origin"] for c in fake.calls} == {servers.site}
+
+
+def test_the_visit_reports_the_browser_s_time_zone_and_language(browser, servers, fake):
+    ctx = browser.new_context(timezone_id="America/Denver", locale="de-DE")
+    try:
+        pg = ctx.new_page()
+        load(pg, f"{servers.site}/second.html")
+        (visit,) = fake.calls_to("/api/visit")
+        assert visit["body"]["time_zone"] == "America/Denver"
+        assert visit["body"]["language"] == "de-DE"
+        assert "ga_client_id" not in visit["body"]  # no Google Analytics cookies here
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize(
+    ("session_cookie", "session_id"),
+    [
+        ("GS1.1.1700000123.5.1.1700000456.0.0.0", "1700000123"),
+        ("GS2.1.s1746825000$o1$g1$t1746825100$j60$l0$h0", "1746825000"),
+    ],
+)
+def test_the_visit_sends_google_analytics_ids(
+    context, page, servers, fake: FakeApi, session_cookie, session_id
+):
+    context.add_cookies(
+        [
+            {"name": "_gat", "value": "1", "url": servers.site},
+            {"name": "_ga", "value": "GA1.1.123456789.1700000000", "url": servers.site},
+            {"name": "_ga_ABC123XYZ", "value": session_cookie, "url": servers.site},
+        ]
+    )
+    load(page, f"{servers.site}/second.html")
+    (visit,) = fake.calls_to("/api/visit")
+    assert visit["body"]["ga_client_id"] == "123456789.1700000000"
+    assert visit["body"]["ga_session_id"] == session_id
+    assert page.text_content("#dash") == "312-555-0150"
 
 
 def test_two_visitors_get_their_own_ids_and_numbers(browser, servers, fake: FakeApi):
@@ -439,6 +487,51 @@ def test_renews_while_visible_only(page, servers, fake: FakeApi):
     assert len(fake.calls_to("/api/renew")) == hidden_count + 1
     assert time.monotonic() - started < 0.45
     assert len(fake.calls_to("/api/visit")) == 1
+
+
+def closes(fake: FakeApi, count: int) -> list[str]:
+    """The visitor ids of the close beacons, once there are ``count`` of them."""
+    started = time.monotonic()
+    while len(fake.closed) < count and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    return list(fake.closed)
+
+
+def test_a_hidden_or_left_page_sends_a_close_beacon(page, servers, fake: FakeApi):
+    load(page, f"{servers.site}/second.html")
+    vid = local(page)
+    page.wait_for_timeout(200)
+    assert fake.closed == []
+    hide_page(page, "hidden")
+    assert closes(fake, 1) == [vid]
+    (beacon,) = fake.calls_to("/api/close")
+    assert beacon["body"] == {"visitor_id": vid} and beacon["origin"] == servers.site
+    assert beacon["content_type"] == "text/plain;charset=UTF-8"  # no preflight
+    hide_page(page, "hidden")  # hidden again (or pagehide after it): one beacon
+    page.wait_for_timeout(300)
+    assert len(fake.closed) == 1
+    # Shown again: it renews at once (the server reopens the page), a minute early.
+    hide_page(page, "visible")
+    started = time.monotonic()
+    while not fake.calls_to("/api/renew") and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert len(fake.calls_to("/api/renew")) == 1 and time.monotonic() - started < 1
+    page.wait_for_timeout(200)
+    # Leaving the page (pagehide) closes it again.
+    page.goto("about:blank")
+    assert closes(fake, 2) == [vid, vid]
+
+
+def test_no_beacon_without_numbers_or_consent(page, servers, fake: FakeApi):
+    page.goto(f"{servers.site}/consent.html")
+    page.wait_for_function("() => window.CTM")
+    hide_page(page, "hidden")
+    page.goto("about:blank")
+    fake.status = 503
+    load(page, f"{servers.site}/second.html")  # the API failed: no numbers, no lease
+    page.goto("about:blank")
+    page.wait_for_timeout(300)
+    assert fake.calls_to("/api/close") == []
 
 
 def test_a_renewal_with_other_numbers_updates_the_page(page, servers, fake: FakeApi):

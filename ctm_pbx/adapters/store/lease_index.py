@@ -37,7 +37,10 @@ PRUNE_EVERY = 1024  # new leases between two prunes
 # window, starting a little earlier or later, is still covered.
 SLACK = timedelta(hours=1)
 
-LEASE_COLS = "id, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared"
+LEASE_COLS = (
+    "id, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared,"
+    " closed_at"
+)
 _LOAD = (
     f"SELECT {LEASE_COLS} FROM leases INDEXED BY idx_leases_number_expires"
     " WHERE number = ? AND expires_at >= ?"
@@ -46,7 +49,8 @@ _ONE = f"SELECT {LEASE_COLS} FROM leases WHERE id = ?"
 
 
 def lease_from_row(row: tuple) -> Lease:
-    id_, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared = row
+    id_, number, pool, visitor_id, visit_id, leased_at, last_active_at, expires_at, shared = row[:9]
+    closed_at = row[9] if len(row) > 9 else None
     return Lease(
         visitor_id=visitor_id,
         leased_at=parse_iso(leased_at),
@@ -57,6 +61,7 @@ def lease_from_row(row: tuple) -> Lease:
         id=id_,
         number=number,
         pool=pool,
+        closed_at=parse_iso(closed_at) if closed_at else None,
     )
 
 
@@ -173,6 +178,17 @@ class LeaseIndex:
             last_active_at=max(lease.last_active_at, stored(now)),
             expires_at=stored(expires_at),
         )
+
+    def closed(self, number: str, lease_id: int, at: datetime) -> None:
+        """The lease's page closed at ``at`` (``close_leases``)."""
+        entry = self._numbers.get(number)
+        if entry is None:
+            return
+        lease = entry.leases.get(lease_id)
+        if lease is None:  # not among what was loaded: read the number again when asked
+            self._numbers.pop(number, None)
+            return
+        entry.leases[lease_id] = replace(lease, closed_at=stored(at))
 
     def prune(self, before: datetime) -> None:
         """Forget leases that expired before ``before`` (never asked for again)."""

@@ -26,7 +26,7 @@ from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
 from ctm_pbx.adapters.store.lease_index import stored
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Assignment, Candidate, Lease, NumberState, PoolView
+from ctm_pbx.core.pools import Assignment, Candidate, Lease, NumberState, PoolView, rests_until
 
 # --- visitors and visits ---------------------------------------------------
 
@@ -166,6 +166,40 @@ def record_page_views(db: sqlite_utils.Database, views: PageViews) -> None:
             index.renewed(number, lease_id, at, until)
 
 
+_VISIT_SIGNALS = (
+    "UPDATE visits SET time_zone = coalesce(?, time_zone), language = coalesce(?, language),"
+    " ga_client_id = coalesce(?, ga_client_id), ga_session_id = coalesce(?, ga_session_id)"
+    " WHERE id = ?"
+)
+
+
+def note_visit_signals(
+    db: sqlite_utils.Database,
+    visit_id: str,
+    *,
+    time_zone: str | None = None,
+    language: str | None = None,
+    ga_client_id: str | None = None,
+    ga_session_id: str | None = None,
+) -> None:
+    """What the page reported with a page view of the visit; what it did not report keeps
+    its earlier value (Google Analytics may set its cookies after the first page)."""
+    db.conn.execute(_VISIT_SIGNALS, (time_zone, language, ga_client_id, ga_session_id, visit_id))
+
+
+def visitor_time_zones(db: sqlite_utils.Database, visitor_ids: list[str]) -> dict[str, str]:
+    """The browser time zone of each visitor's latest visit that reported one."""
+    if not visitor_ids:
+        return {}
+    rows = db.conn.execute(
+        "SELECT visitor_id, time_zone FROM visits"
+        " WHERE visitor_id IN (SELECT value FROM json_each(?)) AND time_zone IS NOT NULL"
+        " ORDER BY started_at",
+        (json.dumps(visitor_ids),),
+    )
+    return dict(rows.fetchall())
+
+
 def get_visit(db: sqlite_utils.Database, visit_id: str) -> dict[str, Any] | None:
     row = _one(db, "SELECT * FROM visits WHERE id = ?", (visit_id,))
     if row is not None:
@@ -214,9 +248,10 @@ _LATEST_LEASE = (
     "SELECT number FROM leases INDEXED BY idx_leases_visitor WHERE visitor_id = ? AND pool = ?"
     " ORDER BY id DESC LIMIT 1"
 )
+# a closed page's holder has left: its number is resting, not held
 _HOLDERS = (
     "SELECT count(*) FROM leases INDEXED BY idx_leases_number_expires"
-    " WHERE number = ? AND expires_at > ?"
+    " WHERE number = ? AND expires_at > ? AND (closed_at IS NULL OR closed_at < last_active_at)"
 )
 _CLIENT_LEASES = (
     f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_client"
@@ -392,6 +427,58 @@ def renew_lease(
     index = lease_index.of(db)
     if index is not None:
         index.renewed(number, lease_id, now, expires_at)
+
+
+# --- the page's close beacon ------------------------------------------------
+
+CLOSE_GRACE = timedelta(seconds=2)
+_OPEN_LEASES = (
+    f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_visitor WHERE visitor_id = ?"
+    " AND expires_at > ? AND (closed_at IS NULL OR closed_at < last_active_at)"
+)
+_CLOSE = "UPDATE leases SET closed_at = ? WHERE id = ?"
+_REST_FROM = "UPDATE tracking_numbers SET free_at = min(free_at, ?) WHERE number = ? AND pool = ?"
+
+
+def close_leases(
+    db: sqlite_utils.Database, visitor_id: str, now: datetime, pools: dict[str, Pool]
+) -> int:
+    """The visitor's page closed at ``now``: their open leases are closed; how many.
+
+    A closed page's holder counts as one who left (``core.pools.rests_until``): the
+    number is resting, not held, and goes to a new visitor ``cooldown_minutes`` after
+    the close instead of after the lease's tail. A renewal reopens the lease (its
+    activity comes after the close). A close within ``CLOSE_GRACE`` of the lease's
+    last activity is ignored: the beacon of the page left behind may arrive after the
+    next page's visit (another connection), and must not close the page now open.
+    """
+    at = iso(now)
+    rows = db.conn.execute(_OPEN_LEASES, (visitor_id, at)).fetchall()
+    index = lease_index.of(db)
+    closed = 0
+    for row in rows:
+        lease = _lease(row)
+        if now - lease.last_active_at < CLOSE_GRACE:
+            continue
+        db.conn.execute(_CLOSE, (at, lease.id))
+        closed += 1
+        if index is not None and lease.id is not None:
+            index.closed(lease.number, lease.id, now)
+        pool = pools.get(lease.pool)
+        if pool is None:
+            continue
+        # every lease that may still keep the number: active, or expired within a cooldown
+        since = iso(now - timedelta(minutes=pool.cooldown_minutes))
+        held = [_lease(r) for r in db.conn.execute(_NUMBER_LEASES, (lease.number, since))]
+        ends = [rests_until(h, pool) for h in held]  # the closed lease's own among them
+        db.conn.execute(_REST_FROM, (iso(max(ends)), lease.number, lease.pool))
+    return closed
+
+
+_NUMBER_LEASES = (
+    f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_number_expires"
+    " WHERE number = ? AND expires_at > ?"
+)
 
 
 def active_lease(
