@@ -19,7 +19,10 @@ there: it takes the write lock without a busy timeout (another process writing,
 e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
 the thread: the WAL checkpoints, and the first commit after one (which starts
 the WAL over and syncs its header). Work handed to the thread, and ``close``,
-commit the loop's transaction first.
+commit the loop's transaction first. ``run_here`` runs a job on the loop the same way
+but answers only once it is committed, a few turns of the loop later (the jobs of
+those turns share the commit): the visit API's store job, whose lease must stand
+before the page shows its number.
 
 When the database cannot be written (disk full, I/O error, read-only, locked past
 the busy timeout), a failed commit loses no write nobody waits on (deferred jobs,
@@ -676,11 +679,11 @@ class StoreWriter:
         stand before it answers (a new visit's lease). The job runs after the deferred
         jobs asked for before it, in its own savepoint of the loop's transaction (its
         exception undoes only its writes, and is raised); that transaction is committed
-        at the loop's next turn, with every other job run meanwhile, and only then is
-        the job answered. When that commit fails nothing of the job stands, and it is
-        never run again: ``StoreUnavailable`` (not kept) when the database cannot be
-        written, else the commit's error. When the thread is busy or another process
-        holds the lock, the job goes to the thread as ``run`` does.
+        ``COMMIT_TURNS`` turns of the loop later, with every other job run meanwhile,
+        and only then is the job answered. When that commit fails nothing of the job
+        stands, and it is never run again: ``StoreUnavailable`` (not kept) when the
+        database cannot be written, else the commit's error. When the thread is busy
+        or another process holds the lock, the job goes to the thread as ``run`` does.
         """
         loop = asyncio.get_running_loop()
         with self._deferred_lock:
