@@ -19,10 +19,7 @@ there: it takes the write lock without a busy timeout (another process writing,
 e.g. the CLI: the jobs go to the thread, which waits), and what fsyncs stays on
 the thread: the WAL checkpoints, and the first commit after one (which starts
 the WAL over and syncs its header). Work handed to the thread, and ``close``,
-commit the loop's transaction first. ``run_here`` runs a job on the loop the same way
-but answers only once it is committed, a few turns of the loop later (the jobs of
-those turns share the commit): the visit API's store job, whose lease must stand
-before the page shows its number.
+commit the loop's transaction first.
 
 When the database cannot be written (disk full, I/O error, read-only, locked past
 the busy timeout), a failed commit loses no write nobody waits on (deferred jobs,
