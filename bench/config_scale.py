@@ -10,9 +10,9 @@ times, in this process (CPU seconds, the best of ``--runs``): loading and valida
 (``load_config``: what ``config check`` and the daemon's start do first), building the
 source index from it, and what ``ctm-pbx run`` does before it serves (load, migrate the
 database, sync the config's numbers into it: on a new database, and again with nothing
-to change); then ``ctm-pbx config check`` itself (wall seconds of a fresh process:
-Python's start and imports included). The example alone is loaded in the same run as
-the baseline. Prints one JSON line.
+to change; the visit API's source index and plan); then ``ctm-pbx config check``
+itself (wall seconds of a fresh process: Python's start and imports included). The
+example alone is loaded in the same run as the baseline. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -74,13 +74,14 @@ def _best(fn, runs: int, clock=time.process_time) -> float:
 def _start(path: Path, db: Path) -> None:
     """What ``ctm-pbx run`` does before it serves: load, migrate, sync the numbers."""
     from ctm_pbx.adapters.store import migrate, open_db
+    from ctm_pbx.adapters.visits import VisitPlan
     from ctm_pbx.edges.cli import sync_config_numbers
 
     config = load_config(path, env={**ENV, "CTM_DB": str(db)})
     database = open_db(str(db))
     migrate(database)
     sync_config_numbers(config, database)
-    SourceIndex(config.sources)
+    VisitPlan.of(config, SourceIndex(config.sources))  # the visit API's, built once
     database.conn.close()
 
 

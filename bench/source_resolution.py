@@ -139,8 +139,8 @@ def visit_job(total: int, visits: int = 2000) -> dict:
     import tempfile
     from datetime import UTC, datetime, timedelta
 
-    from ctm_pbx.adapters.store import migrate, open_db
-    from ctm_pbx.adapters.visits import VisitRequest, handle_visit
+    from ctm_pbx.adapters.store import lease_index, migrate, open_db
+    from ctm_pbx.adapters.visits import VisitPlan, VisitRequest, handle_visit
     from ctm_pbx.edges.cli import sync_config_numbers
 
     folder = tempfile.mkdtemp(prefix="ctm-bench-sources-")
@@ -163,17 +163,27 @@ def visit_job(total: int, visits: int = 2000) -> dict:
     index = SourceIndex(config.sources)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     site = "https://www.example.com/?gclid="
+    lease_index.attach(db)  # as the writer's connection has it
+    browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+
+    def page(visitor_id: str | None, url: str, n: int) -> VisitRequest:
+        # a browser (no user agent is a crawler: nothing stored), each from its address
+        return VisitRequest(
+            visitor_id, url, ip=f"10.0.{n >> 8 & 255}.{n & 255}", user_agent=browser
+        )
+
     visitors = [
-        handle_visit(db, config, VisitRequest(None, f"{site}seed{i}"), start, index).visitor_id
+        handle_visit(db, config, page(None, f"{site}seed{i}", i), start, index).visitor_id
         for i in range(200)
     ]
     db.conn.commit()
     figures = {}
     for way, sources in (("index", index), ("linear", None)):
+        plan = VisitPlan.of(config, sources)  # built once per config, as the daemon does
         t0 = time.process_time()
         for n in range(visits):
-            req = VisitRequest(visitors[n % len(visitors)], f"{site}{way}{n}")
-            handle_visit(db, config, req, start + timedelta(seconds=n), sources)
+            req = page(visitors[n % len(visitors)], f"{site}{way}{n}", n % len(visitors))
+            handle_visit(db, config, req, start + timedelta(seconds=n), sources, plan)
             if n % 50 == 49:
                 db.conn.commit()  # the writer commits a group of jobs at once
         db.conn.commit()

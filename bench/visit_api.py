@@ -11,7 +11,8 @@ realistic steady state of a website. Those are answered from the daemon's memory
 writes batched (``ctm_pbx.adapters.visits.VisitDesk``); ``--pages 0`` sends every request
 to the store instead, as new visits from an ad click (the worst case).
 ``--sources 11,100,1000`` runs the API once per config size (the example's sources plus
-custom ones, see ``source_resolution.py``), against the same bare handler.
+custom ones, see ``source_resolution.py``), against the same bare handler; with
+``--new-visitors`` too (each size from a copy of the same database).
 The per-IP limits are lifted for the run (all load comes from 127.0.0.1).
 
 New visitors, with a given number of active leases already held (the cost of a hand-out
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -286,10 +288,12 @@ def main() -> int:
         (work / "config.yaml").write_text(CONFIG + numbers, encoding="utf-8")
     runs = [("bare_aiohttp", SERVE_BARE, args.port + 1, work / "config.yaml")]
     sizes = [int(n) for n in args.sources.split(",") if n.strip()]
-    if sizes and args.new_visitors:
-        ap.error("--sources goes with the returning-visitor load (not --new-visitors)")
+    if sizes and args.pools:
+        ap.error("--sources goes with the Google Ads pool (not --pools)")
     for size in sizes:
         (work / str(size)).mkdir()
+        if args.new_visitors:  # each size starts from the same numbers and leases
+            shutil.copy(work / "bench.db", work / str(size) / "bench.db")
         config = (
             (work / "config.yaml")
             .read_text(encoding="utf-8")

@@ -266,6 +266,59 @@ async def test_when_the_commit_fails_run_now_jobs_are_told_their_writes_were_los
     assert await writer.run_now(add_and_count, 2) == 1, "the next window writes as usual"
 
 
+async def test_run_here_writes_on_the_loop_and_answers_once_committed(
+    writer: StoreWriter, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    writer.defer(add, 1)
+    assert await writer.run_here(add_and_count, 2) == 2, "the deferred job went first"
+    assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (2,), "committed"
+    here = threading.current_thread().name
+    assert writer.run_sync(rows) == [(1, here), (2, here)]
+    with pytest.raises(ZeroDivisionError):
+        await writer.run_here(lambda db: add(db, 3) or 1 / 0)
+    assert [n for n, _ in writer.run_sync(rows)] == [1, 2], "the failed job's write undone"
+    other.close()
+
+
+async def test_run_here_jobs_asked_for_together_share_one_commit(writer: StoreWriter) -> None:
+    commits = writer._commits
+    assert await asyncio.gather(*(writer.run_here(add_and_count, n) for n in (1, 2, 3))) == [
+        1,
+        2,
+        3,
+    ]
+    assert writer._commits == commits + 1
+
+
+async def test_run_here_waits_on_the_thread_while_another_process_writes(
+    writer: StoreWriter, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+    try:
+        assert await writer.run_here(add_and_count, 1) == 1
+    finally:
+        other.close()
+    assert writer.run_sync(rows) == [(1, "ctm-store")]
+    assert await writer.run_here(add_and_count, 2) == 2, "and on the loop again after"
+    assert writer.run_sync(rows)[1] == (2, threading.current_thread().name)
+
+
+async def test_when_the_commit_fails_run_here_jobs_get_the_error_not_a_value(
+    writer: StoreWriter, caplog
+) -> None:
+    writer.run_sync(deferred_fk)
+    with caplog.at_level(logging.ERROR):
+        answers = await asyncio.gather(
+            writer.run_here(add_and_count, 1), writer.run_here(orphan), return_exceptions=True
+        )
+    assert [type(a) for a in answers] == [sqlite3.IntegrityError] * 2, "one commit, lost whole"
+    assert writer.run_sync(rows) == []
+    assert await writer.run_here(add_and_count, 2) == 1, "the next one writes as usual"
+
+
 async def test_writes_wait_out_another_process_holding_the_lock_past_the_busy_timeout(
     writer: StoreWriter, tmp_path: Path, monkeypatch
 ) -> None:

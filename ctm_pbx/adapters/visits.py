@@ -26,7 +26,7 @@ from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.model import Config, NumberInfo, Pool, SourceKind
+from ctm_pbx.core.model import Config, NumberInfo, Pool, Source, SourceKind
 from ctm_pbx.core.pools import PoolView, hand_out, lease_expiry
 from ctm_pbx.core.returning_visitors import (
     ARRIVALS,
@@ -40,6 +40,7 @@ from ctm_pbx.core.source_index import SourceIndex
 from ctm_pbx.core.sources import (
     SourceDecision,
     Touch,
+    VisitFacts,
     attribute_visitor,
     parse_visit,
     resolve_source,
@@ -111,56 +112,122 @@ def new_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+Page = tuple[VisitFacts, SourceDecision]  # a page view's facts and the source they come from
+
+
+@dataclass(frozen=True)
+class VisitPlan:
+    """What a visit needs of the config, built once per config (and reload): the source
+    index, and for each on-site source its pools and the pool (or None: the source's
+    own number) of each target. A visit then touches only its source's pools, however
+    many sources, pools and targets the config has."""
+
+    sources: Mapping[str, Source]
+    index: SourceIndex | None  # None: the linear scan decides (``resolve_source``)
+    pools: dict[str, tuple[Pool, ...]]  # on-site source -> its pools
+    targets: dict[str, tuple[tuple[str, Pool | None], ...]]  # -> (target E.164, its pool)
+
+    @classmethod
+    def of(cls, config: Config, index: SourceIndex | None = None) -> VisitPlan:
+        onsite = {n for n, s in config.sources.items() if s.kind is SourceKind.ONSITE}
+        pools: dict[str, list[Pool]] = {n: [] for n in onsite}
+        for pool in config.pools.values():
+            if pool.source in pools:
+                pools[pool.source].append(pool)
+        return cls(
+            config.sources,
+            index,
+            {n: tuple(p) for n, p in pools.items()},
+            {
+                n: tuple((t.number, _pool_for(p, t.name)) for t in config.targets.values())
+                for n, p in pools.items()
+            },
+        )
+
+    def read_page(self, landing_url: str, referrer: str | None) -> Page:
+        """The page view's facts and the source they come from."""
+        facts = parse_visit(landing_url, referrer)
+        if self.index is None:
+            return facts, resolve_source(self.sources, facts)
+        return facts, self.index.resolve(facts)
+
+
 def handle_visit(
     db: sqlite_utils.Database,
     config: Config,
     req: VisitRequest,
     now: datetime,
     sources: SourceIndex | None = None,
+    plan: VisitPlan | None = None,
+    page: Page | None = None,
 ) -> VisitResult:
-    """``sources``: the index of ``config.sources`` (None: the linear scan decides)."""
-    visitor = lease_store.get_visitor(db, req.visitor_id) if req.visitor_id else None
+    """``sources``: the index of ``config.sources`` (None: the linear scan decides);
+    ``plan``: ``VisitPlan.of(config, sources)``, which the caller may keep; ``page``:
+    the page view's facts and source, when the caller has read them already.
+
+    A new visitor costs one read of nothing, a write of its visitor row, its visit
+    and its leases; a stored one a read of its state first (``visitor_state``)."""
+    if plan is None:
+        plan = VisitPlan.of(config, sources)
+    visitor = (
+        lease_store.visitor_state(db, req.visitor_id, now - VISITS_PER) if req.visitor_id else None
+    )
     if visitor is None and req.landing_url is None:
         # a renewal for a visitor we do not know (or no longer): the script starts a visit
         return VisitResult(req.visitor_id or "", None, None, "", unknown=True)
     if req.landing_url is not None and is_crawler(req.user_agent):
-        return _crawler_visit(db, config, req, now)
+        return _crawler_visit(db, plan, config, req, now, page)
     if visitor is None and not req.may_create:
         return VisitResult("", None, None, "", refused=True)
-    visitor_id = visitor["id"] if visitor else new_id()
-    current = _current_touch(db, visitor)
-    visit_id = visitor["visit_id"] if visitor else None
+    visitor_id = visitor.id if visitor else new_id()
+    current = _current_touch(visitor)
+    visit_id = visitor.visit_id if visitor else None
     source, rule = (current.source, current.rule) if current else (None, "")
     touch = current
     page_visit: str | None = None
     if req.landing_url is not None:
-        facts = parse_visit(req.landing_url, req.referrer)
-        decision = (
-            resolve_source(config.sources, facts) if sources is None else sources.resolve(facts)
-        )
+        facts, decision = page or plan.read_page(req.landing_url, req.referrer)
         touch, _reason = attribute_visitor(
             current, decision, config.sources, now, config.tracking.first_touch_days
         )
-        last = _latest_visit(db, visitor_id)
+        last = visitor.latest_visit if visitor else None
         arrived = decision.phase in ARRIVALS
-        same_visit = last and not arrived and now - parse_iso(last["last_active_at"]) < VISIT_IDLE
+        same_visit = (
+            last is not None
+            and visitor is not None
+            and visitor.latest_active_at is not None
+            and not arrived
+            and now - parse_iso(visitor.latest_active_at) < VISIT_IDLE
+        )
+        new_visit = True
         if (
             last
+            and visitor is not None
             and not same_visit
-            and _visits_since(db, visitor_id, now - VISITS_PER)
-            >= (config.tracking.max_visits_per_day)
+            and visitor.visits_since >= config.tracking.max_visits_per_day
         ):
             # bounded writes: beyond the cap an arrival is another page of the latest
             # visit; the visitor keeps its source and numbers, nothing new is stored
-            page_visit = last["id"]
-            lease_store.touch_visit(db, page_visit, now)
+            page_visit, new_visit = last, False
             touch = current
         elif last and same_visit:
-            page_visit = last["id"]
-            lease_store.touch_visit(db, page_visit, now)
+            page_visit, new_visit = last, False
         else:
             page_visit = new_id()
+        # the visitor's row is written once (before its visit: the visit refers to it)
+        if touch is not None and (current is None or touch != current):
+            visit_id = page_visit  # the visit that set the attributed source
+            lease_store.upsert_visitor(
+                db,
+                visitor_id,
+                now=now,
+                source=touch.source,
+                # a touch without a source keeps the visit that set the source (none yet)
+                visit_id=visit_id if touch.source is not None else None,
+            )
+        else:
             lease_store.upsert_visitor(db, visitor_id, now=now)
+        if new_visit:
             lease_store.insert_visit(
                 db,
                 page_visit,
@@ -180,94 +247,82 @@ def handle_visit(
                 click_ids={k: facts.param(k) or "" for k in facts.click_ids},
                 ip=req.ip,
                 user_agent=(req.user_agent or "")[:500] or None,
-            )
-        req.note_signals(db, page_visit)
-        if touch is not None and (current is None or touch != current):
-            visit_id = page_visit  # the visit that set the attributed source
-            lease_store.upsert_visitor(
-                db, visitor_id, now=now, source=touch.source, visit_id=visit_id
+                signals=req.signals(),
             )
         else:
-            lease_store.upsert_visitor(db, visitor_id, now=now)
+            lease_store.touch_visit(db, page_visit, now, visitor=False)
+            req.note_signals(db, page_visit)
         if touch is not None:
             source, rule = touch.source, touch.rule
-    elif visitor is not None:
-        last = _latest_visit(db, visitor_id)
-        if last:
-            page_visit = last["id"]
-            lease_store.touch_visit(db, page_visit, now, page_view=False)
+    elif visitor is not None and visitor.latest_visit is not None:
+        page_visit = visitor.latest_visit
+        lease_store.touch_visit(db, page_visit, now, page_view=False)
     result = VisitResult(visitor_id, visit_id, source, rule, created=visitor is None)
-    held = _assign_numbers(db, config, result, now, lease_client(req.ip or "unknown"))
+    held = _assign_numbers(db, config, plan, result, now, lease_client(req.ip or "unknown"))
     if page_visit is not None:
         known = KnownVisitor(visitor_id, touch, visit_id, page_visit, now, tuple(held), now)
         result.known = known if known.can_be_remembered() else None
     return result
 
 
-def _current_touch(db: sqlite_utils.Database, visitor: dict | None) -> Touch | None:
-    if not visitor or not visitor.get("visit_id"):
+def _current_touch(visitor: lease_store.VisitorState | None) -> Touch | None:
+    if not visitor or not visitor.visit_id:
         return None
-    visit = lease_store.get_visit(db, visitor["visit_id"])
-    at = parse_iso(visit["started_at"]) if visit else parse_iso(visitor["first_seen_at"])
-    return Touch(visitor.get("source"), (visit or {}).get("source_rule") or "", at)
+    at = parse_iso(visitor.touch_started_at or visitor.first_seen_at)
+    return Touch(visitor.source, visitor.touch_rule or "", at)
 
 
 def _crawler_visit(
-    db: sqlite_utils.Database, config: Config, req: VisitRequest, now: datetime
+    db: sqlite_utils.Database,
+    plan: VisitPlan,
+    config: Config,
+    req: VisitRequest,
+    now: datetime,
+    page: Page | None,
 ) -> VisitResult:
     """A crawler or headless tool: the source's static number or the page's own, and
     nothing stored but the pools' crawler counters."""
     assert req.landing_url is not None
-    decision = resolve_source(config.sources, parse_visit(req.landing_url, req.referrer))
+    _facts, decision = page or plan.read_page(req.landing_url, req.referrer)
     result = VisitResult(req.visitor_id or "", None, decision.source, decision.rule)
-    source = config.sources.get(decision.source or "")
-    if source is None or source.kind is not SourceKind.ONSITE:
+    pools = plan.pools.get(decision.source or "")
+    if pools is None:  # not an on-site source
         return result
-    static = _static_number(db, source.name)
+    static = _static_number(db, decision.source or "")
     if static:
         for target in config.targets.values():
             result.numbers[target.number] = HeldNumber(target.number, static).shown()
-    for pool in config.pools.values():
-        if pool.source == source.name:
-            lease_store.bump_pool_counters(db, pool.name, now=now, crawlers=1)
+    for pool in pools:
+        lease_store.bump_pool_counters(db, pool.name, now=now, crawlers=1)
     return result
 
 
-def _visits_since(db: sqlite_utils.Database, visitor_id: str, since: datetime) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM visits WHERE visitor_id = ? AND started_at >= ?",
-        [visitor_id, iso(since)],
-    ).fetchone()
-    return row[0]
-
-
-def _latest_visit(db: sqlite_utils.Database, visitor_id: str) -> dict | None:
-    row = db.execute(
-        "SELECT id, last_active_at FROM visits WHERE visitor_id = ?"
-        " ORDER BY started_at DESC LIMIT 1",
-        [visitor_id],
-    ).fetchone()
-    return {"id": row[0], "last_active_at": row[1]} if row else None
-
-
 def _assign_numbers(
-    db: sqlite_utils.Database, config: Config, result: VisitResult, now: datetime, client: str
+    db: sqlite_utils.Database,
+    config: Config,
+    plan: VisitPlan,
+    result: VisitResult,
+    now: datetime,
+    client: str,
 ) -> list[HeldNumber]:
-    source = config.sources.get(result.source or "")
-    if source is None or source.kind is not SourceKind.ONSITE:
+    targets = plan.targets.get(result.source or "")
+    if not targets:  # no on-site source, or no target
         return []
-    pools = [p for p in config.pools.values() if p.source == source.name]
     held: list[HeldNumber] = []
-    for target in config.targets.values():
-        pool = _pool_for(pools, target.name)
+    leased: set[str] = set()  # pools this request took a lease of
+    static: str | None = None
+    for target, pool in targets:
         if pool is not None:
-            shown = _lease_number(db, config, pool, target.number, result, now, client)
+            # a visitor created just now holds no lease of a pool it did not take here
+            fresh = result.created and pool.name not in leased
+            shown = _lease_number(db, config, pool, target, result, now, client, fresh=fresh)
+            leased.add(pool.name)
         else:
-            static = _static_number(db, source.name)
-            shown = HeldNumber(target.number, static) if static else None
+            static = static or _static_number(db, result.source or "")
+            shown = HeldNumber(target, static) if static else None
         if shown is not None:
             held.append(shown)
-            result.numbers[target.number] = shown.shown()
+            result.numbers[target] = shown.shown()
     expiry = [h.expires_at for h in held if h.expires_at is not None]
     result.expires_at = iso(min(expiry)) if expiry else None
     return held
@@ -289,15 +344,17 @@ def _lease_number(
     result: VisitResult,
     now: datetime,
     client: str,
+    *,
+    fresh: bool = False,
 ) -> HeldNumber | None:
-    """The visitor's lease renewed, or a new one from ``hand_out``: O(log n) either way."""
+    """The visitor's lease renewed, or a new one from ``hand_out``: O(log n) either way.
+
+    ``fresh``: the visitor holds no lease of the pool and held none before (one
+    created by this request): nothing to look up but the pool's next number."""
     visitor_id, visit_id = result.visitor_id, result.visit_id
-    held = lease_store.active_lease(db, visitor_id, pool.name, now)
-    if (
-        held is not None
-        and held.id is not None
-        and lease_store.in_pool(db, held.number, pool.name)  # a released number is not renewed
-    ):
+    # a released or moved number is not renewed
+    held = None if fresh else lease_store.renewable_lease(db, visitor_id, pool.name, now)
+    if held is not None and held.id is not None:
         # a returning visitor: renew without looking at the whole pool
         expires = lease_expiry(pool, now)
         rest = timedelta(minutes=pool.cooldown_minutes)
@@ -306,7 +363,11 @@ def _lease_number(
     tracking = config.tracking
     candidate = lease_store.next_candidate(db, pool.name, now, tracking.confirm_seconds)
     own = lease_store.client_leases(db, pool.name, client, now)
-    before = lease_store.previous_number(db, visitor_id, pool.name, now, tracking.confirm_seconds)
+    before = (
+        None
+        if fresh
+        else lease_store.previous_number(db, visitor_id, pool.name, now, tracking.confirm_seconds)
+    )
     decision = hand_out(
         pool,
         candidate,
@@ -402,10 +463,11 @@ class VisitDesk:
         self._signals: OrderedDict[str, tuple] = OrderedDict()  # page visit -> last stored
         # built once per config: a visit's source costs the same with 10 sources or 1,000
         self.sources = SourceIndex(config.sources)
+        self.plan = VisitPlan.of(config, self.sources)
         self._pending = _empty_page_views()
         self._flush_timer: asyncio.TimerHandle | None = None
         # a site's pages repeat across visitors: a page's source is a function of its URLs
-        self._source_of = functools.lru_cache(maxsize=4096)(self._resolve)
+        self._page_of = functools.lru_cache(maxsize=4096)(self.plan.read_page)
 
     async def visit(self, req: VisitRequest, now: datetime) -> VisitResult:
         quick = self._quick(req, now)
@@ -414,8 +476,12 @@ class VisitDesk:
         self.flush()
         if not self.writer.writable:  # not even waiting for the store's thread
             return self._unstored(req)
+        # read once: what ``_quick`` read of a known visitor's page is in the cache
+        page = None if req.landing_url is None else self._page_of(req.landing_url, req.referrer)
         try:
-            result = await self.writer.run(handle_visit, self.config, req, now, self.sources)
+            result = await self.writer.run_here(
+                handle_visit, self.config, req, now, self.sources, self.plan, page
+            )
         except StoreUnavailable as exc:
             log.warning("visit answered from memory: %s", exc)
             return self._unstored(req)
@@ -444,21 +510,20 @@ class VisitDesk:
         visitor_id = req.visitor_id or new_id()
         if req.landing_url is None:  # a heartbeat: its leases cannot be renewed now
             return VisitResult(visitor_id, None, None, "", unknown=True)
-        decision = self._source_of(req.landing_url, req.referrer)
+        _facts, decision = self._page_of(req.landing_url, req.referrer)
         result = VisitResult(visitor_id, None, decision.source, decision.rule)
-        source = self.config.sources.get(decision.source or "")
-        if source is None or source.kind is not SourceKind.ONSITE:
+        targets = self.plan.targets.get(decision.source or "")
+        if targets is None:  # not an on-site source
             return result
-        pools = [p for p in self.config.pools.values() if p.source == source.name]
+        name = decision.source
         numbers = self.active_numbers() if self.active_numbers is not None else {}
-        own = sorted(n for n, i in numbers.items() if i.source == source.name and not i.pool)
-        for target in self.config.targets.values():
-            pool = _pool_for(pools, target.name)
+        own = sorted(n for n, i in numbers.items() if i.source == name and not i.pool)
+        for target, pool in targets:
             if pool is not None and pool.overflow_number:
-                held = HeldNumber(target.number, pool.overflow_number, pool.name)
-                result.numbers[target.number] = held.shown()
+                held = HeldNumber(target, pool.overflow_number, pool.name)
+                result.numbers[target] = held.shown()
             elif pool is None and own:
-                result.numbers[target.number] = HeldNumber(target.number, own[0]).shown()
+                result.numbers[target] = HeldNumber(target, own[0]).shown()
         return result
 
     async def close(self, visitor_id: str, now: datetime) -> int | None:
@@ -497,7 +562,7 @@ class VisitDesk:
             return None
         decision = None
         if req.landing_url is not None:
-            decision = self._source_of(req.landing_url, req.referrer)
+            _facts, decision = self._page_of(req.landing_url, req.referrer)
         tracking = self.config.tracking
         answer = answer_known_visitor(
             known, decision, self.config.sources, self.config.pools, tracking.first_touch_days, now
@@ -520,9 +585,6 @@ class VisitDesk:
             {h.target: h.shown() for h in visitor.numbers},
             iso(expires) if expires else None,
         )
-
-    def _resolve(self, landing_url: str, referrer: str | None) -> SourceDecision:
-        return self.sources.resolve(parse_visit(landing_url, referrer))
 
     def _buffer(
         self, visitor: KnownVisitor, renewed: tuple[HeldNumber, ...], page_view: bool, now: datetime

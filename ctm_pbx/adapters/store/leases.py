@@ -42,8 +42,8 @@ _UPSERT_VISITOR = (
 _INSERT_VISIT = (
     "INSERT INTO visits (id, visitor_id, started_at, last_active_at, source, source_rule,"
     " landing_url, referrer, utm_source, utm_medium, utm_campaign, utm_term, utm_content,"
-    " click_ids_json, pages, ip, user_agent)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+    " click_ids_json, pages, ip, user_agent, time_zone, language, ga_client_id, ga_session_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
 )
 _TOUCH_VISIT = (
     "UPDATE visits SET last_active_at = max(last_active_at, ?), pages = pages + ? WHERE id = ?"
@@ -78,6 +78,45 @@ def get_visitor(db: sqlite_utils.Database, visitor_id: str) -> dict[str, Any] | 
     return _one(db, "SELECT * FROM visitors WHERE id = ?", (visitor_id,))
 
 
+@dataclass(frozen=True)
+class VisitorState:
+    """What a visit needs of a stored visitor (``visitor_state``): its attributed
+    source, the visit that set it, and its latest visit."""
+
+    id: str
+    source: str | None
+    first_seen_at: str
+    visit_id: str | None  # the visit that set ``source``
+    touch_started_at: str | None  # that visit's start (None: no such visit stored)
+    touch_rule: str | None  # the rule that matched it
+    latest_visit: str | None  # the visitor's latest visit (by start)
+    latest_active_at: str | None  # its last activity
+    visits_since: int  # visits started at or after ``since`` (``max_visits_per_day``)
+
+
+# one read for the visitor, the visit it is attributed to and its latest visit (the
+# visit-API's new visits: a statement costs more than the rows it reads)
+_VISITOR_STATE = (
+    "SELECT v.id, v.source, v.first_seen_at, v.visit_id, t.started_at, t.source_rule,"
+    " l.id, l.last_active_at,"
+    " (SELECT count(*) FROM visits WHERE visitor_id = v.id AND started_at >= ?2)"
+    " FROM visitors v"
+    " LEFT JOIN visits t ON t.id = v.visit_id"
+    " LEFT JOIN visits l ON l.id = (SELECT id FROM visits WHERE visitor_id = v.id"
+    " ORDER BY started_at DESC LIMIT 1)"
+    " WHERE v.id = ?1"
+)
+
+
+def visitor_state(
+    db: sqlite_utils.Database, visitor_id: str, since: datetime
+) -> VisitorState | None:
+    """The stored visitor ``visitor_id`` (None: not stored), its visits counted from
+    ``since``."""
+    row = db.conn.execute(_VISITOR_STATE, (visitor_id, iso(since))).fetchone()
+    return VisitorState(*row) if row else None
+
+
 def insert_visit(
     db: sqlite_utils.Database,
     visit_id: str,
@@ -92,11 +131,13 @@ def insert_visit(
     click_ids: dict[str, str] | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    signals: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None),
 ) -> None:
     """A new visit (first page view at ``now``); the visitor must exist.
 
     ``utm`` keys are ``source``, ``medium``, ``campaign``, ``term``, ``content``
-    (with or without the ``utm_`` prefix).
+    (with or without the ``utm_`` prefix); ``signals``: what the page reported (time
+    zone, language, GA client and session ids), as ``note_visit_signals`` takes them.
     """
     at = iso(now)
     utm = {k.removeprefix("utm_"): v for k, v in (utm or {}).items()}
@@ -115,14 +156,21 @@ def insert_visit(
             json.dumps(click_ids or {}, sort_keys=True),
             ip,
             user_agent,
+            *signals,
         ),
     )
 
 
 def touch_visit(
-    db: sqlite_utils.Database, visit_id: str, now: datetime, *, page_view: bool = True
+    db: sqlite_utils.Database,
+    visit_id: str,
+    now: datetime,
+    *,
+    page_view: bool = True,
+    visitor: bool = True,
 ) -> bool:
-    """Another page view (or, ``page_view=False``, a heartbeat) of the visit.
+    """Another page view (or, ``page_view=False``, a heartbeat) of the visit, and its
+    visitor seen (``visitor=False``: the caller writes the visitor's row itself).
 
     False if there is no such visit.
     """
@@ -130,7 +178,8 @@ def touch_visit(
     cur = db.conn.execute(_TOUCH_VISIT, (at, int(page_view), visit_id))
     if not cur.rowcount:
         return False
-    db.conn.execute(_TOUCH_VISITOR, (at, visit_id))
+    if visitor:
+        db.conn.execute(_TOUCH_VISITOR, (at, visit_id))
     return True
 
 
@@ -338,7 +387,10 @@ def _candidate(
     if held_until is not None and held_until <= at:
         started = parse_iso(held_until) - timedelta(seconds=confirm_seconds)
         released = last_at is None or last_at < started  # no heartbeat since it was taken
-    holders = db.conn.execute(_HOLDERS, (number, at)).fetchone()[0]
+    # a number free at ``now`` has no active lease (``free_at`` is at or past every
+    # lease's end): only a number still held needs its holders counted
+    free = free_at is None or free_at <= at
+    holders = 0 if free else db.conn.execute(_HOLDERS, (number, at)).fetchone()[0]
     return Candidate(number, last_at, holders, released, parse_iso(free_at) if free_at else None)
 
 
@@ -486,6 +538,24 @@ def active_lease(
 ) -> Lease | None:
     row = db.conn.execute(_ACTIVE_LEASE, (visitor_id, pool, iso(now))).fetchone()
     return _lease(row) if row else None
+
+
+# ``_ACTIVE_LEASE`` and ``in_pool`` of its number in one statement
+_RENEWABLE_LEASE = (
+    f"SELECT {_LEASE_COLS}, EXISTS (SELECT 1 FROM tracking_numbers t"
+    " WHERE t.number = leases.number AND t.pool = ?2 AND t.status = 'active')"
+    " FROM leases WHERE visitor_id = ?1 AND pool = ?2 AND expires_at > ?3"
+    " ORDER BY last_active_at DESC LIMIT 1"
+)
+
+
+def renewable_lease(
+    db: sqlite_utils.Database, visitor_id: str, pool: str, now: datetime
+) -> Lease | None:
+    """The visitor's ``active_lease`` of ``pool`` if its number is still ``in_pool``
+    (a released or moved number is not renewed): None otherwise."""
+    row = db.conn.execute(_RENEWABLE_LEASE, (visitor_id, pool, iso(now))).fetchone()
+    return _lease(row[:-1]) if row and row[-1] else None
 
 
 def get_lease(db: sqlite_utils.Database, lease_id: int) -> Lease | None:

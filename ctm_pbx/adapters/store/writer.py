@@ -34,6 +34,7 @@ _STOP = object()
 _CHECKPOINT: tuple = (object(),)  # asks the thread for a WAL checkpoint
 MAX_GROUP = 256
 DEFER_S = 0.02  # how long deferred jobs wait for company
+COMMIT_TURNS = 3  # turns of the loop a ``run_here`` job waits for company (no timer)
 BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
 CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (the thread's)
 MAX_BACKLOG = 20_000  # writes kept in memory while the database cannot be written
@@ -99,6 +100,10 @@ class StoreWriter:
         self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
         self._open = False  # a transaction begun on the loop, not yet committed
         self._open_writes: list[_Write] = []  # written in it: kept if its commit fails
+        # ``run_here`` jobs written in it: answered once it is committed (never kept)
+        self._open_waiting: list[tuple[asyncio.Future, Any]] = []
+        self._commit_handle: asyncio.Handle | None = None
+        self._no_wait = False  # the connection's busy timeout is 0 (the loop's, see _lock_here)
         # while the database cannot be written (the thread's, set under _deferred_lock)
         self.max_backlog = max_backlog
         self._backlog: list[_Write] = []  # the writes that wait, in order
@@ -134,10 +139,12 @@ class StoreWriter:
             try:
                 job = self._jobs.get(timeout=self._retry_wait())
             except queue.Empty:  # time to write what waits again
+                self._wait_for_locks()
                 self._retry()
                 continue
             if job is _STOP:
                 break
+            self._wait_for_locks()
             group, asked = ([], 1) if job is _CHECKPOINT else ([job], 0)
             while len(group) < MAX_GROUP:
                 try:
@@ -171,6 +178,7 @@ class StoreWriter:
                     self._checkpoint()
                 with self._deferred_lock:
                     self._in_flight -= len(group) + asked
+        self._wait_for_locks()
         if self._backlog:
             self._retry()
         if self._backlog:  # still not writable: these never will be
@@ -178,6 +186,13 @@ class StoreWriter:
             log.error("store closed: %d waiting writes lost (%s)", len(self._backlog), lost)
             _tell_lost(self._backlog, lost)
         self._db.conn.close()
+
+    def _wait_for_locks(self) -> None:
+        """The thread's busy timeout back, if the loop took it away (``_lock_here``)."""
+        if self._no_wait:
+            assert self._db is not None
+            self._db.conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+            self._no_wait = False
 
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database (on the thread: it fsyncs)."""
@@ -509,8 +524,10 @@ class StoreWriter:
                 conn.rollback()
             lease_index.invalidate(self._db)
             _tell_lost(writes, exc)
+            self._answer_waiting(exc)
         else:
             self._open_writes, self._open = [], False
+            self._answer_waiting(None)
         if self._commits >= CHECKPOINT_EVERY:
             self._put(_CHECKPOINT)
 
@@ -524,18 +541,50 @@ class StoreWriter:
             self._db.conn.rollback()
         lease_index.invalidate(self._db)
         self._enter_outage(exc)
+        self._answer_waiting(StoreUnavailable(exc, kept=False))
         self._put((_run_writes, (writes,), {}, _writes_done(writes), writes))
+
+    def _answer_waiting(self, exc: BaseException | None) -> None:
+        """The loop's transaction ended (with _deferred_lock held): answer the ``run_here``
+        jobs written in it, with their value if it was committed, else with ``exc``."""
+        waiting, self._open_waiting = self._open_waiting, []
+        for fut, value in waiting:
+            loop = fut.get_loop()
+            try:
+                here = asyncio.get_running_loop() is loop
+            except RuntimeError:  # not on a loop's thread (``close``, ``run_sync``)
+                here = False
+            if here:
+                _settle(fut, value, exc)
+            else:
+                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                    loop.call_soon_threadsafe(_settle, fut, value, exc)
+
+    def _commit_for_waiting(self, turns: int) -> None:
+        """``COMMIT_TURNS`` turns of the loop after a ``run_here`` job: commit it (and
+        what else the loop's transaction holds), then answer it. Meanwhile the loop
+        takes in the requests already waiting on its sockets: their jobs share the
+        commit (the costliest part of a short write), without any idle wait."""
+        with self._deferred_lock:
+            if turns > 1 and self._open:
+                loop = asyncio.get_running_loop()
+                self._commit_handle = loop.call_soon(self._commit_for_waiting, turns - 1)
+                return
+            self._commit_handle = None
+            if self._open:
+                self._finish_here()
 
     def _lock_here(self) -> bool:
         """Take the database's write lock without waiting (False: another process has it)."""
         assert self._db is not None
         conn = self._db.conn
         try:
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+            # the thread (idle now) sets its timeout again before it next uses the
+            # connection: two statements less for each of the loop's transactions
+            if not self._no_wait:
+                conn.execute("PRAGMA busy_timeout = 0")
+                self._no_wait = True
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             if not isinstance(exc, sqlite3.OperationalError):  # locked: the usual case
                 log.warning("store: writing on the loop failed (%s): on the thread", exc)
@@ -615,6 +664,40 @@ class StoreWriter:
         if error is not None:
             raise error
         return value
+
+    async def run_here(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like ``run`` (answered once its writes are committed), but on the loop itself
+        when the thread is idle and the write lock free: no thread wakeup, and no switch
+        of the GIL at each statement. For short jobs a caller waits on and that must
+        stand before it answers (a new visit's lease). The job runs after the deferred
+        jobs asked for before it, in its own savepoint of the loop's transaction (its
+        exception undoes only its writes, and is raised); that transaction is committed
+        ``COMMIT_TURNS`` turns of the loop later, with every other job run meanwhile,
+        and only then is the job answered. When that commit fails nothing of the job
+        stands, and it is never run again: ``StoreUnavailable`` (not kept) when the
+        database cannot be written, else the commit's error. When the thread is busy
+        or another process holds the lock, the job goes to the thread as ``run`` does.
+        """
+        loop = asyncio.get_running_loop()
+        with self._deferred_lock:
+            here = (self._open or self._begin_here()) and self._run_deferred_here()
+            if here:  # the jobs asked for earlier went first
+                assert self._db is not None
+                try:
+                    with atomic(self._db, "job"):
+                        value = fn(self._db, *args, **kwargs)
+                except Exception as exc:
+                    if unwritable(exc):
+                        self._abandon_here(exc, [])
+                        raise StoreUnavailable(exc, kept=False) from exc
+                    raise
+                fut: asyncio.Future = loop.create_future()
+                self._open_waiting.append((fut, value))
+                if self._commit_handle is None:
+                    self._commit_handle = loop.call_soon(self._commit_for_waiting, COMMIT_TURNS)
+        if not here:
+            return await self._run(fn, args, kwargs, None)
+        return await fut
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
         """Queue ``fn(db, *args)`` without waiting; a failure is logged.
