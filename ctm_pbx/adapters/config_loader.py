@@ -742,7 +742,7 @@ class _Builder:
             )
             token = None
         if token is not None and not password:
-            node.error("feed_token needs feed_password (the feed asks for basic auth)")
+            m["feed_token"].error("feed_token needs feed_password (the feed asks for basic auth)")
             return None
         if password is not None and len(password) < 12:
             m["feed_password"].error("the feed password must be at least 12 characters")

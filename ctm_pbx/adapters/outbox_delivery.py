@@ -75,7 +75,7 @@ class _Dest:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
     ok: bool
     status: int | None
     error: str | None
@@ -124,10 +124,7 @@ class OutboxDelivery:
         self._loop_thread = threading.get_ident()
         await self.writer.run(outbox.attach, self.routing())
         self._reader = StoreReader(self.config.database.path, threads=1)
-        self._session = aiohttp.ClientSession(
-            headers={"User-Agent": f"ctm-pbx/{__version__}"},
-            connector=aiohttp.TCPConnector(limit_per_host=4),
-        )
+        self._session = client_session()
         for dest in self.dests.values():
             self._tasks.append(asyncio.create_task(self._run(dest), name=f"outbox-{dest.name}"))
         log.info("outbox: delivering to %s", ", ".join(self.dests))
@@ -254,14 +251,14 @@ class OutboxDelivery:
         dest.dead += 1
         log.warning("outbox %s: event %s (%s) dead: %s", dest.name, d.event_id, d.event_type, why)
 
-    async def _attempt(self, dest: _Dest, d: outbox.Delivery, now: datetime) -> _Outcome:
+    async def _attempt(self, dest: _Dest, d: outbox.Delivery, now: datetime) -> Outcome:
         """Make the body if it is the first try, send it, and set the row's new state."""
         if d.payload is None:
             body, why = await self._render(dest, d, now)
             if body is None:
                 d.state, d.last_error = "skipped", why
                 log.info("outbox %s: event %s skipped: %s", dest.name, d.event_id, why)
-                return _Outcome(True, None, why)
+                return Outcome(True, None, why)
             d.payload = body
         outcome = await self._send(dest, d)
         d.attempts += 1
@@ -315,45 +312,77 @@ class OutboxDelivery:
             return json.dumps(event.payload(), separators=(",", ":")).encode(), ""
         return make_webhook_body(d.event_id, d.event_type, d.created_at, call), ""
 
-    async def _send(self, dest: _Dest, d: outbox.Delivery) -> _Outcome:
+    async def _send(self, dest: _Dest, d: outbox.Delivery) -> Outcome:
         assert self._session is not None and d.payload is not None
-        headers = {"Content-Type": "application/json"}
         if dest.hook is not None:
-            url = dest.hook.url
-            headers |= dict(dest.hook.headers)
-            headers |= {
-                "X-CTM-Event": d.event_type,
-                "X-CTM-Event-Id": d.event_id,
-                "X-CTM-Attempt": str(d.attempts + 1),
-                SIGNATURE_HEADER: signature(dest.hook.secret, int(time.time()), d.payload),
-            }
-            params = None
-        else:
-            assert dest.ga4 is not None
-            url = dest.ga4.endpoint
-            params = {"measurement_id": dest.ga4.measurement_id, "api_secret": dest.ga4.api_secret}
-        try:
-            async with self._session.post(
-                url,
-                data=d.payload,
-                headers=headers,
-                params=params,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=dest.timeout),
-            ) as resp:
-                await resp.read()
-                status = resp.status
-        except TimeoutError:
-            return _Outcome(False, None, f"no answer within {dest.timeout:g} s")
-        except aiohttp.ClientError as exc:
-            return _Outcome(False, None, _short(exc))
-        if 200 <= status < 300:
-            return _Outcome(True, status, None)
-        if status == 410:
-            return _Outcome(False, status, "HTTP 410 Gone: the receiver asked to stop", gone=True)
-        if 300 <= status < 400:
-            return _Outcome(False, status, f"HTTP {status}: a redirect (not followed)")
-        return _Outcome(False, status, f"HTTP {status}")
+            return await send_webhook(
+                self._session, dest.hook, d.payload, d.event_id, d.event_type, d.attempts + 1
+            )
+        assert dest.ga4 is not None
+        g = dest.ga4
+        params = {"measurement_id": g.measurement_id, "api_secret": g.api_secret}
+        headers = {"Content-Type": "application/json"}
+        return await post(self._session, g.endpoint, d.payload, headers, g.timeout_seconds, params)
+
+
+async def send_webhook(
+    session: aiohttp.ClientSession,
+    hook: Webhook,
+    payload: bytes,
+    event_id: str,
+    event_type: str,
+    attempt: int,
+) -> Outcome:
+    """POST a webhook body, signed now, with the destination's own headers."""
+    headers = {"Content-Type": "application/json", **dict(hook.headers)}
+    headers |= {
+        "X-CTM-Event": event_type,
+        "X-CTM-Event-Id": event_id,
+        "X-CTM-Attempt": str(attempt),
+        SIGNATURE_HEADER: signature(hook.secret, int(time.time()), payload),
+    }
+    return await post(session, hook.url, payload, headers, hook.timeout_seconds)
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    params: dict[str, str] | None = None,
+) -> Outcome:
+    """One POST: redirects not followed, TLS verified (aiohttp's default), bounded by
+    ``timeout``; what came of it."""
+    try:
+        async with session.post(
+            url,
+            data=payload,
+            headers=headers,
+            params=params,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            await resp.read()
+            status = resp.status
+    except TimeoutError:
+        return Outcome(False, None, f"no answer within {timeout:g} s")
+    except aiohttp.ClientError as exc:
+        return Outcome(False, None, _short(exc))
+    if 200 <= status < 300:
+        return Outcome(True, status, None)
+    if status == 410:
+        return Outcome(False, status, "HTTP 410 Gone: the receiver asked to stop", gone=True)
+    if 300 <= status < 400:
+        return Outcome(False, status, f"HTTP {status}: a redirect (not followed)")
+    return Outcome(False, status, f"HTTP {status}")
+
+
+def client_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"User-Agent": f"ctm-pbx/{__version__}"},
+        connector=aiohttp.TCPConnector(limit_per_host=4),
+    )
 
 
 def _short(exc: BaseException) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ctm_pbx.core.model import Config
+
 WEBHOOK_VERSION = 1  # the body's "version": bumped when a field changes meaning or goes
 SIGNATURE_HEADER = "X-CTM-Signature"
 # GA4 takes events up to 72 hours old (timestamp_micros); older ones are not sent
@@ -188,6 +190,12 @@ def ads_conversion(
         return None
     at = datetime.fromisoformat(call["started_at"])
     return AdsConversion(gclid, gbraid, wbraid, name, at, value, currency)
+
+
+def ads_time_zone(config: Config) -> str:
+    """The zone of the file's times: google_ads.time_zone, else the reports', else UTC."""
+    ads = config.google_ads
+    return (ads.time_zone if ads else None) or config.reports.time_zone or "UTC"
 
 
 def ads_header(tz_name: str) -> list[list[str]]:

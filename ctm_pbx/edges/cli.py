@@ -1276,9 +1276,11 @@ def run(ctx: Context, force: bool) -> None:
 
 # command groups in their own modules; they use the helpers above (the call-log
 # filters and period options are the reports' own)
+from ctm_pbx.edges.cli_ads import ads  # noqa: E402
 from ctm_pbx.edges.cli_demo import demo  # noqa: E402
 from ctm_pbx.edges.cli_reports import report  # noqa: E402
 from ctm_pbx.edges.cli_users import users  # noqa: E402
+from ctm_pbx.edges.cli_webhooks import webhooks  # noqa: E402
 
-for _group in (report, users, demo):
+for _group in (report, users, demo, webhooks, ads):
     main.add_command(_group)

@@ -63,6 +63,7 @@ from ctm_pbx.core.reports import (
 )
 from ctm_pbx.core.tags import TagError, check_comment, parse_tags
 from ctm_pbx.core.users import Session
+from ctm_pbx.edges.dashboard.ads_feed import ads_feed
 from ctm_pbx.edges.dashboard.live import LiveCalls
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ TOUCH_EVERY = timedelta(minutes=1)
 HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 MEDIA_NAME = re.compile(r"^ctm-(vm-)?[A-Za-z0-9._-]+\.wav$")
-PUBLIC = {"login", "static", "favicon"}
+PUBLIC = {"login", "static", "favicon", "ads_feed"}  # the Ads feed has its own basic auth
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD = web.AppKey("dashboard", Any)
 SESSION = web.RequestKey("session", Session)
@@ -646,4 +647,11 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     r.add_get(r"/calls/{call_id:\d+}", call_detail, name="call")
     r.add_post(r"/calls/{call_id:\d+}/annotate", annotate, name="annotate")
     r.add_get(r"/calls/{call_id:\d+}/{kind:recording|voicemail}", media, name="media")
+    if dash.config.google_ads is not None and dash.config.google_ads.feed_token:
+        r.add_get("/ads/{token}.csv", google_ads_feed, name="ads_feed")
     return app
+
+
+async def google_ads_feed(request: web.Request) -> web.StreamResponse:
+    """Google Ads' scheduled upload fetches its click conversions here (see ads_feed)."""
+    return await ads_feed(request, request.app[DASHBOARD])

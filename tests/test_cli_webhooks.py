@@ -1,0 +1,137 @@
+"""``ctm-pbx webhooks list|show|retry|test`` against a database the outbox filled, and
+a real receiver on loopback (in its own thread: the CLI runs its own event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from click.testing import CliRunner
+
+from ctm_pbx.adapters.config_loader import load_config
+from ctm_pbx.adapters.store import open_db, outbox
+from ctm_pbx.adapters.store.schema import migrate
+from ctm_pbx.edges.cli import main
+from tests.helpers import BASE
+from tests.outbox_helpers import whole_call
+from tests.test_webhooks import SECRET, VERIFY
+
+
+class ThreadReceiver:
+    """An aiohttp receiver on its own loop in a thread; answers ``status``."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.got: list[tuple[dict, bytes]] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.got.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.status)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+
+    def __enter__(self) -> ThreadReceiver:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadReceiver]:
+    with ThreadReceiver() as rx:
+        yield rx
+
+
+def setup_db(tmp_path: Path, url: str) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"database: {{path: {tmp_path / 'ctm.db'}}}\n"
+        f"webhooks:\n  crm:\n    url: {url}\n    secret: {SECRET}\n"
+        "    events: [call.started, call.completed]\n" + BASE
+    )
+    db = open_db(tmp_path / "ctm.db")
+    migrate(db)
+    outbox.attach(db, outbox.routing_for(load_config(cfg)))
+    with db.conn:
+        whole_call(db, "c1")
+        whole_call(db, "c2")
+        db.execute(
+            "UPDATE outbox SET state = 'dead', attempts = 15, last_error = 'HTTP 500' WHERE id = 1"
+        )
+        db.execute("UPDATE outbox SET state = 'delivered', attempts = 1 WHERE id = 2")
+    db.conn.close()
+    return cfg
+
+
+def run(cfg: Path, *args: str, code: int = 0):
+    result = CliRunner().invoke(main, ["--config", str(cfg), "webhooks", *args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def digest(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def test_list_and_show_say_what_waits_and_write_nothing(tmp_path: Path, receiver) -> None:
+    cfg = setup_db(tmp_path, f"http://127.0.0.1:{receiver.port}/hook")
+    before = digest(tmp_path / "ctm.db")
+    (row,) = json.loads(run(cfg, "list", "--json").output)
+    assert (row["destination"], row["pending"], row["dead"], row["delivered"]) == ("crm", 2, 1, 1)
+    assert "crm" in run(cfg, "list").output
+    dead = json.loads(run(cfg, "show", "crm", "--state", "dead", "--json").output)
+    assert [(d["type"], d["attempts"], d["last_error"]) for d in dead] == [
+        ("call.started", 15, "HTTP 500")
+    ]
+    assert "call.completed" in run(cfg, "show", "crm").output
+    assert digest(tmp_path / "ctm.db") == before, "list and show only read"
+
+
+def test_retry_queues_the_dead_again(tmp_path: Path, receiver) -> None:
+    cfg = setup_db(tmp_path, f"http://127.0.0.1:{receiver.port}/hook")
+    assert "1 event to send again" in run(cfg, "retry", "crm").output
+    (row,) = json.loads(run(cfg, "list", "--json").output)
+    assert (row["pending"], row["dead"]) == (3, 0)
+    assert "no destination 'nope'" in run(cfg, "retry", "nope", code=1).output
+
+
+def test_test_posts_one_signed_event_now(tmp_path: Path, receiver) -> None:
+    cfg = setup_db(tmp_path, f"http://127.0.0.1:{receiver.port}/hook")
+    before = digest(tmp_path / "ctm.db")
+    out = run(cfg, "test", "crm").output
+    assert "HTTP 200" in out
+    ((headers, body),) = receiver.got
+    assert VERIFY(SECRET, headers["X-CTM-Signature"], body)
+    sent = json.loads(body)
+    assert (sent["type"], sent["call"]["id"]) == ("test", 2), "the latest call as the sample"
+    assert digest(tmp_path / "ctm.db") == before
+
+
+def test_test_says_what_a_failing_receiver_answered(tmp_path: Path) -> None:
+    with ThreadReceiver(status=503) as rx:
+        cfg = setup_db(tmp_path, f"http://127.0.0.1:{rx.port}/hook")
+        assert "crm: HTTP 503" in run(cfg, "test", "crm", code=1).output
