@@ -107,7 +107,6 @@ class Ga4Event:
         return {
             "client_id": self.client_id,
             "timestamp_micros": int(self.at.timestamp() * 1_000_000),
-            "non_personalized_ads": False,
             "events": [{"name": self.name, "params": params}],
         }
 
