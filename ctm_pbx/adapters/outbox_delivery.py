@@ -206,11 +206,8 @@ class OutboxDelivery:
     async def _round(self, dest: _Dest) -> float:
         """Send what is due, in order; returns how long to wait before the next round."""
         assert self._reader is not None
-        dest.disabled = await self._reader.run(outbox.disabled, dest.name)
-        if dest.disabled:
-            return POLL_S
-        batch = await self._reader.run(outbox.due, dest.name, BATCH)
-        if not batch:
+        dest.disabled, batch, calls = await self._reader.run(_load, dest.name, dest.ga4 is not None)
+        if dest.disabled or not batch:
             return POLL_S
         done: list[outbox.Delivery] = []
         wait = 0.0
@@ -226,7 +223,7 @@ class OutboxDelivery:
             if ahead > 0:
                 wait = min(ahead, POLL_S * 60)
                 break
-            outcome = await self._attempt(dest, d, now)
+            outcome = await self._attempt(dest, d, now, calls)
             done.append(d)
             if outcome.gone:
                 gone = outcome.error
@@ -251,10 +248,12 @@ class OutboxDelivery:
         dest.dead += 1
         log.warning("outbox %s: event %s (%s) dead: %s", dest.name, d.event_id, d.event_type, why)
 
-    async def _attempt(self, dest: _Dest, d: outbox.Delivery, now: datetime) -> Outcome:
+    async def _attempt(
+        self, dest: _Dest, d: outbox.Delivery, now: datetime, calls: dict[int, dict]
+    ) -> Outcome:
         """Make the body if it is the first try, send it, and set the row's new state."""
         if d.payload is None:
-            body, why = await self._render(dest, d, now)
+            body, why = self._render(dest, d, now, calls.get(d.call_id or 0))
             if body is None:
                 d.state, d.last_error = "skipped", why
                 log.info("outbox %s: event %s skipped: %s", dest.name, d.event_id, why)
@@ -290,23 +289,17 @@ class OutboxDelivery:
         )
         return outcome
 
-    async def _render(
-        self, dest: _Dest, d: outbox.Delivery, now: datetime
+    def _render(
+        self, dest: _Dest, d: outbox.Delivery, now: datetime, call: dict | None
     ) -> tuple[bytes | None, str]:
-        assert self._reader is not None
-        call = None
-        if d.call_id is not None:
-            call = await self._reader.run(call_store.get_call, d.call_id)
         if call is None:
             return None, f"call {d.call_id} is not in the call log"
         if dest.ga4 is not None:
-            visit = None
-            if call.get("visit_id"):
-                visit = await self._reader.run(lease_store.get_visit, call["visit_id"])
             g = dest.ga4
             event, why = ga4_event(
-                call, visit, name=g.event_name, value=g.value, currency=g.currency, now=now
-            )
+                call, call.get("visit"), name=g.event_name, value=g.value, currency=g.currency,
+                now=now,
+            )  # fmt: skip
             if event is None:
                 return None, why
             return json.dumps(event.payload(), separators=(",", ":")).encode(), ""
@@ -383,6 +376,31 @@ def client_session() -> aiohttp.ClientSession:
         headers={"User-Agent": f"ctm-pbx/{__version__}"},
         connector=aiohttp.TCPConnector(limit_per_host=4),
     )
+
+
+def _load(
+    db,
+    destination: str,
+    with_visits: bool,  # noqa: ANN001 - the reader's connection
+) -> tuple[str | None, list[outbox.Delivery], dict[int, dict]]:
+    """One read per round: whether the destination is disabled, its next events, and
+    the calls (as ``calls show --json``) of those not sent yet; for GA4, with the
+    visit each call is attributed to under ``"visit"`` (not part of the body)."""
+    reason = outbox.disabled(db, destination)
+    if reason:
+        return reason, [], {}
+    batch = outbox.due(db, destination, BATCH)
+    calls: dict[int, dict] = {}
+    for d in batch:
+        if d.payload is None and d.call_id is not None and d.call_id not in calls:
+            call = call_store.get_call(db, d.call_id)
+            if call is None:
+                continue
+            if with_visits:
+                visit_id = call.get("visit_id")
+                call["visit"] = lease_store.get_visit(db, visit_id) if visit_id else None
+            calls[d.call_id] = call
+    return None, batch, calls
 
 
 def _short(exc: BaseException) -> str:

@@ -389,6 +389,8 @@ def m016_outbox(db: sqlite_utils.Database) -> None:
     ``event_id`` is the event's stable id (the same for every destination: receivers
     deduplicate on it); ``id`` orders a destination's deliveries. ``payload_json`` is
     the body as first sent (NULL until then), so that retries send the same bytes.
+    One index only (what is still to send, per destination): the rows are written on
+    the call path.
     ``outbox_destinations`` remembers a destination disabled by an HTTP 410. States:
     pending (not tried yet), failed (tried, to be tried again at ``next_attempt_at``),
     delivered, dead (gave up: too many attempts or too old), skipped (nothing to send,
@@ -410,8 +412,7 @@ def m016_outbox(db: sqlite_utils.Database) -> None:
             last_error       TEXT,
             last_status      INTEGER,                 -- the last HTTP status, if any
             created_at       TEXT NOT NULL,
-            delivered_at     TEXT,
-            UNIQUE (event_id, destination)
+            delivered_at     TEXT
         )
         """
     )
@@ -419,7 +420,6 @@ def m016_outbox(db: sqlite_utils.Database) -> None:
         "CREATE INDEX idx_outbox_due ON outbox (destination, id)"
         " WHERE state IN ('pending', 'failed')"
     )
-    db.execute("CREATE INDEX idx_outbox_call ON outbox (call_id)")
     db.execute(
         """
         CREATE TABLE outbox_destinations (
