@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
+from aiohttp import web
 
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.core.callflow import FinishCall, Outcome, StartCall
@@ -59,3 +62,44 @@ def outbox_rows(db: sqlite_utils.Database) -> list[dict]:
     )
     cols = [c[0] for c in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+class ThreadReceiver:
+    """An aiohttp receiver on its own loop in a thread; answers ``status``."""
+
+    def __init__(self, status: int = 200, path: str = "/hook") -> None:
+        self.status = status
+        self.path = path
+        self.got: list[tuple[dict, bytes]] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.got.append(
+            (dict(request.headers) | {"query": dict(request.query)}, await request.read())
+        )
+        return web.Response(status=self.status)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post(self.path, self._handle)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+
+    def __enter__(self) -> ThreadReceiver:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -3,14 +3,11 @@ a real receiver on loopback (in its own thread: the CLI runs its own event loop)
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from click.testing import CliRunner
 
 from ctm_pbx.adapters.config_loader import load_config
@@ -18,46 +15,8 @@ from ctm_pbx.adapters.store import open_db, outbox
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.edges.cli import main
 from tests.helpers import BASE
-from tests.outbox_helpers import whole_call
+from tests.outbox_helpers import ThreadReceiver, whole_call
 from tests.test_webhooks import SECRET, VERIFY
-
-
-class ThreadReceiver:
-    """An aiohttp receiver on its own loop in a thread; answers ``status``."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.got: list[tuple[dict, bytes]] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.got.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.status)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-
-    def __enter__(self) -> ThreadReceiver:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @pytest.fixture
