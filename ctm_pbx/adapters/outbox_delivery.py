@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often a destination looks for events when nothing woke it
 SETTLE_S = 0.03  # after a wake-up: the writer commits what it wrote within DEFER_S
 BATCH = 64  # events read at once; their results are written in one job
+RENDER = 16  # calls read per round for the bodies of events not sent yet
 MAX_ERROR = 300  # characters of an error kept in last_error
 
 
@@ -107,6 +108,7 @@ class OutboxDelivery:
         self._loop_thread: int | None = None
         self._wake_pending = False
         self._stopping = False
+        self._stop = asyncio.Event()
 
     @property
     def enabled(self) -> bool:
@@ -131,6 +133,7 @@ class OutboxDelivery:
 
     async def close(self) -> None:
         self._stopping = True
+        self._stop.set()
         for dest in self.dests.values():
             dest.wake.set()
         if self._tasks:
@@ -177,9 +180,16 @@ class OutboxDelivery:
 
     # -- one destination -------------------------------------------------------------
 
-    async def _sleep(self, dest: _Dest, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True if woken by a new event."""
+    async def _sleep(self, dest: _Dest, seconds: float, wakeable: bool) -> bool:
+        """Sleep up to ``seconds``; True if woken by a new event. Not ``wakeable`` (the
+        destination's next event waits for its retry time, or the round was cut short):
+        a new event would queue behind it, so only the time or the stop ends the sleep."""
         if self._stopping:
+            return False
+        if not wakeable:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, seconds))
+            dest.wake.clear()
             return False
         try:
             await asyncio.wait_for(dest.wake.wait(), max(0.0, seconds))
@@ -190,25 +200,30 @@ class OutboxDelivery:
 
     async def _run(self, dest: _Dest) -> None:
         assert self._reader is not None
-        pause = 0.0
+        pause, wakeable = 0.0, True
         while not self._stopping:
-            if pause and await self._sleep(dest, pause):
+            if pause and await self._sleep(dest, pause, wakeable):
                 await asyncio.sleep(SETTLE_S)
             if self._stopping:
                 return
             try:
-                pause = await self._round(dest)
+                pause, wakeable = await self._round(dest)
             except Exception as exc:  # the store or a bug: never the end of the worker
                 log.exception("outbox %s: delivery round failed", dest.name)
                 dest.last_error = _short(exc)
-                pause = POLL_S
+                pause, wakeable = POLL_S, False
 
-    async def _round(self, dest: _Dest) -> float:
-        """Send what is due, in order; returns how long to wait before the next round."""
+    async def _round(self, dest: _Dest) -> tuple[float, bool]:
+        """Send what is due, in order; returns how long to wait before the next round,
+        and whether a new event may end that wait (only when all was sent)."""
         assert self._reader is not None
-        dest.disabled, batch, calls = await self._reader.run(_load, dest.name, dest.ga4 is not None)
-        if dest.disabled or not batch:
-            return POLL_S
+        dest.disabled, batch, calls = await self._reader.run(
+            _load, dest.name, dest.ga4 is not None, iso(self.clock())
+        )
+        if dest.disabled:
+            return POLL_S, False
+        if not batch:
+            return POLL_S, True
         done: list[outbox.Delivery] = []
         wait = 0.0
         s = self.config.outbox
@@ -223,7 +238,9 @@ class OutboxDelivery:
             if ahead > 0:
                 wait = min(ahead, POLL_S * 60)
                 break
-            outcome = await self._attempt(dest, d, now, calls)
+            if d.payload is None and d.call_id is not None and d.call_id not in calls:
+                break  # its call was not read this round: the next round reads it
+            outcome = await self._attempt(dest, d, now, calls.get(d.call_id or 0))
             done.append(d)
             if outcome.gone:
                 gone = outcome.error
@@ -240,8 +257,8 @@ class OutboxDelivery:
             await self.writer.run(outbox.disable, dest.name, iso(self.clock()), gone)
             dest.disabled = gone
             log.warning("outbox %s: disabled: %s", dest.name, gone)
-            return POLL_S
-        return wait
+            return POLL_S, False
+        return wait, False
 
     def _give_up(self, dest: _Dest, d: outbox.Delivery, why: str) -> None:
         d.state, d.last_error = "dead", why[:MAX_ERROR]
@@ -249,11 +266,11 @@ class OutboxDelivery:
         log.warning("outbox %s: event %s (%s) dead: %s", dest.name, d.event_id, d.event_type, why)
 
     async def _attempt(
-        self, dest: _Dest, d: outbox.Delivery, now: datetime, calls: dict[int, dict]
+        self, dest: _Dest, d: outbox.Delivery, now: datetime, call: dict | None
     ) -> Outcome:
         """Make the body if it is the first try, send it, and set the row's new state."""
         if d.payload is None:
-            body, why = self._render(dest, d, now, calls.get(d.call_id or 0))
+            body, why = self._render(dest, d, now, call)
             if body is None:
                 d.state, d.last_error = "skipped", why
                 log.info("outbox %s: event %s skipped: %s", dest.name, d.event_id, why)
@@ -379,27 +396,28 @@ def client_session() -> aiohttp.ClientSession:
 
 
 def _load(
-    db,
+    db,  # noqa: ANN001 - the reader's connection
     destination: str,
-    with_visits: bool,  # noqa: ANN001 - the reader's connection
-) -> tuple[str | None, list[outbox.Delivery], dict[int, dict]]:
+    with_visits: bool,
+    now: str,
+) -> tuple[str | None, list[outbox.Delivery], dict[int, dict | None]]:
     """One read per round: whether the destination is disabled, its next events, and
-    the calls (as ``calls show --json``) of those not sent yet; for GA4, with the
-    visit each call is attributed to under ``"visit"`` (not part of the body)."""
+    the calls (as ``calls show --json``, None: not in the call log) of the first
+    ``RENDER`` of them due now and not sent yet; for GA4 with the visit each call is
+    attributed to, under ``"visit"`` (not part of the body)."""
     reason = outbox.disabled(db, destination)
     if reason:
         return reason, [], {}
     batch = outbox.due(db, destination, BATCH)
-    calls: dict[int, dict] = {}
+    calls: dict[int, dict | None] = {}
     for d in batch:
+        if d.next_attempt_at > now or len(calls) >= RENDER:
+            break  # the round stops there
         if d.payload is None and d.call_id is not None and d.call_id not in calls:
-            call = call_store.get_call(db, d.call_id)
-            if call is None:
-                continue
-            if with_visits:
+            call = calls[d.call_id] = call_store.get_call(db, d.call_id)
+            if call is not None and with_visits:
                 visit_id = call.get("visit_id")
                 call["visit"] = lease_store.get_visit(db, visit_id) if visit_id else None
-            calls[d.call_id] = call
     return None, batch, calls
 
 
