@@ -11,6 +11,8 @@ import dataclasses
 import json
 import re
 import socket
+import ssl
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -360,3 +362,56 @@ async def test_committed_events_are_delivered_after_a_kill_9(
     first_seen = list(dict.fromkeys(rx.delivered()))
     assert first_seen == want, "in order, across the restart"
     assert len(rx.delivered()) - len(want) <= 64, "at most a batch in flight is sent twice"
+
+
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 that no one signed."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def test_a_certificate_that_does_not_verify_is_a_failed_attempt(
+    make_rig, tmp_path: Path
+) -> None:
+    rx = Receiver()
+    runner = web.AppRunner(rx.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=self_signed(tmp_path)).start()
+    try:
+        rig = await make_rig(
+            hooks_config({"crm": f"https://127.0.0.1:{port}/hook"}, events="[call.completed]")
+        )
+        await rig.calls(1)
+        await until(lambda: rig.rows("crm")[0]["attempts"] >= 2)
+        (row,) = rig.rows("crm")
+        assert row["state"] in ("failed", "dead") and "certificate" in row["last_error"].lower()
+        assert rx.got == [], "nothing was sent over a connection that did not verify"
+    finally:
+        await runner.cleanup()
+
+
+async def test_events_too_old_are_given_up_unsent(aiohttp_server, make_rig) -> None:
+    rx = Receiver()
+    server = await aiohttp_server(rx.app())
+    rig = await make_rig(
+        hooks_config({"crm": f"http://127.0.0.1:{server.port}/hook"}, events="[call.completed]")
+    )
+    await rig.delivery.close()  # written while the worker is away ...
+    await rig.writer.run(outbox.attach, outbox.routing_for(rig.delivery.config))
+    await rig.calls(1)
+    await rig.writer.run(
+        lambda db: db.execute("UPDATE outbox SET created_at = '2026-01-01T00:00:00.000Z'")
+    )
+    rig.delivery = OutboxDelivery(rig.delivery.config, rig.writer)  # ... and found old
+    await rig.delivery.start()
+    await until(lambda: rig.rows("crm")[0]["state"] == "dead")
+    assert "older than 1 h" in rig.rows("crm")[0]["last_error"] and rx.got == []
