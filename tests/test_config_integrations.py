@@ -35,8 +35,10 @@ def test_unknown_events_keys_and_headers_are_named() -> None:
 
 
 def test_ga4_is_not_a_webhook_name_and_its_ids_are_checked() -> None:
-    out = problems("webhooks:\n  ga4: {url: 'https://x.example', secret: 0123456789abcdef}\n"
-                   "ga4:\n  measurement_id: UA-1\n  api_secret: s\n  event_name: 9bad\n")  # fmt: skip
+    out = problems(
+        "webhooks:\n  ga4: {url: 'https://x.example', secret: 0123456789abcdef}\n"
+        "ga4:\n  measurement_id: UA-1\n  api_secret: s\n  event_name: 9bad\n"
+    )
     assert "2: webhooks.ga4: invalid webhook name 'ga4'" in out
     assert "4: ga4.measurement_id: expected a GA4 measurement id" in out
     assert "6: ga4.event_name: a GA4 event name" in out

@@ -23,20 +23,10 @@ from ctm_pbx.core.integrations import webhook_body
 from ctm_pbx.core.model import Config
 from ctm_pbx.edges import cli as base  # the main group's helpers (it registers this group)
 
-STATE_COLUMNS = ("pending", "failed", "dead", "delivered", "skipped")
-
-
-def _destinations(cfg: Config) -> dict[str, str]:
-    """Configured destinations and where they send to."""
-    out = {name: hook.url for name, hook in cfg.webhooks.items()}
-    if cfg.ga4 is not None:
-        out[outbox.GA4] = cfg.ga4.endpoint
-    return out
-
 
 def _known(cfg: Config, name: str) -> None:
-    if name not in _destinations(cfg):
-        names = ", ".join(_destinations(cfg)) or "none configured"
+    if name not in outbox.configured(cfg):
+        names = ", ".join(outbox.configured(cfg)) or "none configured"
         raise click.ClickException(f"no destination '{name}' (destinations: {names})")
 
 
@@ -61,20 +51,7 @@ def webhooks_list(ctx, as_json: bool) -> None:
     Example:
       ctm-pbx webhooks list --json
     """
-    cfg = ctx.config
-    counts = outbox.summary(ctx.read_db())
-    rows = []
-    for name in dict.fromkeys([*_destinations(cfg), *counts]):
-        c = counts.get(name, {})
-        rows.append(
-            {
-                "destination": name,
-                "url": _destinations(cfg).get(name, "(no longer configured)"),
-                **{s: c.get(s, 0) for s in STATE_COLUMNS},
-                "oldest_open": c.get("oldest_open"),
-                "disabled": c.get("disabled"),
-            }
-        )
+    rows = outbox.destination_rows(ctx.read_db(), outbox.configured(ctx.config))
     if as_json:
         base.emit_json(rows)
         return

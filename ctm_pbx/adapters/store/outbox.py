@@ -211,6 +211,33 @@ def summary(db: sqlite_utils.Database) -> dict[str, dict]:
     return out
 
 
+def destination_rows(db: sqlite_utils.Database, configured: dict[str, str]) -> list[dict]:
+    """``summary`` as rows, for ``configured`` (name: URL) and whatever else the outbox
+    holds (a destination since removed from the config)."""
+    counts = summary(db)
+    rows = []
+    for name in dict.fromkeys([*configured, *counts]):
+        c = counts.get(name, {})
+        rows.append(
+            {
+                "destination": name,
+                "url": configured.get(name, "(no longer configured)"),
+                **{s: c.get(s, 0) for s in STATES},
+                "oldest_open": c.get("oldest_open"),
+                "disabled": c.get("disabled"),
+            }
+        )
+    return rows
+
+
+def configured(config: Config) -> dict[str, str]:
+    """The configured destinations and where they send to."""
+    out = {name: hook.url for name, hook in config.webhooks.items()}
+    if config.ga4 is not None:
+        out[GA4] = config.ga4.endpoint
+    return out
+
+
 def events(
     db: sqlite_utils.Database, destination: str, state: str | None = None, limit: int = 50
 ) -> list[Delivery]:
