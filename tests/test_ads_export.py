@@ -86,8 +86,10 @@ def expected_rows() -> list[list[str]]:
 
 
 def test_the_export_is_googles_click_conversion_template(setup: Path) -> None:
+    before = (setup.parent / "ctm.db").read_bytes()
     result = CliRunner().invoke(main, ["--config", str(setup), "ads", "export", "--csv"])
     assert result.exit_code == 0, result.output
+    assert (setup.parent / "ctm.db").read_bytes() == before, "the export only reads"
     lines = list(csv.reader(io.StringIO(result.output)))
     assert lines[0] == ["Parameters:TimeZone=America/Chicago"]
     assert lines[1] == [
