@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often a destination looks for events when nothing woke it
 SETTLE_S = 0.03  # after a wake-up: the writer commits what it wrote within DEFER_S
+LOOKS = 5  # after a wake-up that found nothing: look again this many times, SETTLE_S apart
 BATCH = 64  # events read at once; their results are written in one job
 RENDER = 16  # calls read per round for the bodies of events not sent yet
 MAX_ERROR = 300  # characters of an error kept in last_error
@@ -200,10 +201,11 @@ class OutboxDelivery:
 
     async def _run(self, dest: _Dest) -> None:
         assert self._reader is not None
-        pause, wakeable = 0.0, True
+        pause, wakeable, looks = 0.0, True, 0
         while not self._stopping:
             if pause and await self._sleep(dest, pause, wakeable):
                 await asyncio.sleep(SETTLE_S)
+                looks = LOOKS  # woken: the event may not be committed yet, look again soon
             if self._stopping:
                 return
             try:
@@ -212,6 +214,11 @@ class OutboxDelivery:
                 log.exception("outbox %s: delivery round failed", dest.name)
                 dest.last_error = _short(exc)
                 pause, wakeable = POLL_S, False
+            if pause == POLL_S and wakeable and looks:
+                looks -= 1
+                pause = SETTLE_S
+            elif pause != POLL_S:
+                looks = 0
 
     async def _round(self, dest: _Dest) -> tuple[float, bool]:
         """Send what is due, in order; returns how long to wait before the next round,
