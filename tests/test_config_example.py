@@ -60,3 +60,17 @@ def test_example_numbers_and_pools(example: Config) -> None:
     assert all(t.source == "google-ads" for t in pooled)
     assert example.pools["google-ads-sales"].target == "sales"
     assert all(t.route for t in example.tracking_numbers)
+
+
+def test_example_has_webhooks_outbox_ga4_and_google_ads(example: Config) -> None:
+    crm = example.webhooks["crm"]
+    assert crm.url.startswith("https://") and len(crm.secret) >= 16
+    assert crm.events == ("call.completed", "call.qualified", "call.tagged")
+    assert dict(crm.headers) == {"X-Api-Key": "example-key"}
+    assert example.outbox.max_attempts == 15 and example.outbox.backoff_max_seconds == 3600
+    assert example.ga4 is not None and example.ga4.events == ("call.qualified",)
+    ads = example.google_ads
+    assert ads is not None and (ads.conversion_name, ads.value, ads.currency) == (
+        "Phone call", 50.0, "USD"
+    )
+    assert ads.feed_token and ads.feed_password
