@@ -102,10 +102,12 @@ FAST = OutboxSettings(
 )
 
 
-def hooks_config(urls: dict[str, str], events: str = "[call.started, call.completed]") -> Config:
+def hooks_config(
+    urls: dict[str, str], events: str = "[call.started, call.completed]", timeout: int = 1
+) -> Config:
     text = "webhooks:\n" + "".join(
         f"  {name}:\n    url: {url}\n    secret: {SECRET}\n    events: {events}\n"
-        f"    headers: {{X-Custom: hello}}\n    timeout_seconds: 1\n"
+        f"    headers: {{X-Custom: hello}}\n    timeout_seconds: {timeout}\n"
         for name, url in urls.items()
     )
     return dataclasses.replace(config(text), outbox=FAST)
@@ -415,3 +417,23 @@ async def test_events_too_old_are_given_up_unsent(aiohttp_server, make_rig) -> N
     await rig.delivery.start()
     await until(lambda: rig.rows("crm")[0]["state"] == "dead")
     assert "older than 1 h" in rig.rows("crm")[0]["last_error"] and rx.got == []
+
+
+async def test_stopping_does_not_wait_for_a_stalled_send(aiohttp_server, make_rig) -> None:
+    """The daemon's stop cuts a send in flight short; the event goes after the restart."""
+    rx = Receiver(plan=["stall"])
+    server = await aiohttp_server(rx.app())
+    cfg = hooks_config(
+        {"crm": f"http://127.0.0.1:{server.port}/hook"}, events="[call.completed]", timeout=60
+    )
+    rig = await make_rig(cfg)
+    await rig.calls(1)
+    await until(lambda: len(rx.got) == 1)
+    t0 = time.monotonic()
+    await rig.delivery.close()
+    assert time.monotonic() - t0 < 5, "not the 60 s of the send's timeout"
+    assert rig.rows("crm")[0]["state"] == "pending"
+    rig.delivery = OutboxDelivery(rig.delivery.config, rig.writer)
+    await rig.delivery.start()
+    await until(lambda: rig.rows("crm")[0]["state"] == "delivered")
+    assert [g["event_id"] for g in rx.got] == [rig.rows("crm")[0]["event_id"]] * 2

@@ -52,6 +52,7 @@ LOOKS = 5  # after a wake-up that found nothing: look again this many times, SET
 BATCH = 64  # events read at once; their results are written in one job
 RENDER = 16  # calls read per round for the bodies of events not sent yet
 MAX_ERROR = 300  # characters of an error kept in last_error
+STOP_S = 2.0  # at the daemon's stop, how long sends in flight may go on
 
 
 def utcnow() -> datetime:
@@ -138,6 +139,11 @@ class OutboxDelivery:
         for dest in self.dests.values():
             dest.wake.set()
         if self._tasks:
+            # a send in flight may take up to its timeout: past a moment it is cut off
+            # (its event is sent again after the restart: at least once)
+            _done, slow = await asyncio.wait(self._tasks, timeout=STOP_S)
+            for task in slow:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
         with contextlib.suppress(Exception):
@@ -167,14 +173,14 @@ class OutboxDelivery:
             dest.wake.set()
 
     def health(self) -> dict:
-        """For ``/healthz``: per destination, what this run delivered, failed, gave up."""
+        """For ``/healthz``: per destination, what this run delivered, failed, gave up
+        (no URLs or errors: ``ctm-pbx webhooks show`` has those)."""
         return {
             name: {
-                "disabled": d.disabled,
+                "disabled": d.disabled is not None,
                 "delivered": d.delivered,
                 "failed_attempts": d.failed,
                 "dead": d.dead,
-                "last_error": d.last_error,
             }
             for name, d in self.dests.items()
         }

@@ -257,7 +257,8 @@ def retry(
     db: sqlite_utils.Database, destination: str, now: str, event_id: str | None = None
 ) -> int:
     """Send the destination's failed and dead events again (or just ``event_id``, in any
-    state), from a fresh count of attempts, and enable it again if a 410 disabled it.
+    state), from a fresh count of attempts (and, for dead ones, a fresh age: the body
+    they first sent keeps its ``occurred_at``), and enable it again if a 410 disabled it.
     Returns how many events will be sent."""
     where, args = "destination = ? AND state IN ('failed', 'dead')", [destination]
     if event_id is not None:
