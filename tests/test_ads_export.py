@@ -30,6 +30,7 @@ reports: {{time_zone: America/Chicago, qualified_min_talk_seconds: 30}}
 google_ads:
   conversion_name: Phone call
   value: 50
+  values: {{tags: {{sale: 500}}, routes: {{seq: 70}}}}
   currency: EUR
   feed_token: {TOKEN}
   feed_password: a-long-feed-password
@@ -45,6 +46,9 @@ CALLS = [
     (90, 120.0, {}),  # no Google click
     (80, 120.0, {"fbclid": "facebook"}),  # not Google's
 ]
+
+
+SOLD = 2  # tagged "sale" on the dashboard: its own value
 
 
 @pytest.fixture
@@ -64,6 +68,8 @@ def setup(tmp_path: Path) -> Path:
             db.execute(
                 "UPDATE calls SET click_ids_json = ? WHERE id = ?", [json.dumps(ids), call_id]
             )
+            if i == SOLD:
+                db.execute("UPDATE calls SET tags = ',sale,' WHERE id = ?", [call_id])
     db.conn.close()
     return cfg
 
@@ -73,7 +79,7 @@ def expected_rows() -> list[list[str]]:
 
     tz = ZoneInfo("America/Chicago")
     rows = []
-    for ago, talk, ids in CALLS:
+    for i, (ago, talk, ids) in enumerate(CALLS):
         if talk < 30 or not ({"gclid", "gbraid", "wbraid"} & ids.keys()):
             continue
         start = NOW - timedelta(minutes=ago) - timedelta(seconds=talk + 5)
@@ -81,7 +87,8 @@ def expected_rows() -> list[list[str]]:
         gbraid = "" if gclid else ids.get("gbraid", "")
         wbraid = "" if gclid or gbraid else ids.get("wbraid", "")
         when = start.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([gclid, gbraid, wbraid, "Phone call", when, "50.00", "EUR"])
+        value = "500.00" if i == SOLD else "50.00"
+        rows.append([gclid, gbraid, wbraid, "Phone call", when, value, "EUR"])
     return rows
 
 

@@ -74,3 +74,5 @@ def test_example_has_webhooks_outbox_ga4_and_google_ads(example: Config) -> None
         "Phone call", 50.0, "USD"
     )
     assert ads.feed_token and ads.feed_password
+    assert ads.values.by_tag == (("sale", 400.0),)
+    assert ads.values.by_source == (("google-ads", 60.0),)

@@ -7,7 +7,13 @@ import hmac
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from ctm_pbx.core.integrations import ads_conversion, backoff_seconds, signature
+from ctm_pbx.core.integrations import (
+    ads_conversion,
+    backoff_seconds,
+    conversion_value,
+    signature,
+)
+from ctm_pbx.core.model import ConversionValues
 
 
 def test_the_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
@@ -32,3 +38,17 @@ def test_an_ads_row_takes_one_click_id_and_the_accounts_time_zone() -> None:
     assert row == ["", "g", "", "Call", "2026-07-01 11:30:00", "", ""], "no value, no currency"
     assert ads_conversion(call, {"msclkid": "m"}, name="Call", value=1, currency="USD") is None
     assert conv.at == datetime(2026, 7, 1, 15, 30, tzinfo=UTC)
+
+
+def test_a_calls_value_is_its_tags_else_its_routes_else_its_sources() -> None:
+    values = ConversionValues(
+        by_tag=(("sale", 500.0), ("lead", 100.0)),
+        by_route=(("sales", 70.0),),
+        by_source=(("google-ads", 60.0),),
+    )
+    call = {"source": "google-ads", "route": "sales", "tags": ",spam,lead,"}
+    assert conversion_value(10.0, values, call) == 100.0
+    assert conversion_value(10.0, values, {**call, "tags": ["sale"]}) == 500.0
+    assert conversion_value(10.0, values, {**call, "tags": ""}) == 70.0
+    assert conversion_value(10.0, values, {**call, "tags": "", "route": "x"}) == 60.0
+    assert conversion_value(None, values, {"source": "radio"}) is None

@@ -38,6 +38,7 @@ from ctm_pbx.core.model import (
     AsteriskMode,
     AsteriskSettings,
     Config,
+    ConversionValues,
     DashboardSettings,
     DatabaseSettings,
     Fallback,
@@ -69,6 +70,7 @@ from ctm_pbx.core.model import (
 from ctm_pbx.core.phone import InvalidNumber, to_e164
 from ctm_pbx.core.presets import Preset, get_preset, preset_names
 from ctm_pbx.core.schedules import DAYS, Interval, Schedule, parse_days, parse_intervals
+from ctm_pbx.core.tags import TagError, parse_tags
 
 __all__ = ["ConfigError", "ConfigIssue", "load_config", "parse_config"]
 
@@ -90,13 +92,14 @@ TOP_KEYS = (
 WEBHOOK_KEYS = ("url", "secret", "events", "headers", "timeout_seconds")
 OUTBOX_KEYS = ("max_attempts", "max_age_hours", "backoff_first_seconds", "backoff_max_seconds")
 GA4_KEYS = (
-    "measurement_id", "api_secret", "endpoint", "events", "event_name", "value", "currency",
-    "timeout_seconds",
+    "measurement_id", "api_secret", "endpoint", "events", "event_name", "value", "values",
+    "currency", "timeout_seconds",
 )  # fmt: skip
 GOOGLE_ADS_KEYS = (
-    "conversion_name", "value", "currency", "time_zone", "feed_token", "feed_username",
-    "feed_password", "feed_days",
+    "conversion_name", "value", "values", "currency", "time_zone", "feed_token",
+    "feed_username", "feed_password", "feed_days",
 )  # fmt: skip
+VALUES_KEYS = ("tags", "routes", "sources")
 HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP header name (a token)
 # headers the worker sets itself: a destination's own headers may not replace them
 RESERVED_HEADERS = {"content-type", "content-length", "host", "x-ctm-signature", "x-ctm-event",
@@ -710,6 +713,7 @@ class _Builder:
             return None
         endpoint = _opt(m, "endpoint", self._http_url, d.endpoint)
         value = _opt(m, "value", self._amount, None)
+        values = _opt(m, "values", self._values, d.values)
         currency = _opt(m, "currency", self._currency, d.currency)
         timeout = _opt(m, "timeout_seconds", lambda n: n.integer(1, 300), None)
         events = _opt(m, "events", self._events, d.events)
@@ -722,6 +726,7 @@ class _Builder:
             events=events,
             event_name=name,
             value=value,
+            values=values,
             currency=currency,
             timeout_seconds=float(timeout) if timeout is not None else d.timeout_seconds,
         )
@@ -750,6 +755,7 @@ class _Builder:
         out = GoogleAdsSettings(
             conversion_name=name or "",
             value=_opt(m, "value", self._amount, None),
+            values=_opt(m, "values", self._values, d.values),
             currency=_opt(m, "currency", self._currency, d.currency),
             time_zone=_opt(m, "time_zone", self._time_zone, None),
             feed_token=token,
@@ -758,6 +764,38 @@ class _Builder:
             feed_days=_opt(m, "feed_days", lambda n: n.integer(1, 90), d.feed_days),
         )
         return out if name else None
+
+    def _values(self, node: YNode) -> ConversionValues | None:
+        """``{tags: {tag: amount}, routes: {route: amount}, sources: {source: amount}}``."""
+        m = node.mapping(VALUES_KEYS)
+        if m is None:
+            return None
+        tables: dict[str, tuple[tuple[str, float], ...]] = {}
+        for key in VALUES_KEYS:
+            entries = m[key].mapping() if key in m else {}
+            rows = []
+            for name, amount_node in (entries or {}).items():
+                if key == "tags" and parse_tag_name(name) != name:
+                    amount_node.error(
+                        f"'{name}' is not a tag as the dashboard writes it (lowercase,"
+                        " letters, digits, '-' and '_')",
+                        line=amount_node.entry_line,
+                    )
+                    continue
+                if key != "tags" and name not in self.declared[key]:
+                    what = key[:-1]
+                    amount_node.error(
+                        f"unknown {what} '{name}'{suggest(name, self.declared[key])}",
+                        line=amount_node.entry_line,
+                    )
+                    continue
+                amount = self._amount(amount_node)
+                if amount is not None:
+                    rows.append((name, amount))
+            tables[key] = tuple(rows)
+        return ConversionValues(
+            by_tag=tables["tags"], by_route=tables["routes"], by_source=tables["sources"]
+        )
 
     def _amount(self, node: YNode) -> float | None:
         try:
@@ -1510,6 +1548,15 @@ class _Builder:
             )
             return None, None
         return pool.source, pool.name
+
+
+def parse_tag_name(name: str) -> str | None:
+    """The tag as the dashboard stores it, or None if it cannot be one."""
+    try:
+        tags = parse_tags(name)
+    except TagError:
+        return None
+    return tags[0] if len(tags) == 1 else None
 
 
 def _mode(node: YNode) -> AsteriskMode | None:

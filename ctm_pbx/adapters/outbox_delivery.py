@@ -328,7 +328,7 @@ class OutboxDelivery:
             g = dest.ga4
             event, why = ga4_event(
                 call, call.get("visit"), name=g.event_name, value=g.value, currency=g.currency,
-                now=now,
+                now=now, values=g.values,
             )  # fmt: skip
             if event is None:
                 return None, why

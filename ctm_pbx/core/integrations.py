@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, ConversionValues
 
 WEBHOOK_VERSION = 1  # the body's "version": bumped when a field changes meaning or goes
 SIGNATURE_HEADER = "X-CTM-Signature"
@@ -31,6 +31,7 @@ ADS_COLUMNS = (
     "Conversion Currency",
 )
 ADS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # in the file's Parameters:TimeZone
+NO_VALUES = ConversionValues()  # every call the section's one value
 
 
 def webhook_body(event_id: str, event_type: str, occurred_at: str, call: dict) -> bytes:
@@ -57,6 +58,23 @@ def backoff_seconds(attempts: int, first: float, cap: float, rand: float) -> flo
     failed together do not retry together."""
     delay = min(cap, first * 2 ** max(0, attempts - 1))
     return delay * (0.5 + rand / 2)
+
+
+def conversion_value(default: float | None, values: ConversionValues, call: dict) -> float | None:
+    """The value of a call's conversion: the first of its tags with a value, else its
+    route's, else its source's, else ``default``."""
+    tags = call.get("tags") or ""
+    if isinstance(tags, str):
+        tags = [t for t in tags.split(",") if t]
+    by_tag = dict(values.by_tag)
+    for tag in tags:
+        if tag in by_tag:
+            return by_tag[tag]
+    for key, table in (("route", values.by_route), ("source", values.by_source)):
+        found = dict(table).get(call.get(key) or "")
+        if found is not None:
+            return found
+    return default
 
 
 # -- GA4 ---------------------------------------------------------------------------------
@@ -119,6 +137,7 @@ def ga4_event(
     value: float | None,
     currency: str,
     now: datetime,
+    values: ConversionValues = NO_VALUES,
 ) -> tuple[Ga4Event | None, str]:
     """The GA4 event of a call, or None and why not.
 
@@ -145,6 +164,7 @@ def ga4_event(
         "talk_seconds": round(float(call.get("talk_seconds") or 0.0), 1),
     }
     params = {k: v for k, v in params.items() if v != ""}
+    value = conversion_value(value, values, call)
     if value is not None:
         params["value"] = float(value)
         params["currency"] = currency
@@ -174,7 +194,13 @@ class AdsConversion:
 
 
 def ads_conversion(
-    call: dict, click_ids: dict, *, name: str, value: float | None, currency: str
+    call: dict,
+    click_ids: dict,
+    *,
+    name: str,
+    value: float | None,
+    currency: str,
+    values: ConversionValues = NO_VALUES,
 ) -> AdsConversion | None:
     """The conversion of a qualified call, when its visit came from a Google click:
     the gclid if there is one, else the gbraid, else the wbraid (Google Ads takes one
@@ -188,6 +214,7 @@ def ads_conversion(
     elif not wbraid:
         return None
     at = datetime.fromisoformat(call["started_at"])
+    value = conversion_value(value, values, call)
     return AdsConversion(gclid, gbraid, wbraid, name, at, value, currency)
 
 

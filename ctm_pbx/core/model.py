@@ -353,6 +353,16 @@ class OutboxSettings:
 
 
 @dataclass(frozen=True)
+class ConversionValues:
+    """A conversion's value by what the call was: its tag, else its route, else its
+    source, else the section's ``value`` (``core.integrations.conversion_value``)."""
+
+    by_tag: tuple[tuple[str, float], ...] = ()
+    by_route: tuple[tuple[str, float], ...] = ()
+    by_source: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Ga4Settings:
     """GA4 Measurement Protocol: an event per qualified call (or per ``events``)."""
 
@@ -362,6 +372,7 @@ class Ga4Settings:
     events: tuple[str, ...] = ("call.qualified",)
     event_name: str = "phone_call"
     value: float | None = None
+    values: ConversionValues = ConversionValues()
     currency: str = "USD"
     timeout_seconds: float = 10.0
 
@@ -372,6 +383,7 @@ class GoogleAdsSettings:
 
     conversion_name: str
     value: float | None = None
+    values: ConversionValues = ConversionValues()
     currency: str = "USD"
     time_zone: str | None = None  # None: reports.time_zone, else UTC
     # the dashboard listener serves the CSV at /ads/<feed_token>.csv with basic auth

@@ -17,7 +17,8 @@ from ctm_pbx.core.model import GoogleAdsSettings
 from ctm_pbx.core.reports import QualifiedCall
 
 _CONVERSIONS = (
-    "SELECT id, started_at, outcome, talk_seconds, click_ids_json FROM calls"
+    "SELECT id, started_at, outcome, talk_seconds, click_ids_json, source, route, tags"
+    " FROM calls"
     " WHERE status = 'completed' AND started_at >= ? AND started_at < ?"
     " AND click_ids_json != '{}' ORDER BY started_at, id"
 )
@@ -32,17 +33,18 @@ def conversions(
 ) -> list[AdsConversion]:
     """The conversions of calls started in [start, end), oldest first: one per call."""
     out = []
-    for call_id, started, outcome, talk, click_ids in db.execute(
+    for call_id, started, outcome, talk, click_ids, source, route, tags in db.execute(
         _CONVERSIONS, [iso(start), iso(end)]
     ).fetchall():
         if not qualified(outcome, talk):
             continue
         conv = ads_conversion(
-            {"id": call_id, "started_at": started},
+            {"id": call_id, "started_at": started, "source": source, "route": route, "tags": tags},
             json.loads(click_ids or "{}"),
             name=ads.conversion_name,
             value=ads.value,
             currency=ads.currency,
+            values=ads.values,
         )
         if conv is not None:
             out.append(conv)
