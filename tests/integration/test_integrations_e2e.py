@@ -22,9 +22,13 @@ from tests.outbox_helpers import ThreadReceiver
 from tests.test_ga4 import mp_problems
 from tests.test_webhooks import SECRET, VERIFY
 
-from .ctm import ThreadDaemon, write_config
+from .ctm import AGI_DIDS, ThreadDaemon, write_config
 from .sip import Carrier
-from .test_e2e_attribution import chromium, visit_from_google_ads  # noqa: F401 - the fixture
+from .test_e2e_attribution import (  # noqa: F401 - the fixture
+    agi_only_pool,
+    chromium,
+    visit_from_google_ads,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -52,14 +56,20 @@ def wait_for(check, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("mode", ["ari", "agi"])
 def test_a_google_click_call_leaves_as_webhook_ga4_event_and_ads_row(
     asterisk,
     tmp_path,
     chromium,  # noqa: F811
     phone_factory,
+    mode,
 ) -> None:
+    """In ARI mode (the pool's ARI number) and in AGI mode (the pool's AGI number only)."""
+    number = "+13125550150" if mode == "ari" else "+" + AGI_DIDS["gads"]
     with ThreadReceiver() as hook, ThreadReceiver(status=204, path="/mp/collect") as ga4:
         config = write_config(tmp_path)
+        if mode == "agi":
+            agi_only_pool(config)
         config.write_text(
             config.read_text()
             + INTEGRATIONS.format(hook=hook.port, ga4=ga4.port, secret=SECRET)
@@ -67,6 +77,7 @@ def test_a_google_click_call_leaves_as_webhook_ga4_event_and_ads_row(
         daemon = ThreadDaemon(config, asterisk).start()
         try:
             href, _ = visit_from_google_ads(chromium)
+            assert href == f"tel:{number}"
             db = open_db(tmp_path / "ctm.db")
             with db.conn:  # what the swap script sends once it reads the _ga cookies
                 db.execute(
@@ -77,12 +88,13 @@ def test_a_google_click_call_leaves_as_webhook_ga4_event_and_ads_row(
             phone_factory("phone1", "answer", ring_ms=100)
             call = Carrier(tmp_path / "carrier").place_call(href[len("tel:+") :], hold_ms=300)
             assert call.success, call.describe()
-            row = daemon.call(tracking_number="+13125550150")
+            row = daemon.call(tracking_number=number)
             wait_for(lambda: hook.got and ga4.got)
             time.sleep(1.0)  # nothing more arrives
         finally:
             daemon.stop()
     assert row["click_ids"] == {"gclid": "E2E-CLICK-42"} and row["outcome"] == "answered"
+    assert row["mode"] == mode
     ((headers, body),) = hook.got
     assert VERIFY(SECRET, headers["X-CTM-Signature"], body)
     sent = json.loads(body)
