@@ -72,7 +72,7 @@ def test_list_and_show_say_what_waits_and_write_nothing(tmp_path: Path, receiver
 
 def test_retry_queues_the_dead_again(tmp_path: Path, receiver) -> None:
     cfg = setup_db(tmp_path, f"http://127.0.0.1:{receiver.port}/hook")
-    assert "1 event to send again" in run(cfg, "retry", "crm").output
+    assert "3 events to send again" in run(cfg, "retry", "crm").output, "the waiting ones too"
     (row,) = json.loads(run(cfg, "list", "--json").output)
     assert (row["pending"], row["dead"]) == (3, 0)
     assert "no destination 'nope'" in run(cfg, "retry", "nope", code=1).output

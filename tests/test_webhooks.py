@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import outbox
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
+from ctm_pbx.core.clock import iso
 from ctm_pbx.core.model import Config, OutboxSettings
 from tests.helpers import config
 from tests.outbox_helpers import whole_call
@@ -228,7 +230,7 @@ async def test_410_disables_the_destination_and_retry_enables_it(aiohttp_server,
     await asyncio.sleep(0.3)
     assert len(rx.got) == 1, "nothing more is sent to a receiver that said Gone"
     assert rig.delivery.health()["crm"]["disabled"]
-    await rig.writer.run(outbox.retry, "crm", "2026-01-01T00:00:00.000Z")
+    await rig.writer.run(outbox.retry, "crm", iso(datetime.now(UTC)))
     await until(lambda: len(rx.delivered()) == 4, timeout=5)
     assert rx.delivered() == [r["event_id"] for r in rig.rows("crm")], "in order, after all"
 
@@ -411,7 +413,7 @@ async def test_events_too_old_are_given_up_unsent(aiohttp_server, make_rig) -> N
     await rig.writer.run(outbox.attach, outbox.routing_for(rig.delivery.config))
     await rig.calls(1)
     await rig.writer.run(
-        lambda db: db.execute("UPDATE outbox SET created_at = '2026-01-01T00:00:00.000Z'")
+        lambda db: db.execute("UPDATE outbox SET queued_at = '2026-01-01T00:00:00.000Z'")
     )
     rig.delivery = OutboxDelivery(rig.delivery.config, rig.writer)  # ... and found old
     await rig.delivery.start()

@@ -70,7 +70,6 @@ class _Dest:
     failed: int = 0  # failed attempts
     dead: int = 0
     last_error: str | None = None
-    latencies: list[float] = field(default_factory=list)  # commit seen -> delivered (s)
 
     @property
     def timeout(self) -> float:
@@ -243,7 +242,7 @@ class OutboxDelivery:
         gone = None
         for d in batch:
             now = self.clock()
-            if now - parse_iso(d.created_at) > timedelta(hours=s.max_age_hours):
+            if now - parse_iso(d.queued_at) > timedelta(hours=s.max_age_hours):
                 self._give_up(dest, d, f"older than {s.max_age_hours} h; last: {d.last_error}")
                 done.append(d)
                 continue
@@ -296,8 +295,6 @@ class OutboxDelivery:
         if outcome.ok:
             d.state, d.delivered_at = "delivered", iso(after)
             dest.delivered += 1
-            dest.latencies.append((after - parse_iso(d.created_at)).total_seconds())
-            del dest.latencies[:-10_000]
             return outcome
         dest.failed += 1
         dest.last_error = outcome.error

@@ -129,7 +129,8 @@ def webhooks_show(ctx, destination: str, state, event_id, limit: int, as_json: b
 @base.pass_ctx
 def webhooks_retry(ctx, destination: str, event_id: str | None) -> None:
     """Send a destination's failed and dead events again, from a fresh count of
-    attempts, and enable it again if an HTTP 410 disabled it.
+    attempts and a fresh age (the waiting ones' age too), and enable it again if an
+    HTTP 410 disabled it.
 
     \b
     Example:

@@ -29,11 +29,12 @@ OPEN = ("pending", "failed")  # still to be sent
 
 _INSERT = (
     "INSERT INTO outbox (event_id, destination, event_type, call_id, next_attempt_at,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 COLUMNS = (
     "id", "event_id", "destination", "event_type", "call_id", "payload_json", "state",
-    "attempts", "next_attempt_at", "last_error", "last_status", "created_at", "delivered_at",
+    "attempts", "next_attempt_at", "last_error", "last_status", "created_at", "queued_at",
+    "delivered_at",
 )  # fmt: skip
 
 
@@ -89,7 +90,7 @@ def emit(db: sqlite_utils.Database, event_type: str, call_id: int, at: str) -> i
         return 0
     event_id = f"evt_{uuid.uuid4().hex}"
     db.conn.executemany(
-        _INSERT, [(event_id, dest, event_type, call_id, at, at) for dest in destinations]
+        _INSERT, [(event_id, dest, event_type, call_id, at, at, at) for dest in destinations]
     )
     if routing.notify is not None:
         routing.notify()
@@ -125,6 +126,7 @@ class Delivery:
     attempts: int
     next_attempt_at: str
     created_at: str
+    queued_at: str
     last_error: str | None = None
     last_status: int | None = None
     delivered_at: str | None = None
@@ -257,15 +259,15 @@ def retry(
     db: sqlite_utils.Database, destination: str, now: str, event_id: str | None = None
 ) -> int:
     """Send the destination's failed and dead events again (or just ``event_id``, in any
-    state), from a fresh count of attempts (and, for dead ones, a fresh age: the body
-    they first sent keeps its ``occurred_at``), and enable it again if a 410 disabled it.
-    Returns how many events will be sent."""
-    where, args = "destination = ? AND state IN ('failed', 'dead')", [destination]
+    state), from a fresh count of attempts and a fresh age (``outbox.max_age_hours``
+    counts from now; waiting events too: a destination a 410 disabled had them wait),
+    and enable it again if a 410 disabled it. Returns how many events will be sent."""
+    where, args = "destination = ? AND state IN ('pending', 'failed', 'dead')", [destination]
     if event_id is not None:
         where, args = "destination = ? AND event_id = ?", [destination, event_id]
     cur = db.execute(
         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-        f" created_at = CASE WHEN state = 'dead' THEN ? ELSE created_at END WHERE {where}",
+        f" queued_at = ? WHERE {where}",
         [now, now, *args],
     )
     db.execute("DELETE FROM outbox_destinations WHERE destination = ?", [destination])

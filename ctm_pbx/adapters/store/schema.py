@@ -411,7 +411,8 @@ def m016_outbox(db: sqlite_utils.Database) -> None:
             next_attempt_at  TEXT NOT NULL,
             last_error       TEXT,
             last_status      INTEGER,                 -- the last HTTP status, if any
-            created_at       TEXT NOT NULL,
+            created_at       TEXT NOT NULL,           -- when the event happened
+            queued_at        TEXT NOT NULL,           -- its age counts from here (retry)
             delivered_at     TEXT
         )
         """
