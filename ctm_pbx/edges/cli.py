@@ -267,6 +267,11 @@ def config_check(ctx: Context, path: str | None) -> None:
         f"{len(cfg.pools)} pools, {len(cfg.receiving_numbers)} receiving numbers, "
         f"{len(cfg.routes)} routes, {len(cfg.tracking_numbers)} tracking numbers declared)"
     )
+    sends = [f"webhook {name} ({', '.join(h.events)})" for name, h in cfg.webhooks.items()]
+    sends += ["GA4 " + cfg.ga4.measurement_id] if cfg.ga4 else []
+    sends += ["Google Ads conversions"] if cfg.google_ads else []
+    if sends:
+        click.echo("integrations: " + "; ".join(sends))
     _check_inventory(cfg)
 
 
