@@ -439,3 +439,26 @@ async def test_stopping_does_not_wait_for_a_stalled_send(aiohttp_server, make_ri
     await rig.delivery.start()
     await until(lambda: rig.rows("crm")[0]["state"] == "delivered")
     assert [g["event_id"] for g in rx.got] == [rig.rows("crm")[0]["event_id"]] * 2
+
+
+async def test_the_call_path_does_not_wait_for_a_stalled_receiver(
+    aiohttp_server, make_rig
+) -> None:
+    """Calls are written at their own pace while every send stalls: the loop stays free."""
+    rx = Receiver(default="stall")
+    server = await aiohttp_server(rx.app())
+    rig = await make_rig(
+        hooks_config({"crm": f"http://127.0.0.1:{server.port}/hook"}, timeout=60)
+    )
+    await rig.calls(1)
+    await until(lambda: len(rx.got) == 1)  # a send hangs from now on
+    t0 = time.monotonic()
+    lags = []
+    for _ in range(20):
+        await rig.calls(1)
+        before = time.monotonic()
+        await asyncio.sleep(0.005)
+        lags.append(time.monotonic() - before - 0.005)
+    assert time.monotonic() - t0 < 3, "twenty calls' writes, not twenty sends"
+    assert max(lags) < 0.5, "the event loop is never blocked by a send"
+    assert len(rx.got) == 1 and len(rig.rows("crm")) == 42
