@@ -11,6 +11,9 @@ phone1), at rising call rates with short calls:
                  work (a fixed answer, no row): Asterisk's own cost of AGI mode
   (f) ctm-nospool: as (a), with the global CTM_SPOOL emptied for the run: the hangup
                  handler writes no spool line (the cost of the call spool: compare with (a))
+  (g) ctm-hooks: as (a), the daemon with two webhook destinations wanting every call
+                 event: one slow (answers after 2 s), one failing (always 500, retried
+                 with backoff): the call path must not feel them (compare with (a))
   (d) ivrq     : DID -> Stasis -> a menu (Read(), one key by SIP INFO) -> a queue
                  (Queue(), the agent phone1) -- compare it with (a), the plain route
 
@@ -25,6 +28,9 @@ Run as root from the repository (the sandbox must be installable):
     .venv/bin/python bench/ari_routing.py --rates 50,100,200,300,400 --seconds 5
     .venv/bin/python bench/ari_routing.py --modes dialplan,agi --rates 100,200,300
     .venv/bin/python bench/ari_routing.py --modes ctm,ivrq --rates 50,100,150
+    .venv/bin/python bench/ari_routing.py --modes ctm,ctm-hooks --rates 100,200,300
+
+ctm-hooks restarts the daemon with the webhooks (and back) when the mode changes.
 
 For ivrq the "post-dial delay" is INVITE -> 200 (the menu answers), not -> 180.
 """
@@ -72,6 +78,7 @@ FLOOR_AGI_PORT = 14574  # bench/null_agi.py
 DIDS = {
     "ctm": BENCH_DID,
     "ctm-nospool": BENCH_DID,
+    "ctm-hooks": BENCH_DID,
     "agi": AGI_DID,
     "dialplan": BASELINE_DID,
     "ivrq": IVR_DID,
@@ -107,6 +114,49 @@ tracking_numbers:
   - {{number: "+{AGI_DID}", source: bench, route: bench}}
   - {{number: "+{IVR_DID}", source: bench, route: bench-menu}}
 """
+
+
+HOOK_PORTS = (18091, 18092)  # the slow receiver, the failing one
+HOOKS = f"""\
+webhooks:
+  slow:
+    url: http://127.0.0.1:{HOOK_PORTS[0]}/hook
+    secret: bench-secret-0123456789
+    events: [call.started, call.completed, call.qualified]
+    timeout_seconds: 5
+  failing:
+    url: http://127.0.0.1:{HOOK_PORTS[1]}/hook
+    secret: bench-secret-0123456789
+    events: [call.started, call.completed, call.qualified]
+outbox: {{backoff_first_seconds: 1, backoff_max_seconds: 5}}
+"""
+RECEIVERS = """
+import asyncio, sys
+from aiohttp import web
+async def slow(request):
+    await request.read()
+    await asyncio.sleep(2)
+    return web.Response(status=200)
+async def failing(request):
+    await request.read()
+    return web.Response(status=500)
+async def main():
+    for port, handler in ((int(sys.argv[1]), slow), (int(sys.argv[2]), failing)):
+        app = web.Application()
+        app.router.add_post("/hook", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def start_receivers() -> subprocess.Popen:
+    """The two webhook receivers of ctm-hooks, in their own process."""
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVERS, *map(str, HOOK_PORTS)])
+    time.sleep(1.0)
+    return proc
 
 
 @dataclass
@@ -329,7 +379,7 @@ def one_run(
     wall = t1 - t0
     logged = None
     req_per_call = None
-    if mode in ("ctm", "ctm-nospool", "agi", "ivrq"):
+    if mode in ("ctm", "ctm-nospool", "agi", "ivrq", "ctm-hooks"):
         deadline = time.monotonic() + 30
         while True:
             logged, _ = answered_rows(db_path, top_before, "agi" if mode == "agi" else "ari")
@@ -397,7 +447,25 @@ def summarize(runs: list[Run], modes: list[str]) -> dict:
             return round(theirs / ours, 2) if ours else None
         return None
 
+    hooks = None
+    if "ctm" in modes and "ctm-hooks" in modes:
+        plain = {r.rate: r for r in runs if r.mode == "ctm" and r.clean}
+        pairs = [(r, plain[r.rate]) for r in runs if r.mode == "ctm-hooks" and r.clean
+                 and r.rate in plain]  # fmt: skip
+        hooks = {
+            "clean_rate_ratio": round(best["ctm-hooks"] / best["ctm"], 2) if best["ctm"] else None,
+            # ctm-pbx's CPU per call without webhooks over with them, at each common clean rate
+            "ctm_cpu_per_call_ratio": {
+                r.rate: round(p.ctm_ms_per_call / r.ctm_ms_per_call, 2) for r, p in pairs
+            },
+            "added_pdd_ms_p50": {
+                r.rate: round(r.pdd_ms_p50 - p.pdd_ms_p50, 2)
+                for r, p in pairs
+                if r.pdd_ms_p50 is not None and p.pdd_ms_p50 is not None
+            },
+        }
     return {
+        "hooks_vs_ctm": hooks,
         "highest_clean_rate": best,
         "ratio_vs_dialplan": {m: round(best[m] / best["dialplan"], 2) for m in others}
         if best.get("dialplan")
@@ -495,8 +563,10 @@ def main() -> int:
     # run it only when AGI mode is measured
     mode = "both" if {"agi", "agi-floor"} & set(args.modes.split(",")) else "ari"
     (work / "config.yaml").write_text(CONFIG.replace("MODE", mode), encoding="utf-8")
+    (work / "hooks.yaml").write_text(CONFIG.replace("MODE", mode) + HOOKS, encoding="utf-8")
     daemon = ProcessDaemon(work / "config.yaml", asterisk, work / "daemon.log").start()
     floor = start_null_agi(work) if "agi-floor" in args.modes.split(",") else None
+    receivers = start_receivers() if "ctm-hooks" in args.modes.split(",") else None
     runs: list[Run] = []
     try:
         # modes alternate at each rate, and their order flips from rate to rate (A B, B A,
@@ -508,6 +578,10 @@ def main() -> int:
         for i, (round_no, rate) in enumerate(steps):
             order = args.modes.split(",")
             for mode in order if i % 2 == 0 else order[::-1]:
+                wanted = work / ("hooks.yaml" if mode == "ctm-hooks" else "config.yaml")
+                if daemon.config_path != wanted:  # the webhooks come and go with a restart
+                    daemon.stop()
+                    daemon = ProcessDaemon(wanted, asterisk, work / "daemon.log").start()
                 run = one_run(
                     mode,
                     rate,
@@ -524,6 +598,9 @@ def main() -> int:
                 print(json.dumps(asdict(run)), flush=True)
     finally:
         set_spool(asterisk, SPOOL_AST)
+        if receivers is not None:
+            receivers.terminate()
+            receivers.wait(10)
         if floor is not None:
             floor.terminate()
             floor.wait(10)

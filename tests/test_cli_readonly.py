@@ -85,6 +85,8 @@ READ_COMMANDS = [
     ("pools", "list"),
     ("pools", "stats"),
     ("pools", "advise"),
+    ("webhooks", "list"),
+    ("webhooks", "show", "crm", "--json"),
     ("config", "check"),
 ]
 

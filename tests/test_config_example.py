@@ -67,3 +67,19 @@ def test_example_retention(example: Config) -> None:
     assert (str(r.visitor_details), str(r.visits)) == ("30d", "13mo")
     assert r.calls is None and r.recordings is None and r.voicemail is None
     assert r.purge
+
+
+def test_example_has_webhooks_outbox_ga4_and_google_ads(example: Config) -> None:
+    crm = example.webhooks["crm"]
+    assert crm.url.startswith("https://") and len(crm.secret) >= 16
+    assert crm.events == ("call.completed", "call.qualified", "call.tagged")
+    assert dict(crm.headers) == {"X-Api-Key": "example-key"}
+    assert example.outbox.max_attempts == 15 and example.outbox.backoff_max_seconds == 3600
+    assert example.ga4 is not None and example.ga4.events == ("call.qualified",)
+    ads = example.google_ads
+    assert ads is not None and (ads.conversion_name, ads.value, ads.currency) == (
+        "Phone call", 50.0, "USD"
+    )
+    assert ads.feed_token and ads.feed_password
+    assert ads.values.by_tag == (("sale", 400.0),)
+    assert ads.values.by_source == (("google-ads", 60.0),)

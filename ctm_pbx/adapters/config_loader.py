@@ -33,19 +33,24 @@ from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.geo import REGION_NAMES, GeoRule
 from ctm_pbx.core.inventory import InventoryError, role_clash, source_of_pool
 from ctm_pbx.core.model import (
+    EVENT_TYPES,
     AgiSettings,
     AmiSettings,
     AsteriskMode,
     AsteriskSettings,
     Config,
+    ConversionValues,
     DashboardSettings,
     DatabaseSettings,
     Fallback,
     FallbackKind,
+    Ga4Settings,
     GeoRoute,
+    GoogleAdsSettings,
     IvrRoute,
     MatchRule,
     MenuOption,
+    OutboxSettings,
     Pool,
     Prompt,
     QueueRoute,
@@ -64,12 +69,14 @@ from ctm_pbx.core.model import (
     Target,
     TrackingNumberDecl,
     TrackingSettings,
+    Webhook,
     WebSettings,
 )
 from ctm_pbx.core.phone import InvalidNumber, to_e164
 from ctm_pbx.core.presets import Preset, get_preset, preset_names
 from ctm_pbx.core.retention import Age, AgeError, RetentionSettings, parse_age
 from ctm_pbx.core.schedules import DAYS, Interval, Schedule, parse_days, parse_intervals
+from ctm_pbx.core.tags import TagError, parse_tags
 
 __all__ = ["ConfigError", "ConfigIssue", "load_config", "parse_config"]
 
@@ -86,8 +93,25 @@ DIAL_PLACEHOLDERS = ("number", "digits")
 NAMED_SECTIONS = ("sources", "targets", "pools", "receiving_numbers", "schedules", "routes")
 TOP_KEYS = (
     "asterisk", "database", "web", "dashboard", "tracking", "reports", *NAMED_SECTIONS,
-    "tracking_numbers", "retention",
+    "tracking_numbers", "retention", "webhooks", "outbox", "ga4", "google_ads",
 )  # fmt: skip
+WEBHOOK_KEYS = ("url", "secret", "events", "headers", "timeout_seconds")
+OUTBOX_KEYS = ("max_attempts", "max_age_hours", "backoff_first_seconds", "backoff_max_seconds")
+GA4_KEYS = (
+    "measurement_id", "api_secret", "endpoint", "events", "event_name", "value", "values",
+    "currency", "timeout_seconds",
+)  # fmt: skip
+GOOGLE_ADS_KEYS = (
+    "conversion_name", "value", "values", "currency", "time_zone", "feed_token",
+    "feed_username", "feed_password", "feed_days",
+)  # fmt: skip
+VALUES_KEYS = ("tags", "routes", "sources")
+HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP header name (a token)
+# headers the worker sets itself: a destination's own headers may not replace them
+RESERVED_HEADERS = {"content-type", "content-length", "host", "x-ctm-signature", "x-ctm-event",
+                    "x-ctm-event-id", "x-ctm-attempt"}  # fmt: skip
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+MEASUREMENT_ID_RE = re.compile(r"^G-[A-Z0-9]+$")
 
 
 def yaml_keys(
@@ -255,6 +279,10 @@ class _Builder:
             tracking_numbers=self._tracking_numbers(
                 top.get("tracking_numbers"), sources, pools, targets, receiving
             ),
+            webhooks=self._webhooks(top.get("webhooks")),
+            outbox=_opt(top, "outbox", self._outbox, OutboxSettings()),
+            ga4=_opt(top, "ga4", self._ga4, None),
+            google_ads=_opt(top, "google_ads", self._google_ads, None),
             path=path,
         )
 
@@ -538,6 +566,237 @@ class _Builder:
             return None
         suffix = f":{port}" if port is not None else ""
         return f"{parts.scheme}://{parts.hostname}{suffix}".lower()
+
+    # -- integrations (webhooks, the outbox, GA4, Google Ads) ------------------------
+
+    def _webhooks(self, node: YNode | None) -> dict[str, Webhook]:
+        if node is None:
+            return {}
+        out = {}
+        for name, value in (node.mapping() or {}).items():
+            if not NAME_RE.match(name) or name == "ga4":
+                value.error(
+                    f"invalid webhook name '{name}': lowercase letters, digits, '-' and '_'"
+                    " ('ga4' is the GA4 destination's)",
+                    line=value.entry_line,
+                )
+                continue
+            hook = self._webhook(name, value)
+            if hook is not None:
+                out[name] = hook
+        return out
+
+    def _webhook(self, name: str, node: YNode) -> Webhook | None:
+        m = node.mapping(WEBHOOK_KEYS)
+        if m is None:
+            return None
+        url_node, secret_node = _req(m, node, "url"), _req(m, node, "secret")
+        url = self._webhook_url(url_node) if url_node is not None else None
+        secret = secret_node.text() if secret_node is not None else None
+        if secret is not None and len(secret) < 16:
+            secret_node.error("the secret must be at least 16 characters")  # type: ignore[union-attr]
+            secret = None
+        d = Webhook(name, "", "")
+        events = _opt(m, "events", self._events, d.events)
+        headers = _opt(m, "headers", self._headers, d.headers)
+        timeout = _opt(m, "timeout_seconds", lambda n: n.integer(1, 300), None)
+        if url is None or secret is None:
+            return None
+        return Webhook(
+            name=name,
+            url=url,
+            secret=secret,
+            events=events,
+            headers=headers,
+            timeout_seconds=float(timeout) if timeout is not None else d.timeout_seconds,
+        )
+
+    def _webhook_url(self, node: YNode) -> str | None:
+        """An http(s) URL, kept as written (its path may end in '/')."""
+        value = node.text()
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            node.error(f"expected an https URL like 'https://crm.example.com/hooks', got '{value}'")
+            return None
+        return value
+
+    def _events(self, node: YNode) -> tuple[str, ...] | None:
+        values = node.text_list()
+        if values is None:
+            return None
+        for value in values:
+            if value not in EVENT_TYPES:
+                hint = suggest(value, EVENT_TYPES) or f" (one of {', '.join(EVENT_TYPES)})"
+                node.error(f"unknown event '{value}'{hint}")
+                return None
+        if not values:
+            node.error("list at least one event")
+            return None
+        return tuple(dict.fromkeys(values))
+
+    def _headers(self, node: YNode) -> tuple[tuple[str, str], ...] | None:
+        m = node.mapping()
+        if m is None:
+            return None
+        out = []
+        for key, value in m.items():
+            if not HEADER_RE.match(key) or key.lower() in RESERVED_HEADERS:
+                value.error(f"'{key}' cannot be a custom header", line=value.entry_line)
+                continue
+            text = value.text()
+            if text is None:
+                continue
+            if "\r" in text or "\n" in text:
+                value.error("a header value must be one line")
+                continue
+            out.append((key, text))
+        return tuple(out)
+
+    def _outbox(self, node: YNode) -> OutboxSettings | None:
+        m = node.mapping(OUTBOX_KEYS)
+        if m is None:
+            return None
+        d = OutboxSettings()
+        first = _opt(m, "backoff_first_seconds", lambda n: n.integer(1, 3600), None)
+        cap = _opt(m, "backoff_max_seconds", lambda n: n.integer(1, 86400), None)
+        out = OutboxSettings(
+            max_attempts=_opt(m, "max_attempts", lambda n: n.integer(1, 1000), d.max_attempts),
+            max_age_hours=_opt(
+                m, "max_age_hours", lambda n: n.integer(1, 24 * 90), d.max_age_hours
+            ),
+            backoff_first_seconds=float(first) if first else d.backoff_first_seconds,
+            backoff_max_seconds=float(cap) if cap else d.backoff_max_seconds,
+        )
+        if out.backoff_max_seconds < out.backoff_first_seconds:
+            m.get("backoff_max_seconds", node).error(
+                "backoff_max_seconds must be at least backoff_first_seconds"
+            )
+            return None
+        return out
+
+    def _ga4(self, node: YNode) -> Ga4Settings | None:
+        m = node.mapping(GA4_KEYS)
+        if m is None:
+            return None
+        mid_node, secret_node = _req(m, node, "measurement_id"), _req(m, node, "api_secret")
+        mid = mid_node.text() if mid_node is not None else None
+        if mid is not None and not MEASUREMENT_ID_RE.match(mid):
+            mid_node.error(f"expected a GA4 measurement id like 'G-ABC123XYZ', got '{mid}'")  # type: ignore[union-attr]
+            mid = None
+        secret = secret_node.text() if secret_node is not None else None
+        d = Ga4Settings("", "")
+        name = _opt(m, "event_name", YNode.text, d.event_name)
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,39}", name):
+            m["event_name"].error(
+                "a GA4 event name: letters, digits and '_', starting with a letter, at most 40"
+            )
+            return None
+        endpoint = _opt(m, "endpoint", self._http_url, d.endpoint)
+        value = _opt(m, "value", self._amount, None)
+        values = _opt(m, "values", self._values, d.values)
+        currency = _opt(m, "currency", self._currency, d.currency)
+        timeout = _opt(m, "timeout_seconds", lambda n: n.integer(1, 300), None)
+        events = _opt(m, "events", self._events, d.events)
+        if mid is None or secret is None:
+            return None
+        return Ga4Settings(
+            measurement_id=mid,
+            api_secret=secret,
+            endpoint=endpoint,
+            events=events,
+            event_name=name,
+            value=value,
+            values=values,
+            currency=currency,
+            timeout_seconds=float(timeout) if timeout is not None else d.timeout_seconds,
+        )
+
+    def _google_ads(self, node: YNode) -> GoogleAdsSettings | None:
+        m = node.mapping(GOOGLE_ADS_KEYS)
+        if m is None:
+            return None
+        name_node = _req(m, node, "conversion_name")
+        name = name_node.text() if name_node is not None else None
+        d = GoogleAdsSettings("")
+        token = _opt(m, "feed_token", YNode.text, None)
+        password = _opt(m, "feed_password", YNode.text, None)
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{24,128}", token):
+            m["feed_token"].error(
+                "the feed token is the secret part of the URL: 24 to 128 letters, digits,"
+                " '-' or '_' (e.g. from: openssl rand -hex 16)"
+            )
+            token = None
+        if token is not None and not password:
+            m["feed_token"].error("feed_token needs feed_password (the feed asks for basic auth)")
+            return None
+        if password is not None and len(password) < 12:
+            m["feed_password"].error("the feed password must be at least 12 characters")
+            return None
+        out = GoogleAdsSettings(
+            conversion_name=name or "",
+            value=_opt(m, "value", self._amount, None),
+            values=_opt(m, "values", self._values, d.values),
+            currency=_opt(m, "currency", self._currency, d.currency),
+            time_zone=_opt(m, "time_zone", self._time_zone, None),
+            feed_token=token,
+            feed_username=_opt(m, "feed_username", YNode.text, d.feed_username),
+            feed_password=password,
+            feed_days=_opt(m, "feed_days", lambda n: n.integer(1, 90), d.feed_days),
+        )
+        return out if name else None
+
+    def _values(self, node: YNode) -> ConversionValues | None:
+        """``{tags: {tag: amount}, routes: {route: amount}, sources: {source: amount}}``."""
+        m = node.mapping(VALUES_KEYS)
+        if m is None:
+            return None
+        tables: dict[str, tuple[tuple[str, float], ...]] = {}
+        for key in VALUES_KEYS:
+            entries = m[key].mapping() if key in m else {}
+            rows = []
+            for name, amount_node in (entries or {}).items():
+                if key == "tags" and parse_tag_name(name) != name:
+                    amount_node.error(
+                        f"'{name}' is not a tag as the dashboard writes it (lowercase,"
+                        " letters, digits, '-' and '_')",
+                        line=amount_node.entry_line,
+                    )
+                    continue
+                if key != "tags" and name not in self.declared[key]:
+                    what = key[:-1]
+                    amount_node.error(
+                        f"unknown {what} '{name}'{suggest(name, self.declared[key])}",
+                        line=amount_node.entry_line,
+                    )
+                    continue
+                amount = self._amount(amount_node)
+                if amount is not None:
+                    rows.append((name, amount))
+            tables[key] = tuple(rows)
+        return ConversionValues(
+            by_tag=tables["tags"], by_route=tables["routes"], by_source=tables["sources"]
+        )
+
+    def _amount(self, node: YNode) -> float | None:
+        try:
+            value = node._construct() if node.is_scalar else None
+        except Exception:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            node.expected("an amount (a number, at least 0)")
+            return None
+        return float(value)
+
+    def _currency(self, node: YNode) -> str | None:
+        value = node.text()
+        if value is None:
+            return None
+        if not CURRENCY_RE.match(value):
+            node.error(f"expected an ISO 4217 currency code like 'USD', got '{value}'")
+            return None
+        return value
 
     # -- sources -------------------------------------------------------------------
 
@@ -1294,6 +1553,15 @@ def _age(node: YNode, default: Age | None) -> Age | None:
     except AgeError as exc:
         node.error(str(exc))
         return default
+
+
+def parse_tag_name(name: str) -> str | None:
+    """The tag as the dashboard stores it, or None if it cannot be one."""
+    try:
+        tags = parse_tags(name)
+    except TagError:
+        return None
+    return tags[0] if len(tags) == 1 else None
 
 
 def _mode(node: YNode) -> AsteriskMode | None:

@@ -357,6 +357,75 @@ class ReportSettings:
     qualified_min_talk_seconds: int = 30  # a qualified call: answered and talked this long
 
 
+# -- integrations (issue 20): what leaves the building, through the outbox --------------
+
+# The call-log changes that make an event (adapters/store/outbox.py writes them).
+EVENT_TYPES = ("call.started", "call.completed", "call.qualified", "call.tagged")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A destination of signed webhooks: the events it wants, POSTed as JSON."""
+
+    name: str
+    url: str
+    secret: str
+    events: tuple[str, ...] = ("call.completed",)
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """How the delivery worker retries: exponential backoff with jitter, then dead."""
+
+    max_attempts: int = 15
+    max_age_hours: int = 72
+    backoff_first_seconds: float = 5.0
+    backoff_max_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ConversionValues:
+    """A conversion's value by what the call was: its tag, else its route, else its
+    source, else the section's ``value`` (``core.integrations.conversion_value``)."""
+
+    by_tag: tuple[tuple[str, float], ...] = ()
+    by_route: tuple[tuple[str, float], ...] = ()
+    by_source: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Ga4Settings:
+    """GA4 Measurement Protocol: an event per qualified call (or per ``events``)."""
+
+    measurement_id: str
+    api_secret: str
+    endpoint: str = "https://www.google-analytics.com/mp/collect"
+    events: tuple[str, ...] = ("call.qualified",)
+    event_name: str = "phone_call"
+    value: float | None = None
+    values: ConversionValues = ConversionValues()
+    currency: str = "USD"
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class GoogleAdsSettings:
+    """Offline click conversions: the CSV of qualified calls with a Google click id."""
+
+    conversion_name: str
+    value: float | None = None
+    values: ConversionValues = ConversionValues()
+    currency: str = "USD"
+    time_zone: str | None = None  # None: reports.time_zone, else UTC
+    # the dashboard listener serves the CSV at /ads/<feed_token>.csv with basic auth
+    feed_token: str | None = None
+    feed_username: str = "google-ads"
+    feed_password: str | None = None
+    feed_days: int = 90  # how far back the served CSV reaches
+
+
 @dataclass(frozen=True)
 class Config:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
@@ -373,6 +442,10 @@ class Config:
     routes: dict[str, Route] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     tracking_numbers: tuple[TrackingNumberDecl, ...] = ()
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    ga4: Ga4Settings | None = None
+    google_ads: GoogleAdsSettings | None = None
     path: str | None = None  # the file it came from
 
 

@@ -269,6 +269,11 @@ def config_check(ctx: Context, path: str | None) -> None:
         f"{len(cfg.pools)} pools, {len(cfg.receiving_numbers)} receiving numbers, "
         f"{len(cfg.routes)} routes, {len(cfg.tracking_numbers)} tracking numbers declared)"
     )
+    sends = [f"webhook {name} ({', '.join(h.events)})" for name, h in cfg.webhooks.items()]
+    sends += ["GA4 " + cfg.ga4.measurement_id] if cfg.ga4 else []
+    sends += ["Google Ads conversions"] if cfg.google_ads else []
+    if sends:
+        click.echo("integrations: " + "; ".join(sends))
     _check_inventory(cfg)
 
 
@@ -1271,13 +1276,15 @@ def run(ctx: Context, force: bool) -> None:
 
 # command groups in their own modules; they use the helpers above (the call-log
 # filters and period options are the reports' own)
+from ctm_pbx.edges.cli_ads import ads  # noqa: E402
 from ctm_pbx.edges.cli_db import backup_before_migrate, db_backup, db_purge, db_restore  # noqa: E402
 from ctm_pbx.edges.cli_demo import demo  # noqa: E402
 from ctm_pbx.edges.cli_privacy import privacy  # noqa: E402
 from ctm_pbx.edges.cli_reports import report  # noqa: E402
 from ctm_pbx.edges.cli_users import users  # noqa: E402
+from ctm_pbx.edges.cli_webhooks import webhooks  # noqa: E402
 
-for _group in (report, users, demo, privacy):
+for _group in (report, users, demo, privacy, webhooks, ads):
     main.add_command(_group)
 for _command in (db_purge, db_backup, db_restore):
     db.add_command(_command)

@@ -24,6 +24,7 @@ from ctm_pbx.adapters.ari_calls import EVENT_TYPES, AriCallHandler
 from ctm_pbx.adapters.ari_client import AriClient
 from ctm_pbx.adapters.call_spool import CallSpool
 from ctm_pbx.adapters.live_inventory import LiveInventory
+from ctm_pbx.adapters.outbox_delivery import OutboxDelivery
 from ctm_pbx.adapters.store import retention
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
@@ -71,6 +72,8 @@ class Daemon:
         self.agi = (
             AgiCallHandler(config, self.writer, self.inventory, clock=clock) if a.uses_agi else None
         )
+        # webhooks and GA4: the call log's events, sent from the outbox (issue 20)
+        self.outbox = OutboxDelivery(config, self.writer, clock=clock)
         self.stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._dashboard: web.AppRunner | None = None
@@ -125,6 +128,8 @@ class Daemon:
             ami = self.agi.ami.connected.is_set()
             out["ami"] = {"ok": ami, "connected": ami}
             out["fastagi"] = {"ok": self.agi.listening, "listening": self.agi.listening}
+        if self.outbox.enabled:
+            out["outbox"] = {"ok": True, "destinations": self.outbox.health()}
         return out
 
     async def _on_connect(self) -> None:
@@ -194,6 +199,7 @@ class Daemon:
     async def serve(self) -> None:
         a = self.config.asterisk
         await self.inventory.load()
+        await self.outbox.start()  # before any call: the writer writes their events from now
         if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
             await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset takes ~0.5 s to load
         if a.uses_ari:
@@ -241,6 +247,7 @@ class Daemon:
             await self.handler.drain()
             if self.agi is not None:
                 await self.agi.close()
+            await self.outbox.close()
             await self._runner.cleanup()
             if self._dashboard is not None:
                 await self._dashboard.cleanup()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import outbox
 from ctm_pbx.adapters.store.reports import filter_sql
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.reports import Filters
@@ -97,9 +98,12 @@ def join_tags(tags: list[str]) -> str:
 
 def annotate_call(db: sqlite_utils.Database, call_id: int, tags: list[str], comment: str) -> bool:
     """Set a call's tags and comment; False when there is no such call."""
+    before = db.execute("SELECT tags FROM calls WHERE id = ?", [call_id]).fetchone()
     cur = db.execute(
         "UPDATE calls SET tags = ?, comment = ? WHERE id = ?", [join_tags(tags), comment, call_id]
     )
+    if before is not None and split_tags(before[0]) != list(tags):
+        outbox.emit(db, "call.tagged", call_id, iso(datetime.now(UTC)))  # issue 20's hook
     return cur.rowcount > 0
 
 

@@ -6,6 +6,7 @@ import json
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import outbox
 from ctm_pbx.core.call.actions import (
     FinishCall,
     FinishStep,
@@ -70,7 +71,9 @@ def insert_call(
             where.source if where else None,
         ),
     )
-    return cur.lastrowid  # type: ignore[return-value]
+    new_id: int = cur.lastrowid  # type: ignore[assignment]
+    outbox.emit(db, "call.started", new_id, start.started_at)  # the outbox hook (issue 20)
+    return new_id
 
 
 def insert_step(db: sqlite_utils.Database, call_id: int, step: StartStep) -> None:
@@ -129,6 +132,8 @@ def finish_call(db: sqlite_utils.Database, call_id: int, fin: FinishCall) -> Non
             call_id,
         ),
     )
+    # the outbox hook (issue 20): call.completed, call.qualified
+    outbox.call_finished(db, call_id, fin.outcome.value, fin.talk_seconds, fin.ended_at)
 
 
 def record_input(db: sqlite_utils.Database, call_id: int, rec: RecordInput) -> None:

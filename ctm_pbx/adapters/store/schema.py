@@ -388,6 +388,57 @@ def m015_visit_signals(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m016_outbox(db: sqlite_utils.Database) -> None:
+    """The outbox: what is to leave the building (webhooks, GA4), one row per event and
+    destination, written in the transaction of the call-log change that caused it.
+
+    ``event_id`` is the event's stable id (the same for every destination: receivers
+    deduplicate on it); ``id`` orders a destination's deliveries. ``payload_json`` is
+    the body as first sent (NULL until then), so that retries send the same bytes.
+    One index only (what is still to send, per destination): the rows are written on
+    the call path.
+    ``outbox_destinations`` remembers a destination disabled by an HTTP 410. States:
+    pending (not tried yet), failed (tried, to be tried again at ``next_attempt_at``),
+    delivered, dead (gave up: too many attempts or too old), skipped (nothing to send,
+    e.g. a GA4 event for a call whose visit has no GA client id).
+    """
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id               INTEGER PRIMARY KEY,
+            event_id         TEXT NOT NULL,
+            destination      TEXT NOT NULL,           -- webhooks.<name>, or ga4
+            event_type       TEXT NOT NULL,           -- call.started, call.completed, ...
+            call_id          INTEGER,
+            payload_json     TEXT,
+            state            TEXT NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'delivered', 'failed', 'dead', 'skipped')),
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at  TEXT NOT NULL,
+            last_error       TEXT,
+            last_status      INTEGER,                 -- the last HTTP status, if any
+            created_at       TEXT NOT NULL,           -- when the event happened
+            queued_at        TEXT NOT NULL,           -- its age counts from here (retry)
+            delivered_at     TEXT
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX idx_outbox_due ON outbox (destination, id)"
+        " WHERE state IN ('pending', 'failed')"
+    )
+    db.execute(
+        """
+        CREATE TABLE outbox_destinations (
+            destination   TEXT PRIMARY KEY,
+            disabled_at   TEXT,                       -- set by an HTTP 410 (Gone)
+            reason        TEXT
+        )
+        """
+    )
+
+
+@migrations()
 def m018_retention(db: sqlite_utils.Database) -> None:
     """What retention and erasure seek (``adapters/store/retention.py``), so that each of
     their batches is a range of an index rather than a scan of the table: visits and

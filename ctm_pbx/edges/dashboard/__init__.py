@@ -35,7 +35,7 @@ from aiohttp import web
 
 from ctm_pbx.adapters.media import local_file
 from ctm_pbx.adapters.pool_accuracy import pool_accuracy
-from ctm_pbx.adapters.store import call_search
+from ctm_pbx.adapters.store import call_search, outbox
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store import users as user_store
@@ -66,6 +66,7 @@ from ctm_pbx.core.reports import (
 )
 from ctm_pbx.core.tags import TagError, check_comment, parse_tags
 from ctm_pbx.core.users import Session
+from ctm_pbx.edges.dashboard.ads_feed import ads_feed
 from ctm_pbx.edges.dashboard.live import LiveCalls
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
 HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
-PUBLIC = {"login", "static", "favicon"}
+PUBLIC = {"login", "static", "favicon", "ads_feed"}  # the Ads feed has its own basic auth
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
 SESSION = web.RequestKey("session", Session)
@@ -645,4 +646,29 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     r.add_get(r"/calls/{call_id:\d+}", call_detail, name="call")
     r.add_post(r"/calls/{call_id:\d+}/annotate", annotate, name="annotate")
     r.add_get(r"/calls/{call_id:\d+}/{kind:recording|voicemail}", media, name="media")
+    r.add_get("/outbox", outbox_page, name="outbox")
+    if dash.config.google_ads is not None and dash.config.google_ads.feed_token:
+        r.add_get("/ads/{token}.csv", google_ads_feed, name="ads_feed")
     return app
+
+
+async def outbox_page(request: web.Request) -> web.StreamResponse:
+    """Webhooks and GA4: per destination what waits, failed, was given up (issue 20)."""
+    dash: Dashboard = request.app[DASHBOARD]
+    rows = await dash.reader.run(outbox.destination_rows, outbox.configured(dash.config))
+    dead = {}
+    for row in rows:
+        if row["dead"] or row["failed"]:
+            dead[row["destination"]] = await dash.reader.run(
+                lambda db, name=row["destination"]: [
+                    d
+                    for state in ("failed", "dead")
+                    for d in outbox.events(db, name, state, limit=5)
+                ]
+            )
+    return dash.render(request, "outbox.html", rows=rows, problems=dead)
+
+
+async def google_ads_feed(request: web.Request) -> web.StreamResponse:
+    """Google Ads' scheduled upload fetches its click conversions here (see ads_feed)."""
+    return await ads_feed(request, request.app[DASHBOARD])
