@@ -32,6 +32,7 @@ from panoramisk.message import Message
 from ctm_pbx.adapters.ami_client import AmiClient
 from ctm_pbx.adapters.call_attribution import attribute_call
 from ctm_pbx.adapters.fastagi import AgiClosed, AgiHangup, AgiReply, AgiRequest, serve
+from ctm_pbx.adapters.finished_calls import FinishedCall, FinishedHook, report_finished
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.db import atomic
@@ -66,6 +67,8 @@ class _AgiCall:
     uniqueid: str
     tracker: AgiCallTracker
     call_id: int | None = None
+    start: StartCall | None = None  # for the finished call's log line
+    confidence: float | None = None
 
 
 def _record_start(
@@ -164,6 +167,9 @@ class AgiCallHandler:
         self.requests = 0
         self.timeouts = 0
         self.calls_finished = 0
+        self.on_finished: FinishedHook | None = None  # each finished call (the metrics)
+        # each request's seconds from Asterisk's connection to the answer (or giving up)
+        self.on_answer: Callable[[float], None] | None = None
         self.ami = AmiClient(
             config.asterisk.ami, self.on_ami_event, self.reconcile, wants=self.calls.__contains__
         )
@@ -220,18 +226,22 @@ class AgiCallHandler:
             call = self.calls.get(request.headers.get("agi_uniqueid", ""))
             if call is not None:
                 call.tracker.give_up(self.clock(), "ctm-pbx failed to answer")
+        finally:
+            if self.on_answer is not None:
+                self.on_answer(asyncio.get_running_loop().time() - request.started)
 
     async def _inbound(self, request: AgiRequest) -> _AgiCall:
         h = request.headers
         uniqueid = h["agi_uniqueid"]
-        country = self.config.tracking.default_country
+        config = self.config  # the request's, whatever a reload does meanwhile
+        country = config.tracking.default_country
         raw_did = h.get("agi_arg_1") or h.get("agi_extension", "")
         did = did_e164(raw_did, country) or raw_did
         info = self.inventory.numbers.get(did)
         now = self.clock()
         caller = caller_e164(h.get("agi_callerid"), country)
         where = locate_number(caller)
-        plan = plan_agi_call(self.config, info, did, self.inventory.memory, now=now, where=where)
+        plan = plan_agi_call(config, info, did, self.inventory.memory, now=now, where=where)
         self.inventory.memory.update(plan.memories)
         start = StartCall(
             started_at=iso(now),
@@ -243,7 +253,7 @@ class AgiCallHandler:
             route=plan.route,
             location=where,
         )
-        call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
+        call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now), start=start)
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
         if not linkedid:
             try:
@@ -254,7 +264,7 @@ class AgiCallHandler:
         try:
             call_id, visitor_id, confidence = await self.writer.run_now(
                 _record_start,
-                self.config,
+                config,
                 call,
                 start,
                 plan,
@@ -273,7 +283,8 @@ class AgiCallHandler:
         except Exception:
             call.call_id = None  # its row did not stand: SQLite may give the id to another
             raise
-        source = self.config.sources.get(start.source or "")
+        call.confidence = confidence
+        source = config.sources.get(start.source or "")
         variables = channel_variables(
             plan,
             call_id=call_id,
@@ -283,7 +294,7 @@ class AgiCallHandler:
             confidence=confidence,
         )
         loop = asyncio.get_running_loop()
-        if loop.time() - request.started > self.config.asterisk.agi.timeout_ms / 1000:
+        if loop.time() - request.started > config.asterisk.agi.timeout_ms / 1000:
             raise TimeoutError  # the work ran on the loop past the deadline: no late answer
         # the last command: the AGI ends with it (see AgiRequest.finish); Asterisk's reply
         # is read after the request ends
@@ -332,6 +343,10 @@ class AgiCallHandler:
         if call.tracker.done:
             self.calls.pop(call.uniqueid, None)
             self.calls_finished += 1
+        for fin in (a for a in actions if isinstance(a, FinishCall)):
+            route = call.tracker.plan.route if call.start is None else None
+            summary = FinishedCall.of("agi", call.call_id, call.start, fin, call.confidence, route)
+            report_finished(summary, self.on_finished)
 
     async def reconcile(self) -> None:
         """After an AMI (re)connect: finish rows whose channels vanished unseen."""
