@@ -43,6 +43,7 @@ from ctm_pbx.core.model import (
     FallbackKind,
     MatchRule,
     MenuOption,
+    MetricsSettings,
     Pool,
     Prompt,
     QueueSettings,
@@ -114,7 +115,9 @@ TRACKING_KEYS = (
     "max_visits_per_day",
 )
 REPORT_KEYS = ("time_zone", "qualified_min_talk_seconds")
-DASHBOARD_KEYS = ("enabled", "host", "port")
+DASHBOARD_KEYS = ("enabled", "host", "port", "metrics")
+METRICS_KEYS = ("enabled", "token", "username", "password")
+METRICS_TOKEN_MIN = 16  # characters: a token is a password that no one types
 SOURCE_KEYS = ("preset", "kind", "priority", "last_touch", "label", "match")
 RULE_KEYS = (
     "landing_params",
@@ -466,6 +469,30 @@ class _Builder:
             enabled=_opt(m, "enabled", YNode.boolean, d.enabled),
             host=_opt(m, "host", YNode.text, d.host),
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+            metrics=_opt(m, "metrics", self._metrics, d.metrics),
+        )
+
+    def _metrics(self, node: YNode) -> MetricsSettings | None:
+        m = node.mapping(METRICS_KEYS)
+        if m is None:
+            return None
+        token = _opt(m, "token", YNode.text, None)
+        username = _opt(m, "username", YNode.text, None)
+        password = _opt(m, "password", YNode.text, None)
+        if token is not None and len(token) < METRICS_TOKEN_MIN:
+            m["token"].error(f"a metrics token needs at least {METRICS_TOKEN_MIN} characters")
+        if token is not None and (username is not None or password is not None):
+            m["token"].error("give a token or a username and password, not both")
+        for given, missing in (("username", "password"), ("password", "username")):
+            if given in m and missing not in m:
+                m[given].error(f"basic auth needs '{missing}' too")
+        if username is not None and password is not None and not password:
+            m["password"].error("the metrics password is empty")
+        return MetricsSettings(
+            enabled=_opt(m, "enabled", YNode.boolean, True),
+            token=token,
+            username=username,
+            password=password,
         )
 
     def _reports(self, node: YNode) -> ReportSettings | None:
