@@ -62,13 +62,15 @@ tracking_numbers:
 """
 
 
-def write_config(tmp_path: Path, metrics: str = "") -> Path:
+def write_config(
+    tmp_path: Path, metrics: str = "", ari_port: int | None = None, ami_port: int | None = None
+) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
         CONFIG.format(
-            ari_port=unused_port(),
+            ari_port=ari_port or unused_port(),
             agi_port=unused_port(),
-            ami_port=unused_port(),
+            ami_port=ami_port or unused_port(),
             web_port=unused_port(),
             dash_port=unused_port(),
             shop=SHOP,
@@ -99,11 +101,12 @@ async def start(config_path: Path) -> tuple[Daemon, asyncio.Task]:
 
 @pytest.fixture
 async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable]:
-    """``await make_daemon(metrics_yaml)``: a running daemon, stopped after the test."""
+    """``await make_daemon(metrics_yaml, ari_port=, ami_port=)``: a running daemon
+    (nothing at the ARI and AMI ports unless given), stopped after the test."""
     running: list[tuple[Daemon, asyncio.Task]] = []
 
-    async def make(metrics: str = "") -> Daemon:
-        pair = await start(write_config(tmp_path, metrics))
+    async def make(metrics: str = "", **ports: int) -> Daemon:
+        pair = await start(write_config(tmp_path, metrics, **ports))
         running.append(pair)
         return pair[0]
 

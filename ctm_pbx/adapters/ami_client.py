@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from panoramisk import Manager
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 # panoramisk's own lines (one per failed attempt): warnings and worse only
 _PANORAMISK_LOG = logging.getLogger(f"{__name__}.panoramisk")
 _PANORAMISK_LOG.setLevel(logging.WARNING)
+_SECRET = re.compile(r"(?i)(['\"]?secret['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+")
+
+
+class _NoSecret(logging.Filter):
+    """panoramisk logs an action it failed to send with its fields: a Login's secret too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = _SECRET.sub(r"\1***", text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_PANORAMISK_LOG.addFilter(_NoSecret())
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 5.0  # AMI back within this of answering again
 
