@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -290,3 +292,25 @@ dashboard:
         parse_config("dashboard: {metrics: {tokn: x}}")
     ok = parse_config('dashboard: {metrics: {token: "0123456789abcdef"}}').dashboard.metrics
     assert ok.enabled and ok.authenticated and ok.token == "0123456789abcdef"
+
+
+async def test_the_grafana_dashboard_charts_only_metrics_the_daemon_exports(make_daemon) -> None:  # noqa: ANN001
+    """docs/grafana-dashboard.json: valid JSON whose every expression names metrics of
+    this daemon's exposition (a renamed metric would leave a panel empty)."""
+    board = json.loads(
+        (Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    d = await make_daemon()
+    async with aiohttp.ClientSession() as http, http.get(metrics_url(d)) as r:
+        text = await r.text()
+    exported = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+        for suffix in suffixes.get(family.type, ("",)):
+            exported.add(family.name + suffix)
+    used = {name for expr in exprs for name in re.findall(r"\bctm_[a-z_]+", expr)}
+    assert used - exported == set()
+    families = {"ctm_calls_total", "ctm_pool_utilisation", "ctm_store_commit_seconds_bucket"}
+    assert families <= used
