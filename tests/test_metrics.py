@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -43,7 +45,7 @@ asterisk:
 database: {{path: ctm.db}}
 web: {{host: 127.0.0.1, port: {web_port}, allowed_origins: ["{shop}"]}}
 dashboard:
-  host: 127.0.0.1
+  host: {dash_host}
   port: {dash_port}
 {metrics}
 sources:
@@ -65,7 +67,11 @@ tracking_numbers:
 
 
 def write_config(
-    tmp_path: Path, metrics: str = "", ari_port: int | None = None, ami_port: int | None = None
+    tmp_path: Path,
+    metrics: str = "",
+    ari_port: int | None = None,
+    ami_port: int | None = None,
+    dash_host: str = "127.0.0.1",
 ) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
@@ -75,6 +81,7 @@ def write_config(
             ami_port=ami_port or unused_port(),
             web_port=unused_port(),
             dash_port=unused_port(),
+            dash_host=dash_host,
             shop=SHOP,
             metrics=metrics,
             ari_password=ARI_PASSWORD,
@@ -107,8 +114,8 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable]:
     (nothing at the ARI and AMI ports unless given), stopped after the test."""
     running: list[tuple[Daemon, asyncio.Task]] = []
 
-    async def make(metrics: str = "", **ports: int) -> Daemon:
-        pair = await start(write_config(tmp_path, metrics, **ports))
+    async def make(metrics: str = "", **settings: object) -> Daemon:
+        pair = await start(write_config(tmp_path, metrics, **settings))  # type: ignore[arg-type]
         running.append(pair)
         return pair[0]
 
@@ -118,8 +125,19 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable]:
         await asyncio.wait_for(serving, 10)
 
 
-def metrics_url(d: Daemon) -> str:
-    return f"http://127.0.0.1:{d.config.dashboard.port}/metrics"
+def metrics_url(d: Daemon, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{d.config.dashboard.port}/metrics"
+
+
+def own_address() -> str | None:
+    """One of this host's addresses that is not a loopback one (None: it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
 
 
 async def scrape(d: Daemon, headers: dict | None = None) -> dict[tuple[str, tuple], float]:
@@ -228,6 +246,19 @@ async def test_the_crawler_counter_counts_a_bot_visit(make_daemon) -> None:  # n
     after = await scrape(d)
     assert after[("ctm_pool_drain_attempts_total", (("kind", "crawler"), ("pool", "gads")))] == 1
     assert after[("ctm_pool_leases_total", (("pool", "gads"),))] == 0
+
+
+async def test_without_credentials_only_loopback_clients_may_scrape(make_daemon) -> None:  # noqa: ANN001
+    address = own_address()
+    if address is None:
+        pytest.skip("this host has no address but loopback ones")
+    d = await make_daemon(dash_host="0.0.0.0")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(metrics_url(d, address)) as r:
+            assert r.status == 403, "the client is this host's non-loopback address"
+            assert (await r.json())["error"] == "forbidden"
+        async with http.get(metrics_url(d, "127.0.0.1")) as r:
+            assert r.status == 200
 
 
 async def test_a_token_is_needed_when_configured(make_daemon) -> None:  # noqa: ANN001
