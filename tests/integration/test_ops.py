@@ -5,6 +5,7 @@ while the next call takes the new one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import urllib.request
@@ -42,7 +43,11 @@ def legs(row: dict) -> list[str]:
     return [f"{leg['receiving_number']}={leg['result']}" for leg in row["legs"]]
 
 
-def test_real_calls_move_the_call_counters(ctm: ThreadDaemon, phone_factory, carrier) -> None:
+def test_real_calls_move_the_call_counters(
+    ctm: ThreadDaemon, phone_factory, carrier, caplog
+) -> None:
+    """One ARI and one AGI call: each adds one to ``ctm_calls_total`` and logs its line."""
+    caplog.set_level(logging.INFO, logger="ctm_pbx.adapters.finished_calls")
     phone_factory("phone1", "answer", ring_ms=200)
     before = scrape(ctm)
     assert before[("ctm_ari_connected", ())] == 1 and before[("ctm_ami_connected", ())] == 1
@@ -65,6 +70,15 @@ def test_real_calls_move_the_call_counters(ctm: ThreadDaemon, phone_factory, car
     assert after[rest] >= before.get(rest, 0) + 1, "the ARI call's continue"
     assert after[("ctm_fastagi_answer_seconds_count", ())] == 1
     assert after[("ctm_store_commit_seconds_count", ())] > 0
+
+    lines = {
+        r.fields["mode"]: r.fields for r in caplog.records if r.getMessage() == "call finished"
+    }
+    assert lines["ari"]["did"] == "+13125550142" and lines["agi"]["did"] == "+13125550160"
+    for fields in lines.values():
+        assert fields["source"] == "billboard" and fields["route"] == "single"
+        assert fields["outcome"] == "answered" and fields["confidence"] == 1.0
+        assert isinstance(fields["id"], int) and fields["talk_s"] > 0 and fields["ring_s"] > 0
 
 
 def test_a_route_changed_while_a_call_is_up(
