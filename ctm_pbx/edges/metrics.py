@@ -24,7 +24,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -149,7 +149,7 @@ class DaemonMetrics:
 
     @web.middleware
     async def visit_middleware(
-        self, request: web.Request, handler: web.RequestHandler
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """The visitor app's requests: status and latency by route (its canonical path,
         so that a client cannot make new labels)."""
