@@ -23,6 +23,8 @@ def test_example_loads_with_password_from_env(example: Config) -> None:
     assert example.path == str(EXAMPLE)
     assert example.database.path == str(EXAMPLE.parent / "ctm-pbx.db")
     assert example.database.max_release_percent == 25
+    metrics = example.dashboard.metrics
+    assert metrics.enabled and not metrics.authenticated, "loopback clients only"
 
 
 def test_example_has_presets_custom_and_offsite_sources(example: Config) -> None:

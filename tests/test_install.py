@@ -74,6 +74,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("root")
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree(DIST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    # what a Debian root has that the unit runs besides ctm-pbx: ExecReload's kill (procps)
+    (root / "bin").mkdir()
+    shutil.copy2(shutil.which("kill") or "/bin/kill", root / "bin" / "kill")
     install(root)
     yield root
     shutil.rmtree(root, ignore_errors=True)

@@ -32,10 +32,11 @@ from panoramisk.message import Message
 from ctm_pbx.adapters.ami_client import AmiClient
 from ctm_pbx.adapters.call_records import record
 from ctm_pbx.adapters.fastagi import AgiClosed, AgiHangup, AgiReply, AgiRequest, serve
+from ctm_pbx.adapters.finished_calls import FinishedCall, FinishedHook, report_finished
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.adapters.wall_clock import utcnow
-from ctm_pbx.core.call.actions import Action, RememberRoute, StartCall, start_call
+from ctm_pbx.core.call.actions import Action, FinishCall, RememberRoute, StartCall, start_call
 from ctm_pbx.core.call.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
 from ctm_pbx.core.call.agi_tracker import (
     AgiCallTracker,
@@ -65,6 +66,9 @@ class _AgiCall:
     @property
     def channel_id(self) -> str:
         return self.uniqueid
+
+    start: StartCall | None = None  # for the finished call's log line
+    confidence: float | None = None
 
 
 def _record_start(
@@ -148,6 +152,9 @@ class AgiCallHandler:
         self.requests = 0
         self.timeouts = 0
         self.calls_finished = 0
+        self.on_finished: FinishedHook | None = None  # each finished call (the metrics)
+        # each request's seconds from Asterisk's connection to the answer (or giving up)
+        self.on_answer: Callable[[float], None] | None = None
         self.ami = AmiClient(
             config.asterisk.ami, self.on_ami_event, self.reconcile, wants=self.calls.__contains__
         )
@@ -204,11 +211,15 @@ class AgiCallHandler:
             call = self.calls.get(request.headers.get("agi_uniqueid", ""))
             if call is not None:
                 call.tracker.give_up(self.clock(), "ctm-pbx failed to answer")
+        finally:
+            if self.on_answer is not None:
+                self.on_answer(asyncio.get_running_loop().time() - request.started)
 
     async def _inbound(self, request: AgiRequest) -> _AgiCall:
         h = request.headers
         uniqueid = h["agi_uniqueid"]
-        country = self.config.tracking.default_country
+        config = self.config  # the request's, whatever a reload does meanwhile
+        country = config.tracking.default_country
         raw_did = h.get("agi_arg_1") or h.get("agi_extension", "")
         did = did_e164(raw_did, country) or raw_did
         info = self.inventory.numbers.get(did)
@@ -216,10 +227,10 @@ class AgiCallHandler:
         caller = caller_e164(h.get("agi_callerid"), country)
         start = start_call(now, did, info, caller, _name(h.get("agi_calleridname")))
         memory = self.inventory.memory
-        plan = plan_agi_call(self.config, info, did, memory, now=now, where=start.location)
+        plan = plan_agi_call(config, info, did, memory, now=now, where=start.location)
         memory.update(plan.memories)
         start = replace(start, route=plan.route)  # the route the plan took
-        call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now))
+        call = self.calls[uniqueid] = _AgiCall(uniqueid, AgiCallTracker(plan, now), start=start)
         if not self.ami.connected.is_set():  # its dial events go nowhere for now
             call.tracker.lose_sight(LOST_SIGHT)
         linkedid = h.get("agi_arg_2")  # ctm-pbx-agi.conf passes it; other dialplans may not
@@ -233,7 +244,7 @@ class AgiCallHandler:
         try:
             call_id, visitor_id, confidence = await self.writer.run_now(
                 _record_start,
-                self.config,
+                config,
                 call,
                 start,
                 plan,
@@ -251,7 +262,8 @@ class AgiCallHandler:
         except Exception:
             call.call_id = None  # its row did not stand: SQLite may give the id to another
             raise
-        source = self.config.sources.get(start.source or "")
+        call.confidence = confidence
+        source = config.sources.get(start.source or "")
         variables = channel_variables(
             plan,
             call_id=call_id,
@@ -261,7 +273,7 @@ class AgiCallHandler:
             confidence=confidence,
         )
         loop = asyncio.get_running_loop()
-        if loop.time() - request.started > self.config.asterisk.agi.timeout_ms / 1000:
+        if loop.time() - request.started > config.asterisk.agi.timeout_ms / 1000:
             raise TimeoutError  # the work ran on the loop past the deadline: no late answer
         # the last command: the AGI ends with it (see AgiRequest.finish); Asterisk's reply
         # is read after the request ends
@@ -317,6 +329,10 @@ class AgiCallHandler:
         if call.tracker.done:
             self.calls.pop(call.uniqueid, None)
             self.calls_finished += 1
+        for fin in (a for a in actions if isinstance(a, FinishCall)):
+            route = call.tracker.plan.route if call.start is None else None
+            summary = FinishedCall.of("agi", call.call_id, call.start, fin, call.confidence, route)
+            report_finished(summary, self.on_finished)
 
     async def reconcile(self) -> None:
         """After an AMI (re)connect: finish rows whose channels vanished unseen."""

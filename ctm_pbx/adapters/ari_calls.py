@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import sqlite_utils
+
 from ctm_pbx.adapters import media
 from ctm_pbx.adapters.ari_client import AriClient, AriError
 from ctm_pbx.adapters.call_records import record
+from ctm_pbx.adapters.finished_calls import FinishedCall, FinishedHook, report_finished
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store.writer import StoreWriter
@@ -85,6 +88,10 @@ class _Call:
     call_id: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     handling: int = 0  # StasisStart tasks created and not finished
+    # the config the call started with: a reload applies to the next call, not this one
+    config: Config | None = None
+    start: StartCall | None = None  # for the finished call's log line
+    confidence: float | None = None  # of its attribution (set on the writer thread)
 
 
 def parse_result(args: list[str]) -> DialResult:
@@ -103,6 +110,16 @@ def parse_result(args: list[str]) -> DialResult:
         cause=num(3) if len(args) > 3 and args[3] else None,
         peer=args[4] if len(args) > 4 else "",
     )
+
+
+def _record(
+    db: sqlite_utils.Database, config: Config, call: _Call, actions: list[Action], now: datetime
+) -> None:
+    """The recorder's write of a batch (on the writer thread); the call keeps the
+    confidence of its attribution, for its log line."""
+    _visitor, confidence = record(db, config, call, actions, now)
+    if any(isinstance(a, StartCall) for a in actions):
+        call.confidence = confidence
 
 
 class AriCallHandler:
@@ -124,6 +141,7 @@ class AriCallHandler:
         self.calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task] = set()
         self.calls_finished = 0
+        self.on_finished: FinishedHook | None = None  # each finished call (the metrics)
         # imports the dialplan's call spool (adapters/call_spool.py): before reconciling
         self.collect_spool: Callable[[], Awaitable[object]] | None = None
 
@@ -160,10 +178,12 @@ class AriCallHandler:
             return
         call = self.calls.get(channel_id)
         if call is None:
+            config = self.config
             call = self.calls[channel_id] = _Call(
-                flow=CallFlow(self.config, self.memory, zip_lookup=lookup_zip),
+                flow=CallFlow(config, self.memory, zip_lookup=lookup_zip),
                 channel_id=channel_id,
                 linkedid=channel.get("linkedid"),
+                config=config,
             )
         args = list(event.get("args") or [])
         if args[:1] == ["ended"] and call.flow.started is not None and not call.handling:
@@ -194,7 +214,8 @@ class AriCallHandler:
             now = self.clock()
             try:
                 if kind == "inbound":
-                    await self._handle(call, self._inbound_event(event, args, now))
+                    config = call.config or self.config
+                    await self._handle(call, self._inbound_event(event, args, now, config))
                 elif kind == "dialed":
                     await self._ensure_flow(call)
                     await self._handle(call, DialReturned(now, parse_result(args[1:])))
@@ -226,10 +247,12 @@ class AriCallHandler:
                 if call.flow.done:
                     self.calls.pop(call.channel_id, None)
 
-    def _inbound_event(self, event: dict, args: list[str], now: datetime) -> Inbound:
+    def _inbound_event(
+        self, event: dict, args: list[str], now: datetime, config: Config
+    ) -> Inbound:
         channel = event["channel"]
         raw_did = args[1] if len(args) > 1 else channel.get("dialplan", {}).get("exten", "")
-        country = self.config.tracking.default_country
+        country = config.tracking.default_country
         did = did_e164(raw_did, country) or raw_did
         caller = channel.get("caller") or {}
         return Inbound(
@@ -267,9 +290,11 @@ class AriCallHandler:
         for remember in (a for a in records if isinstance(a, RememberRoute)):
             self.memory[remember.route] = remember.memory  # the next call's round robin
         creates = any(isinstance(a, StartCall) for a in records)
+        for start in (a for a in records if isinstance(a, StartCall)):
+            call.start = start
         self.writer.defer(
-            record,
-            self.config,
+            _record,
+            call.config or self.config,
             call,
             records,
             self.clock(),
@@ -278,6 +303,10 @@ class AriCallHandler:
         )
         for fin in (a for a in records if isinstance(a, FinishCall)):
             self.calls_finished += 1
+            summary = FinishedCall.of(
+                "ari", call.call_id, call.start, fin, call.confidence, call.flow.route
+            )
+            report_finished(summary, self.on_finished)
             if fin.recorded or fin.voicemail:
                 self._spawn(self._collect_media(call, fin))
 
@@ -320,7 +349,7 @@ class AriCallHandler:
         if call_id is None:
             log.warning("call %s: no row to link its media to", channel_id)
             return
-        rec = self.config.asterisk.recordings
+        rec = (call.config or self.config).asterisk.recordings
         for kind, wanted, name in (
             ("recording", fin.recorded, f"ctm-{channel_id}.wav"),
             ("voicemail", fin.voicemail, f"ctm-vm-{channel_id}.wav"),
@@ -361,8 +390,10 @@ class AriCallHandler:
         if row is None:
             raise LookupError(f"no call row for channel {call.channel_id}")
         call.call_id = row["id"]
-        call.flow = resume_flow(self.config, row, self.memory)
+        call.config = call.config or self.config
+        call.flow = resume_flow(call.config, row, self.memory)
         call.flow.zip_lookup = lookup_zip
+        call.start = _start_of(row)
 
     async def reconcile(self) -> None:
         """After (re)connecting: finish or adopt the rows of calls still open."""
@@ -397,11 +428,24 @@ class AriCallHandler:
         (the daemon imports the call spool before it reconciles)."""
         channel_id = row["channel_id"]
         call = _Call(flow=resume_flow(self.config, row, self.memory), channel_id=channel_id)
-        call.call_id = row["id"]
+        call.call_id, call.start, call.config = row["id"], _start_of(row), self.config
         async with call.lock:
             event = Gone(self.clock(), "channel gone while ctm-pbx was away; no result left")
             await self._apply(call, call.flow.handle(event))
         log.info("call %s (row %s) completed after a restart", channel_id, row["id"])
+
+
+def _start_of(row: dict) -> StartCall:
+    """A stored call's start, for its log line (no caller: the line names none)."""
+    return StartCall(
+        started_at=row.get("started_at") or "",
+        tracking_number=row.get("tracking_number") or "",
+        caller_number=None,
+        caller_name=None,
+        source=row.get("source"),
+        pool=row.get("pool"),
+        route=row.get("route"),
+    )
 
 
 def resume_flow(config: Config, row: dict, memory: dict[str, RouteMemory]) -> CallFlow:

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,9 @@ class AriClient:
         self._session: aiohttp.ClientSession | None = None
         self.connected = asyncio.Event()
         self.requests_sent = 0  # for benchmarks: REST requests per call
+        self.connects = 0  # event sockets opened (all but the first are reconnections)
+        # each REST request's (transport, seconds), answered or not (the daemon's metrics)
+        self.on_request: Callable[[str, float], None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ws_rest = False  # Asterisk answers REST requests on the event socket
         self._ws_rest_unsupported = False  # a probe went unanswered: do not ask again
@@ -128,6 +132,17 @@ class AriClient:
 
         ``listing``: the answer grows with the PBX's load; always over HTTP (see above).
         """
+        observe = self.on_request
+        if observe is None:
+            return await self._request(method, path, listing, params)
+        started = time.perf_counter()
+        transport = "http" if listing or not self._ws_rest else "websocket"
+        try:
+            return await self._request(method, path, listing, params)
+        finally:
+            observe(transport, time.perf_counter() - started)
+
+    async def _request(self, method: str, path: str, listing: bool, params: dict) -> Any:
         assert self._session is not None, "start() first"
         clean = {k: v for k, v in params.items() if v is not None}
         if not listing and self._ws_rest and self._ws is not None and not self._ws.closed:
@@ -285,6 +300,7 @@ class AriClient:
                     url, heartbeat=15, timeout=aiohttp.ClientWSTimeout(ws_close=5)
                 ) as ws:
                     log.info("connected to ARI as app %s", self.app)
+                    self.connects += 1
                     backoff.reset()
                     failures = 0
                     self._ws = ws

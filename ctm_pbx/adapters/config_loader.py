@@ -50,6 +50,7 @@ from ctm_pbx.core.model import (
     IvrRoute,
     MatchRule,
     MenuOption,
+    MetricsSettings,
     OutboxSettings,
     Pool,
     Prompt,
@@ -138,6 +139,8 @@ WEB_KEYS = yaml_keys(WebSettings)
 TRACKING_KEYS = yaml_keys(TrackingSettings)
 REPORT_KEYS = yaml_keys(ReportSettings)
 DASHBOARD_KEYS = yaml_keys(DashboardSettings)
+METRICS_KEYS = yaml_keys(MetricsSettings)
+METRICS_TOKEN_MIN = 16  # characters: a token is a password that no one types
 RETENTION_KEYS = yaml_keys(RetentionSettings)
 RETENTION_AGES = tuple(key for key in RETENTION_KEYS if key != "purge")
 SOURCE_KEYS = yaml_keys(Source, drop=("name",), rename={"rules": "match"})
@@ -465,6 +468,30 @@ class _Builder:
             enabled=_opt(m, "enabled", YNode.boolean, d.enabled),
             host=_opt(m, "host", YNode.text, d.host),
             port=_opt(m, "port", lambda n: n.integer(1, 65535), d.port),
+            metrics=_opt(m, "metrics", self._metrics, d.metrics),
+        )
+
+    def _metrics(self, node: YNode) -> MetricsSettings | None:
+        m = node.mapping(METRICS_KEYS)
+        if m is None:
+            return None
+        token = _opt(m, "token", YNode.text, None)
+        username = _opt(m, "username", YNode.text, None)
+        password = _opt(m, "password", YNode.text, None)
+        if token is not None and len(token) < METRICS_TOKEN_MIN:
+            m["token"].error(f"a metrics token needs at least {METRICS_TOKEN_MIN} characters")
+        if token is not None and (username is not None or password is not None):
+            m["token"].error("give a token or a username and password, not both")
+        for given, missing in (("username", "password"), ("password", "username")):
+            if given in m and missing not in m:
+                m[given].error(f"basic auth needs '{missing}' too")
+        if username is not None and password is not None and not password:
+            m["password"].error("the metrics password is empty")
+        return MetricsSettings(
+            enabled=_opt(m, "enabled", YNode.boolean, True),
+            token=token,
+            username=username,
+            password=password,
         )
 
     def _retention(self, node: YNode) -> RetentionSettings | None:

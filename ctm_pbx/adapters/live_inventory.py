@@ -46,6 +46,15 @@ class LiveInventory:
         self.memory.update(await self.writer.run(load_route_memory))
         self.loaded = True
 
+    async def fetch(self) -> tuple[int, dict[str, NumberInfo]]:
+        """The active numbers now, for ``install``: a config reload reads them after
+        syncing the config's numbers (on the writer's own connection, which
+        ``refresh``'s ``data_version`` does not see) and installs them with the config."""
+        return await self.writer.run(_load_numbers)
+
+    def install(self, fetched: tuple[int, dict[str, NumberInfo]]) -> None:
+        self._version, self.numbers = fetched
+
     async def refresh(self) -> None:
         """Pick up inventory changes made by the CLI (another connection)."""
         version = await self.writer.run(_data_version)

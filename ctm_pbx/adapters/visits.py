@@ -459,13 +459,22 @@ class VisitDesk:
         self.active_numbers = active_numbers
         self.flush_after = flush_after
         self.max_known = max_known
-        self._known = RememberedVisitors(max_known)
         self._signals: OrderedDict[str, tuple] = OrderedDict()  # page visit -> last stored
-        # built once per config: a visit's source costs the same with 10 sources or 1,000
-        self.sources = SourceIndex(config.sources)
-        self.plan = VisitPlan.of(config, self.sources)
         self._pending = _empty_page_views()
         self._flush_timer: asyncio.TimerHandle | None = None
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` from the next request on (a reload). The source index is built
+        first; then the config, the index and empty memories are swapped in with no
+        await between them: a request sees the old config or the new, never a mix (one
+        already at the store's thread finishes with the config it was given)."""
+        # built once per config: a visit's source costs the same with 10 sources or 1,000
+        sources = SourceIndex(config.sources)
+        plan = VisitPlan.of(config, sources)
+        self.config, self.sources, self.plan = config, sources, plan
+        # what was remembered of visitors was decided by the old sources and pools
+        self._known = RememberedVisitors(self.max_known)
         # a site's pages repeat across visitors: a page's source is a function of its URLs
         self._page_of = functools.lru_cache(maxsize=4096)(self.plan.read_page)
 

@@ -341,12 +341,28 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at ``/metrics`` on the dashboard's listener. Without a token
+    or a username and password, only loopback clients may read them."""
+
+    enabled: bool = True
+    token: str | None = None  # a bearer token (Authorization: Bearer ...)
+    username: str | None = None  # or basic auth
+    password: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.token is not None or self.username is not None
+
+
+@dataclass(frozen=True)
 class DashboardSettings:
     """The dashboard's own listener: never the public visitor-API port."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8081
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.model import Config, GeoRoute
 from ctm_pbx.core.retention import cutoffs
 from ctm_pbx.edges.dashboard import Dashboard, create_dashboard_app
+from ctm_pbx.edges.metrics import DaemonMetrics, add_metrics_route
+from ctm_pbx.edges.reload import Reloader
 from ctm_pbx.edges.web import VisitApi, create_app
 from ctm_pbx.edges.web_listener import ConnectionCaps, GuardedSite, connection_budget
 
@@ -79,6 +81,11 @@ class Daemon:
         self._dashboard: web.AppRunner | None = None
         self._reader: StoreReader | None = None
         self.web_caps: ConnectionCaps | None = None
+        self.api: VisitApi | None = None
+        self.dashboard_state: Dashboard | None = None
+        self.metrics = DaemonMetrics()  # /metrics (edges/metrics.py)
+        self.metrics.wire(self)
+        self.reloader = Reloader(self)  # SIGHUP (edges/reload.py)
 
     def status(self) -> dict:
         a = self.config.asterisk
@@ -208,7 +215,8 @@ class Daemon:
             await self.agi.start()
         web_cfg = self.config.web
         api = VisitApi(self.config, self.writer, active_numbers=lambda: self.inventory.numbers)
-        app = create_app(self.status, api)
+        self.api = api
+        app = create_app(self.status, api, middlewares=(self.metrics.visit_middleware,))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -244,6 +252,7 @@ class Daemon:
         finally:
             log.info("stopping")
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.reloader.wait()
             await self.handler.drain()
             if self.agi is not None:
                 await self.agi.close()
@@ -261,8 +270,11 @@ class Daemon:
         """The dashboard on its own listener (never the visitor API's port)."""
         d = self.config.dashboard
         self._reader = StoreReader(self.config.database.path)
-        dash = Dashboard(self.config, self._reader, self.writer)
-        self._dashboard = web.AppRunner(create_dashboard_app(dash), access_log=None)
+        dash = self.dashboard_state = Dashboard(self.config, self._reader, self.writer)
+        dash_app = create_dashboard_app(dash)
+        if d.metrics.enabled:
+            add_metrics_route(dash_app, self.metrics, d.metrics, self._reader)
+        self._dashboard = web.AppRunner(dash_app, access_log=None)
         await self._dashboard.setup()
         caps = ConnectionCaps(
             total=DASHBOARD_CONNECTIONS,
@@ -271,6 +283,9 @@ class Daemon:
         )
         await GuardedSite(self._dashboard, d.host, d.port, caps).start()
         log.info("dashboard on http://%s:%d", d.host, d.port)
+        if d.metrics.enabled:
+            who = "with credentials" if d.metrics.authenticated else "loopback clients only"
+            log.info("metrics on http://%s:%d/metrics (%s)", d.host, d.port, who)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -294,12 +309,8 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def _hup_ignored() -> None:
-    log.warning("SIGHUP ignored: the configuration is not reloaded; restart to apply it")
-
-
 def run_daemon(config: Config) -> None:
-    """Run until SIGTERM or SIGINT; SIGHUP is logged and ignored."""
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the config (edges/reload.py)."""
 
     async def main() -> None:
         raise_fd_limit()
@@ -307,7 +318,7 @@ def run_daemon(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, _hup_ignored)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request)
         await daemon.serve()
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -321,11 +321,14 @@ async def _server_name(request: web.Request, response: web.StreamResponse) -> No
     response.headers["Server"] = SERVER_NAME  # not aiohttp's "Python/… aiohttp/…"
 
 
-def create_app(status: StatusProvider, api: VisitApi | None = None) -> web.Application:
+def create_app(
+    status: StatusProvider, api: VisitApi | None = None, *, middlewares: tuple = ()
+) -> web.Application:
     """The web app. ``status`` reports the daemon's state (``components``: each with
     ``ok``) for ``/healthz``: 200 while the website API is ready, whatever Asterisk
-    does; ``/healthz/calls``: 200 while the call path is; ``/healthz/live``: 200."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    does; ``/healthz/calls``: 200 while the call path is; ``/healthz/live``: 200.
+    ``middlewares`` run outside the JSON errors (the metrics see the final status)."""
+    app = web.Application(middlewares=[*middlewares, errors_as_json], client_max_size=MAX_BODY)
     app.on_response_prepare.append(_server_name)
 
     def answer(report: dict, ready: bool) -> web.Response:

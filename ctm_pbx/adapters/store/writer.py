@@ -114,6 +114,8 @@ class StoreWriter:
         self._retry_at = 0.0  # time.monotonic() of the next try
         self._last_commit: float | None = None  # time.monotonic() of the last commit
         self._data_version = 0  # PRAGMA data_version: it changes when another process commits
+        # each successful commit's seconds, on the thread that ran it (the daemon's metrics)
+        self.on_commit: Callable[[float], None] | None = None
         opened: Future = Future()
         self._thread = threading.Thread(
             target=self._loop, args=(path, opened), name="ctm-store", daemon=True
@@ -194,6 +196,14 @@ class StoreWriter:
             self._db.conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
             self._no_wait = False
 
+    def _committed(self, began: float) -> None:
+        self._last_commit = now = time.monotonic()
+        if self.on_commit is not None:
+            try:
+                self.on_commit(now - began)
+            except Exception:  # a metric must never fail a commit that stood
+                log.exception("store: the commit hook failed")
+
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database (on the thread: it fsyncs)."""
         assert self._db is not None
@@ -235,8 +245,9 @@ class StoreWriter:
                 else:
                     results.append((done, value, None))
                     ran.append((value, None, conn.total_changes != before))
+            began = time.monotonic()
             conn.commit()
-            self._last_commit = time.monotonic()
+            self._committed(began)
         except Exception as exc:  # the group could not be committed: nothing of it stands
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -512,8 +523,9 @@ class StoreWriter:
         conn = self._db.conn
         self._commits += 1
         try:
+            began = time.monotonic()
             conn.commit()
-            self._last_commit = time.monotonic()
+            self._committed(began)
         except Exception as exc:  # nothing of it stands
             if unwritable(exc):
                 self._abandon_here(exc, [])

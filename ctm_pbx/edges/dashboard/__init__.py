@@ -79,7 +79,9 @@ EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
 HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
-PUBLIC = {"login", "static", "favicon", "ads_feed"}  # the Ads feed has its own basic auth
+# "ads_feed": the Ads feed has its own basic auth; "metrics": Prometheus' scrape checks
+# its own access (edges/metrics.py), not a session
+PUBLIC = {"login", "static", "favicon", "ads_feed", "metrics"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
 SESSION = web.RequestKey("session", Session)
@@ -95,15 +97,10 @@ class Dashboard:
         writer: StoreWriter,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.config = config
         self.reader = reader
         self.writer = writer
         self.clock = clock
-        name = config.reports.time_zone
-        self.tz = ZoneInfo(name or "UTC")
-        self.zone_label = name or "UTC (set reports.time_zone)"
-        self.qualified = QualifiedCall(min_talk_seconds=config.reports.qualified_min_talk_seconds)
-        self.proxies = parse_networks(config.web.trusted_proxies)
+        self.reconfigure(config)
         # 5 attempts a minute per account, 20 per client address
         self.account_limit = RateLimiter(rate=5 / 60, burst=5, max_clients=10_000)
         self.client_limit = RateLimiter(rate=20 / 60, burst=20, max_clients=10_000)
@@ -119,6 +116,15 @@ class Dashboard:
         self.templates.globals.update(
             when=call_path.when, describe=call_path.describe, change=change
         )
+
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` (its pools, sources and report settings) from the next page on."""
+        name = config.reports.time_zone
+        self.tz = ZoneInfo(name or "UTC")
+        self.zone_label = name or "UTC (set reports.time_zone)"
+        self.qualified = QualifiedCall(min_talk_seconds=config.reports.qualified_min_talk_seconds)
+        self.proxies = parse_networks(config.web.trusted_proxies)
+        self.config = config
 
     def local_time(self, text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
         if not text:
