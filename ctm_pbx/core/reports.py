@@ -324,7 +324,7 @@ class Totals:
     """What the store sums for a group of calls; every metric derives from these."""
 
     calls: int = 0
-    unique_callers: int = 0
+    unique_callers: int | None = 0  # None: not counted (no sum gives it: see the store)
     first_time: int = 0
     answered: int = 0
     missed: int = 0
@@ -342,7 +342,8 @@ class Totals:
     def add(self, other: Totals) -> None:
         """Sum ``other`` into this (unique callers add up only across disjoint groups)."""
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, None if mine is None or theirs is None else mine + theirs)
 
 
 METRICS = (

@@ -180,7 +180,9 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
         except ReportError as exc:
             raise click.ClickException(str(exc)) from None
         qualified = QualifiedCall(min_talk_seconds=cfg.reports.qualified_min_talk_seconds)
-        rep = run_report(ctx.read_db(), dim, period, tz, filters, qualified)
+        # unique callers (a scan of the period's calls) only where they are printed
+        rep = run_report(ctx.read_db(), dim, period, tz, filters, qualified,
+                         unique=as_json or as_csv)  # fmt: skip
         if as_json:
             base.emit_json(
                 {

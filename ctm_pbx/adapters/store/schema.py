@@ -12,6 +12,8 @@ import logging
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ctm_pbx.adapters.store import summaries
+
 log = logging.getLogger(__name__)
 
 migrations = Migrations("ctm_pbx")
@@ -379,6 +381,18 @@ def m015_visit_signals(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE leases ADD COLUMN closed_at TEXT")
     for column in ("time_zone", "language", "ga_client_id", "ga_session_id"):
         db.execute(f"ALTER TABLE visits ADD COLUMN {column} TEXT")
+
+
+@migrations()
+def m017_report_summaries(db: sqlite_utils.Database) -> None:
+    """Report summaries: the call log's sums per UTC hour/day/month and dimension
+    (``call_summary``), filled from the calls stored and kept by triggers on ``calls``
+    in the same transaction as every write of a call (see adapters/store/summaries.py);
+    qualified calls counted as answered and talked >= 30 s until the daemon syncs the
+    configured rule (``summaries.sync_rule``). Indexes for the reports the summary
+    cannot answer: by caller (unique callers) and by tag are left to the range scan of
+    ``idx_calls_started_at``."""
+    summaries.install(db, min_talk_seconds=30.0)
 
 
 def pending(db: sqlite_utils.Database) -> list[str]:
