@@ -15,6 +15,7 @@ is the same either way. Unique callers, which no sum gives, always come from
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from dataclasses import fields
 from datetime import datetime, tzinfo
 
@@ -47,6 +48,7 @@ def _register(db: sqlite_utils.Database) -> None:
 
 
 Sums = list[int]  # one value per ``summaries.SUMS``
+_OPEN = "c.status = 'in_progress'"  # calls the summary does not hold yet
 
 
 def _select(qualified: QualifiedCall, unique: bool) -> tuple[str, list]:
@@ -138,14 +140,20 @@ def _raw_groups(
     filters: Filters,
     qualified: QualifiedCall,
     unique: bool,
+    *,
+    open_only: bool = False,
 ) -> dict:
-    """{key: (unique callers, sums)} of the calls in ``ranges`` (each summed apart)."""
+    """{key: (unique callers, sums)} of the calls in ``ranges`` (each summed apart);
+    ``open_only``: of the calls in progress only (those the summary does not hold)."""
     select, sel_args = _select(qualified, unique)
     where, args = filter_sql(filters)
+    table = "calls c"
+    if open_only:
+        table, where = "calls c INDEXED BY idx_calls_open", [_OPEN, *where]
     out: dict = {}
     for start, end in ranges:
         sql = (
-            f"SELECT {column} AS k, {select} FROM calls c"
+            f"SELECT {column} AS k, {select} FROM {table}"
             f" WHERE c.started_at >= ? AND c.started_at < ?"
             f"{''.join(' AND ' + w for w in where)} GROUP BY k"
         )
@@ -154,6 +162,31 @@ def _raw_groups(
             if row[0] in out:  # ranges are disjoint: only the sums add (unique is one range)
                 u, sums = None, [a + b for a, b in zip(out[row[0]][1], sums, strict=True)]
             out[row[0]] = (u, sums)
+    return out
+
+
+def _open_buckets(
+    db: sqlite_utils.Database, spans: list, filters: Filters, qualified: QualifiedCall
+) -> dict[str, Sums]:
+    """Sums per label of the calls in progress within ``spans`` (label, grain, first,
+    end): the summary holds completed calls only."""
+    if not spans:
+        return {}
+    found = sorted((iso(lo), iso(hi), label) for label, _g, lo, hi in spans)
+    starts = [lo for lo, _hi, _label in found]
+    select, sel_args = _select(qualified, False)
+    where, args = filter_sql(filters)
+    sql = (
+        f"SELECT c.started_at, {select} FROM calls c INDEXED BY idx_calls_open WHERE {_OPEN}"
+        f" AND c.started_at >= ? AND c.started_at < ?{''.join(' AND ' + w for w in where)}"
+        " GROUP BY c.id"
+    )
+    out: dict[str, Sums] = {}
+    end = max(hi for _lo, hi, _label in found)
+    for at, *sums in db.conn.execute(sql, [*sel_args, starts[0], end, *args]):
+        i = bisect_right(starts, at) - 1
+        if i >= 0 and at < found[i][1]:
+            _add(out, found[i][2], sums)
     return out
 
 
@@ -208,6 +241,11 @@ def group_totals(
     part = summaries.split(start, end, summaries.GRAINS[key][1])
     found = summaries.group_sums(db, key, part.summary)
     for k, (_u, sums) in _raw_groups(db, column, part.raw, filters, qualified, False).items():
+        _add(found, k, sums)
+    covered = [(lo, hi) for _g, lo, hi in part.summary]
+    for k, (_u, sums) in _raw_groups(
+        db, column, covered, filters, qualified, False, open_only=True
+    ).items():
         _add(found, k, sums)
     counts = _unique_by(db, column, start, end, filters) if unique else {}
     return {k: _totals(sums, counts.get(k, 0) if unique else None) for k, sums in found.items()}
@@ -266,6 +304,8 @@ def bucket_totals(
     found = summaries.bucket_sums(db, on[0], on[1], spans)
     for label, (_u, sums) in _raw_buckets(db, edges, filters, qualified, False).items():
         _add(found, label, sums)
+    for label, sums in _open_buckets(db, spans, filters, qualified).items():
+        _add(found, label, sums)
     counts: dict = {}
     if unique:
         counts = {
@@ -295,6 +335,11 @@ def period_totals(
     part = summaries.split(start, end, summaries.GRAINS[dim][1])
     found = {None: summaries.total_sums(db, dim, value, part.summary)}
     for _k, (_u, sums) in _raw_groups(db, "NULL", part.raw, filters, qualified, False).items():
+        _add(found, None, sums)
+    covered = [(lo, hi) for _g, lo, hi in part.summary]
+    for _k, (_u, sums) in _raw_groups(
+        db, "NULL", covered, filters, qualified, False, open_only=True
+    ).items():
         _add(found, None, sums)
     count = None
     if unique:

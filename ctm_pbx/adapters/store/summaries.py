@@ -1,7 +1,10 @@
 """Report summaries: the call log's sums per UTC month, day, hour and quarter hour.
 
 ``call_summary`` holds, per (grain, bucket, dimension, value), the sums every report
-metric derives from (``core.reports.Totals`` but unique callers, which no sum gives).
+metric derives from (``core.reports.Totals`` but unique callers, which no sum gives)
+over the completed calls; calls in progress (a few: ``idx_calls_open``) are read from
+``calls``, so a call costs the summary one set of upserts, as it completes, rather than
+one per write of its row while it lasts (its start, attribution, menu, queue).
 SQLite triggers on ``calls`` keep it: whatever writes a call (the call flow, late
 attribution, the call spool, ``demo seed``, a person with sqlite3), the same
 statement's transaction takes the call's old contribution out and puts the new one
@@ -25,6 +28,7 @@ UTC come from the summary too.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,19 +54,19 @@ TOTAL = ""  # the dimension of every call (totals and time buckets)
 # dimension key -> (calls column, grains it is summed at). The total keeps hours and
 # quarters (time buckets of any zone: some are 30 or 45 minutes off UTC), the source
 # hours, days and months (time buckets filtered by source: the overview's timeline);
-# the rest days and months (a report by them: raw edges of at most a day each side).
-# Landing page and referrer derive their value in Python: raw only.
+# dimensions of many values (numbers, campaigns, keywords, ads) days and months, those
+# of a few days (a year of them is a few thousand rows). A report by them reads raw
+# calls only at its edges (at most a day each side). Landing page and referrer derive
+# their value in Python: raw only. Every row here is an upsert per write of a call.
 GRAINS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     TOTAL: (None, ("h", "q")),
     "source": ("source", ("h", "d", "m")),
+    **{c: (c, ("d", "m")) for c in ("tracking_number", "utm_campaign", "utm_term", "utm_content")},
     **{
-        column: (column, ("d", "m"))
-        for column in (
-            "utm_campaign", "utm_term", "utm_content", "utm_medium", "tracking_number",
-            "pool", "route", "answered_by", "caller_region", "caller_area_code",
-        )
+        c: (c, ("d",))
+        for c in ("utm_medium", "pool", "route", "answered_by", "caller_region", "caller_area_code")
     },
-}  # fmt: skip
+}
 # filters a summary can answer: the filter's field -> its dimension key
 FILTER_DIMS = {"source": "source", "pool": "pool", "number": "tracking_number", "route": "route"}
 SUMS = (
@@ -72,7 +76,7 @@ SUMS = (
 )  # fmt: skip
 # the columns whose change changes a call's contribution
 WATCHED = sorted(
-    {"started_at", "caller_number", "previous_call_id", "outcome", "ring_seconds",
+    {"status", "started_at", "caller_number", "previous_call_id", "outcome", "ring_seconds",
      "talk_seconds", "queue_wait_seconds", "attribution_confidence"}
     | {column for column, _ in GRAINS.values() if column}
 )  # fmt: skip
@@ -148,22 +152,68 @@ def bucket_key(t: datetime, grain: str) -> str:
 _RULE = "(SELECT min_talk_seconds FROM call_summary_rule)"
 
 
-def _upsert(row: str, sign: int) -> str:
-    """Add (sign 1) or take out (-1) ``row``'s contribution to every summary row."""
-    cond = f"({row}.outcome IS 'answered' AND coalesce({row}.talk_seconds, 0) >= {_RULE})"
-    sums = contributions(row, cond)
-    values = ", ".join(s if sign > 0 else f"-({s})" for s in sums)
-    keys = " UNION ALL ".join(
-        f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(column, row)}"
-        for dim, (column, grains) in GRAINS.items()
-        for g in grains
-    )
+def _combos() -> list[tuple[str, str, str | None]]:
+    return [(g, dim, column) for dim, (column, grains) in GRAINS.items() for g in grains]
+
+
+def _upsert(keys: str, values: list[str]) -> str:
+    """Add ``values`` (``SUMS``' order) to the summary rows ``keys`` selects."""
     return (
         f"INSERT INTO call_summary (grain, bucket, dim, value, {', '.join(SUMS)})"
-        f" SELECT k.*, {values} FROM ({keys}) AS k WHERE true"
+        f" SELECT k.*, {', '.join(values)} FROM ({keys}) AS k WHERE true"
         " ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET "
         + ", ".join(f"{s} = {s} + excluded.{s}" for s in SUMS)
         + ";"
+    )
+
+
+def _sums_of(row: str) -> list[str]:
+    """``row``'s contribution to the summary: its sums once it is completed, else 0."""
+    cond = f"({row}.outcome IS 'answered' AND coalesce({row}.talk_seconds, 0) >= {_RULE})"
+    return [f"({e}) * ({row}.status IS 'completed')" for e in contributions(row, cond)]
+
+
+def _keys(row: str) -> str:
+    """The summary rows ``row`` counts in (one per grain and dimension)."""
+    return " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(column, row)}"
+        for g, dim, column in _combos()
+    )
+
+
+def _same_sql(g: str, column: str | None) -> str:
+    """The call stays in the same row of (grain, dimension) through the update."""
+    same = f"{bucket_sql(g, 'OLD')} = {bucket_sql(g, 'NEW')}"
+    return same if column is None else f"{same} AND OLD.{column} IS NEW.{column}"
+
+
+def _update_sql() -> str:
+    """An update's change: one upsert of the difference where the call stays in its row
+    (the usual case: completion, attribution), else out of the old row, into the new."""
+    stays = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f" WHERE {_same_sql(g, column)}"
+        for g, dim, column in _combos()
+    )
+    moved_old = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'OLD')}, '{dim}', {value_key(column, 'OLD')}"
+        f" WHERE OLD.status = 'completed' AND NOT ({_same_sql(g, column)})"
+        for g, dim, column in _combos()
+    )
+    moved_new = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f" WHERE NEW.status = 'completed' AND NOT ({_same_sql(g, column)})"
+        for g, dim, column in _combos()
+    )
+    delta = [
+        f"({new}) - ({old})" for new, old in zip(_sums_of("NEW"), _sums_of("OLD"), strict=True)
+    ]
+    return (
+        _upsert(stays, delta)
+        + " "
+        + _upsert(moved_old, [f"-({v})" for v in _sums_of("OLD")])
+        + " "
+        + _upsert(moved_new, _sums_of("NEW"))
     )
 
 
@@ -191,23 +241,28 @@ def install(db: sqlite_utils.Database, min_talk_seconds: float = 30.0) -> None:
                [min_talk_seconds])  # fmt: skip
     watched = ", ".join(WATCHED)
     changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in WATCHED)
+    done = "{row}.status = 'completed'"
     db.execute(
-        f"CREATE TRIGGER call_summary_insert AFTER INSERT ON calls BEGIN {_upsert('NEW', 1)} END"
+        f"CREATE TRIGGER call_summary_insert AFTER INSERT ON calls WHEN {done.format(row='NEW')}"
+        " BEGIN"
+        f" {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
     )
     db.execute(
         f"CREATE TRIGGER call_summary_update AFTER UPDATE OF {watched} ON calls"
-        f" WHEN {changed} BEGIN {_upsert('OLD', -1)} {_upsert('NEW', 1)} END"
+        f" WHEN ({done.format(row='OLD')} OR {done.format(row='NEW')}) AND ({changed})"
+        f" BEGIN {_update_sql()} END"
     )
     db.execute(
-        f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls BEGIN {_upsert('OLD', -1)} END"
+        f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls WHEN {done.format(row='OLD')}"
+        " BEGIN"
+        f" {_upsert(_keys('OLD'), [f'-({v})' for v in _sums_of('OLD')])} END"
     )
     rebuild(db)
 
 
 def rebuild(db: sqlite_utils.Database) -> int:
     """Recompute the summary from ``calls`` (in the caller's transaction); its rows."""
-    cond = f"(c.outcome IS 'answered' AND coalesce(c.talk_seconds, 0) >= {_RULE})"
-    sums = contributions("c", cond)
+    sums = _sums_of("c")
     db.execute("DELETE FROM call_summary")
     for dim, (column, grains) in GRAINS.items():
         for g in grains:
@@ -215,7 +270,7 @@ def rebuild(db: sqlite_utils.Database) -> int:
                 f"INSERT INTO call_summary (grain, bucket, dim, value, {', '.join(SUMS)})"
                 f" SELECT '{g}', {bucket_sql(g, 'c')} AS b, '{dim}',"
                 f" {value_key(column, 'c')} AS v, {', '.join(f'SUM({s})' for s in sums)}"
-                " FROM calls c GROUP BY b, v"
+                " FROM calls c WHERE c.status = 'completed' GROUP BY b, v"
             )
     return db.execute("SELECT COUNT(*) FROM call_summary").fetchone()[0]
 
@@ -316,15 +371,6 @@ def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
     return Split(summary, raw)
 
 
-def buckets_of(grain: str, lo: datetime, hi: datetime) -> list[str]:
-    """The names of the ``grain`` buckets in [lo, hi) (both on ``grain`` bounds)."""
-    out = []
-    while lo < hi:
-        out.append(bucket_key(lo, grain))
-        lo = _next(lo, grain)
-    return out
-
-
 # -- queries ---------------------------------------------------------------------------
 
 
@@ -375,26 +421,25 @@ def bucket_sums(
     spans: list[tuple[str, str, datetime, datetime]],
 ) -> dict[str, list[int]]:
     """Sums per label of whole summary buckets (label, grain, first, end) of ``dim``'s
-    ``value``: one range scan per grain, each bucket added to its label here (a label
-    may hold many buckets: the heat map's cells)."""
-    labels: dict[tuple[str, str], str] = {}
-    bounds: dict[str, tuple[datetime, datetime]] = {}
+    ``value``: one range scan per grain, each row added to the label of the span it
+    falls in (found by bisection; a label may have many spans: the heat map's cells)."""
+    by_grain: dict[str, list[tuple[str, str, str]]] = {}
     for label, grain, lo, hi in spans:
-        for name in buckets_of(grain, lo, hi):
-            labels[(grain, name)] = label
-        a, b = bounds.get(grain, (lo, hi))
-        bounds[grain] = (min(a, lo), max(b, hi))
+        by_grain.setdefault(grain, []).append((bucket_key(lo, grain), bucket_key(hi, grain), label))
     out: dict[str, list[int]] = {}
-    for grain, (lo, hi) in bounds.items():
+    for grain, found in by_grain.items():
+        found.sort()
+        starts = [lo for lo, _hi, _label in found]
         cur = db.execute(
             f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = ? AND dim = ?"
             " AND value = ? AND bucket >= ? AND bucket < ?",
-            [grain, dim, _key(dim, value), bucket_key(lo, grain), bucket_key(hi, grain)],
+            [grain, dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
         )
         for bucket, *sums in cur:
-            label = labels.get((grain, bucket))
-            if label is None:
-                continue
+            i = bisect_right(starts, bucket) - 1
+            if i < 0 or bucket >= found[i][1]:
+                continue  # between spans
+            label = found[i][2]
             have = out.get(label)
             out[label] = sums if have is None else [a + b for a, b in zip(have, sums, strict=True)]
     return {k: v for k, v in out.items() if v[0] > 0}
