@@ -272,13 +272,18 @@ def time_buckets(period: Period, grain: Dimension, tz: tzinfo) -> list[Bucket]:
     if grain is Dimension.HOUR:
         # walk UTC hours (and the quarter hours of zones with odd offsets) by local hour
         cursor = local_first.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        hour = timedelta(hours=1)
         while cursor < period.end:
             local = cursor.astimezone(tz)
-            nxt = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            nxt_utc = datetime.combine(nxt.date(), time(nxt.hour), tzinfo=tz).astimezone(UTC)
-            if nxt_utc <= cursor:  # a local hour that repeats (DST ends)
-                nxt_utc = cursor + timedelta(hours=1)
-            label = f"{local.strftime('%a')} {local.hour:02d}"
+            nxt_utc = cursor + hour
+            after = nxt_utc.astimezone(tz)
+            if after.minute or after.second or after.hour == local.hour:  # the offset changed:
+                # by part of an hour, or the hour repeats (DST ends): exact, from local time
+                nxt = local.replace(minute=0, second=0, microsecond=0) + hour
+                nxt_utc = datetime.combine(nxt.date(), time(nxt.hour), tzinfo=tz).astimezone(UTC)
+                if nxt_utc <= cursor:  # a local hour that repeats (DST ends)
+                    nxt_utc = cursor + hour
+            label = f"{WEEKDAYS[local.weekday()]} {local.hour:02d}"
             buckets.append(Bucket(label, max(cursor, period.start), min(nxt_utc, period.end)))
             cursor = nxt_utc
         return buckets

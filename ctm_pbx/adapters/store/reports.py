@@ -172,8 +172,6 @@ def _open_buckets(
     end): the summary holds completed calls only."""
     if not spans:
         return {}
-    found = sorted((iso(lo), iso(hi), label) for label, _g, lo, hi in spans)
-    starts = [lo for lo, _hi, _label in found]
     select, sel_args = _select(qualified, False)
     where, args = filter_sql(filters)
     sql = (
@@ -181,9 +179,15 @@ def _open_buckets(
         f" AND c.started_at >= ? AND c.started_at < ?{''.join(' AND ' + w for w in where)}"
         " GROUP BY c.id"
     )
+    first = iso(min(lo for _label, _g, lo, _hi in spans))
+    end = iso(max(hi for _label, _g, _lo, hi in spans))
+    rows = db.conn.execute(sql, [*sel_args, first, end, *args]).fetchall()
+    if not rows:
+        return {}
+    found = sorted((iso(lo), iso(hi), label) for label, _g, lo, hi in spans)
+    starts = [lo for lo, _hi, _label in found]
     out: dict[str, Sums] = {}
-    end = max(hi for _lo, hi, _label in found)
-    for at, *sums in db.conn.execute(sql, [*sel_args, starts[0], end, *args]):
+    for at, *sums in rows:
         i = bisect_right(starts, at) - 1
         if i >= 0 and at < found[i][1]:
             _add(out, found[i][2], sums)

@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
-from ctm_pbx.core.clock import iso
 from ctm_pbx.core.reports import (
     CONFIDENT,
     DIMENSION_COLUMNS,
@@ -140,11 +139,17 @@ def bucket_sql(grain: str, row: str) -> str:
 
 
 def bucket_key(t: datetime, grain: str) -> str:
-    """The name of the ``grain`` bucket that starts at ``t`` (UTC)."""
-    text = iso(t)
-    if grain != "q":
-        return text[: PREFIX[grain]]
-    return f"{text[:14]}{t.astimezone(UTC).minute // 15 * 15:02d}"
+    """The name of the ``grain`` bucket that starts at ``t``, as ``iso(t)`` begins."""
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    if grain == "m":
+        return f"{t.year:04d}-{t.month:02d}"
+    day = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+    if grain == "d":
+        return day
+    if grain == "h":
+        return f"{day}T{t.hour:02d}"
+    return f"{day}T{t.hour:02d}:{t.minute // 15 * 15:02d}"
 
 
 # -- the table and its triggers (migration m017) ---------------------------------------
@@ -348,6 +353,10 @@ def _ceil(t: datetime, grain: str) -> datetime:
 
 def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
     """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    hours_only = "d" not in grains and "m" not in grains and "h" in grains
+    if hours_only and _whole_hour(start) and _whole_hour(end) and start < end:
+        return Split([("h", start, end)], [])  # a time bucket of whole hours: the usual
     summary: list[tuple[str, datetime, datetime]] = []
     raw: list[tuple[datetime, datetime]] = []
     order = [g for g in ORDER if g in grains]
@@ -367,8 +376,12 @@ def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
         summary.append((g, a, b))
         cover(b, hi, level + 1)
 
-    cover(start.astimezone(UTC), end.astimezone(UTC), 0)
+    cover(start, end, 0)
     return Split(summary, raw)
+
+
+def _whole_hour(t: datetime) -> bool:
+    return t.minute == 0 and t.second == 0 and t.microsecond == 0
 
 
 # -- queries ---------------------------------------------------------------------------
