@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,8 @@ from ctm_pbx.adapters.store.reports import group_totals, period_totals, run_repo
 from ctm_pbx.core.callflow import FinishCall, Outcome, StartCall
 from ctm_pbx.core.demo import demo_calls
 from ctm_pbx.core.reports import Dimension, Filters, QualifiedCall, parse_period
-from tests.helpers import config
+from ctm_pbx.edges.cli import main
+from tests.helpers import BASE, config
 
 NOW = datetime(2026, 12, 3, 21, 37, 12, 345000, tzinfo=UTC)
 ZONES = ("America/Chicago", "Asia/Kolkata", "Asia/Kathmandu", "UTC", "Australia/Eucla")
@@ -320,3 +322,19 @@ def test_any_calls_and_changes_give_the_same_figures(tmp_path_factory, calls, ch
     _assert_kept(db)
     _assert_same_reports(db, zones=("Asia/Kathmandu", "America/Chicago"), periods=("30d",))
     db.conn.close()
+
+
+def test_db_migrate_counts_the_configured_qualified_calls(tmp_path):
+    """``db migrate`` (and ``run``) sync the summary's rule with the config's."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "database: {path: ctm.db}\nreports: {qualified_min_talk_seconds: 45}\n" + BASE,
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["--config", str(path), "db", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert "report summaries rebuilt: qualified calls now talk >= 45 s" in result.output
+    db = open_db(tmp_path / "ctm.db")
+    assert summaries.rule(db) == 45 and summaries.usable(db, QualifiedCall(min_talk_seconds=45))
+    again = CliRunner().invoke(main, ["--config", str(path), "db", "migrate"])
+    assert "report summaries rebuilt" not in again.output

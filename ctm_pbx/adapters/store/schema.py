@@ -385,13 +385,13 @@ def m015_visit_signals(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m017_report_summaries(db: sqlite_utils.Database) -> None:
-    """Report summaries: the call log's sums per UTC hour/day/month and dimension
-    (``call_summary``), filled from the calls stored and kept by triggers on ``calls``
-    in the same transaction as every write of a call (see adapters/store/summaries.py);
-    qualified calls counted as answered and talked >= 30 s until the daemon syncs the
-    configured rule (``summaries.sync_rule``). Indexes for the reports the summary
-    cannot answer: by caller (unique callers) and by tag are left to the range scan of
-    ``idx_calls_started_at``."""
+    """Report summaries: the completed calls' sums per UTC month/day/hour/quarter and
+    dimension (``call_summary``), filled here from the calls stored and kept from now on
+    by triggers on ``calls``, in the transaction of every write of a call, whoever makes
+    it (see adapters/store/summaries.py). Qualified calls are counted as answered with
+    >= 30 s of talk until the configured rule is synced (``summaries.sync_rule``, at
+    ``ctm-pbx run`` and ``db migrate``). A migration that rebuilds ``calls`` must create
+    the triggers again."""
     summaries.install(db, min_talk_seconds=30.0)
 
 
