@@ -176,7 +176,7 @@ class LiveClient:
                 for line in resp:
                     if line.startswith(b"data:"):
                         self.events += 1
-            except (OSError, ValueError):  # closed by stop()
+            except (OSError, ValueError, AttributeError):  # closed by stop() mid-read
                 pass
 
     def start(self) -> LiveClient:
