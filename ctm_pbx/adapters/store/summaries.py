@@ -237,7 +237,11 @@ def install(db: sqlite_utils.Database, min_talk_seconds: float = 30.0) -> None:
         ) WITHOUT ROWID
         """
     )
-    db.execute("CREATE INDEX idx_call_summary_value ON call_summary (grain, dim, value, bucket)")
+    # one value's hours (a timeline filtered by source); days and months are few enough to
+    # scan by bucket
+    db.execute(
+        "CREATE INDEX idx_call_summary_value ON call_summary (dim, value, bucket) WHERE grain = 'h'"
+    )
     db.execute(
         "CREATE TABLE call_summary_rule (id INTEGER PRIMARY KEY CHECK (id = 1),"
         " min_talk_seconds REAL NOT NULL)"
@@ -396,11 +400,12 @@ def _ranges(dim: str, parts, value: str | None) -> tuple[str, list]:
     one = " AND value = ?" if value is not None else ""
     selects, args = [], []
     for grain, lo, hi in parts:
+        assert grain in ORDER  # a literal: the planner sees which index applies
         selects.append(
-            f"SELECT * FROM call_summary WHERE grain = ? AND dim = ?{one}"
+            f"SELECT * FROM call_summary WHERE grain = '{grain}' AND dim = ?{one}"
             " AND bucket >= ? AND bucket < ?"
         )
-        args += [grain, dim, *([value] if value is not None else [])]
+        args += [dim, *([value] if value is not None else [])]
         args += [bucket_key(lo, grain), bucket_key(hi, grain)]
     return " UNION ALL ".join(selects), args
 
@@ -443,10 +448,11 @@ def bucket_sums(
     for grain, found in by_grain.items():
         found.sort()
         starts = [lo for lo, _hi, _label in found]
+        assert grain in ORDER  # a literal: the planner sees which index applies
         cur = db.execute(
-            f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = ? AND dim = ?"
-            " AND value = ? AND bucket >= ? AND bucket < ?",
-            [grain, dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
+            f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = '{grain}'"
+            " AND dim = ? AND value = ? AND bucket >= ? AND bucket < ?",
+            [dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
         )
         for bucket, *sums in cur:
             i = bisect_right(starts, bucket) - 1
