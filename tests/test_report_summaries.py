@@ -180,6 +180,19 @@ def test_the_tag_filter_counts_only_tagged_calls(seeded):
     assert period_totals(seeded, start, end, Filters(tag="lead"), QUALIFIED).calls == tagged > 0
 
 
+def test_a_replaced_row_leaves_the_summary(tmp_path):
+    """INSERT OR REPLACE deletes the old row: its contribution goes with it."""
+    db = open_db(tmp_path / "ctm.db")
+    migrate(db)
+    seed_demo(db, demo_calls(CFG, now=NOW, days=5, calls=20, seed=2))
+    with db.conn:
+        db.execute(
+            "INSERT OR REPLACE INTO calls (id, status, started_at, tracking_number, outcome)"
+            " VALUES (3, 'completed', '2026-12-01T10:00:00.000Z', '+13125550100', 'busy')"
+        )
+    _assert_kept(db)
+
+
 def test_another_qualified_rule_is_counted_from_calls_until_synced(tmp_path):
     db = open_db(tmp_path / "ctm.db")
     migrate(db)

@@ -8,9 +8,11 @@ one per write of its row while it lasts (its start, attribution, menu, queue).
 SQLite triggers on ``calls`` keep it: whatever writes a call (the call flow, late
 attribution, the call spool, ``demo seed``, a person with sqlite3), the same
 statement's transaction takes the call's old contribution out and puts the new one
-in, so the summary cannot drift from ``calls``; ``rebuild`` recomputes it from
-``calls`` (migration m017 does, and ``sync_rule`` when the qualified-call rule
-changes).
+in, so the summary cannot drift from ``calls`` (ctm-pbx's connections also fire them for
+the rows an ``INSERT OR REPLACE`` deletes: sqlite-utils sets ``PRAGMA recursive_triggers``;
+by hand, with sqlite3, set it too before a REPLACE into calls, or run ``rebuild``). ``rebuild``
+recomputes it from ``calls`` (migration m017 does, and ``sync_rule`` when the
+qualified-call rule changes).
 
 Seconds are summed as integer milliseconds and confidence as integer millionths, in
 the summary and in the raw queries alike (``contributions``): integer sums do not
