@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO))
 from ctm_pbx.adapters.agi_calls import answer_command  # noqa: E402
 from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
-from ctm_pbx.adapters.store import open_db  # noqa: E402
+from ctm_pbx.adapters.store import open_db, summaries  # noqa: E402
 from ctm_pbx.adapters.store import users as user_store  # noqa: E402
 from ctm_pbx.core.agi_plan import channel_variables, plan_agi_call  # noqa: E402
 from ctm_pbx.core.callflow import NumberInfo  # noqa: E402
@@ -89,7 +89,7 @@ DIDS = {
 CARRIER_INFO_PORT = 5071  # the carrier address whose DTMF is SIP INFO
 WEB_PORT = 18090
 DASHBOARD_PORT = 18091
-SUMMARY_TRIGGERS = ("call_summary_insert", "call_summary_update", "call_summary_delete")
+SUMMARY_TRIGGERS = summaries.TRIGGERS
 SPOOL_AST = "/var/spool/asterisk/ctm-pbx/calls.spool"  # CTM_SPOOL, as Asterisk sees it
 SPOOL = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox")) / "root" / SPOOL_AST[1:]
 CONFIG = f"""\

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import demo as demo_store  # noqa: E402
-from ctm_pbx.adapters.store import migrate, open_db  # noqa: E402
+from ctm_pbx.adapters.store import migrate, open_db, summaries  # noqa: E402
 from ctm_pbx.adapters.store import users as user_store  # noqa: E402
 from ctm_pbx.adapters.store.reader import StoreReader, open_read_only  # noqa: E402
 from ctm_pbx.adapters.store.reports import run_report  # noqa: E402
@@ -101,7 +101,7 @@ def without_summary(path: Path) -> Path:
     if not raw.exists() or raw.stat().st_mtime < path.stat().st_mtime:
         shutil.copyfile(path, raw)
         conn = sqlite3.connect(raw)
-        for name in ("call_summary_insert", "call_summary_update", "call_summary_delete"):
+        for name in summaries.TRIGGERS:
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
         conn.execute("DROP TABLE IF EXISTS call_summary")
         conn.execute("DROP TABLE IF EXISTS call_summary_rule")

@@ -263,7 +263,7 @@ def test_reads_of_an_older_schema_count_from_calls(tmp_path):
     db = open_db(tmp_path / "ctm.db")
     migrate(db)
     seed_demo(db, demo_calls(CFG, now=NOW, days=10, calls=50, seed=1))
-    for name in ("call_summary_insert", "call_summary_update", "call_summary_delete"):
+    for name in summaries.TRIGGERS:
         db.execute(f"DROP TRIGGER {name}")
     db.execute("DROP TABLE call_summary_rule")
     assert not summaries.usable(db, QUALIFIED)

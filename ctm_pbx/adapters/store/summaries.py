@@ -75,6 +75,8 @@ SUMS = (
     "ring_ms", "talk_ms", "queue_count", "queue_ms", "scored", "confidence_micro",
     "confident",
 )  # fmt: skip
+TRIGGERS = ("call_summary_insert", "call_summary_complete", "call_summary_update",
+            "call_summary_delete")  # fmt: skip
 # the columns whose change changes a call's contribution
 WATCHED = sorted(
     {"status", "started_at", "caller_number", "previous_call_id", "outcome", "ring_seconds",
@@ -258,10 +260,16 @@ def install(db: sqlite_utils.Database, min_talk_seconds: float = 30.0) -> None:
         " BEGIN"
         f" {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
     )
+    # a call completing (the usual update): it was in no row yet, it goes into its rows
+    db.execute(
+        "CREATE TRIGGER call_summary_complete AFTER UPDATE OF status ON calls"
+        f" WHEN OLD.status IS NOT 'completed' AND {done.format(row='NEW')}"
+        f" BEGIN {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+    )
+    # a completed call changed (late attribution, a correction, back in progress)
     db.execute(
         f"CREATE TRIGGER call_summary_update AFTER UPDATE OF {watched} ON calls"
-        f" WHEN ({done.format(row='OLD')} OR {done.format(row='NEW')}) AND ({changed})"
-        f" BEGIN {_update_sql()} END"
+        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql()} END"
     )
     db.execute(
         f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls WHEN {done.format(row='OLD')}"
