@@ -16,6 +16,10 @@ phone1), at rising call rates with short calls:
                  with backoff): the call path must not feel them (compare with (a))
   (d) ivrq     : DID -> Stasis -> a menu (Read(), one key by SIP INFO) -> a queue
                  (Queue(), the agent phone1) -- compare it with (a), the plain route
+  (g) ctm-live : as (a), with a dashboard page's live feed (/calls/live, server-sent
+                 events) open for the run: the cost of the live feed (compare with (a))
+  (h) ctm-nosummary: as (a), with the report summary's triggers dropped for the run:
+                 the cost of keeping call_summary in the writer's transaction
 
 For each rate: calls placed, calls the phone completed, call-log rows completed as
 answered (ctm, agi), post-dial delay (the caller's INVITE -> 180 Ringing; median, p99),
@@ -31,6 +35,7 @@ Run as root from the repository (the sandbox must be installable):
     .venv/bin/python bench/ari_routing.py --modes ctm,ctm-hooks --rates 100,200,300
 
 ctm-hooks restarts the daemon with the webhooks (and back) when the mode changes.
+    .venv/bin/python bench/ari_routing.py --modes ctm,ctm-live,ctm-nosummary --rates 100,150
 
 For ivrq the "post-dial delay" is INVITE -> 200 (the menu answers), not -> 180.
 """
@@ -48,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -61,7 +67,8 @@ sys.path.insert(0, str(REPO))
 from ctm_pbx.adapters.agi_calls import answer_command  # noqa: E402
 from ctm_pbx.adapters.asterisk_conf import render_queues  # noqa: E402
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
-from ctm_pbx.adapters.store import open_db  # noqa: E402
+from ctm_pbx.adapters.store import open_db, summaries  # noqa: E402
+from ctm_pbx.adapters.store import users as user_store  # noqa: E402
 from ctm_pbx.core.call.agi_plan import channel_variables, plan_agi_call  # noqa: E402
 from ctm_pbx.core.model import NumberInfo  # noqa: E402
 from tests.integration.ctm import ProcessDaemon  # noqa: E402
@@ -79,6 +86,8 @@ DIDS = {
     "ctm": BENCH_DID,
     "ctm-nospool": BENCH_DID,
     "ctm-hooks": BENCH_DID,
+    "ctm-live": BENCH_DID,
+    "ctm-nosummary": BENCH_DID,
     "agi": AGI_DID,
     "dialplan": BASELINE_DID,
     "ivrq": IVR_DID,
@@ -86,6 +95,8 @@ DIDS = {
 }
 CARRIER_INFO_PORT = 5071  # the carrier address whose DTMF is SIP INFO
 WEB_PORT = 18090
+DASHBOARD_PORT = 18091
+SUMMARY_TRIGGERS = summaries.TRIGGERS
 SPOOL_AST = "/var/spool/asterisk/ctm-pbx/calls.spool"  # CTM_SPOOL, as Asterisk sees it
 SPOOL = Path(os.environ.get("CTM_SANDBOX_DIR", "/var/lib/ctm-pbx-sandbox")) / "root" / SPOOL_AST[1:]
 CONFIG = f"""\
@@ -95,6 +106,7 @@ asterisk:
    call_spool: {SPOOL}}}
 database: {{path: ctm.db}}
 web: {{host: 127.0.0.1, port: {WEB_PORT}}}
+dashboard: {{enabled: true, host: 127.0.0.1, port: {DASHBOARD_PORT}}}
 sources:
   bench: {{kind: offsite}}
 receiving_numbers:
@@ -178,6 +190,78 @@ class Run:
     sipp_ms_per_call: float = 0.0  # both sipps (carrier and phone): the same work in every mode
     asterisk_rss_mb: float = 0.0  # Asterisk's resident memory after the run
     round: int = 1  # which pass over the rates (--repeat)
+    live_events: int | None = None  # ctm-live: calls the dashboard's live feed pushed
+
+
+class LiveClient:
+    """A dashboard page's live feed (``/calls/live``), read on a thread: counts the
+    events (call rows) the daemon pushes. Logs in by a session written to the call
+    log's database (as the login form would)."""
+
+    def __init__(self, db_path: Path) -> None:
+        db = open_db(db_path)
+        try:
+            now = datetime.now(UTC)
+            with db.conn:
+                if not db.execute("SELECT 1 FROM users WHERE name = 'bench'").fetchone():
+                    user_store.add_user(db, "bench", "bench live feed 123", user_store.Role.VIEWER,
+                                        now)  # fmt: skip
+                self.token, _csrf = user_store.create_session(db, "bench", now)
+        finally:
+            db.conn.close()
+        self.events = 0
+        self.opened = threading.Event()
+        self._resp = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{DASHBOARD_PORT}/calls/live",
+            headers={"Cookie": f"ctm_session={self.token}", "Accept": "text/event-stream"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            self._resp = resp
+            self.opened.set()
+            try:
+                for line in resp:
+                    if line.startswith(b"data:"):
+                        self.events += 1
+            except (OSError, ValueError, AttributeError):  # closed by stop() mid-read
+                pass
+
+    def start(self) -> LiveClient:
+        self._thread.start()
+        if not self.opened.wait(10):
+            raise RuntimeError("the dashboard's live feed did not open")
+        time.sleep(1.5)  # the feed's first poll (it starts from the newest call)
+        return self
+
+    def stop(self) -> int:
+        time.sleep(2.5)  # the last calls' ends (the feed polls once a second)
+        if self._resp is not None:
+            self._resp.close()
+        self._thread.join(5)
+        return self.events
+
+
+def summary_triggers(db_path: Path, on: bool, saved: dict[str, str]) -> None:
+    """Drop the report summary's triggers (saving their SQL) or put them back."""
+    db = open_db(db_path)
+    try:
+        with db.conn:
+            if not on:
+                for name, sql in db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                ).fetchall():
+                    if name in SUMMARY_TRIGGERS:
+                        saved[name] = sql
+                        db.execute(f"DROP TRIGGER {name}")
+            else:
+                for sql in saved.values():
+                    db.execute(sql)
+                saved.clear()
+    finally:
+        db.conn.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -364,6 +448,10 @@ def one_run(
     phone_dir = work / f"{tag}-phone"
     phone = start_phone(phone_dir, max_s=seconds + hold_ms // 1000 + 120)
     set_spool(asterisk, "" if mode == "ctm-nospool" else SPOOL_AST)
+    saved: dict[str, str] = {}
+    if mode == "ctm-nosummary":
+        summary_triggers(db_path, False, saved)
+    live = LiveClient(db_path).start() if mode == "ctm-live" else None
     req0 = healthz()["ari_requests"]
     s0 = children_cpu_seconds()
     try:
@@ -375,11 +463,14 @@ def one_run(
         a1, c1, t1 = cpu_seconds(ast_pid), cpus(ctm_pids), time.monotonic()
     finally:
         phone_completed = stop_phone(phone, phone_dir)
+        live_events = live.stop() if live is not None else None
+        if saved:
+            summary_triggers(db_path, True, saved)
     sipp_s = children_cpu_seconds() - s0
     wall = t1 - t0
     logged = None
     req_per_call = None
-    if mode in ("ctm", "ctm-nospool", "agi", "ivrq", "ctm-hooks"):
+    if mode in ("ctm", "ctm-nospool", "ctm-live", "ctm-nosummary", "agi", "ivrq", "ctm-hooks"):
         deadline = time.monotonic() + 30
         while True:
             logged, _ = answered_rows(db_path, top_before, "agi" if mode == "agi" else "ari")
@@ -411,6 +502,7 @@ def one_run(
         sipp_ms_per_call=round(sipp_s * 1000 / count, 2),
         asterisk_rss_mb=rss_mb(ast_pid),
         round=round_no,
+        live_events=live_events,
     )
 
 
@@ -529,7 +621,7 @@ def main() -> int:
     ap.add_argument(
         "--modes",
         default="dialplan,ctm",
-        help="of dialplan, ctm (ARI), ctm-nospool, agi, agi-floor, ivrq",
+        help="of dialplan, ctm (ARI), ctm-nospool, ctm-live, ctm-nosummary, agi, agi-floor, ivrq",
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (sipp logs…)")

@@ -1,14 +1,19 @@
 """Reports and dashboard pages on a big call log: how long each takes, and how that grows.
 
-    .venv/bin/python bench/reports.py                       # 1,000,000 calls (seeding ~2 min)
-    .venv/bin/python bench/reports.py --calls 100000 --db /tmp/r.db
+    .venv/bin/python bench/reports.py                       # 1,000,000 calls (seeding minutes)
+    .venv/bin/python bench/reports.py --calls 200000 --db /tmp/r.db
 
 Seeds (once per --db; reused when it has the asked-for number of calls) ``--calls`` calls
 over 13 months across ``--sources`` sources and ``--numbers`` tracking numbers with the
-demo generator, then times, in the same run: every CLI report for the last 30 days and the
-last 12 months (median of ``--repeat`` runs), the dashboard's overview, a call-log page and a
-call's page (server time through aiohttp's test client, logged in), and a bare
-``SELECT COUNT(*)`` over the same 12 months as the do-nothing baseline. One JSON line per
+demo generator (through the summary's triggers, as the daemon writes), then times, in the
+same run, each figure three ways: ``raw`` (every sum from ``calls``, unique callers too:
+the code before the summary), ``summary`` (whole UTC buckets from ``call_summary``, no
+unique callers: the dashboard and the CLI's tables) and ``summary+unique`` (the CLI's
+--json/--csv). Every CLI report for the last 30 days and the last 12 months (median of
+``--repeat`` runs); the dashboard's overview, a call-log page and a call's page (server
+time through aiohttp's test client, logged in), on the database and on a copy without
+the summary (``raw``); a bare ``SELECT COUNT(*)`` over the same period as the do-nothing
+baseline; and what writing a call costs with and without the triggers. One JSON line per
 figure, then a table.
 """
 
@@ -18,6 +23,8 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
+import sqlite3
 import statistics
 import sys
 import time
@@ -33,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from ctm_pbx.adapters.config_loader import parse_config  # noqa: E402
 from ctm_pbx.adapters.store import demo as demo_store  # noqa: E402
-from ctm_pbx.adapters.store import migrate, open_db  # noqa: E402
+from ctm_pbx.adapters.store import migrate, open_db, summaries  # noqa: E402
 from ctm_pbx.adapters.store import users as user_store  # noqa: E402
 from ctm_pbx.adapters.store.reader import StoreReader, open_read_only  # noqa: E402
 from ctm_pbx.adapters.store.reports import run_report  # noqa: E402
@@ -88,6 +95,29 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def without_summary(path: Path) -> Path:
+    """A copy of the database as it was before m017: no summary, no triggers."""
+    raw = path.with_name(path.stem + "-raw.db")
+    if not raw.exists() or raw.stat().st_mtime < path.stat().st_mtime:
+        shutil.copyfile(path, raw)
+        conn = sqlite3.connect(raw)
+        for name in summaries.TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.execute("DROP TABLE IF EXISTS call_summary")
+        conn.execute("DROP TABLE IF EXISTS call_summary_rule")
+        conn.commit()
+        conn.execute("VACUUM")
+        conn.close()
+    return raw
+
+
+WAYS = {  # name -> run_report options
+    "raw": {"summary": False, "unique": True},
+    "summary": {"summary": True, "unique": False},
+    "summary+unique": {"summary": True, "unique": True},
+}
+
+
 def bench_reports(path: Path, repeat: int) -> list[dict]:
     db = open_read_only(path)
     now = datetime.now(UTC)
@@ -102,17 +132,72 @@ def bench_reports(path: Path, repeat: int) -> list[dict]:
             ).fetchone(),
             repeat,
         )
-        out.append({"what": "baseline count(*)", "period": since, "ms": round(count, 1)})
+        out.append({"what": "baseline count(*)", "period": since, "ms": {"raw": round(count, 1)}})
         for dim in Dimension:
-            ms = timed(
-                lambda d=dim, p=period: run_report(db, d, p, TZ, Filters(), qualified), repeat
-            )
-            out.append({"what": f"report {dim.value}", "period": since, "ms": round(ms, 1)})
-            print(json.dumps(out[-1]), flush=True)
+            row = {"what": f"report {dim.value}", "period": since, "ms": {}}
+            for way, opts in WAYS.items():
+                ms = timed(
+                    lambda d=dim, p=period, o=opts: run_report(
+                        db, d, p, TZ, Filters(), qualified, **o
+                    ),
+                    repeat,
+                )
+                row["ms"][way] = round(ms, 1)
+            out.append(row)
+            print(json.dumps(row), flush=True)
     return out
 
 
-async def bench_pages(path: Path, repeat: int) -> list[dict]:
+def bench_writes(path: Path, raw_path: Path, calls: int = 2000) -> list[dict]:
+    """A call's writes as the daemon makes them (its row at the start, the attribution
+    while it rings, its end), ``calls`` times, with and without the summary's triggers;
+    microseconds per call, rolled back."""
+    cfg = parse_config(CONFIG, env={"ARI_PASSWORD": "x", "AMI_SECRET": "x"})
+    rows = demo_calls(cfg, now=datetime.now(UTC), days=1, calls=calls, seed=99)
+    row = {"what": "writes of one call (us)", "period": "-", "ms": {}}
+    for way, target in (("raw", raw_path), ("summary", path)):
+        db = open_db(target)
+        conn = db.conn
+        conn.execute("BEGIN")
+        t0 = time.perf_counter()
+        for r in rows:
+            cur = conn.execute(
+                "INSERT INTO calls (status, started_at, tracking_number, caller_number, source,"
+                " route) VALUES ('in_progress', ?, ?, ?, ?, ?)",
+                [r["started_at"], r["tracking_number"], r["caller_number"], r["source"],
+                 r["route"]],
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE calls SET attribution_confidence = ?, utm_campaign = ?, utm_term = ?,"
+                " landing_url = ? WHERE id = ?",
+                [r["attribution_confidence"], r["utm_campaign"], r["utm_term"],
+                 r["landing_url"], cur.lastrowid],
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE calls SET status = 'completed', ended_at = ?, outcome = ?,"
+                " ring_seconds = ?, talk_seconds = ?, answered_by = ? WHERE id = ?",
+                [r["ended_at"], r["outcome"], r["ring_seconds"], r["talk_seconds"],
+                 r["answered_by"], cur.lastrowid],
+            )  # fmt: skip
+        elapsed = (time.perf_counter() - t0) * 1e6 / calls
+        conn.rollback()
+        conn.close()
+        row["ms"][way] = round(elapsed)
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+async def bench_pages(path: Path, raw_path: Path, repeat: int) -> list[dict]:
+    rows: dict[str, dict] = {}
+    for way, target in (("raw", raw_path), ("summary", path)):
+        for name, ms in (await page_times(target, repeat)).items():
+            rows.setdefault(name, {"what": name, "period": "-", "ms": {}})["ms"][way] = ms
+    for row in rows.values():
+        print(json.dumps(row), flush=True)
+    return list(rows.values())
+
+
+async def page_times(path: Path, repeat: int) -> dict[str, float]:
     cfg = parse_config(
         CONFIG.replace("path: ctm-pbx.db", f"path: {path}"),
         env={"ARI_PASSWORD": "x", "AMI_SECRET": "x"},
@@ -124,7 +209,7 @@ async def bench_pages(path: Path, repeat: int) -> list[dict]:
     csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())[1]
     await client.post("/login", data={"username": "bench", "password": PASSWORD, "csrf": csrf})
     newest = await reader.run(lambda db: db.execute("SELECT MAX(id) FROM calls").fetchone()[0])
-    out = []
+    out = {}
     for name, url in (("overview page", "/"), ("call-log page", "/calls"),
                       ("call-log page, filtered", "/calls?source=google-ads&since=30d"),
                       ("call page", f"/calls/{newest}")):  # fmt: skip
@@ -135,8 +220,7 @@ async def bench_pages(path: Path, repeat: int) -> list[dict]:
             await resp.read()
             assert resp.status == 200, (url, resp.status)
             times.append((time.perf_counter() - t0) * 1000)
-        out.append({"what": name, "period": "-", "ms": round(statistics.median(times), 1)})
-        print(json.dumps(out[-1]), flush=True)
+        out[name] = round(statistics.median(times), 1)
     await client.close()
     reader.close()
     writer.close()
@@ -153,11 +237,15 @@ def main() -> None:
     args = ap.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
     seed(args.db, args.calls, args.sources, args.numbers)
+    raw_path = without_summary(args.db)
     rows = bench_reports(args.db, args.repeat)
-    rows += asyncio.run(bench_pages(args.db, args.repeat))
-    print(f"\n{args.calls} calls, {args.sources} extra sources, {args.numbers} numbers")
+    rows += asyncio.run(bench_pages(args.db, raw_path, args.repeat))
+    rows += bench_writes(args.db, raw_path)
+    print(f"\n{args.calls} calls, {args.sources} extra sources, {args.numbers} numbers (ms)")
+    print(f"{'':<40} {'':>4} " + " ".join(f"{w:>14}" for w in WAYS))
     for row in rows:
-        print(f"{row['what']:<28} {row['period']:>4} {row['ms']:>9.1f} ms")
+        cells = " ".join(f"{row['ms'][w]:>14}" if w in row["ms"] else f"{'':>14}" for w in WAYS)
+        print(f"{row['what']:<40} {row['period']:>4} {cells}")
 
 
 if __name__ == "__main__":

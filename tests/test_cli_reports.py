@@ -65,6 +65,15 @@ def test_json_has_every_metric(cli):
     assert {r["key"]: r["calls"] for r in data["rows"][:-1]} == {None: 3, "winter": 2}
 
 
+def test_reports_filter_by_tag(cli, tmp_path):
+    db = open_db(tmp_path / "ctm.db")
+    with db.conn:
+        db.execute("UPDATE calls SET tags = ',lead,' WHERE source = 'billboard'")
+    db.conn.close()
+    data = json.loads(cli("sources", *DEC, "--tag", "lead", "--json"))
+    assert {r["key"]: r["calls"] for r in data["rows"]} == {"billboard": 2, "TOTAL": 2}
+
+
 def test_csv_is_one_row_per_key_and_a_total(cli):
     rows = list(csv.DictReader(io.StringIO(cli("routes", *DEC, "--csv"))))
     assert [(r["key"], r["calls"]) for r in rows] == [

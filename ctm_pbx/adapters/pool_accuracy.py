@@ -74,7 +74,7 @@ def pool_accuracy(
     by_pool = {
         r.key: r.metrics
         for r in run_report(db, Dimension.POOL, period, tz, Filters(), qualified,
-                            compare=False).rows
+                            compare=False, unique=False).rows
     }  # fmt: skip
     since = now - HISTORY
     days = time_buckets(Period(since, now, "7d", since, since), Dimension.DAY, tz)

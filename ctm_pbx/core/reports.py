@@ -272,13 +272,18 @@ def time_buckets(period: Period, grain: Dimension, tz: tzinfo) -> list[Bucket]:
     if grain is Dimension.HOUR:
         # walk UTC hours (and the quarter hours of zones with odd offsets) by local hour
         cursor = local_first.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        hour = timedelta(hours=1)
         while cursor < period.end:
             local = cursor.astimezone(tz)
-            nxt = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            nxt_utc = datetime.combine(nxt.date(), time(nxt.hour), tzinfo=tz).astimezone(UTC)
-            if nxt_utc <= cursor:  # a local hour that repeats (DST ends)
-                nxt_utc = cursor + timedelta(hours=1)
-            label = f"{local.strftime('%a')} {local.hour:02d}"
+            nxt_utc = cursor + hour
+            after = nxt_utc.astimezone(tz)
+            if after.minute or after.second or after.hour == local.hour:  # the offset changed:
+                # by part of an hour, or the hour repeats (DST ends): exact, from local time
+                nxt = local.replace(minute=0, second=0, microsecond=0) + hour
+                nxt_utc = datetime.combine(nxt.date(), time(nxt.hour), tzinfo=tz).astimezone(UTC)
+                if nxt_utc <= cursor:  # a local hour that repeats (DST ends)
+                    nxt_utc = cursor + hour
+            label = f"{WEEKDAYS[local.weekday()]} {local.hour:02d}"
             buckets.append(Bucket(label, max(cursor, period.start), min(nxt_utc, period.end)))
             cursor = nxt_utc
         return buckets
@@ -292,15 +297,15 @@ def time_buckets(period: Period, grain: Dimension, tz: tzinfo) -> list[Bucket]:
         if start >= period.end:
             break
         if grain is Dimension.DAY:
-            after, label = day + timedelta(days=1), day.isoformat()
+            next_day, label = day + timedelta(days=1), day.isoformat()
         elif grain is Dimension.WEEK:
-            after, label = day + timedelta(days=7), f"week of {day.isoformat()}"
+            next_day, label = day + timedelta(days=7), f"week of {day.isoformat()}"
         else:
-            after, label = _month_start(day, -1), day.strftime("%Y-%m")
-        end = _midnight(after, tz)
+            next_day, label = _month_start(day, -1), day.strftime("%Y-%m")
+        end = _midnight(next_day, tz)
         if end > period.start:
             buckets.append(Bucket(label, max(start, period.start), min(end, period.end)))
-        day = after
+        day = next_day
     return buckets
 
 
@@ -324,7 +329,7 @@ class Totals:
     """What the store sums for a group of calls; every metric derives from these."""
 
     calls: int = 0
-    unique_callers: int = 0
+    unique_callers: int | None = 0  # None: not counted (no sum gives it: see the store)
     first_time: int = 0
     answered: int = 0
     missed: int = 0
@@ -342,7 +347,8 @@ class Totals:
     def add(self, other: Totals) -> None:
         """Sum ``other`` into this (unique callers add up only across disjoint groups)."""
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, None if mine is None or theirs is None else mine + theirs)
 
 
 METRICS = (

@@ -19,7 +19,14 @@ from ctm_pbx.adapters import prompts as prompt_files
 from ctm_pbx.adapters.asterisk_conf import render_queues
 from ctm_pbx.adapters.config_loader import ConfigError, load_config
 from ctm_pbx.adapters.number_csv import CsvError, read_rows
-from ctm_pbx.adapters.store import StoreError, call_search, migrate, open_db, open_readonly
+from ctm_pbx.adapters.store import (
+    StoreError,
+    call_search,
+    migrate,
+    open_db,
+    open_readonly,
+    summaries,
+)
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.db import (
@@ -483,6 +490,10 @@ def sync_config_numbers(cfg: Config, database, *, force: bool = False) -> SyncPl
 def _sync(ctx: Context, database, *, force: bool, echo=click.echo) -> None:
     plan = sync_config_numbers(ctx.config, database, force=force)
     echo(_plan_text(plan, "added", "updated", "released"))
+    with database.conn:  # the reports' summary counts the configured qualified calls
+        minimum = ctx.config.reports.qualified_min_talk_seconds
+        if summaries.sync_rule(database, minimum):
+            echo(f"report summaries rebuilt: qualified calls now talk >= {minimum:g} s")
 
 
 def _plan_text(plan: SyncPlan, added: str, updated: str, released: str) -> str:

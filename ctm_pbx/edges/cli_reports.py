@@ -159,11 +159,12 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
     @click.command(name)
     @period_options()
     @filter_options
+    @click.option("--tag", help="Only calls with this tag.")
     @click.option("--json", "as_json", is_flag=True, help="JSON output.")
     @click.option("--csv", "as_csv", is_flag=True, help="CSV output.")
     @click.pass_obj
     def command(ctx, since, until, tz_name, source, pool, number, route, outcome, first_time,
-                as_json, as_csv, by="day"):  # fmt: skip
+                tag, as_json, as_csv, by="day"):  # fmt: skip
         cfg = ctx.config
         tz, zone_is_set = zone(tz_name or cfg.reports.time_zone)
         filters = Filters(
@@ -173,6 +174,7 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
             route=route,
             outcome=outcome,
             first_time=first_time,
+            tag=tag or None,
         )
         dim = TIMELINE[by] if dimension is Dimension.DAY else dimension
         try:
@@ -180,7 +182,9 @@ def make_command(name: str, dimension: Dimension, key_heading: str) -> click.Com
         except ReportError as exc:
             raise click.ClickException(str(exc)) from None
         qualified = QualifiedCall(min_talk_seconds=cfg.reports.qualified_min_talk_seconds)
-        rep = run_report(ctx.read_db(), dim, period, tz, filters, qualified)
+        # unique callers (a scan of the period's calls) only where they are printed
+        rep = run_report(ctx.read_db(), dim, period, tz, filters, qualified,
+                         unique=as_json or as_csv)  # fmt: skip
         if as_json:
             base.emit_json(
                 {

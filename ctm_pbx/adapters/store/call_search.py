@@ -30,9 +30,6 @@ def _where(filters: Filters, start: datetime | None, end: datetime | None) -> tu
     if end is not None:
         where.append("c.started_at < ?")
         args.append(iso(end))
-    if filters.tag:
-        where.append("instr(c.tags, ?) > 0")
-        args.append(f",{filters.tag},")
     return (" WHERE " + " AND ".join(where)) if where else "", args
 
 

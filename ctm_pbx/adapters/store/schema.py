@@ -12,6 +12,7 @@ import logging
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ctm_pbx.adapters.store import summaries
 from ctm_pbx.adapters.store.db import StoreError
 
 log = logging.getLogger(__name__)
@@ -436,6 +437,18 @@ def m016_outbox(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m017_report_summaries(db: sqlite_utils.Database) -> None:
+    """Report summaries: the completed calls' sums per UTC month/day/hour/quarter and
+    dimension (``call_summary``), filled here from the calls stored and kept from now on
+    by triggers on ``calls``, in the transaction of every write of a call, whoever makes
+    it (see adapters/store/summaries.py). Qualified calls are counted as answered with
+    >= 30 s of talk until the configured rule is synced (``summaries.sync_rule``, at
+    ``ctm-pbx run`` and ``db migrate``). A migration that rebuilds ``calls`` must create
+    the triggers again."""
+    summaries.install(db, min_talk_seconds=30.0)
 
 
 @migrations()

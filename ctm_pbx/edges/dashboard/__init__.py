@@ -302,9 +302,13 @@ def _kpis(db, dash: Dashboard, now: datetime) -> list[dict]:
     out = []
     for since, label in (("today", "Today"), ("7d", "Last 7 days"), ("30d", "Last 30 days")):
         period = parse_period(since, None, now=now, tz=dash.tz)
-        cur = metrics(period_totals(db, period.start, period.end, Filters(), dash.qualified))
+        cur = metrics(
+            period_totals(db, period.start, period.end, Filters(), dash.qualified, unique=False)
+        )
         before = period.previous()
-        prev = metrics(period_totals(db, before.start, before.end, Filters(), dash.qualified))
+        prev = metrics(
+            period_totals(db, before.start, before.end, Filters(), dash.qualified, unique=False)
+        )
         out.append(
             {
                 "label": label,
@@ -325,17 +329,17 @@ def _kpis(db, dash: Dashboard, now: datetime) -> list[dict]:
 def _overview_data(db, dash: Dashboard, now: datetime) -> dict:
     period = parse_period("30d", None, now=now, tz=dash.tz)
     by_source = run_report(db, Dimension.SOURCE, period, dash.tz, Filters(), dash.qualified,
-                           compare=False)  # fmt: skip
+                           compare=False, unique=False)  # fmt: skip
     sources = [r.key or "(none)" for r in by_source.rows]
     top_sources = sources[:7]
     days = run_report(db, Dimension.DAY, period, dash.tz, Filters(), dash.qualified,
-                      compare=False)  # fmt: skip
+                      compare=False, unique=False)  # fmt: skip
     day_labels = [b.label for b in time_buckets(period, Dimension.DAY, dash.tz)]
     series: dict[str, list[int]] = {}
     for name in top_sources:
         source = None if name == "(none)" else name
         rep = run_report(db, Dimension.DAY, period, dash.tz, Filters(source=source),
-                         dash.qualified, compare=False)  # fmt: skip
+                         dash.qualified, compare=False, unique=False)  # fmt: skip
         counts = {r.key: r.metrics["calls"] for r in rep.rows}
         series[name] = [int(counts.get(d) or 0) for d in day_labels]
     if len(sources) > len(top_sources):
@@ -345,12 +349,14 @@ def _overview_data(db, dash: Dashboard, now: datetime) -> dict:
             for i, d in enumerate(day_labels)
         ]
     hours = run_report(db, Dimension.HOUR, period, dash.tz, Filters(), dash.qualified,
-                       compare=False)  # fmt: skip
+                       compare=False, unique=False)  # fmt: skip
     grid = heat_map(
         {r.key: Totals(calls=int(r.metrics["calls"] or 0)) for r in hours.rows if r.key}
     )
-    campaigns = run_report(db, Dimension.CAMPAIGN, period, dash.tz, Filters(), dash.qualified)
-    keywords = run_report(db, Dimension.KEYWORD, period, dash.tz, Filters(), dash.qualified)
+    campaigns = run_report(db, Dimension.CAMPAIGN, period, dash.tz, Filters(), dash.qualified,
+                           unique=False)  # fmt: skip
+    keywords = run_report(db, Dimension.KEYWORD, period, dash.tz, Filters(), dash.qualified,
+                          unique=False)  # fmt: skip
     live = call_search.search_calls(db, Filters(), limit=20, start=now - timedelta(hours=6))
     return {
         "kpis": _kpis(db, dash, now),
@@ -506,12 +512,14 @@ def _sources_data(db, dash: Dashboard, now: datetime) -> dict:
     period = parse_period("30d", None, now=now, tz=dash.tz)
     by_source = {
         r.key: r
-        for r in run_report(db, Dimension.SOURCE, period, dash.tz, Filters(), dash.qualified).rows
+        for r in run_report(
+            db, Dimension.SOURCE, period, dash.tz, Filters(), dash.qualified, unique=False
+        ).rows
     }
     by_number = {
         r.key: r
         for r in run_report(db, Dimension.NUMBER, period, dash.tz, Filters(), dash.qualified,
-                            compare=False).rows
+                            compare=False, unique=False).rows
     }  # fmt: skip
     numbers = number_store.list_numbers(db)
     sources = []

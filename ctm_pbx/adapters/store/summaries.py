@@ -1,0 +1,480 @@
+"""Report summaries: the call log's sums per UTC month, day, hour and quarter hour.
+
+``call_summary`` holds, per (grain, bucket, dimension, value), the sums every report
+metric derives from (``core.reports.Totals`` but unique callers, which no sum gives)
+over the completed calls; calls in progress (a few: ``idx_calls_open``) are read from
+``calls``, so a call costs the summary one set of upserts, as it completes, rather than
+one per write of its row while it lasts (its start, attribution, menu, queue).
+SQLite triggers on ``calls`` keep it: whatever writes a call (the call flow, late
+attribution, the call spool, ``demo seed``, a person with sqlite3), the same
+statement's transaction takes the call's old contribution out and puts the new one
+in, so the summary cannot drift from ``calls`` (ctm-pbx's connections also fire them for
+the rows an ``INSERT OR REPLACE`` deletes: sqlite-utils sets ``PRAGMA recursive_triggers``;
+by hand, with sqlite3, set it too before a REPLACE into calls, or run ``rebuild``). ``rebuild``
+recomputes it from ``calls`` (migration m017 does, and ``sync_rule`` when the
+qualified-call rule changes).
+
+Seconds are summed as integer milliseconds and confidence as integer millionths, in
+the summary and in the raw queries alike (``contributions``): integer sums do not
+depend on the order of addition, so a report gives exactly the same figures from
+either, and adding then removing a call leaves no rounding residue.
+
+Reading: a UTC range is split into the whole buckets of the grains a dimension is
+kept at (``GRAINS``) and raw edges (``split``), which the caller sums from ``calls``:
+a bound inside a bucket (a period ending now, a report by campaign starting at a
+local midnight that is not a UTC one) costs a raw scan of the part next to it. The
+total keeps quarter hours, so local days and hours of zones 30 or 45 minutes off
+UTC come from the summary too.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+
+from ctm_pbx.core.reports import (
+    CONFIDENT,
+    DIMENSION_COLUMNS,
+    MISSED_OUTCOMES,
+    Dimension,
+    QualifiedCall,
+)
+
+log = logging.getLogger(__name__)
+
+# grains: a UTC month, day, hour or quarter of an hour, largest first; a bucket is
+# named by its start as ``started_at`` text: 2026-11 | 2026-11-28 | 2026-11-28T14 |
+# 2026-11-28T14:45
+ORDER = ("m", "d", "h", "q")
+PREFIX = {"h": 13, "d": 10, "m": 7}
+TOTAL = ""  # the dimension of every call (totals and time buckets)
+# dimension key -> (calls column, grains it is summed at). The total keeps hours and
+# quarters (time buckets of any zone: some are 30 or 45 minutes off UTC), the source
+# hours, days and months (time buckets filtered by source: the overview's timeline);
+# dimensions of many values (numbers, campaigns, keywords, ads) days and months, those
+# of a few days (a year of them is a few thousand rows). A report by them reads raw
+# calls only at its edges (at most a day each side). Landing page and referrer derive
+# their value in Python: raw only. Every row here is an upsert per write of a call.
+GRAINS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    TOTAL: (None, ("h", "q")),
+    "source": ("source", ("h", "d", "m")),
+    **{c: (c, ("d", "m")) for c in ("tracking_number", "utm_campaign", "utm_term", "utm_content")},
+    **{
+        c: (c, ("d",))
+        for c in ("utm_medium", "pool", "route", "answered_by", "caller_region", "caller_area_code")
+    },
+}
+# filters a summary can answer: the filter's field -> its dimension key
+FILTER_DIMS = {"source": "source", "pool": "pool", "number": "tracking_number", "route": "route"}
+SUMS = (
+    "calls", "first_time", "answered", "missed", "voicemails", "qualified", "ring_count",
+    "ring_ms", "talk_ms", "queue_count", "queue_ms", "scored", "confidence_micro",
+    "confident",
+)  # fmt: skip
+TRIGGERS = ("call_summary_insert", "call_summary_complete", "call_summary_update",
+            "call_summary_delete")  # fmt: skip
+# the columns whose change changes a call's contribution
+WATCHED = sorted(
+    {"status", "started_at", "caller_number", "previous_call_id", "outcome", "ring_seconds",
+     "talk_seconds", "queue_wait_seconds", "attribution_confidence"}
+    | {column for column, _ in GRAINS.values() if column}
+)  # fmt: skip
+
+
+def _ms(expr: str, scale: int = 1000) -> str:
+    return f"coalesce(CAST(round({expr} * {scale}) AS INTEGER), 0)"
+
+
+def contributions(row: str, qualified_sql: str) -> list[str]:
+    """One call's contribution to each of ``SUMS``, as SQL over ``row`` (``c``, ``NEW``,
+    ``OLD``); ``qualified_sql`` is the qualified-call condition. The raw queries sum
+    the same expressions."""
+    missed = ", ".join(f"'{o}'" for o in MISSED_OUTCOMES)
+    return [
+        "1",
+        f"({row}.caller_number IS NOT NULL AND {row}.previous_call_id IS NULL)",
+        f"({row}.outcome IS 'answered')",
+        f"coalesce({row}.outcome IN ({missed}), 0)",
+        f"({row}.outcome IS 'voicemail')",
+        f"coalesce({qualified_sql}, 0)",
+        f"({row}.ring_seconds IS NOT NULL)",
+        _ms(f"{row}.ring_seconds"),
+        f"CASE WHEN {row}.outcome IS 'answered' THEN {_ms(row + '.talk_seconds')} ELSE 0 END",
+        f"({row}.queue_wait_seconds IS NOT NULL)",
+        _ms(f"{row}.queue_wait_seconds"),
+        f"({row}.attribution_confidence IS NOT NULL)",
+        _ms(f"{row}.attribution_confidence", 1_000_000),
+        f"coalesce({row}.attribution_confidence >= {CONFIDENT}, 0)",
+    ]
+
+
+def qualified_sql(row: str, outcomes: int = 1) -> str:
+    """The qualified-call condition with ``outcomes`` placeholders and one for the
+    minimum talk time (see ``core.reports.QualifiedCall``)."""
+    marks = ", ".join("?" for _ in range(outcomes))
+    return f"({row}.outcome IN ({marks}) AND coalesce({row}.talk_seconds, 0) >= ?)"
+
+
+def value_key(column: str | None, row: str) -> str:
+    """A dimension's value as the summary's key: NULL is '', a value '=' + value."""
+    if column is None:
+        return "''"
+    return f"CASE WHEN {row}.{column} IS NULL THEN '' ELSE '=' || {row}.{column} END"
+
+
+def decode(key: str) -> str | None:
+    return None if key == "" else key[1:]
+
+
+def bucket_sql(grain: str, row: str) -> str:
+    """The name of the ``grain`` bucket ``row`` started in, as SQL."""
+    at = f"{row}.started_at"
+    if grain != "q":
+        return f"substr({at}, 1, {PREFIX[grain]})"
+    minute = f"substr({at}, 15, 2)"
+    return (
+        f"substr({at}, 1, 14) || CASE WHEN {minute} < '15' THEN '00'"
+        f" WHEN {minute} < '30' THEN '15' WHEN {minute} < '45' THEN '30' ELSE '45' END"
+    )
+
+
+def bucket_key(t: datetime, grain: str) -> str:
+    """The name of the ``grain`` bucket that starts at ``t``, as ``iso(t)`` begins."""
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    if grain == "m":
+        return f"{t.year:04d}-{t.month:02d}"
+    day = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+    if grain == "d":
+        return day
+    if grain == "h":
+        return f"{day}T{t.hour:02d}"
+    return f"{day}T{t.hour:02d}:{t.minute // 15 * 15:02d}"
+
+
+# -- the table and its triggers (migration m017) ---------------------------------------
+
+_RULE = "(SELECT min_talk_seconds FROM call_summary_rule)"
+
+
+def _combos() -> list[tuple[str, str, str | None]]:
+    return [(g, dim, column) for dim, (column, grains) in GRAINS.items() for g in grains]
+
+
+def _upsert(keys: str, values: list[str]) -> str:
+    """Add ``values`` (``SUMS``' order) to the summary rows ``keys`` selects."""
+    return (
+        f"INSERT INTO call_summary (grain, bucket, dim, value, {', '.join(SUMS)})"
+        f" SELECT k.*, {', '.join(values)} FROM ({keys}) AS k WHERE true"
+        " ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET "
+        + ", ".join(f"{s} = {s} + excluded.{s}" for s in SUMS)
+        + ";"
+    )
+
+
+def _sums_of(row: str) -> list[str]:
+    """``row``'s contribution to the summary: its sums once it is completed, else 0."""
+    cond = f"({row}.outcome IS 'answered' AND coalesce({row}.talk_seconds, 0) >= {_RULE})"
+    return [f"({e}) * ({row}.status IS 'completed')" for e in contributions(row, cond)]
+
+
+def _keys(row: str) -> str:
+    """The summary rows ``row`` counts in (one per grain and dimension)."""
+    return " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(column, row)}"
+        for g, dim, column in _combos()
+    )
+
+
+def _same_sql(g: str, column: str | None) -> str:
+    """The call stays in the same row of (grain, dimension) through the update."""
+    same = f"{bucket_sql(g, 'OLD')} = {bucket_sql(g, 'NEW')}"
+    return same if column is None else f"{same} AND OLD.{column} IS NEW.{column}"
+
+
+def _update_sql() -> str:
+    """An update's change: one upsert of the difference where the call stays in its row
+    (the usual case: completion, attribution), else out of the old row, into the new."""
+    stays = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f" WHERE {_same_sql(g, column)}"
+        for g, dim, column in _combos()
+    )
+    moved_old = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'OLD')}, '{dim}', {value_key(column, 'OLD')}"
+        f" WHERE OLD.status = 'completed' AND NOT ({_same_sql(g, column)})"
+        for g, dim, column in _combos()
+    )
+    moved_new = " UNION ALL ".join(
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f" WHERE NEW.status = 'completed' AND NOT ({_same_sql(g, column)})"
+        for g, dim, column in _combos()
+    )
+    delta = [
+        f"({new}) - ({old})" for new, old in zip(_sums_of("NEW"), _sums_of("OLD"), strict=True)
+    ]
+    return (
+        _upsert(stays, delta)
+        + " "
+        + _upsert(moved_old, [f"-({v})" for v in _sums_of("OLD")])
+        + " "
+        + _upsert(moved_new, _sums_of("NEW"))
+    )
+
+
+def install(db: sqlite_utils.Database, min_talk_seconds: float = 30.0) -> None:
+    """Create the summary, its triggers and its rule, and fill it from ``calls``."""
+    sums = ",\n".join(f"            {s} INTEGER NOT NULL DEFAULT 0" for s in SUMS)
+    db.execute(
+        f"""
+        CREATE TABLE call_summary (
+            grain   TEXT NOT NULL,   -- m | d | h | q: a UTC month, day, hour, quarter hour
+            bucket  TEXT NOT NULL,   -- its start as started_at text: 2026-11-28T14
+            dim     TEXT NOT NULL,   -- the calls column ('': every call)
+            value   TEXT NOT NULL,   -- '' NULL, else '=' and the value
+{sums},
+            PRIMARY KEY (grain, dim, bucket, value)
+        ) WITHOUT ROWID
+        """
+    )
+    # one value's hours (a timeline filtered by source); days and months are few enough to
+    # scan by bucket
+    db.execute(
+        "CREATE INDEX idx_call_summary_value ON call_summary (dim, value, bucket) WHERE grain = 'h'"
+    )
+    db.execute(
+        "CREATE TABLE call_summary_rule (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " min_talk_seconds REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO call_summary_rule (id, min_talk_seconds) VALUES (1, ?)",
+               [min_talk_seconds])  # fmt: skip
+    watched = ", ".join(WATCHED)
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in WATCHED)
+    done = "{row}.status = 'completed'"
+    db.execute(
+        f"CREATE TRIGGER call_summary_insert AFTER INSERT ON calls WHEN {done.format(row='NEW')}"
+        " BEGIN"
+        f" {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+    )
+    # a call completing (the usual update): it was in no row yet, it goes into its rows
+    db.execute(
+        "CREATE TRIGGER call_summary_complete AFTER UPDATE OF status ON calls"
+        f" WHEN OLD.status IS NOT 'completed' AND {done.format(row='NEW')}"
+        f" BEGIN {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+    )
+    # a completed call changed (late attribution, a correction, back in progress)
+    db.execute(
+        f"CREATE TRIGGER call_summary_update AFTER UPDATE OF {watched} ON calls"
+        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql()} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls WHEN {done.format(row='OLD')}"
+        " BEGIN"
+        f" {_upsert(_keys('OLD'), [f'-({v})' for v in _sums_of('OLD')])} END"
+    )
+    rebuild(db)
+
+
+def rebuild(db: sqlite_utils.Database) -> int:
+    """Recompute the summary from ``calls`` (in the caller's transaction); its rows."""
+    sums = _sums_of("c")
+    db.execute("DELETE FROM call_summary")
+    for dim, (column, grains) in GRAINS.items():
+        for g in grains:
+            db.execute(
+                f"INSERT INTO call_summary (grain, bucket, dim, value, {', '.join(SUMS)})"
+                f" SELECT '{g}', {bucket_sql(g, 'c')} AS b, '{dim}',"
+                f" {value_key(column, 'c')} AS v, {', '.join(f'SUM({s})' for s in sums)}"
+                " FROM calls c WHERE c.status = 'completed' GROUP BY b, v"
+            )
+    return db.execute("SELECT COUNT(*) FROM call_summary").fetchone()[0]
+
+
+def installed(db: sqlite_utils.Database) -> bool:
+    return bool(
+        db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'call_summary_rule'"
+        ).fetchone()
+    )
+
+
+def rule(db: sqlite_utils.Database) -> float | None:
+    """The minimum talk time the summary's qualified calls were counted with (None:
+    no summary in this database)."""
+    if not installed(db):
+        return None
+    return db.execute("SELECT min_talk_seconds FROM call_summary_rule").fetchone()[0]
+
+
+def sync_rule(db: sqlite_utils.Database, min_talk_seconds: float) -> bool:
+    """Count qualified calls with ``min_talk_seconds`` from now on (the writer's, at the
+    daemon's start): rebuilds the summary if the rule changed; True if it did."""
+    have = rule(db)
+    if have is None or have == min_talk_seconds:
+        return False
+    db.execute("UPDATE call_summary_rule SET min_talk_seconds = ?", [min_talk_seconds])
+    rows = rebuild(db)
+    log.info("report summaries rebuilt for qualified calls >= %gs (%d rows)",
+             min_talk_seconds, rows)  # fmt: skip
+    return True
+
+
+def usable(db: sqlite_utils.Database, qualified: QualifiedCall) -> bool:
+    """Whether the summary answers reports counting ``qualified`` calls."""
+    return qualified.outcomes == ("answered",) and rule(db) == qualified.min_talk_seconds
+
+
+# -- splitting a range -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """[start, end) as whole summary buckets (grain, first, end) and raw ranges."""
+
+    summary: list[tuple[str, datetime, datetime]]
+    raw: list[tuple[datetime, datetime]]
+
+
+def _floor(t: datetime, grain: str) -> datetime:
+    t = t.astimezone(UTC).replace(second=0, microsecond=0)
+    t = t.replace(minute=t.minute // 15 * 15 if grain == "q" else 0)
+    if grain in ("d", "m"):
+        t = t.replace(hour=0)
+    if grain == "m":
+        t = t.replace(day=1)
+    return t
+
+
+def _next(t: datetime, grain: str) -> datetime:
+    """The start of the bucket after the one ``t`` starts."""
+    if grain == "q":
+        return t + timedelta(minutes=15)
+    if grain == "h":
+        return t + timedelta(hours=1)
+    if grain == "d":
+        return t + timedelta(days=1)
+    return (t.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _ceil(t: datetime, grain: str) -> datetime:
+    down = _floor(t, grain)
+    return down if down == t else _next(down, grain)
+
+
+def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
+    """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    hours_only = "d" not in grains and "m" not in grains and "h" in grains
+    if hours_only and _whole_hour(start) and _whole_hour(end) and start < end:
+        return Split([("h", start, end)], [])  # a time bucket of whole hours: the usual
+    summary: list[tuple[str, datetime, datetime]] = []
+    raw: list[tuple[datetime, datetime]] = []
+    order = [g for g in ORDER if g in grains]
+
+    def cover(lo: datetime, hi: datetime, level: int) -> None:
+        if lo >= hi:
+            return
+        if level == len(order):
+            raw.append((lo, hi))
+            return
+        g = order[level]
+        a, b = _ceil(lo, g), _floor(hi, g)
+        if a >= b:
+            cover(lo, hi, level + 1)
+            return
+        cover(lo, a, level + 1)
+        summary.append((g, a, b))
+        cover(b, hi, level + 1)
+
+    cover(start, end, 0)
+    return Split(summary, raw)
+
+
+def _whole_hour(t: datetime) -> bool:
+    return t.minute == 0 and t.second == 0 and t.microsecond == 0
+
+
+# -- queries ---------------------------------------------------------------------------
+
+
+def _key(dim: str, value: str | None) -> str:
+    return "" if dim == TOTAL or value is None else "=" + value
+
+
+def _ranges(dim: str, parts, value: str | None) -> tuple[str, list]:
+    """A UNION ALL of the summary rows of ``parts`` (optionally of one value)."""
+    one = " AND value = ?" if value is not None else ""
+    selects, args = [], []
+    for grain, lo, hi in parts:
+        assert grain in ORDER  # a literal: the planner sees which index applies
+        selects.append(
+            f"SELECT * FROM call_summary WHERE grain = '{grain}' AND dim = ?{one}"
+            " AND bucket >= ? AND bucket < ?"
+        )
+        args += [dim, *([value] if value is not None else [])]
+        args += [bucket_key(lo, grain), bucket_key(hi, grain)]
+    return " UNION ALL ".join(selects), args
+
+
+def group_sums(db: sqlite_utils.Database, dim: str, parts) -> dict[str | None, list[int]]:
+    """Sums per value of ``dim`` over the summary buckets ``parts`` (``Split.summary``)."""
+    if not parts:
+        return {}
+    union, args = _ranges(dim, parts, None)
+    cols = ", ".join(f"SUM({s})" for s in SUMS)
+    rows = db.execute(
+        f"SELECT value, {cols} FROM ({union}) GROUP BY value HAVING SUM(calls) > 0", args
+    ).fetchall()
+    return {decode(r[0]): list(r[1:]) for r in rows}
+
+
+def total_sums(db: sqlite_utils.Database, dim: str, value: str | None, parts) -> list[int]:
+    """Sums over the summary buckets ``parts`` of ``dim``'s ``value`` (any, for the
+    total)."""
+    if not parts:
+        return [0] * len(SUMS)
+    union, args = _ranges(dim, parts, _key(dim, value))
+    cols = ", ".join(f"coalesce(SUM({s}), 0)" for s in SUMS)
+    return list(db.execute(f"SELECT {cols} FROM ({union})", args).fetchone())
+
+
+def bucket_sums(
+    db: sqlite_utils.Database,
+    dim: str,
+    value: str | None,
+    spans: list[tuple[str, str, datetime, datetime]],
+) -> dict[str, list[int]]:
+    """Sums per label of whole summary buckets (label, grain, first, end) of ``dim``'s
+    ``value``: one range scan per grain, each row added to the label of the span it
+    falls in (found by bisection; a label may have many spans: the heat map's cells)."""
+    by_grain: dict[str, list[tuple[str, str, str]]] = {}
+    for label, grain, lo, hi in spans:
+        by_grain.setdefault(grain, []).append((bucket_key(lo, grain), bucket_key(hi, grain), label))
+    out: dict[str, list[int]] = {}
+    for grain, found in by_grain.items():
+        found.sort()
+        starts = [lo for lo, _hi, _label in found]
+        assert grain in ORDER  # a literal: the planner sees which index applies
+        cur = db.execute(
+            f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = '{grain}'"
+            " AND dim = ? AND value = ? AND bucket >= ? AND bucket < ?",
+            [dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
+        )
+        for bucket, *sums in cur:
+            i = bisect_right(starts, bucket) - 1
+            if i < 0 or bucket >= found[i][1]:
+                continue  # between spans
+            label = found[i][2]
+            have = out.get(label)
+            out[label] = sums if have is None else [a + b for a, b in zip(have, sums, strict=True)]
+    return {k: v for k, v in out.items() if v[0] > 0}
+
+
+def dimension_key(dimension: Dimension) -> str | None:
+    """The summary's key of a non-time report dimension (None: not summarized)."""
+    column = DIMENSION_COLUMNS.get(dimension)
+    return column if column in GRAINS else None
