@@ -189,3 +189,48 @@ def test_the_daemons_lease_index_forgets_what_another_process_erased(world) -> N
         assert writer.run_sync(holders) == {b.visitor_id}
     finally:
         writer.close()
+
+
+def test_the_outbox_keeps_no_copy_of_a_forgotten_person(world) -> None:
+    """Webhook bodies hold the call as it was sent: erasure drops them too."""
+    conf, cfg, a, b, a_calls, b_call = world
+    db = sqlite3.connect(cfg.database.path)
+    with db:
+        for call_id in [*a_calls, b_call]:
+            row = db.execute("SELECT caller_number FROM calls WHERE id = ?", (call_id,)).fetchone()
+            body = json.dumps(
+                {
+                    "call": {
+                        "id": call_id,
+                        "caller_number": row[0],
+                        "visitor_id": a.visitor_id if call_id in a_calls else "",
+                    }
+                }
+            )
+            db.execute(
+                "INSERT INTO outbox (event_id, destination, event_type, call_id, payload_json,"
+                " state, next_attempt_at, created_at, queued_at)"
+                " VALUES (?, 'webhooks.crm', 'call.completed', ?, ?, 'delivered', ?, ?, ?)",
+                (f"evt_{call_id}", call_id, body, "t", "t", "t"),
+            )  # fmt: skip
+        db.execute(
+            "INSERT INTO outbox (event_id, destination, event_type, call_id, payload_json,"
+            " state, next_attempt_at, created_at, queued_at)"
+            " VALUES ('evt_x', 'webhooks.crm', 'call.completed', 9999, '{\"other\": true}',"
+            " 'delivered', 't', 't', 't')"
+        )
+    assert any(v.startswith("outbox.payload_json") for v in values_anywhere(db, a_values(a)))
+    db.close()
+    for option, value in (("--caller", A_CALLER), ("--visitor", a.visitor_id)):
+        result = CliRunner().invoke(
+            main, ["--config", str(conf), "privacy", "forget", option, value]
+        )
+        assert result.exit_code == 0, result.output
+        assert "outbox event(s)" in result.output
+    db = sqlite3.connect(cfg.database.path)
+    assert not [v for v in values_anywhere(db, a_values(a)) if v.startswith("outbox")]
+    # B's call listed A among its candidates, so its body (which holds them) goes too;
+    # events of calls that are not A's, or did not name A, keep theirs
+    left = dict(db.execute("SELECT call_id, payload_json FROM outbox").fetchall())
+    assert left[b_call] is None and left[9999] == '{"other": true}'
+    db.close()

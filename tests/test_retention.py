@@ -422,3 +422,25 @@ def test_a_daemon_stopping_ends_its_purge_between_two_batches(tmp_path: Path) ->
     stopped, left = asyncio.run(go())
     assert 0 < left < 3000, "it had begun and not finished"
     assert stopped < 1.0
+
+
+def test_outbox_events_done_with_go_after_their_age_and_pending_ones_stay(tmp_path) -> None:
+    db = open_db(tmp_path / "o.db")
+    migrate(db)
+    old, new = "2026-01-01T00:00:00.000Z", "2026-12-02T00:00:00.000Z"
+    rows = [(old, "delivered"), (old, "dead"), (old, "skipped"), (old, "pending"),
+            (old, "failed"), (new, "delivered")]  # fmt: skip
+    with db.conn:
+        for i, (at, state) in enumerate(rows):
+            db.conn.execute(
+                "INSERT INTO outbox (event_id, destination, event_type, call_id, payload_json,"
+                " state, next_attempt_at, created_at, queued_at)"
+                " VALUES (?, 'webhooks.crm', 'call.completed', 1, '{}', ?, ?, ?, ?)",
+                (f"evt_{i}", state, at, at, at),
+            )  # fmt: skip
+    cut = cutoffs(RetentionSettings(), datetime(2026, 12, 3, tzinfo=UTC))
+    assert retention.due(db, cut).events_deleted == 3
+    counts, problems = retention.purge(retention.committing(db), cut, str(tmp_path))
+    assert counts.events_deleted == 3 and not problems
+    left = [r[0] for r in db.execute("SELECT state FROM outbox ORDER BY id")]
+    assert left == ["pending", "failed", "delivered"]

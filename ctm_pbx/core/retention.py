@@ -78,6 +78,8 @@ class RetentionSettings:
     calls: Age | None = None  # call rows (their legs, recordings and voicemail)
     recordings: Age | None = None  # recording files (and the row's reference to them)
     voicemail: Age | None = None  # voicemail message files (and the row's reference)
+    # outbox events done with (delivered, dead, skipped) and the bodies they hold
+    outbox: Age | None = Age(30, "d")
     purge: bool = True  # the daemon purges once a day
 
 
@@ -90,6 +92,7 @@ class Cutoffs:
     calls: datetime | None
     recordings: datetime | None
     voicemail: datetime | None
+    outbox: datetime | None = None
 
     @property
     def any(self) -> bool:
@@ -117,6 +120,7 @@ def cutoffs(settings: RetentionSettings, now: datetime) -> Cutoffs:
         calls=at(settings.calls),
         recordings=at(settings.recordings),
         voicemail=at(settings.voicemail),
+        outbox=at(settings.outbox),
     )
 
 
@@ -132,6 +136,7 @@ class PurgeCounts:
     calls_deleted: int = 0
     recordings_deleted: int = 0  # files (and references)
     voicemail_deleted: int = 0
+    events_deleted: int = 0  # outbox events done with
     files_missing: int = 0  # references whose file was already gone
 
     def lines(self) -> list[str]:
@@ -145,6 +150,7 @@ class PurgeCounts:
             f"calls deleted: {self.calls_deleted}",
             f"recordings deleted: {self.recordings_deleted}",
             f"voicemail messages deleted: {self.voicemail_deleted}",
+            f"outbox events deleted: {self.events_deleted}",
         ] + ([f"files already gone: {self.files_missing}"] if self.files_missing else [])
 
     @property
@@ -158,4 +164,5 @@ class PurgeCounts:
             + self.calls_deleted
             + self.recordings_deleted
             + self.voicemail_deleted
+            + self.events_deleted
         )

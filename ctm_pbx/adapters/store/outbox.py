@@ -13,6 +13,7 @@ when it first sends the event, and kept, so that retries send the same bytes.
 
 from __future__ import annotations
 
+import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -179,6 +180,18 @@ def save(db: sqlite_utils.Database, deliveries: Iterable[Delivery]) -> None:
             for d in deliveries
         ],
     )
+
+
+def forget_bodies(db: sqlite_utils.Database, call_ids: list[int]) -> int:
+    """The stored bodies of these calls' events are dropped (erasure: they hold the call
+    as it was). Events still to send are built again, from the call as it is now."""
+    if not call_ids:
+        return 0
+    return db.conn.execute(
+        "UPDATE outbox SET payload_json = NULL"
+        " WHERE call_id IN (SELECT value FROM json_each(?)) AND payload_json IS NOT NULL",
+        (json.dumps(call_ids),),
+    ).rowcount
 
 
 def disable(db: sqlite_utils.Database, destination: str, at: str, reason: str) -> None:

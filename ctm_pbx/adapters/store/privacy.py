@@ -11,7 +11,9 @@ route, outcome, durations: the counts reports show) but lose the caller's number
 name and location, the keys pressed (a ZIP code), the link to their earlier call,
 the dashboard comment (free text a person wrote about the call, likely naming
 them; the tags stay: they are categories) and the recording and voicemail files,
-which are deleted. A caller's calls linked to a website visitor name that
+which are deleted. The outbox keeps no copy: the stored bodies of both kinds of
+calls' webhook and GA4 events are dropped (one still to send is built again from
+the call as it is after the erasure). A caller's calls linked to a website visitor name that
 visitor in the report, to be forgotten too (``--visitor``) if it was them.
 
 Each is one transaction (a person's rows are few; the search of the candidate
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import outbox
 from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.retention import delete_file
 
@@ -55,6 +58,7 @@ class Erasure:
     unlinked: list[int] = field(default_factory=list)  # calls no longer linked to the visitor
     candidate_lists: int = 0  # other calls' candidate lists the visitor was taken out of
     files: int = 0  # recordings and voicemail messages deleted
+    event_bodies: int = 0  # stored webhook/GA4 bodies of their calls, dropped
     linked_visitors: list[str] = field(default_factory=list)  # --caller: visitors of the calls
     problems: list[str] = field(default_factory=list)
 
@@ -76,6 +80,8 @@ class Erasure:
             out.append(f"removed from the attribution candidates of {self.candidate_lists} call(s)")
         if self.files:
             out.append(f"deleted {self.files} recording/voicemail file(s)")
+        if self.event_bodies:
+            out.append(f"dropped the stored bodies of {self.event_bodies} outbox event(s)")
         for visitor in self.linked_visitors:
             out.append(
                 f"the calls were attributed to website visitor {visitor}: if that was the"
@@ -123,6 +129,7 @@ def forget_visitor(db: sqlite_utils.Database, visitor_id: str) -> Erasure:
         out.leases = conn.execute("DELETE FROM leases WHERE visitor_id = ?", (visitor_id,)).rowcount
         out.visits = conn.execute("DELETE FROM visits WHERE visitor_id = ?", (visitor_id,)).rowcount
         out.visitors = conn.execute("DELETE FROM visitors WHERE id = ?", (visitor_id,)).rowcount
+        out.event_bodies = outbox.forget_bodies(db, sorted({*out.unlinked, *listed}))
     return out
 
 
@@ -160,5 +167,6 @@ def forget_caller(db: sqlite_utils.Database, numbers: list[str], readable_dir: s
             f"UPDATE calls SET {_CALLER_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
         )
+        out.event_bodies = outbox.forget_bodies(db, ids)
     out.calls = ids
     return out

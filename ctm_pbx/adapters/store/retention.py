@@ -189,6 +189,19 @@ def delete_calls(db: sqlite_utils.Database, call_ids: list[int]) -> int:
     ).rowcount
 
 
+# outbox rows done with, oldest first: ids grow with time, so a batch is found at the start
+_DONE_EVENTS = (
+    "SELECT id FROM outbox WHERE state IN ('delivered', 'dead', 'skipped') AND created_at < ?"
+)
+
+
+def delete_events(db: sqlite_utils.Database, before: str, limit: int) -> int:
+    """Delete outbox events done with (delivered, dead, skipped) from before ``before``."""
+    return db.conn.execute(
+        f"DELETE FROM outbox WHERE id IN ({_DONE_EVENTS} ORDER BY id LIMIT ?)", (before, limit)
+    ).rowcount
+
+
 def _json(values: list) -> str:
     return json.dumps(values)
 
@@ -245,6 +258,8 @@ def purge(
     _purge_media(run, cut, readable_dir, batch, counts, problems)
     if cut.calls is not None:
         _purge_calls(run, iso(cut.calls), readable_dir, batch, counts, problems)
+    if cut.outbox is not None:
+        counts.events_deleted = _repeat(run, delete_events, iso(cut.outbox), batch)
     return counts, problems
 
 
@@ -359,6 +374,8 @@ def due(db: sqlite_utils.Database, cut: Cutoffs) -> PurgeCounts:
             calls_before,
         )
         setattr(counts, f"{kind}s_deleted" if kind == "recording" else "voicemail_deleted", n)
+    if cut.outbox is not None:
+        counts.events_deleted = one(f"SELECT count(*) FROM ({_DONE_EVENTS})", iso(cut.outbox))
     return counts
 
 
