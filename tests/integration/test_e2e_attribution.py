@@ -37,13 +37,15 @@ def chromium():
         browser.close()
 
 
-def visit_from_google_ads(chromium) -> tuple[str, str]:
-    """A Google Ads click on the demo page; the (href, text) the swapped link shows."""
+def visit_from_google_ads(chromium, cookies: dict[str, str] | None = None) -> tuple[str, str]:
+    """A Google Ads click on the demo page (with these cookies already set, e.g. Google
+    Analytics' ``_ga``); the (href, text) the swapped link shows."""
     context = visitor_context(chromium)
+    site = f"http://127.0.0.1:{WEB_PORT}/"
+    if cookies:
+        context.add_cookies([{"name": k, "value": v, "url": site} for k, v in cookies.items()])
     page = context.new_page()
-    page.goto(
-        f"http://127.0.0.1:{WEB_PORT}/demo?gclid=E2E-CLICK-42&utm_source=google&utm_medium=cpc"
-    )
+    page.goto(f"{site}demo?gclid=E2E-CLICK-42&utm_source=google&utm_medium=cpc")
     page.wait_for_function(
         "document.getElementById('sales-tel').getAttribute('href') !== 'tel:+13125550100'",
         timeout=10_000,

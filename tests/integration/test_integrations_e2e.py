@@ -2,8 +2,8 @@
 the number it saw, and what leaves the building: one signed webhook, one GA4
 Measurement Protocol event and one row of the Google Ads click-conversion CSV.
 
-The GA client id is put on the visit row by the test: the swap script's capture of
-the ``_ga`` cookies is another change (the column is already there, m015).
+The browser has Google Analytics' cookies (``_ga``, ``_ga_<stream>``): the swap script
+reads them and sends the client and session ids with the visit, as on a real site.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from ctm_pbx.adapters.store import open_db
 from ctm_pbx.edges.cli import main
 from tests.outbox_helpers import ThreadReceiver
 from tests.test_ga4 import mp_problems
@@ -49,6 +48,9 @@ google_ads:
 """
 
 
+GA_COOKIES = {"_ga": "GA1.1.4242.1733000000", "_ga_TEST123": "GS2.1.s1733000100$o1$g0"}
+
+
 def wait_for(check, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -76,15 +78,8 @@ def test_a_google_click_call_leaves_as_webhook_ga4_event_and_ads_row(
         )
         daemon = ThreadDaemon(config, asterisk).start()
         try:
-            href, _ = visit_from_google_ads(chromium)
+            href, _ = visit_from_google_ads(chromium, GA_COOKIES)
             assert href == f"tel:{number}"
-            db = open_db(tmp_path / "ctm.db")
-            with db.conn:  # what the swap script sends once it reads the _ga cookies
-                db.execute(
-                    "UPDATE visits SET ga_client_id = 'GA1.1.4242.1733000000',"
-                    " ga_session_id = '1733000100' WHERE click_ids_json LIKE '%E2E-CLICK-42%'"
-                )
-            db.conn.close()
             phone_factory("phone1", "answer", ring_ms=100)
             call = Carrier(tmp_path / "carrier").place_call(href[len("tel:+") :], hold_ms=300)
             assert call.success, call.describe()
@@ -104,6 +99,7 @@ def test_a_google_click_call_leaves_as_webhook_ga4_event_and_ads_row(
     payload = json.loads(body)
     assert mp_problems(headers["query"], payload, time.time()) == []
     assert payload["client_id"] == "4242.1733000000"
+    assert payload["events"][0]["params"]["session_id"] == "1733000100"
     assert payload["events"][0]["params"]["call_id"] == str(row["id"])
     out = CliRunner().invoke(main, ["--config", str(config), "ads", "export", "--csv"])
     assert out.exit_code == 0, out.output
