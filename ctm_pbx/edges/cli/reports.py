@@ -27,7 +27,7 @@ from ctm_pbx.core.reports import (
     parse_period,
 )
 from ctm_pbx.edges import cli as base  # the main group's helpers (it registers this group)
-from ctm_pbx.edges.cli_options import filter_options, period_options, zone
+from ctm_pbx.edges.cli.options import filter_options, period_options, zone
 
 # subcommand -> (dimension, heading)
 REPORTS: dict[str, tuple[Dimension, str]] = {

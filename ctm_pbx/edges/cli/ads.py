@@ -12,7 +12,7 @@ from ctm_pbx.adapters.store import ads as ads_store
 from ctm_pbx.core.integrations import ads_time_zone
 from ctm_pbx.core.reports import QualifiedCall, ReportError, parse_period
 from ctm_pbx.edges import cli as base  # the main group's helpers (it registers this group)
-from ctm_pbx.edges.cli_options import zone
+from ctm_pbx.edges.cli.options import zone
 
 
 @click.group()
