@@ -350,14 +350,15 @@ def run(
 def advise_from(db, cfg, now: datetime, targets: dict[str, float]) -> dict:
     """What ``pools advise`` answers on the simulated store (its last 7 days)."""
     from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.adapters.store import pool_stats
     from ctm_pbx.core.pool_sizing import Session, advise_size
 
     pool = cfg.pools["gads"]
     since = now - timedelta(days=7)
     numbers = lease_store.pool_numbers(db, pool.name)
-    leases = lease_store.pool_leases(db, numbers, since, now)
+    leases = pool_stats.pool_leases(db, numbers, since, now)
     sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = lease_store.pool_call_delays(db, pool.name, since)
+    delays = pool_stats.pool_call_delays(db, pool.name, since)
     window = cfg.tracking.attribution_window_minutes
     return {
         metric: advise_size(sessions, delays, pool, metric, target, window).size

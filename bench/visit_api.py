@@ -218,6 +218,7 @@ def prepare_pools(work: Path, args: argparse.Namespace) -> None:
 
     from ctm_pbx.adapters.store import leases as lease_store
     from ctm_pbx.adapters.store import migrate, open_db
+    from ctm_pbx.adapters.store import visitors as visitor_store
     from ctm_pbx.adapters.store.numbers import add_numbers
     from ctm_pbx.core.clock import iso
     from ctm_pbx.core.inventory import NumberRecord
@@ -244,7 +245,7 @@ def prepare_pools(work: Path, args: argparse.Namespace) -> None:
         add_numbers(db, records, now=iso(now))
         for i in range(args.leases):  # held for the whole run, renewed once: confirmed
             vid = f"held-{i:06d}"
-            lease_store.upsert_visitor(db, vid, now=now)
+            visitor_store.upsert_visitor(db, vid, now=now)
             lease = lease_store.insert_lease(
                 db,
                 number=records[i].number,

@@ -24,6 +24,7 @@ from ctm_pbx.adapters.call_spool import (
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import numbers as number_store
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.call.actions import StartCall, StartStep
@@ -121,8 +122,8 @@ def test_a_failsafe_call_gets_a_row_attributed_late_from_the_lease_at_its_start(
 ) -> None:
     def lease(db) -> None:  # noqa: ANN001
         held = T0 - timedelta(minutes=5)
-        lease_store.upsert_visitor(db, "v1", now=held, source="google-ads", visit_id="visit-1")
-        lease_store.insert_visit(
+        visitor_store.upsert_visitor(db, "v1", now=held, source="google-ads", visit_id="visit-1")
+        visitor_store.insert_visit(
             db, "visit-1", "v1", now=held, source="google-ads", click_ids={"gclid": "abc"}
         )
         lease_store.insert_lease(

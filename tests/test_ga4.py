@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.core.integrations import ga_client_id, ga_session_id
 from tests.helpers import config
 from tests.outbox_helpers import whole_call
@@ -84,7 +84,7 @@ def call_with_visit(db, channel: str, talk: float, ga: str | None, session: str 
         "INSERT INTO visitors (id, first_seen_at, last_seen_at) VALUES (?, ?, ?)",
         [f"v-{channel}", "2026-12-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"],
     )
-    lease_store.insert_visit(
+    visitor_store.insert_visit(
         db, f"visit-{channel}", f"v-{channel}", now=now - timedelta(minutes=5),
         utm={"campaign": "spring"}, click_ids={"gclid": "Cj0"},
     )  # fmt: skip

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ctm_pbx.adapters.store import lease_index, migrate, open_db
 from ctm_pbx.adapters.store import leases as store
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.clock import iso
@@ -32,7 +33,7 @@ def db(tmp_path):
     database = open_db(tmp_path / "ctm.db")
     migrate(database)
     for i in range(4):
-        store.upsert_visitor(database, f"v{i}", now=T0)
+        visitor_store.upsert_visitor(database, f"v{i}", now=T0)
     yield database
     database.conn.close()
 
@@ -122,7 +123,7 @@ def test_the_writer_keeps_an_index_and_a_failed_job_empties_it(tmp_path) -> None
     writer = StoreWriter(str(tmp_path / "w.db"))
     try:
         writer.run_sync(migrate)
-        writer.run_sync(store.upsert_visitor, "v0", now=T0)
+        writer.run_sync(visitor_store.upsert_visitor, "v0", now=T0)
         writer.run_sync(lease)
         assert len(writer.run_sync(store.lease_history, NUMBERS[0], at(-60), T0)) == 1
 

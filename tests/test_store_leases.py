@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctm_pbx.adapters.store import leases as store
-from ctm_pbx.adapters.store import migrate, open_db
+from ctm_pbx.adapters.store import migrate, open_db, pool_stats
 from ctm_pbx.adapters.store import numbers as number_store
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.core.attribution import attribute
 from ctm_pbx.core.clock import iso
 from ctm_pbx.core.inventory import NumberRecord
@@ -35,8 +36,8 @@ def db(tmp_path):
 
 
 def visitor(db, vid: str, minute: float = 0) -> str:
-    store.upsert_visitor(db, vid, now=at(minute))
-    store.insert_visit(db, f"{vid}-1", vid, now=at(minute))
+    visitor_store.upsert_visitor(db, vid, now=at(minute))
+    visitor_store.insert_visit(db, f"{vid}-1", vid, now=at(minute))
     return f"{vid}-1"
 
 
@@ -45,26 +46,26 @@ def plan(db, sql: str, args) -> str:
 
 
 def test_visitor_upsert_keeps_first_seen_and_source_until_replaced(db) -> None:
-    store.upsert_visitor(db, "v1", now=at(0), source="google-ads", visit_id=None)
-    store.upsert_visitor(db, "v1", now=at(10))
-    row = store.get_visitor(db, "v1")
+    visitor_store.upsert_visitor(db, "v1", now=at(0), source="google-ads", visit_id=None)
+    visitor_store.upsert_visitor(db, "v1", now=at(10))
+    row = visitor_store.get_visitor(db, "v1")
     assert row["first_seen_at"] == iso(at(0)) and row["last_seen_at"] == iso(at(10))
     assert row["source"] == "google-ads"
-    store.insert_visit(db, "v1-2", "v1", now=at(20), source="bing-ads")
-    store.upsert_visitor(db, "v1", now=at(20), source="bing-ads", visit_id="v1-2")
-    store.upsert_visitor(db, "v1", now=at(5))
-    row = store.get_visitor(db, "v1")
+    visitor_store.insert_visit(db, "v1-2", "v1", now=at(20), source="bing-ads")
+    visitor_store.upsert_visitor(db, "v1", now=at(20), source="bing-ads", visit_id="v1-2")
+    visitor_store.upsert_visitor(db, "v1", now=at(5))
+    row = visitor_store.get_visitor(db, "v1")
     assert (row["source"], row["visit_id"], row["last_seen_at"]) == (
         "bing-ads",
         "v1-2",
         iso(at(20)),
     )
-    assert store.get_visitor(db, "nobody") is None
+    assert visitor_store.get_visitor(db, "nobody") is None
 
 
 def test_visit_round_trip_and_touch(db) -> None:
-    store.upsert_visitor(db, "v1", now=at(0))
-    store.insert_visit(
+    visitor_store.upsert_visitor(db, "v1", now=at(0))
+    visitor_store.insert_visit(
         db,
         "v1-1",
         "v1",
@@ -76,9 +77,9 @@ def test_visit_round_trip_and_touch(db) -> None:
         click_ids={"gclid": "abc"},
         ip="203.0.113.7",
     )
-    assert store.touch_visit(db, "v1-1", at(4))
-    assert store.touch_visit(db, "v1-1", at(2)), "an out-of-order ping still counts a page"
-    visit = store.get_visit(db, "v1-1")
+    assert visitor_store.touch_visit(db, "v1-1", at(4))
+    assert visitor_store.touch_visit(db, "v1-1", at(2)), "an out-of-order ping still counts a page"
+    visit = visitor_store.get_visit(db, "v1-1")
     assert (visit["pages"], visit["started_at"], visit["last_active_at"]) == (
         3,
         iso(at(0)),
@@ -90,9 +91,9 @@ def test_visit_round_trip_and_touch(db) -> None:
         None,
     )
     assert visit["click_ids"] == {"gclid": "abc"}
-    assert store.get_visitor(db, "v1")["last_seen_at"] == iso(at(4))
-    assert not store.touch_visit(db, "nope", at(5))
-    assert store.get_visit(db, "nope") is None
+    assert visitor_store.get_visitor(db, "v1")["last_seen_at"] == iso(at(4))
+    assert not visitor_store.touch_visit(db, "nope", at(5))
+    assert visitor_store.get_visit(db, "nope") is None
 
 
 def test_lease_round_trip_renew_and_expiry(db) -> None:
@@ -190,7 +191,7 @@ def test_assign_and_record_through_the_store(db) -> None:
 
     def visit(vid: str, minute: float, pool: Pool = POOL):
         now = at(minute)
-        if store.get_visitor(db, vid) is None:
+        if visitor_store.get_visitor(db, vid) is None:
             visitor(db, vid, minute)
         view = store.pool_view(db, pool, store.pool_numbers(db, pool.name), now)
         got = assign(view, vid, now)
@@ -209,17 +210,17 @@ def test_assign_and_record_through_the_store(db) -> None:
     assert shared.shared and shared.number == N1, "N1 was active at 10, N2 at 11"
     overflow, none = visit("v4", 13, replace(POOL, overflow_number="+13125550299"))
     assert overflow.overflow and none is None
-    counters = store.pool_counters(db, "web")
+    counters = pool_stats.pool_counters(db, "web")
     assert (counters.leases, counters.shares, counters.overflows) == (3, 1, 1)
     assert (counters.peak_concurrent, counters.peak_at) == (3, iso(at(12)))
     assert counters.since == iso(at(0))
     assert store.lease_history(db, N1, at(0), at(12))[1].shared
 
-    store.reset_pool_counters(db, "web", now=at(20))
-    assert store.pool_counters(db, "web") == store.PoolCounters(
+    pool_stats.reset_pool_counters(db, "web", now=at(20))
+    assert pool_stats.pool_counters(db, "web") == pool_stats.PoolCounters(
         "web", since=iso(at(20)), updated_at=iso(at(20))
     )
-    assert store.pool_counters(db, "unknown") == store.PoolCounters("unknown")
+    assert pool_stats.pool_counters(db, "unknown") == pool_stats.PoolCounters("unknown")
 
 
 def test_record_assignment_for_an_unknown_visitor_stores_nothing(db) -> None:
@@ -228,4 +229,4 @@ def test_record_assignment_for_an_unknown_visitor_stores_nothing(db) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         store.record_assignment(db, view, got, visitor_id="ghost", visit_id=None, now=T0)
     assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
-    assert store.pool_counters(db, "web").leases == 0
+    assert pool_stats.pool_counters(db, "web").leases == 0

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.core.attribution import Evidence, RepeatLink, attribute, link_repeat_caller
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
@@ -60,7 +61,7 @@ def attribute_call(
             visitors = list(dict.fromkeys(lease.visitor_id for lease in history))
             if evidence.repeat_visitor:
                 visitors.append(evidence.repeat_visitor)
-            zones = lease_store.visitor_time_zones(db, visitors)
+            zones = visitor_store.visitor_time_zones(db, visitors)
             evidence = replace(evidence, caller_zones=caller_zones, visitor_zones=zones)
         att = attribute(start.tracking_number, now, history, window, evidence)
         visitor_id, visit_id = att.visitor_id, att.visit_id
@@ -81,11 +82,11 @@ def attribute_call(
         candidates.append(
             {"visitor_id": None, "someone_else": True, "weight": round(att.someone_else, 4)}
         )
-    visit = lease_store.get_visit(db, visit_id) if visit_id else None
+    visit = visitor_store.get_visit(db, visit_id) if visit_id else None
     if visit is None and visitor_id:
-        visitor = lease_store.get_visitor(db, visitor_id)
+        visitor = visitor_store.get_visitor(db, visitor_id)
         if visitor and visitor.get("visit_id"):
-            visit = lease_store.get_visit(db, visitor["visit_id"])
+            visit = visitor_store.get_visit(db, visitor["visit_id"])
     v = visit or {}
     db.conn.execute(
         _UPDATE,

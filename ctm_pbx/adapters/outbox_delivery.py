@@ -35,8 +35,8 @@ import aiohttp
 
 from ctm_pbx import __version__
 from ctm_pbx.adapters.store import calls as call_store
-from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import outbox
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.clock import iso, parse_iso
@@ -427,7 +427,7 @@ def _load(
             call = calls[d.call_id] = call_store.get_call(db, d.call_id)
             if call is not None and with_visits:
                 visit_id = call.get("visit_id")
-                call["visit"] = lease_store.get_visit(db, visit_id) if visit_id else None
+                call["visit"] = visitor_store.get_visit(db, visit_id) if visit_id else None
     return None, batch, calls
 
 

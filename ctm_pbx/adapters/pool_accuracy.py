@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, tzinfo
 import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store import pool_stats
 from ctm_pbx.adapters.store.reports import run_report
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.pool_sizing import Session, advise_size
@@ -55,9 +56,9 @@ def verdict(pool: str, size: int, advised: int | None, target: float, why: str) 
 def replay_advice(db, config: Config, pool, numbers, metric: str, target: float, now):
     """The smallest size of ``pool`` reaching ``target`` on ``metric``: its stored visits
     of the last 7 days handed out again at other sizes (``core.pool_sizing``)."""
-    leases = lease_store.pool_leases(db, numbers, now - HISTORY, now)
+    leases = pool_stats.pool_leases(db, numbers, now - HISTORY, now)
     sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = lease_store.pool_call_delays(db, pool.name, now - HISTORY)
+    delays = pool_stats.pool_call_delays(db, pool.name, now - HISTORY)
     window = config.tracking.attribution_window_minutes
     return advise_size(sessions, delays, pool, metric, target, window)
 
@@ -81,9 +82,9 @@ def pool_accuracy(
     out = []
     for pool in config.pools.values():
         numbers = lease_store.pool_numbers(db, pool.name)
-        leases = lease_store.pool_leases(db, numbers, since, now)
+        leases = pool_stats.pool_leases(db, numbers, since, now)
         traffic = pool_traffic(leases, since, now)
-        daily = lease_store.daily_visitors(db, pool.source, now)
+        daily = pool_stats.daily_visitors(db, pool.source, now)
         sized = replay_advice(db, config, pool, numbers, "confident", target, now)
         calls = by_pool.get(pool.name, {})
         peaks = tuple((b.label, pool_traffic(leases, b.start, b.end).peak_open) for b in days)

@@ -23,6 +23,8 @@ import sqlite_utils
 
 from ctm_pbx.adapters.crawlers import is_crawler
 from ctm_pbx.adapters.store import leases as lease_store
+from ctm_pbx.adapters.store import pool_stats
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
@@ -73,7 +75,7 @@ class VisitRequest:
         """Store what the page reported (if anything) with the visit it counts in."""
         zone, language, client, session = self.signals()
         if zone or language or client or session:
-            lease_store.note_visit_signals(
+            visitor_store.note_visit_signals(
                 db,
                 visit_id,
                 time_zone=zone,
@@ -169,9 +171,9 @@ def handle_visit(
     and its leases; a stored one a read of its state first (``visitor_state``)."""
     if plan is None:
         plan = VisitPlan.of(config, sources)
-    visitor = (
-        lease_store.visitor_state(db, req.visitor_id, now - VISITS_PER) if req.visitor_id else None
-    )
+    visitor = None
+    if req.visitor_id:
+        visitor = visitor_store.visitor_state(db, req.visitor_id, now - VISITS_PER)
     if visitor is None and req.landing_url is None:
         # a renewal for a visitor we do not know (or no longer): the script starts a visit
         return VisitResult(req.visitor_id or "", None, None, "", unknown=True)
@@ -217,7 +219,7 @@ def handle_visit(
         # the visitor's row is written once (before its visit: the visit refers to it)
         if touch is not None and (current is None or touch != current):
             visit_id = page_visit  # the visit that set the attributed source
-            lease_store.upsert_visitor(
+            visitor_store.upsert_visitor(
                 db,
                 visitor_id,
                 now=now,
@@ -226,9 +228,9 @@ def handle_visit(
                 visit_id=visit_id if touch.source is not None else None,
             )
         else:
-            lease_store.upsert_visitor(db, visitor_id, now=now)
+            visitor_store.upsert_visitor(db, visitor_id, now=now)
         if new_visit:
-            lease_store.insert_visit(
+            visitor_store.insert_visit(
                 db,
                 page_visit,
                 visitor_id,
@@ -250,13 +252,13 @@ def handle_visit(
                 signals=req.signals(),
             )
         else:
-            lease_store.touch_visit(db, page_visit, now, visitor=False)
+            visitor_store.touch_visit(db, page_visit, now, visitor=False)
             req.note_signals(db, page_visit)
         if touch is not None:
             source, rule = touch.source, touch.rule
     elif visitor is not None and visitor.latest_visit is not None:
         page_visit = visitor.latest_visit
-        lease_store.touch_visit(db, page_visit, now, page_view=False)
+        visitor_store.touch_visit(db, page_visit, now, page_view=False)
     result = VisitResult(visitor_id, visit_id, source, rule, created=visitor is None)
     held = _assign_numbers(db, config, plan, result, now, lease_client(req.ip or "unknown"))
     if page_visit is not None:
@@ -265,7 +267,7 @@ def handle_visit(
     return result
 
 
-def _current_touch(visitor: lease_store.VisitorState | None) -> Touch | None:
+def _current_touch(visitor: visitor_store.VisitorState | None) -> Touch | None:
     if not visitor or not visitor.visit_id:
         return None
     at = parse_iso(visitor.touch_started_at or visitor.first_seen_at)
@@ -293,7 +295,7 @@ def _crawler_visit(
         for target in config.targets.values():
             result.numbers[target.number] = HeldNumber(target.number, static).shown()
     for pool in pools:
-        lease_store.bump_pool_counters(db, pool.name, now=now, crawlers=1)
+        pool_stats.bump_pool_counters(db, pool.name, now=now, crawlers=1)
     return result
 
 

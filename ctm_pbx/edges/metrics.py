@@ -39,7 +39,8 @@ from prometheus_client.registry import Collector
 
 from ctm_pbx.adapters.finished_calls import FinishedCall
 from ctm_pbx.adapters.store import leases as lease_store
-from ctm_pbx.adapters.store.leases import PoolCounters
+from ctm_pbx.adapters.store import pool_stats
+from ctm_pbx.adapters.store.pool_stats import PoolCounters
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.core.model import Config, MetricsSettings
 from ctm_pbx.core.pools import PoolStats, pool_metrics
@@ -66,7 +67,7 @@ def pool_rows(db: sqlite_utils.Database, config: Config, now: datetime) -> list[
     for pool in config.pools.values():
         numbers = lease_store.pool_numbers(db, pool.name)
         view = lease_store.pool_view(db, pool, numbers, now)
-        counters = lease_store.pool_counters(db, pool.name)
+        counters = pool_stats.pool_counters(db, pool.name)
         stats = pool_metrics(view, now, counters.shares, counters.peak_concurrent)
         out.append(PoolRow(stats, counters))
     return out

@@ -38,6 +38,7 @@ from typing import Literal
 from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import open_db
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.core.clock import iso
 
 from .ctm import (
@@ -111,8 +112,8 @@ def _seed_lease(db_path: str, did: str) -> None:
     now = datetime.now(UTC)
     db = open_db(db_path)
     try:
-        lease_store.upsert_visitor(db, VISITOR, now=now, source="google-ads", visit_id="fv1")
-        lease_store.insert_visit(db, "fv1", VISITOR, now=now, source="google-ads")
+        visitor_store.upsert_visitor(db, VISITOR, now=now, source="google-ads", visit_id="fv1")
+        visitor_store.insert_visit(db, "fv1", VISITOR, now=now, source="google-ads")
         lease_store.insert_lease(
             db,
             number="+" + did,

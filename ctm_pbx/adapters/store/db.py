@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import sqlite_utils
@@ -229,3 +230,12 @@ def atomic(db: sqlite_utils.Database, name: str = "ctm") -> Iterator[None]:
         lease_index.invalidate(db)
         raise
     conn.execute(f"RELEASE {name}")
+
+
+def one_row(db: sqlite_utils.Database, sql: str, args: tuple) -> dict[str, Any] | None:
+    """The first row of a query as a dict (column -> value), or None."""
+    cur = db.conn.execute(sql, args)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))

@@ -31,6 +31,7 @@ STATS_PERIOD = timedelta(days=7)  # what `pools stats|advise` read of the histor
 
 def _pool_rows(ctx: Context):
     from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.adapters.store import pool_stats
     from ctm_pbx.core.pools import pool_metrics, pool_traffic
 
     database = ctx.read_db()
@@ -38,15 +39,15 @@ def _pool_rows(ctx: Context):
     for pool in ctx.config.pools.values():
         numbers = lease_store.pool_numbers(database, pool.name)
         view = lease_store.pool_view(database, pool, numbers, now)
-        counters = lease_store.pool_counters(database, pool.name)
+        counters = pool_stats.pool_counters(database, pool.name)
         traffic = pool_traffic(
-            lease_store.pool_leases(database, numbers, now - STATS_PERIOD, now),
+            pool_stats.pool_leases(database, numbers, now - STATS_PERIOD, now),
             now - STATS_PERIOD,
             now,
         )
         # shares and peak as pages open, not as leases in their tail
         stats = pool_metrics(view, now, traffic.shared, traffic.peak_open)
-        daily = lease_store.daily_visitors(database, pool.source, now)
+        daily = pool_stats.daily_visitors(database, pool.source, now)
         yield pool, numbers, stats, counters, daily, traffic
 
 

@@ -1,0 +1,141 @@
+"""Per-pool counters and the traffic a pool saw (``pools stats``, ``pools advise``,
+the accuracy report and the metrics)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlite_utils
+
+from ctm_pbx.adapters.store.db import one_row
+from ctm_pbx.adapters.store.lease_index import LEASE_COLS as _LEASE_COLS
+from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
+from ctm_pbx.core.clock import iso, parse_iso
+from ctm_pbx.core.pools import Lease
+
+
+@dataclass(frozen=True)
+class PoolCounters:
+    pool: str
+    leases: int = 0
+    shares: int = 0
+    overflows: int = 0
+    peak_concurrent: int = 0
+    peak_at: str | None = None
+    since: str | None = None
+    updated_at: str | None = None
+    crawlers: int = 0  # page views of crawlers and headless tools, shown no pool number
+    capped: int = 0  # new visitors whose client held its cap: shown one of its numbers
+    unconfirmed: int = 0  # leases that expired without a heartbeat, their number reused
+
+
+_BUMP = (
+    "INSERT INTO pool_stats (pool, leases, shares, overflows, peak_concurrent, peak_at, since,"
+    " updated_at, crawlers, capped, unconfirmed)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 > 0 THEN ?6 END, ?6, ?6, ?7, ?8, ?9)"
+    " ON CONFLICT (pool) DO UPDATE SET leases = leases + ?2, shares = shares + ?3,"
+    " overflows = overflows + ?4, crawlers = crawlers + ?7, capped = capped + ?8,"
+    " unconfirmed = unconfirmed + ?9,"
+    " peak_at = CASE WHEN ?5 > peak_concurrent THEN ?6 ELSE peak_at END,"
+    " peak_concurrent = max(peak_concurrent, ?5), updated_at = ?6"
+)
+
+
+def bump_pool_counters(
+    db: sqlite_utils.Database,
+    pool: str,
+    *,
+    now: datetime,
+    leases: int = 0,
+    shares: int = 0,
+    overflows: int = 0,
+    concurrent: int = 0,
+    crawlers: int = 0,
+    capped: int = 0,
+    unconfirmed: int = 0,
+) -> None:
+    """Add to the counters; ``concurrent`` (active leases now) raises the peak."""
+    db.conn.execute(
+        _BUMP,
+        (pool, leases, shares, overflows, concurrent, iso(now), crawlers, capped, unconfirmed),
+    )
+
+
+def pool_counters(db: sqlite_utils.Database, pool: str) -> PoolCounters:
+    row = one_row(db, "SELECT * FROM pool_stats WHERE pool = ?", (pool,))
+    return PoolCounters(**row) if row else PoolCounters(pool)
+
+
+def reset_pool_counters(db: sqlite_utils.Database, pool: str, *, now: datetime) -> None:
+    """Start counting afresh (e.g. after resizing the pool)."""
+    at = iso(now)
+    db.conn.execute(
+        "INSERT INTO pool_stats (pool, since, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (pool) DO UPDATE SET leases = 0, shares = 0, overflows = 0,"
+        " crawlers = 0, capped = 0, unconfirmed = 0,"
+        " peak_concurrent = 0, peak_at = NULL, since = excluded.since,"
+        " updated_at = excluded.updated_at",
+        (pool, at, at),
+    )
+
+
+def daily_visitors(db: sqlite_utils.Database, source: str, now: datetime, days: int = 7) -> float:
+    """Average distinct visitors a day from ``source`` over the last ``days`` days.
+
+    Divided by the days there is data for (from the first visit of the period,
+    at least an hour), not by ``days``: a pool four days old is not read low.
+    """
+    row = db.conn.execute(
+        "SELECT COUNT(DISTINCT visitor_id), MIN(started_at) FROM visits"
+        " WHERE source = ? AND started_at >= ?",
+        (source, iso(now - timedelta(days=days))),
+    ).fetchone()
+    if not row[0]:
+        return 0.0
+    span = (now - parse_iso(row[1])).total_seconds() / 86400
+    return row[0] / min(float(days), max(span, 1 / 24))
+
+
+def pool_leases(
+    db: sqlite_utils.Database, numbers: list[str], since: datetime, until: datetime
+) -> list[Lease]:
+    """The leases of ``numbers`` handed out in ``[since, until]`` (pool statistics)."""
+    rows = db.conn.execute(
+        f"SELECT {_LEASE_COLS} FROM leases INDEXED BY idx_leases_number_time"
+        " WHERE number IN (SELECT value FROM json_each(?)) AND leased_at >= ? AND leased_at <= ?",
+        (json.dumps(list(numbers)), iso(since), iso(until)),
+    )
+    return [_lease(r) for r in rows]
+
+
+def pool_call_delays(
+    db: sqlite_utils.Database, pool: str, since: datetime
+) -> list[tuple[float, float]]:
+    """``(minutes, weight)``: how long after the caller's last activity the pool's calls came.
+
+    Each call counts once, spread over its candidates by their probability (an
+    open page: 0 minutes) and its "someone else" share (a days-later call,
+    ``LATE_MINUTES``), so that the calls no one could attribute are not left out.
+    """
+    rows = db.conn.execute(
+        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?",
+        (pool, iso(since)),
+    )
+    delays: list[tuple[float, float]] = []
+    for (text,) in rows:
+        for cand in json.loads(text or "[]"):
+            weight = float(cand.get("weight") or 0)
+            if weight <= 0:
+                continue
+            if cand.get("someone_else") or (cand.get("idle_minutes") or 0) < 0:
+                delays.append((LATE_MINUTES, weight))
+            else:
+                delays.append(
+                    (0.0 if cand.get("open_page") else float(cand["idle_minutes"]), weight)
+                )
+    return delays
+
+
+LATE_MINUTES = 2 * 24 * 60  # a call from outside the window: replayed as two days later
