@@ -208,3 +208,20 @@ def test_a_busy_number_keeps_the_likeliest_candidates_and_counts_them_all() -> N
     everyone = sum(call_likelihood(10 * i + 1) for i in range(MAX_CANDIDATES + 40))
     everyone += outside_likelihood(MAX_CANDIDATES + 40, DAY)
     assert got.confidence == pytest.approx(call_likelihood(1) / everyone)
+
+
+@pytest.mark.parametrize(
+    ("kind", "pool", "decided"),
+    [
+        (None, None, (None, "not a tracking number of a known source")),
+        ("offsite", None, (1.0, "off-site source: its own fixed number")),
+        ("onsite", None, (1.0, "source-level number (no pool): the source is certain")),
+        ("onsite", "ads-pool", None),  # the pool's visitors decide
+    ],
+)
+def test_what_the_source_decides_without_a_visitor(kind, pool, decided) -> None:
+    from ctm_pbx.core.attribution import by_source
+    from ctm_pbx.core.model import Source, SourceKind
+
+    source = None if kind is None else Source("s", SourceKind(kind), priority=10)
+    assert by_source(source, pool) == decided

@@ -16,11 +16,17 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import visitors as visitor_store
-from ctm_pbx.core.attribution import Evidence, RepeatLink, attribute, link_repeat_caller
+from ctm_pbx.core.attribution import (
+    Evidence,
+    RepeatLink,
+    attribute,
+    by_source,
+    link_repeat_caller,
+)
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.geo import number_time_zones
-from ctm_pbx.core.model import Config, SourceKind
+from ctm_pbx.core.model import Config
 
 REPEAT_CALLER_DAYS = 90
 
@@ -40,12 +46,9 @@ def attribute_call(
     visitor_id = visit_id = None
     candidates: list[dict] = []
     previous = _repeat_link(db, call_id, start, now)
-    if source is None:
-        confidence, reason = None, "not a tracking number of a known source"
-    elif source.kind is SourceKind.OFFSITE:
-        confidence, reason = 1.0, "off-site source: its own fixed number"
-    elif start.pool is None:
-        confidence, reason = 1.0, "source-level number (no pool): the source is certain"
+    decided = by_source(source, start.pool)
+    if decided is not None:
+        confidence, reason = decided
     else:
         window = config.tracking.attribution_window_minutes
         history = lease_store.lease_history(

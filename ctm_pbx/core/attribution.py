@@ -50,6 +50,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ctm_pbx.core.clock import parse_iso
+from ctm_pbx.core.model import Source, SourceKind
 from ctm_pbx.core.pools import Lease
 
 VISIT_SHARE, AFTER_SHARE, LATE_SHARE = 0.70, 0.25, 0.05
@@ -352,3 +353,16 @@ def link_repeat_caller(previous_calls: Sequence[tuple], now: datetime) -> Repeat
             visit = more[1] if len(more) > 1 else None
             best = RepeatLink(call_id, visitor_id, at, float(confidence), visit)
     return best
+
+
+def by_source(source: Source | None, pool: str | None) -> tuple[float | None, str] | None:
+    """The attribution of a call that no visitor decides: a number of no known source
+    (None), an off-site source's fixed number or a source's own number outside any pool
+    (certain). None: the number is a pool's, and its visitors decide (``attribute``)."""
+    if source is None:
+        return None, "not a tracking number of a known source"
+    if source.kind is SourceKind.OFFSITE:
+        return 1.0, "off-site source: its own fixed number"
+    if pool is None:
+        return 1.0, "source-level number (no pool): the source is certain"
+    return None
