@@ -74,7 +74,7 @@ def _best(fn, runs: int, clock=time.process_time) -> float:
 def _start(path: Path, db: Path) -> None:
     """What ``ctm-pbx run`` does before it serves: load, migrate, sync the numbers."""
     from ctm_pbx.adapters.store import migrate, open_db
-    from ctm_pbx.adapters.visits import VisitPlan
+    from ctm_pbx.core.visit_plan import VisitPlan
     from ctm_pbx.edges.cli import sync_config_numbers
 
     config = load_config(path, env={**ENV, "CTM_DB": str(db)})

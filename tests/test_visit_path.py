@@ -12,9 +12,10 @@ import pytest
 
 from ctm_pbx.adapters.config_loader import parse_config
 from ctm_pbx.adapters.store import lease_index, migrate, open_db
-from ctm_pbx.adapters.visits import VisitPlan, VisitRequest, handle_visit
+from ctm_pbx.adapters.visits import VisitRequest, handle_visit
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.source_index import SourceIndex
+from ctm_pbx.core.visit_plan import VisitPlan
 from ctm_pbx.edges.cli import sync_config_numbers
 from tests.helpers import BROWSER_UA
 

@@ -28,7 +28,7 @@ from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.core.client_address import lease_client
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.model import Config, NumberInfo, Pool, Source, SourceKind
+from ctm_pbx.core.model import Config, NumberInfo, Pool
 from ctm_pbx.core.pools import PoolView, hand_out, lease_expiry
 from ctm_pbx.core.returning_visitors import (
     ARRIVALS,
@@ -40,13 +40,10 @@ from ctm_pbx.core.returning_visitors import (
 )
 from ctm_pbx.core.source_index import SourceIndex
 from ctm_pbx.core.sources import (
-    SourceDecision,
     Touch,
-    VisitFacts,
     attribute_visitor,
-    parse_visit,
-    resolve_source,
 )
+from ctm_pbx.core.visit_plan import Page, VisitPlan
 
 log = logging.getLogger(__name__)
 RENEW_EVERY_S = 60
@@ -112,46 +109,6 @@ class VisitResult:
 
 def new_id() -> str:
     return secrets.token_urlsafe(12)
-
-
-Page = tuple[VisitFacts, SourceDecision]  # a page view's facts and the source they come from
-
-
-@dataclass(frozen=True)
-class VisitPlan:
-    """What a visit needs of the config, built once per config (and reload): the source
-    index, and for each on-site source its pools and the pool (or None: the source's
-    own number) of each target. A visit then touches only its source's pools, however
-    many sources, pools and targets the config has."""
-
-    sources: Mapping[str, Source]
-    index: SourceIndex | None  # None: the linear scan decides (``resolve_source``)
-    pools: dict[str, tuple[Pool, ...]]  # on-site source -> its pools
-    targets: dict[str, tuple[tuple[str, Pool | None], ...]]  # -> (target E.164, its pool)
-
-    @classmethod
-    def of(cls, config: Config, index: SourceIndex | None = None) -> VisitPlan:
-        onsite = {n for n, s in config.sources.items() if s.kind is SourceKind.ONSITE}
-        pools: dict[str, list[Pool]] = {n: [] for n in onsite}
-        for pool in config.pools.values():
-            if pool.source in pools:
-                pools[pool.source].append(pool)
-        return cls(
-            config.sources,
-            index,
-            {n: tuple(p) for n, p in pools.items()},
-            {
-                n: tuple((t.number, _pool_for(p, t.name)) for t in config.targets.values())
-                for n, p in pools.items()
-            },
-        )
-
-    def read_page(self, landing_url: str, referrer: str | None) -> Page:
-        """The page view's facts and the source they come from."""
-        facts = parse_visit(landing_url, referrer)
-        if self.index is None:
-            return facts, resolve_source(self.sources, facts)
-        return facts, self.index.resolve(facts)
 
 
 def handle_visit(
@@ -328,14 +285,6 @@ def _assign_numbers(
     expiry = [h.expires_at for h in held if h.expires_at is not None]
     result.expires_at = iso(min(expiry)) if expiry else None
     return held
-
-
-def _pool_for(pools: list[Pool], target: str) -> Pool | None:
-    exact = [p for p in pools if p.target == target]
-    if exact:
-        return exact[0]
-    general = [p for p in pools if p.target is None]
-    return general[0] if general else None
 
 
 def _lease_number(
