@@ -295,6 +295,27 @@ class AgiCallHandler:
         log.warning("AGI call %s: the variables were not taken (%s)", call.uniqueid, why)
         call.tracker.give_up(self.clock(), "the dialplan did not take ctm-pbx's answer")
 
+    # -- health ------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """AGI mode's part of the daemon's status (``/healthz``)."""
+        return {
+            "ami_connected": self.ami.connected.is_set(),
+            "ami_events": self.ami.events_received,
+            "agi_requests": self.requests,
+            "agi_timeouts": self.timeouts,
+            "agi_calls_in_progress": len(self.calls),
+            "agi_calls_finished": self.calls_finished,
+        }
+
+    def components(self) -> dict:
+        """AGI mode's parts for ``/healthz``, each with ``ok``: AMI and the FastAGI server."""
+        ami = self.ami.connected.is_set()
+        return {
+            "ami": {"ok": ami, "connected": ami},
+            "fastagi": {"ok": self.listening, "listening": self.listening},
+        }
+
     # -- AMI ---------------------------------------------------------------------
 
     def on_ami_event(self, msg: Message) -> None:

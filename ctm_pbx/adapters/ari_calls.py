@@ -166,6 +166,24 @@ class AriCallHandler:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    # -- health ----------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """ARI mode's part of the daemon's status (``ctm-pbx`` status, ``/healthz``)."""
+        return {
+            "ari_connected": self.ari.connected.is_set(),
+            "app": self.config.asterisk.app,
+            "calls_in_progress": len(self.calls),
+            "calls_finished": self.calls_finished,
+            "ari_requests": self.ari.requests_sent,
+            "ari_rest_transport": self.ari.rest_transport,
+        }
+
+    def components(self) -> dict:
+        """ARI mode's parts for ``/healthz``, each with ``ok``."""
+        ari = self.ari.connected.is_set()
+        return {"ari": {"ok": ari, "connected": ari}}
+
     # -- events --------------------------------------------------------------------
 
     def on_event(self, event: dict) -> None:

@@ -97,23 +97,9 @@ class Daemon:
         db = self.writer.health()  # db_writable and, while it is not, what waits
         out |= {f"db_{key}": db[key] for key in DB_HEALTH}
         if a.uses_ari:
-            out |= {
-                "ari_connected": self.ari.connected.is_set(),
-                "app": a.app,
-                "calls_in_progress": len(self.handler.calls),
-                "calls_finished": self.handler.calls_finished,
-                "ari_requests": self.ari.requests_sent,
-                "ari_rest_transport": self.ari.rest_transport,
-            }
+            out |= self.handler.status()
         if self.agi is not None:
-            out |= {
-                "ami_connected": self.agi.ami.connected.is_set(),
-                "ami_events": self.agi.ami.events_received,
-                "agi_requests": self.agi.requests,
-                "agi_timeouts": self.agi.timeouts,
-                "agi_calls_in_progress": len(self.agi.calls),
-                "agi_calls_finished": self.agi.calls_finished,
-            }
+            out |= self.agi.status()
         return out
 
     def components(self) -> dict:
@@ -129,12 +115,9 @@ class Daemon:
                 "refused_connections": caps.refused,
             }
         if self.config.asterisk.uses_ari:
-            ari = self.ari.connected.is_set()
-            out["ari"] = {"ok": ari, "connected": ari}
+            out |= self.handler.components()
         if self.agi is not None:
-            ami = self.agi.ami.connected.is_set()
-            out["ami"] = {"ok": ami, "connected": ami}
-            out["fastagi"] = {"ok": self.agi.listening, "listening": self.agi.listening}
+            out |= self.agi.components()
         if self.outbox.enabled:
             out["outbox"] = {"ok": True, "destinations": self.outbox.health()}
         return out
