@@ -80,8 +80,23 @@ def test_example_has_webhooks_outbox_ga4_and_google_ads(example: Config) -> None
     assert example.ga4 is not None and example.ga4.events == ("call.qualified",)
     ads = example.google_ads
     assert ads is not None and (ads.conversion_name, ads.value, ads.currency) == (
-        "Phone call", 50.0, "USD"
+        "Phone call",
+        50.0,
+        "USD",
     )
     assert ads.feed_token and ads.feed_password
     assert ads.values.by_tag == (("sale", 400.0),)
     assert ads.values.by_source == (("google-ads", 60.0),)
+
+
+def test_running_the_example_sends_no_call_out_of_the_building(example: Config) -> None:
+    """scripts/run-example runs this file: every outside destination it names is a host
+    that never resolves (.invalid, RFC 6761), so no call leaves the machine."""
+    from urllib.parse import urlsplit
+
+    urls = [hook.url for hook in example.webhooks.values()]
+    if example.ga4 is not None:
+        urls.append(example.ga4.endpoint)
+    assert urls
+    for url in urls:
+        assert (urlsplit(url).hostname or "").endswith(".invalid"), url
