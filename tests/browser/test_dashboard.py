@@ -133,6 +133,13 @@ def test_a_session_through_every_page(page, server) -> None:
     page.wait_for_url(f"{server.api}/sources")
     assert page.locator("table").count() == 2
     no_horizontal_page_scroll(page)
+
+    # each pool's accuracy, and what the outbox holds per destination
+    for path, name in (("/pools", "pools"), ("/outbox", "outbox")):
+        page.goto(f"{server.api}{path}")
+        assert page.locator("main h1").count() == 1
+        no_horizontal_page_scroll(page)
+        shot(page, name)
     shot(page, "sources")
 
     # the call log: a call that starts now appears without a reload, then ends
