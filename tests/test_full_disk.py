@@ -125,7 +125,9 @@ async def test_writes_wait_while_the_disk_is_full_and_arrive_in_order(disk: Disk
                 writer.defer(add, row)
             else:  # a caller waits: answered at once, before the commit (or told it waits)
                 try:
-                    answers.append(await writer.run_now(add, row))
+                    answers.append(
+                        await writer.run(add, row, on_loop=True, on_lost=lambda exc: None)
+                    )
                 except StoreUnavailable as exc:
                     assert exc.kept
                     answers.append(None)

@@ -172,22 +172,27 @@ async def test_jobs_whose_writes_did_not_stand_are_told(writer: StoreWriter) -> 
     assert told == ["no"], "only the job that failed"
 
 
+def early(writer: StoreWriter, fn, *args, on_lost=None):
+    """A write its caller needs answered at once, before the commit (AGI mode's call row)."""
+    return writer.run(fn, *args, on_loop=True, on_lost=on_lost or (lambda exc: None))
+
+
 def add_and_count(db, n: int) -> int:
     add(db, n)
     return db.conn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
 
 
-async def test_run_now_writes_on_the_loop_after_the_deferred_jobs(writer: StoreWriter) -> None:
+async def test_early_answer_writes_on_the_loop_after_the_deferred_jobs(writer: StoreWriter) -> None:
     writer.defer(add, 1)
-    assert await writer.run_now(add_and_count, 2) == 2, "the deferred job went first"
+    assert await early(writer, add_and_count, 2) == 2, "the deferred job went first"
     here = threading.current_thread().name
     assert writer.run_sync(rows) == [(1, here), (2, here)]
     with pytest.raises(ZeroDivisionError):
-        await writer.run_now(lambda db: add(db, 3) or 1 / 0)
+        await early(writer, lambda db: add(db, 3) or 1 / 0)
     assert [n for n, _ in writer.run_sync(rows)] == [1, 2], "the failed job's write undone"
 
 
-async def test_run_now_waits_on_the_thread_while_another_process_writes(
+async def test_early_answer_waits_on_the_thread_while_another_process_writes(
     writer: StoreWriter, tmp_path: Path
 ) -> None:
     other = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
@@ -203,7 +208,7 @@ async def test_run_now_waits_on_the_thread_while_another_process_writes(
 
     ticker = asyncio.ensure_future(tick())
     try:
-        assert await writer.run_now(add_and_count, 1) == 1
+        assert await early(writer, add_and_count, 1) == 1
     finally:
         ticker.cancel()
         other.close()
@@ -211,12 +216,12 @@ async def test_run_now_waits_on_the_thread_while_another_process_writes(
     assert writer.run_sync(rows) == [(1, "ctm-store")]
 
 
-async def test_run_now_answers_before_the_commit_that_rows_of_a_burst_share(
+async def test_early_answer_answers_before_the_commit_that_rows_of_a_burst_share(
     writer: StoreWriter, tmp_path: Path
 ) -> None:
     other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
     commits = writer._commits
-    assert [await writer.run_now(add_and_count, n) for n in (1, 2, 3)] == [1, 2, 3]
+    assert [await early(writer, add_and_count, n) for n in (1, 2, 3)] == [1, 2, 3]
     assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (0,), "not committed yet"
     await asyncio.sleep(DEFER_S * 3)
     assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (3,)
@@ -229,10 +234,10 @@ async def test_work_for_the_thread_and_close_commit_the_loops_writes_first(
 ) -> None:
     writer = StoreWriter(str(tmp_path / "w.db"))
     writer.run_sync(_table)
-    await writer.run_now(add_and_count, 1)
+    await early(writer, add_and_count, 1)
     writer.defer(add, 2)
     assert await writer.run(rows) == [(1, "MainThread"), (2, "MainThread")]
-    await writer.run_now(add_and_count, 3)
+    await early(writer, add_and_count, 3)
     writer.close()
     db = open_db(tmp_path / "w.db")
     assert [n for n, _ in rows(db)] == [1, 2, 3], "nothing lost at close"
@@ -252,38 +257,40 @@ def orphan(db) -> int:
     return 1
 
 
-async def test_when_the_commit_fails_run_now_jobs_are_told_their_writes_were_lost(
+async def test_when_the_commit_fails_early_answered_jobs_are_told_their_writes_were_lost(
     writer: StoreWriter, caplog
 ) -> None:
     writer.run_sync(deferred_fk)
     lost: list[str] = []
-    assert await writer.run_now(add_and_count, 1, on_lost=lambda exc: lost.append("add")) == 1
-    assert await writer.run_now(orphan, on_lost=lambda exc: lost.append(str(exc))) == 1
+    assert await early(writer, add_and_count, 1, on_lost=lambda exc: lost.append("add")) == 1
+    assert await early(writer, orphan, on_lost=lambda exc: lost.append(str(exc))) == 1
     with caplog.at_level(logging.ERROR):
         await asyncio.sleep(DEFER_S * 3)
     assert lost == ["add", "FOREIGN KEY constraint failed"], "both: one commit, lost whole"
     assert writer.run_sync(rows) == []
-    assert await writer.run_now(add_and_count, 2) == 1, "the next window writes as usual"
+    assert await early(writer, add_and_count, 2) == 1, "the next window writes as usual"
 
 
-async def test_run_here_writes_on_the_loop_and_answers_once_committed(
+async def test_on_loop_run_writes_on_the_loop_and_answers_once_committed(
     writer: StoreWriter, tmp_path: Path
 ) -> None:
     other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
     writer.defer(add, 1)
-    assert await writer.run_here(add_and_count, 2) == 2, "the deferred job went first"
+    assert await writer.run(add_and_count, 2, on_loop=True) == 2, "the deferred job went first"
     assert other.execute("SELECT COUNT(*) FROM log").fetchone() == (2,), "committed"
     here = threading.current_thread().name
     assert writer.run_sync(rows) == [(1, here), (2, here)]
     with pytest.raises(ZeroDivisionError):
-        await writer.run_here(lambda db: add(db, 3) or 1 / 0)
+        await writer.run(lambda db: add(db, 3) or 1 / 0, on_loop=True)
     assert [n for n, _ in writer.run_sync(rows)] == [1, 2], "the failed job's write undone"
     other.close()
 
 
-async def test_run_here_jobs_asked_for_together_share_one_commit(writer: StoreWriter) -> None:
+async def test_on_loop_run_jobs_asked_for_together_share_one_commit(writer: StoreWriter) -> None:
     commits = writer._commits
-    assert await asyncio.gather(*(writer.run_here(add_and_count, n) for n in (1, 2, 3))) == [
+    assert await asyncio.gather(
+        *(writer.run(add_and_count, n, on_loop=True) for n in (1, 2, 3))
+    ) == [
         1,
         2,
         3,
@@ -291,32 +298,34 @@ async def test_run_here_jobs_asked_for_together_share_one_commit(writer: StoreWr
     assert writer._commits == commits + 1
 
 
-async def test_run_here_waits_on_the_thread_while_another_process_writes(
+async def test_on_loop_run_waits_on_the_thread_while_another_process_writes(
     writer: StoreWriter, tmp_path: Path
 ) -> None:
     other = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
     try:
-        assert await writer.run_here(add_and_count, 1) == 1
+        assert await writer.run(add_and_count, 1, on_loop=True) == 1
     finally:
         other.close()
     assert writer.run_sync(rows) == [(1, "ctm-store")]
-    assert await writer.run_here(add_and_count, 2) == 2, "and on the loop again after"
+    assert await writer.run(add_and_count, 2, on_loop=True) == 2, "and on the loop again after"
     assert writer.run_sync(rows)[1] == (2, threading.current_thread().name)
 
 
-async def test_when_the_commit_fails_run_here_jobs_get_the_error_not_a_value(
+async def test_when_the_commit_fails_on_loop_jobs_get_the_error_not_a_value(
     writer: StoreWriter, caplog
 ) -> None:
     writer.run_sync(deferred_fk)
     with caplog.at_level(logging.ERROR):
         answers = await asyncio.gather(
-            writer.run_here(add_and_count, 1), writer.run_here(orphan), return_exceptions=True
+            writer.run(add_and_count, 1, on_loop=True),
+            writer.run(orphan, on_loop=True),
+            return_exceptions=True,
         )
     assert [type(a) for a in answers] == [sqlite3.IntegrityError] * 2, "one commit, lost whole"
     assert writer.run_sync(rows) == []
-    assert await writer.run_here(add_and_count, 2) == 1, "the next one writes as usual"
+    assert await writer.run(add_and_count, 2, on_loop=True) == 1, "the next one writes as usual"
 
 
 async def test_writes_wait_out_another_process_holding_the_lock_past_the_busy_timeout(

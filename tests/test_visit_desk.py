@@ -142,7 +142,7 @@ async def test_a_returning_visitor_is_answered_while_the_store_is_busy(cfg, writ
     first = await desk.visit(page(None, "/?gclid=busy", None), at(0))
     await desk.visit(heartbeat(first.visitor_id), at(0.2))  # the page's first: confirms it
     release = threading.Event()
-    writer.submit(lambda db: release.wait(10), what="a long job")
+    writer.defer(lambda db: release.wait(10), what="a long job", on_loop=False)
     try:
         again = await asyncio.wait_for(desk.visit(page(first.visitor_id), at(1)), 2)
         beat = await asyncio.wait_for(desk.visit(heartbeat(first.visitor_id), at(2)), 2)

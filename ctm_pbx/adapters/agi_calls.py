@@ -242,13 +242,14 @@ class AgiCallHandler:
             linkedid = (_agi_value(linked) if linked else None) or uniqueid
         call.linkedid = linkedid
         try:
-            call_id, visitor_id, confidence = await self.writer.run_now(
+            call_id, visitor_id, confidence = await self.writer.run(
                 _record_start,
                 config,
                 call,
                 start,
                 plan,
                 now,
+                on_loop=True,
                 on_lost=partial(_row_lost, call),
             )
         except StoreUnavailable as exc:
@@ -377,7 +378,7 @@ class AgiCallHandler:
             started = parse_iso(row["started_at"])
             tracker = AgiCallTracker(AgiPlan(AgiStatus.OK), started, adopted=True)
             call = _AgiCall(uniqueid, tracker, row["id"])
-            self.writer.submit(_close_open_legs, row["id"], iso(now))
+            self.writer.defer(_close_open_legs, row["id"], iso(now), on_loop=False)
             if uniqueid in live:
                 self.calls[uniqueid] = call  # adopt it: its hangup will complete the row
                 log.info("AGI call %s (row %s) adopted after a restart", uniqueid, row["id"])

@@ -379,7 +379,7 @@ class AriCallHandler:
                 log.warning("call %s: no %s file %s", channel_id, kind, name)
                 continue
             path = f"{rec.dir}/{name}"
-            self.writer.submit(call_store.record_media, call_id, kind, path, seconds)
+            self.writer.defer(call_store.record_media, call_id, kind, path, seconds, on_loop=False)
 
     async def _fail(self, call: _Call, exc: Exception, now: datetime, *, ended: bool) -> None:
         """Send the channel to the dialplan fail-safe; still complete the row."""

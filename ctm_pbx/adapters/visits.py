@@ -439,8 +439,8 @@ class VisitDesk:
         # read once: what ``_quick`` read of a known visitor's page is in the cache
         page = None if req.landing_url is None else self._page_of(req.landing_url, req.referrer)
         try:
-            result = await self.writer.run_here(
-                handle_visit, self.config, req, now, self.sources, self.plan, page
+            result = await self.writer.run(
+                handle_visit, self.config, req, now, self.sources, self.plan, page, on_loop=True
             )
         except StoreUnavailable as exc:
             log.warning("visit answered from memory: %s", exc)
@@ -511,7 +511,9 @@ class VisitDesk:
             self._flush_timer = None
         views, self._pending = self._pending, _empty_page_views()
         if views.visits or views.renewals:
-            self.writer.submit(lease_store.record_page_views, views, what="page views")
+            self.writer.defer(
+                lease_store.record_page_views, views, what="page views", on_loop=False
+            )
 
     def _quick(self, req: VisitRequest, now: datetime) -> VisitResult | None:
         known = self._known.get(req.visitor_id or "")
@@ -534,7 +536,9 @@ class VisitDesk:
         self._known.remember(visitor, now)
         self._buffer(visitor, answer.renewed, answer.page_view, now)
         if answer.page_view and self._noted_signals(visitor.page_visit, req):
-            self.writer.submit(req.note_signals, visitor.page_visit, what="page signals")
+            self.writer.defer(
+                req.note_signals, visitor.page_visit, what="page signals", on_loop=False
+            )
         touch = visitor.touch
         expires = answer.expires_at
         return VisitResult(

@@ -73,7 +73,7 @@ KINDS = ("recording", "voicemail")
 def paced(run: Run, share: float = PACE_SHARE) -> Run:
     """``run``, pausing after each job so that the purge takes at most ``share`` of the
     writer's time: between two batches the writer is idle, and the call path's writes
-    go on the event loop as they do when nothing else runs (``StoreWriter.run_now``)."""
+    go on the event loop as they do when nothing else runs (``StoreWriter.run``)."""
 
     def run_paced(fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.monotonic()

@@ -1,11 +1,11 @@
 """The one writer: every write to the database goes through here, in order.
 
-Jobs run on one thread (``run``: the caller waits for the commit; ``submit``), or,
-for writes nobody waits on (``defer``) and short ones a caller waits on
-(``run_now``), on the event loop when the thread is idle, committed together a few
-milliseconds later. When the database cannot be written, writes nobody waits on wait
-in memory (bounded) and are written when it can be. ARCHITECTURE.md ("The store
-writer") says how and why.
+Two entry points: ``run`` (the caller waits for the answer) and ``defer`` (nobody
+waits). Jobs run on the writer's thread, or, when it is idle and the job is short
+(``on_loop``), in a transaction on the event loop itself (``LoopTransaction``),
+committed together a few milliseconds later. When the database cannot be written,
+writes nobody waits on wait in memory (bounded) and are written when it can be.
+ARCHITECTURE.md ("The store writer") says how and why.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import asyncio
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,6 +25,19 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store import lease_index, schema
 from ctm_pbx.adapters.store.db import atomic, open_db
+from ctm_pbx.adapters.store.loop_transaction import LoopTransaction
+from ctm_pbx.adapters.store.write_jobs import (
+    Interrupted,
+    StoreUnavailable,
+    Write,
+    run_writes,
+    settle,
+    tell_lost,
+    unwritable,
+    writes_done,
+)
+
+__all__ = ["StoreUnavailable", "StoreWriter", "unwritable"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,55 +45,12 @@ _STOP = object()
 _CHECKPOINT: tuple = (object(),)  # asks the thread for a WAL checkpoint
 MAX_GROUP = 256
 DEFER_S = 0.02  # how long deferred jobs wait for company
-COMMIT_TURNS = 3  # turns of the loop a ``run_here`` job waits for company (no timer)
+COMMIT_TURNS = 3  # turns of the loop an ``on_loop`` ``run`` waits for company (no timer)
 BUSY_MS = 10_000  # the thread's busy timeout (open_db's)
 CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (the thread's)
 MAX_BACKLOG = 20_000  # writes kept in memory while the database cannot be written
 RETRY_FIRST_S = 0.5  # the first pause before writing them again; it doubles
 RETRY_MAX_S = 10.0  # up to this (so they are written at most this long after space returns)
-# SQLite's primary result codes of "the database cannot be written now": the writes wait
-_UNWRITABLE = frozenset(
-    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY}
-    | {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_LOCKED}
-)
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be written now. ``kept``: the job's writes wait in the writer
-    and are written when it can be (its ``on_lost``/``on_error`` is called if they never
-    are); else they are not kept (a ``run`` job, or past the bound)."""
-
-    def __init__(self, cause: object, *, kept: bool) -> None:
-        super().__init__(f"the database cannot be written: {cause}")
-        self.kept = kept
-
-
-def unwritable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be written now (rather than a bad job)."""
-    if isinstance(exc, StoreUnavailable):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNWRITABLE
-
-
-@dataclass
-class _Write:
-    """A write nobody waits on the commit of: kept and written again if its commit fails."""
-
-    fn: Callable[..., Any]
-    args: tuple
-    kwargs: dict = field(default_factory=dict)
-    what: str = "store write"
-    on_error: Callable[[BaseException], None] | None = None
-
-
-class _Interrupted(Exception):
-    """``_run_writes`` stopped: the database cannot be written; ``keep`` is what to keep."""
-
-    def __init__(self, cause: BaseException, keep: list[_Write]) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.keep = keep
 
 
 class StoreWriter:
@@ -91,22 +59,21 @@ class StoreWriter:
     def __init__(self, path: str, *, max_backlog: int = MAX_BACKLOG) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite_utils.Database | None = None
-        self._deferred: list[_Write] = []
+        self._deferred: list[Write] = []
         self._deferred_lock = threading.RLock()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._in_flight = 0  # jobs queued or running on the thread (under _deferred_lock)
         self._commits = 0  # since the last checkpoint
         self._closed = False
         self._wal_restart = False  # the next commit starts the WAL over (it fsyncs)
-        self._open = False  # a transaction begun on the loop, not yet committed
-        self._open_writes: list[_Write] = []  # written in it: kept if its commit fails
-        # ``run_here`` jobs written in it: answered once it is committed (never kept)
-        self._open_waiting: list[tuple[asyncio.Future, Any]] = []
+        # the loop's open transaction (under _deferred_lock): while there is one, it
+        # holds the write lock and the thread is handed nothing (``_put``)
+        self._here: LoopTransaction | None = None
         self._commit_handle: asyncio.Handle | None = None
-        self._no_wait = False  # the connection's busy timeout is 0 (the loop's, see _lock_here)
+        self._no_wait = False  # the connection's busy timeout is 0 (the loop's, see _begin_here)
         # while the database cannot be written (the thread's, set under _deferred_lock)
         self.max_backlog = max_backlog
-        self._backlog: list[_Write] = []  # the writes that wait, in order
+        self._backlog: list[Write] = []  # the writes that wait, in order
         self._unwritable_since: datetime | None = None
         self._write_error: str | None = None
         self._refused = 0  # writes dropped past the bound (since the start)
@@ -186,11 +153,11 @@ class StoreWriter:
         if self._backlog:  # still not writable: these never will be
             lost = StoreUnavailable(self._write_error, kept=False)
             log.error("store closed: %d waiting writes lost (%s)", len(self._backlog), lost)
-            _tell_lost(self._backlog, lost)
+            tell_lost(self._backlog, lost)
         self._db.conn.close()
 
     def _wait_for_locks(self) -> None:
-        """The thread's busy timeout back, if the loop took it away (``_lock_here``)."""
+        """The thread's busy timeout back, if the loop took it away (``_begin_here``)."""
         if self._no_wait:
             assert self._db is not None
             self._db.conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
@@ -228,12 +195,12 @@ class StoreWriter:
             for fn, args, kwargs, done, _keep in group:
                 before = conn.total_changes
                 try:
-                    if fn is _run_writes:  # each of its jobs has its own savepoint
+                    if fn is run_writes:  # each of its jobs has its own savepoint
                         value = fn(self._db, *args, **kwargs)
                     else:
                         with atomic(self._db, "job"):
                             value = fn(self._db, *args, **kwargs)
-                except _Interrupted as exc:
+                except Interrupted as exc:
                     ran.append((exc.keep, None, True))
                     raise exc.cause from None
                 except Exception as exc:
@@ -272,7 +239,7 @@ class StoreWriter:
             if error is not None:  # it failed by itself: nothing of it to keep
                 results.append((done, None, error))
             elif keep is not None:  # a batch keeps what stood of it (all, if interrupted)
-                results.append(self._keep(done, value if fn is _run_writes else keep))
+                results.append(self._keep(done, value if fn is run_writes else keep))
             elif not wrote:  # a read: its answer stands
                 results.append((done, value, None))
             else:
@@ -309,7 +276,7 @@ class StoreWriter:
             return None, StoreUnavailable(self._write_error, kept=False)
         return value, None
 
-    def _keep(self, done: Callable, writes: list[_Write]) -> tuple:
+    def _keep(self, done: Callable, writes: list[Write]) -> tuple:
         """Keep ``writes`` for later, unless that would pass ``max_backlog``: then they
         are refused (their ``on_error`` called). New writes are refused rather than old
         ones dropped: the waiting writes of a call start with its row, which every later
@@ -323,7 +290,7 @@ class StoreWriter:
                 )
             self._refused += len(writes)
             exc = StoreUnavailable(f"{self._write_error} (too many writes waiting)", kept=False)
-            _tell_lost(writes, exc)
+            tell_lost(writes, exc)
             return done, None, exc
         self._backlog += writes
         return done, None, StoreUnavailable(self._write_error, kept=True)
@@ -357,13 +324,13 @@ class StoreWriter:
             self._commits += 1
             if not conn.in_transaction:
                 conn.execute("BEGIN IMMEDIATE")
-            stood = _run_writes(self._db, waiting)
+            stood = run_writes(self._db, waiting)
             conn.commit()
         except Exception as exc:
             with contextlib.suppress(Exception):
                 conn.rollback()
             lease_index.invalidate(self._db)
-            cause = exc.cause if isinstance(exc, _Interrupted) else exc
+            cause = exc.cause if isinstance(exc, Interrupted) else exc
             if unwritable(cause):
                 with self._deferred_lock:
                     self._write_error = f"{type(cause).__name__}: {cause}"
@@ -376,7 +343,7 @@ class StoreWriter:
                 )
                 return
             log.exception("store: the waiting writes could not be committed: lost")
-            _tell_lost(waiting, cause)
+            tell_lost(waiting, cause)
             stood = []
         self._backlog = []
         self._wal_restart = False
@@ -426,17 +393,51 @@ class StoreWriter:
         args: tuple,
         kwargs: dict,
         done,  # noqa: ANN001 - called with (value, exception)
-        keep: list[_Write] | None = None,
+        keep: list[Write] | None = None,
     ) -> None:
         with self._deferred_lock:
-            if self._open:  # the thread gets the connection with nothing pending
-                self._finish_here()
+            self._finish_here()  # the thread gets the connection with nothing pending
             self._flush_deferred()  # keep the order in which jobs were asked for
             self._put((fn, args, kwargs, done, keep))
 
     def _put(self, job: tuple) -> None:  # with _deferred_lock held
+        if self._here is not None:  # the loop holds the write lock: never both
+            raise RuntimeError("store: work for the thread while the loop's transaction is open")
         self._in_flight += 1
         self._jobs.put(job)
+
+    # -- the entry points ---------------------------------------------------------------
+
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_loop: bool = False,
+        on_lost: Callable[[BaseException], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(db, *args)``, answered once its writes are committed. While the database
+        cannot be written it still runs if it only reads; if it writes, its writes are
+        undone and ``StoreUnavailable`` raised.
+
+        ``on_loop``: a short job, run on the loop itself when the thread is idle and the
+        write lock free (no thread wake-up, no GIL switch at each statement), after the
+        deferred jobs asked for before it, in its own savepoint of the loop's transaction
+        (its exception undoes only its writes, and is raised); that transaction is
+        committed ``COMMIT_TURNS`` turns of the loop later with every job run meanwhile.
+        Else it goes to the thread. With ``on_lost`` as well, it is answered as soon as
+        it has run, before the commit (for a call's row, which nothing may delay): if
+        that commit fails, ``on_lost(exc)`` is called, and while the database cannot be
+        written its writes wait to be run (again) when it can be (``StoreUnavailable``
+        with ``kept``); the job must then give the same ids when run again.
+        """
+        if on_lost is not None:
+            if not on_loop:
+                raise TypeError("on_lost is for on_loop jobs")
+            return await self._run_early(fn, args, kwargs, on_lost)
+        if on_loop:
+            return await self._run_on_loop(fn, args, kwargs)
+        return await self._run(fn, args, kwargs, None)
 
     def defer(
         self,
@@ -444,283 +445,31 @@ class StoreWriter:
         *args: Any,
         what: str = "store write",
         on_error: Callable[[BaseException], None] | None = None,
+        on_loop: bool = True,
     ) -> None:
-        """Like ``submit``, from the event loop: jobs asked for within ``DEFER_S`` are
-        written together, on the loop or by the thread (see the module's docstring), each
-        in its own savepoint. A failure is logged, and ``on_error`` (if given) is called
-        with it (on either thread) when the job's writes did not stand: it failed, or
-        its group's commit did and it could not be kept for later.
+        """``fn(db, *args)`` without waiting, after every job asked for before it. From
+        the event loop (``on_loop``), jobs asked for within ``DEFER_S`` are written
+        together, on the loop or by the thread, each in its own savepoint; without
+        ``on_loop`` (a longer write, or from another thread) it goes to the thread. A
+        failure is logged, and ``on_error`` (if given) is called with it (on either
+        thread) when the job's writes did not stand: it failed, or its group's commit
+        did and it could not be kept for later.
         """
+        write = Write(fn, args, {}, what, on_error)
+        if not on_loop:
+            self._submit(run_writes, ([write],), {}, writes_done([write]), [write])
+            return
         with self._deferred_lock:
             if self._closed:
                 log.error("%s dropped: the store is closed", what)
                 return
             loop = asyncio.get_running_loop()  # raises outside the loop: nothing queued
-            self._deferred.append(_Write(fn, args, {}, what, on_error))
+            self._deferred.append(write)
             if self._flush_handle is None:
                 self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
 
-    def _write_deferred(self) -> None:
-        """The deferred jobs' timer: write them here and commit (with what ``run_now``
-        wrote meanwhile) if the thread is idle, else hand them over."""
-        with self._deferred_lock:
-            self._flush_handle = None
-            if self._closed or not (self._deferred or self._open):
-                return
-            if self._open or self._begin_here():
-                self._finish_here()
-            else:
-                self._flush_deferred()
-
-    def _begin_here(self) -> bool:  # with _deferred_lock held
-        """Begin a transaction on this thread: when the thread is idle and the write
-        lock is free (False: nothing was done)."""
-        if self._closed or self._in_flight or self._wal_restart or self._db is None:
-            return False
-        if self._unwritable_since is not None:  # the thread keeps the writes meanwhile
-            return False
-        if not self._lock_here():
-            return False
-        # the thread is idle and stays so while the transaction is open (work for it
-        # commits this first), and the write lock is ours
-        self._open = True
-        self._notice_other_writers()
-        return True
-
-    def _notice_other_writers(self) -> None:
-        """Another process committed since we last looked (the CLI's ``privacy forget``
-        or ``db purge``, say): the lease index may hold leases it deleted, so it is
-        emptied and reloads from the table."""
-        assert self._db is not None
-        version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            lease_index.invalidate(self._db)
-
-    def _run_deferred_here(self) -> bool:  # with _deferred_lock held, self._open
-        """Write the deferred jobs into the loop's transaction (False: the database
-        cannot be written; the transaction is undone and its writes kept)."""
-        jobs, self._deferred = self._deferred, []
-        if jobs:
-            assert self._db is not None
-            try:
-                self._open_writes += _run_writes(self._db, jobs)
-            except _Interrupted as exc:
-                self._abandon_here(exc.cause, exc.keep)
-                return False
-        return True
-
-    def _finish_here(self) -> None:  # with _deferred_lock held, self._open
-        """Write what is deferred into the loop's transaction, and commit it."""
-        if self._run_deferred_here():
-            self._commit_here()
-
-    def _commit_here(self) -> None:  # with _deferred_lock held, self._open
-        """Commit the loop's transaction; if that fails, keep its writes for later or,
-        when the failure is theirs, tell whose writes were lost."""
-        assert self._db is not None
-        writes = self._open_writes
-        conn = self._db.conn
-        self._commits += 1
-        try:
-            began = time.monotonic()
-            conn.commit()
-            self._committed(began)
-        except Exception as exc:  # nothing of it stands
-            if unwritable(exc):
-                self._abandon_here(exc, [])
-                return
-            log.exception("store commit failed")
-            self._open_writes, self._open = [], False
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            lease_index.invalidate(self._db)
-            _tell_lost(writes, exc)
-            self._answer_waiting(exc)
-        else:
-            self._open_writes, self._open = [], False
-            self._answer_waiting(None)
-        if self._commits >= CHECKPOINT_EVERY:
-            self._put(_CHECKPOINT)
-
-    def _abandon_here(self, exc: BaseException, more: list[_Write]) -> None:
-        """The loop's transaction cannot be committed now: undo it and hand its writes
-        (and ``more``) to the thread to keep (with _deferred_lock held, self._open)."""
-        assert self._db is not None
-        writes = self._open_writes + more
-        self._open_writes, self._open = [], False
-        with contextlib.suppress(Exception):
-            self._db.conn.rollback()
-        lease_index.invalidate(self._db)
-        self._enter_outage(exc)
-        self._answer_waiting(StoreUnavailable(exc, kept=False))
-        self._put((_run_writes, (writes,), {}, _writes_done(writes), writes))
-
-    def _answer_waiting(self, exc: BaseException | None) -> None:
-        """The loop's transaction ended (with _deferred_lock held): answer the ``run_here``
-        jobs written in it, with their value if it was committed, else with ``exc``."""
-        waiting, self._open_waiting = self._open_waiting, []
-        for fut, value in waiting:
-            loop = fut.get_loop()
-            try:
-                here = asyncio.get_running_loop() is loop
-            except RuntimeError:  # not on a loop's thread (``close``, ``run_sync``)
-                here = False
-            if here:
-                _settle(fut, value, exc)
-            else:
-                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
-                    loop.call_soon_threadsafe(_settle, fut, value, exc)
-
-    def _commit_for_waiting(self, turns: int) -> None:
-        """``COMMIT_TURNS`` turns of the loop after a ``run_here`` job: commit it (and
-        what else the loop's transaction holds), then answer it. Meanwhile the loop
-        takes in the requests already waiting on its sockets: their jobs share the
-        commit (the costliest part of a short write), without any idle wait."""
-        with self._deferred_lock:
-            if turns > 1 and self._open:
-                loop = asyncio.get_running_loop()
-                self._commit_handle = loop.call_soon(self._commit_for_waiting, turns - 1)
-                return
-            self._commit_handle = None
-            if self._open:
-                self._finish_here()
-
-    def _lock_here(self) -> bool:
-        """Take the database's write lock without waiting (False: another process has it)."""
-        assert self._db is not None
-        conn = self._db.conn
-        try:
-            # the thread (idle now) sets its timeout again before it next uses the
-            # connection: two statements less for each of the loop's transactions
-            if not self._no_wait:
-                conn.execute("PRAGMA busy_timeout = 0")
-                self._no_wait = True
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if not isinstance(exc, sqlite3.OperationalError):  # locked: the usual case
-                log.warning("store: writing on the loop failed (%s): on the thread", exc)
-            if conn.in_transaction:
-                conn.rollback()
-            return False
-        return True
-
-    def _flush_deferred(self) -> None:  # with _deferred_lock held
-        # the timer, if any, stays: it belongs to the loop, and finds nothing to do
-        if self._deferred:
-            jobs, self._deferred = self._deferred, []
-            self._put((_run_writes, (jobs,), {}, _writes_done(jobs), jobs))
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(db, *args)`` on the thread, answered once committed. While the database
-        cannot be written it still runs if it only reads; if it writes, its writes are
-        undone and ``StoreUnavailable`` raised."""
-        return await self._run(fn, args, kwargs, None)
-
-    async def _run(
-        self, fn: Callable[..., T], args: tuple, kwargs: dict, keep: list[_Write] | None
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-
-        def done(value: Any, exc: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, fut, value, exc)
-
-        self._submit(fn, args, kwargs, done, keep)
-        return await fut
-
-    async def run_now(
-        self,
-        fn: Callable[..., T],
-        *args: Any,
-        on_lost: Callable[[BaseException], None] | None = None,
-        **kwargs: Any,
-    ) -> T:
-        """Like ``run``, but on the loop itself when the thread is idle and the write lock
-        free: no thread wakeup, no switch of the GIL, no commit to wait for. For short
-        writes a caller waits on (AGI mode's call row). The job runs after the deferred
-        jobs asked for before it, in its own savepoint (its exception undoes only its
-        writes), and answers before the commit (``DEFER_S`` later at most): if that
-        commit fails, ``on_lost(exc)`` is called. Else, when the thread is busy or
-        another process holds the lock, on the thread, committed before the answer.
-        When the database cannot be written, it raises ``StoreUnavailable``: ``kept``
-        if the job waits to be run (again) when it can be, and ``on_lost`` is then
-        called only if that never happens; the job must give the same ids when run
-        again (the ids its first run handed out are SQLite's to give again).
-        """
-        loop = asyncio.get_running_loop()
-        write = _Write(fn, args, kwargs, "store write", on_lost)
-        with self._deferred_lock:
-            here = (self._open or self._begin_here()) and self._run_deferred_here()
-            if here:  # the jobs asked for earlier went first
-                assert self._db is not None
-                if self._flush_handle is None:
-                    self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
-                try:
-                    with atomic(self._db, "job"):
-                        value = fn(self._db, *args, **kwargs)
-                except Exception as exc:
-                    error: Exception | None = exc
-                    if unwritable(exc):
-                        self._abandon_here(exc, [write])
-                        error = StoreUnavailable(exc, kept=True)
-                else:
-                    error = None
-                    self._open_writes.append(write)
-        if not here and self._unwritable_since is not None:
-            # the thread may be busy writing what waits: the caller does not wait for it
-            self._submit(_run_writes, ([write],), {}, _writes_done([write]), [write])
-            raise StoreUnavailable(self._write_error, kept=True)
-        if not here:
-            return await self._run(fn, args, kwargs, [write])
-        if error is not None:
-            raise error
-        return value
-
-    async def run_here(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Like ``run`` (answered once its writes are committed), but on the loop itself
-        when the thread is idle and the write lock free: no thread wakeup, and no switch
-        of the GIL at each statement. For short jobs a caller waits on and that must
-        stand before it answers (a new visit's lease). The job runs after the deferred
-        jobs asked for before it, in its own savepoint of the loop's transaction (its
-        exception undoes only its writes, and is raised); that transaction is committed
-        ``COMMIT_TURNS`` turns of the loop later, with every other job run meanwhile,
-        and only then is the job answered. When that commit fails nothing of the job
-        stands, and it is never run again: ``StoreUnavailable`` (not kept) when the
-        database cannot be written, else the commit's error. When the thread is busy
-        or another process holds the lock, the job goes to the thread as ``run`` does.
-        """
-        loop = asyncio.get_running_loop()
-        with self._deferred_lock:
-            here = (self._open or self._begin_here()) and self._run_deferred_here()
-            if here:  # the jobs asked for earlier went first
-                assert self._db is not None
-                try:
-                    with atomic(self._db, "job"):
-                        value = fn(self._db, *args, **kwargs)
-                except Exception as exc:
-                    if unwritable(exc):
-                        self._abandon_here(exc, [])
-                        raise StoreUnavailable(exc, kept=False) from exc
-                    raise
-                fut: asyncio.Future = loop.create_future()
-                self._open_waiting.append((fut, value))
-                if self._commit_handle is None:
-                    self._commit_handle = loop.call_soon(self._commit_for_waiting, COMMIT_TURNS)
-        if not here:
-            return await self._run(fn, args, kwargs, None)
-        return await fut
-
-    def submit(self, fn: Callable[..., Any], *args: Any, what: str = "store write") -> None:
-        """Queue ``fn(db, *args)`` without waiting; a failure is logged.
-
-        Jobs run in the order they are queued, so a job may rely on an earlier one.
-        """
-        writes = [_Write(fn, args, {}, what)]
-        self._submit(_run_writes, (writes,), {}, _writes_done(writes), writes)
-
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """The same from synchronous code (startup, tests)."""
+        """``run`` from code that is not on the event loop (startup, the CLI's tests)."""
         fut: Future = Future()
 
         def done(value: Any, exc: BaseException | None) -> None:
@@ -732,63 +481,204 @@ class StoreWriter:
         self._submit(fn, args, kwargs, done)
         return fut.result()
 
+    # -- on the thread ------------------------------------------------------------------
+
+    async def _run(
+        self, fn: Callable[..., T], args: tuple, kwargs: dict, keep: list[Write] | None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+
+        def done(value: Any, exc: BaseException | None) -> None:
+            loop.call_soon_threadsafe(settle, fut, value, exc)
+
+        self._submit(fn, args, kwargs, done, keep)
+        return await fut
+
+    # -- on the loop (with _deferred_lock held, unless said otherwise) -------------------
+
+    def _open_here(self) -> LoopTransaction | None:
+        """The loop's transaction, with the deferred jobs asked for so far written into
+        it: the open one, or a new one when the thread is idle and the write lock free
+        (None: the job goes to the thread)."""
+        tx = self._here or self._begin_here()
+        if tx is None or not self._write_deferred_into(tx):
+            return None
+        return tx
+
+    def _begin_here(self) -> LoopTransaction | None:
+        """Begin the loop's transaction: when the thread is idle and the write lock is
+        free (None: nothing was done)."""
+        if self._closed or self._in_flight or self._wal_restart or self._db is None:
+            return None
+        if self._unwritable_since is not None:  # the thread keeps the writes meanwhile
+            return None
+        # the thread (idle now) sets its timeout again before it next uses the
+        # connection: two statements less for each of the loop's transactions
+        if not self._no_wait:
+            self._db.conn.execute("PRAGMA busy_timeout = 0")
+            self._no_wait = True
+        tx = LoopTransaction.begin(self._db)
+        if tx is not None:
+            # the thread is idle and stays so while it is open (work for it commits
+            # this first), and the write lock is ours
+            self._here = tx
+            self._notice_other_writers()
+        return tx
+
+    def _notice_other_writers(self) -> None:
+        """Another process committed since we last looked (the CLI's ``privacy forget``
+        or ``db purge``, say): the lease index may hold leases it deleted, so it is
+        emptied and reloads from the table."""
+        assert self._db is not None
+        version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            lease_index.invalidate(self._db)
+
+    def _write_deferred_into(self, tx: LoopTransaction) -> bool:
+        """Write the deferred jobs into ``tx`` (False: the database cannot be written;
+        it is undone and its writes kept)."""
+        jobs, self._deferred = self._deferred, []
+        try:
+            tx.write(jobs)
+        except Interrupted as exc:
+            self._abandon_here(exc.cause, exc.keep)
+            return False
+        return True
+
+    def _write_deferred(self) -> None:
+        """The deferred jobs' timer: write them here and commit (with what ``run``
+        wrote meanwhile) if the thread is idle, else hand them over."""
+        with self._deferred_lock:
+            self._flush_handle = None
+            if self._closed or not (self._deferred or self._here):
+                return
+            if self._here or self._begin_here():
+                self._finish_here()
+            else:
+                self._flush_deferred()
+
+    def _finish_here(self) -> None:
+        """Write what is deferred into the loop's transaction, if one is open, and
+        commit it; if that fails, keep its writes for later or, when the failure is
+        theirs, tell whose writes were lost."""
+        tx = self._here
+        if tx is None or not self._write_deferred_into(tx):
+            return
+        self._here = None
+        self._commits += 1
+        began = time.monotonic()
+        exc = tx.commit()
+        if exc is None:
+            self._committed(began)
+            tx.answer(None)
+        elif unwritable(exc):
+            self._keep_from_here(tx, exc, [])
+        else:
+            log.error("store commit failed: %s: %s", type(exc).__name__, exc)
+            tell_lost(tx.writes, exc)
+            tx.answer(exc)
+        if self._commits >= CHECKPOINT_EVERY:
+            self._put(_CHECKPOINT)
+
+    def _abandon_here(self, exc: BaseException, more: list[Write]) -> None:
+        """The loop's transaction cannot be committed now: undo it and hand its writes
+        (and ``more``) to the thread to keep."""
+        tx = self._here
+        assert tx is not None
+        self._here = None
+        tx.rollback()
+        self._keep_from_here(tx, exc, more)
+
+    def _keep_from_here(self, tx: LoopTransaction, exc: BaseException, more: list[Write]) -> None:
+        """``tx`` ended without a commit for want of a writable database: its waiting
+        callers are told, its writes (and ``more``) go to the thread to keep."""
+        writes = tx.writes + more
+        self._enter_outage(exc)
+        tx.answer(StoreUnavailable(exc, kept=False))
+        self._put((run_writes, (writes,), {}, writes_done(writes), writes))
+
+    def _commit_for_waiting(self, turns: int) -> None:
+        """``COMMIT_TURNS`` turns of the loop after an ``on_loop`` job: commit it (and
+        what else the loop's transaction holds), then answer it. Meanwhile the loop
+        takes in the requests already waiting on its sockets: their jobs share the
+        commit (the costliest part of a short write), without any idle wait."""
+        with self._deferred_lock:
+            if turns > 1 and self._here is not None:
+                loop = asyncio.get_running_loop()
+                self._commit_handle = loop.call_soon(self._commit_for_waiting, turns - 1)
+                return
+            self._commit_handle = None
+            self._finish_here()
+
+    def _flush_deferred(self) -> None:
+        # the timer, if any, stays: it belongs to the loop, and finds nothing to do
+        if self._deferred:
+            jobs, self._deferred = self._deferred, []
+            self._put((run_writes, (jobs,), {}, writes_done(jobs), jobs))
+
+    async def _run_on_loop(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        """``run(on_loop=True)``: answered once the loop's transaction is committed."""
+        loop = asyncio.get_running_loop()
+        with self._deferred_lock:
+            tx = self._open_here()
+            if tx is not None:  # the jobs asked for earlier went first
+                if self._commit_handle is None:  # even if the job fails: the lock is given back
+                    self._commit_handle = loop.call_soon(self._commit_for_waiting, COMMIT_TURNS)
+                try:
+                    value = tx.run(fn, args, kwargs)
+                except Exception as exc:
+                    if unwritable(exc):
+                        self._abandon_here(exc, [])
+                        raise StoreUnavailable(exc, kept=False) from exc
+                    raise
+                fut: asyncio.Future = loop.create_future()
+                tx.wait(fut, value)
+        if tx is None:
+            return await self._run(fn, args, kwargs, None)
+        return await fut
+
+    async def _run_early(
+        self,
+        fn: Callable[..., T],
+        args: tuple,
+        kwargs: dict,
+        on_lost: Callable[[BaseException], None],
+    ) -> T:
+        """``run(on_loop=True, on_lost=...)``: answered before the commit (``DEFER_S``
+        later at most); on the thread, committed before the answer."""
+        loop = asyncio.get_running_loop()
+        write = Write(fn, args, kwargs, "store write", on_lost)
+        error: Exception | None = None
+        with self._deferred_lock:
+            tx = self._open_here()
+            if tx is not None:  # the jobs asked for earlier went first
+                if self._flush_handle is None:
+                    self._flush_handle = loop.call_later(DEFER_S, self._write_deferred)
+                try:
+                    value = tx.run(fn, args, kwargs)
+                except Exception as exc:
+                    error = exc
+                    if unwritable(exc):
+                        self._abandon_here(exc, [write])
+                        error = StoreUnavailable(exc, kept=True)
+                else:
+                    tx.writes.append(write)
+        if tx is None and self._unwritable_since is not None:
+            # the thread may be busy writing what waits: the caller does not wait for it
+            self._submit(run_writes, ([write],), {}, writes_done([write]), [write])
+            raise StoreUnavailable(self._write_error, kept=True)
+        if tx is None:
+            return await self._run(fn, args, kwargs, [write])
+        if error is not None:
+            raise error
+        return value
+
     def close(self) -> None:
         with self._deferred_lock:
-            if self._open:
-                self._finish_here()
+            self._finish_here()
             self._flush_deferred()
             self._closed = True
         self._jobs.put(_STOP)
         self._thread.join(10)
-
-
-def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(value)
-
-
-def _run_writes(db: sqlite_utils.Database, jobs: list[_Write]) -> list[_Write]:
-    """Jobs, in order, each in its own savepoint: one failing loses only itself (it is
-    logged and told). Returns those that stood; when the database cannot be written,
-    raises ``_Interrupted`` with what to keep (what stood, and the rest)."""
-    stood: list[_Write] = []
-    for i, job in enumerate(jobs):
-        try:
-            with atomic(db, "deferred"):
-                job.fn(db, *job.args, **job.kwargs)
-        except Exception as exc:
-            if unwritable(exc):
-                raise _Interrupted(exc, stood + jobs[i:]) from exc
-            log.error("%s failed: %s: %s", job.what, type(exc).__name__, exc)
-            if job.on_error is not None:
-                job.on_error(exc)
-        else:
-            stood.append(job)
-    return stood
-
-
-def _tell_lost(jobs: list[_Write], exc: BaseException) -> None:
-    """Their writes did not stand and will not be written: tell them."""
-    for job in jobs:
-        if job.on_error is not None:
-            try:
-                job.on_error(exc)
-            except Exception:
-                log.exception("store: a lost write's callback failed")
-
-
-def _writes_done(jobs: list[_Write]) -> Callable[[Any, BaseException | None], None]:
-    """The answer to a batch of writes: when its commit failed, none of them stood (kept
-    ones are written later; refused ones were told)."""
-
-    def done(value: Any, exc: BaseException | None) -> None:
-        if exc is None or isinstance(exc, StoreUnavailable):
-            return
-        log.error("deferred writes failed: %s: %s", type(exc).__name__, exc)
-        _tell_lost(jobs, exc)
-
-    return done
