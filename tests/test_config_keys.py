@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctm_pbx.adapters.config_loader import ROUTE_KEYS, WEB_KEYS, parse_config, yaml_keys
+from ctm_pbx.adapters.config_loader import parse_config
+from ctm_pbx.adapters.config_sections.base import yaml_keys
+from ctm_pbx.adapters.config_sections.routes import ROUTE_KEYS
+from ctm_pbx.adapters.config_sections.settings import WEB_KEYS
 from ctm_pbx.core.model import WebSettings
 
 

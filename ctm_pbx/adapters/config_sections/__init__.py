@@ -1,0 +1,1 @@
+"""The sections of ``config.yaml``, one module each; ``config_loader`` puts them together."""
