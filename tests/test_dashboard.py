@@ -113,6 +113,21 @@ async def test_every_route_refuses_anonymous_requests(client):
             assert resp.status == 401, (method, path)
 
 
+async def test_no_answer_names_the_software_behind_it(client):
+    """Every kind of answer (a page, a redirect, a 404, static files) says ``Server:
+    ctm-pbx``, as the visitor API does: no aiohttp or Python version for a scanner."""
+    answers = [
+        await client.get("/login"),
+        await client.get("/", allow_redirects=False),
+        await client.get("/no-such-page", allow_redirects=False),
+        await client.get("/static/dashboard.css"),
+    ]
+    assert (await login(client)).headers["Server"] == "ctm-pbx"
+    answers.append(await client.get("/calls"))
+    for resp in answers:
+        assert resp.headers["Server"] == "ctm-pbx", (resp.url, resp.status)
+
+
 async def test_every_changing_route_refuses_a_missing_or_wrong_csrf_token(client):
     assert (await login(client)).status == 303
     changing = [(m, p) for m, p, _ in _routes(client.server.app) if m not in ("GET", "HEAD")]

@@ -41,7 +41,7 @@ from ctm_pbx.core.client_address import client_key, parse_networks
 from ctm_pbx.core.model import Config, NumberInfo
 from ctm_pbx.core.ratelimit import RateLimiter
 from ctm_pbx.edges.static_asset import StaticAsset
-from ctm_pbx.edges.web_listener import SERVER_NAME
+from ctm_pbx.edges.web_listener import name_server
 
 log = logging.getLogger(__name__)
 
@@ -317,10 +317,6 @@ def health_report(state: dict) -> dict:
     }
 
 
-async def _server_name(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_NAME  # not aiohttp's "Python/… aiohttp/…"
-
-
 def create_app(
     status: StatusProvider, api: VisitApi | None = None, *, middlewares: tuple = ()
 ) -> web.Application:
@@ -329,7 +325,7 @@ def create_app(
     does; ``/healthz/calls``: 200 while the call path is; ``/healthz/live``: 200.
     ``middlewares`` run outside the JSON errors (the metrics see the final status)."""
     app = web.Application(middlewares=[*middlewares, errors_as_json], client_max_size=MAX_BODY)
-    app.on_response_prepare.append(_server_name)
+    app.on_response_prepare.append(name_server)
 
     def answer(report: dict, ready: bool) -> web.Response:
         return web.json_response(report, status=200 if ready else 503)

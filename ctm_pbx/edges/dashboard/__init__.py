@@ -68,6 +68,7 @@ from ctm_pbx.core.tags import TagError, check_comment, parse_tags
 from ctm_pbx.core.users import Session
 from ctm_pbx.edges.dashboard.ads_feed import ads_feed
 from ctm_pbx.edges.dashboard.live import LiveCalls
+from ctm_pbx.edges.web_listener import name_server
 
 log = logging.getLogger(__name__)
 
@@ -639,6 +640,7 @@ async def media(request: web.Request) -> web.StreamResponse:
 def create_dashboard_app(dash: Dashboard) -> web.Application:
     app = web.Application(middlewares=[security_headers, require_login], client_max_size=64 * 1024)
     app[DASHBOARD] = dash
+    app.on_response_prepare.append(name_server)
 
     async def stop_live(_app: web.Application) -> None:
         await dash.live.close()
