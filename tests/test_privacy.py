@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ctm_pbx.adapters.config_loader import parse_config
-from ctm_pbx.adapters.store import call_search, migrate, open_db
+from ctm_pbx.adapters.store import call_search, migrate, open_db, outbox
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.core.reports import Filters
 from ctm_pbx.edges.cli import main, sync_config_numbers
@@ -232,5 +232,33 @@ def test_the_outbox_keeps_no_copy_of_a_forgotten_person(world) -> None:
     # B's call listed A among its candidates, so its body (which holds them) goes too;
     # events of calls that are not A's, or did not name A, keep theirs
     left = dict(db.execute("SELECT call_id, payload_json FROM outbox").fetchall())
-    assert left[b_call] is None and left[9999] == '{"other": true}'
+    assert left[b_call] == outbox.ERASED and left[9999] == '{"other": true}'
     db.close()
+
+
+def test_a_body_made_before_an_erasure_is_not_written_back(world) -> None:
+    """The delivery worker made an event's body from the call as it was, then the
+    person was forgotten (another process) while it was being sent: what the worker
+    writes afterwards keeps no copy, and a retry builds the body again."""
+    conf, cfg, a, b, a_calls, b_call = world
+    db = open_db(cfg.database.path)
+    with db.conn:
+        db.conn.execute(
+            "INSERT INTO outbox (event_id, destination, event_type, call_id, state,"
+            " next_attempt_at, created_at, queued_at)"
+            " VALUES ('evt_a', 'webhooks.crm', 'call.completed', ?, 'pending', 't', 't', 't')",
+            (a_calls[0],),
+        )
+    (sending,) = outbox.due(db, "webhooks.crm")
+    assert sending.payload is None
+    sending.payload = json.dumps({"caller_number": A_CALLER}).encode()  # made, being sent
+    forget = ["--config", str(conf), "privacy", "forget", "--caller", A_CALLER]
+    result = CliRunner().invoke(main, forget)
+    assert result.exit_code == 0, result.output
+    sending.state, sending.attempts = "failed", 1  # the receiver did not answer
+    with db.conn:
+        outbox.save(db, [sending])
+    assert not [v for v in values_anywhere(db, a_values(a)) if v.startswith("outbox")]
+    (retry,) = outbox.due(db, "webhooks.crm")
+    assert retry.payload is None and retry.attempts == 1, "built again from the call as it is"
+    db.conn.close()

@@ -27,6 +27,8 @@ from ctm_pbx.core.reports import QualifiedCall
 GA4 = "ga4"  # the GA4 destination's name (webhook names may not take it)
 STATES = ("pending", "failed", "delivered", "dead", "skipped")
 OPEN = ("pending", "failed")  # still to be sent
+# the body of an erased call's event: not NULL, so the worker's ``save`` keeps none
+ERASED = ""
 
 _INSERT = (
     "INSERT INTO outbox (event_id, destination, event_type, call_id, next_attempt_at,"
@@ -136,7 +138,7 @@ class Delivery:
 def _delivery(row: tuple) -> Delivery:
     d = dict(zip(COLUMNS, row, strict=True))
     payload = d.pop("payload_json")
-    return Delivery(payload=payload.encode() if payload is not None else None, **d)
+    return Delivery(payload=payload.encode() if payload else None, **d)  # ERASED: none
 
 
 def due(db: sqlite_utils.Database, destination: str, limit: int = 64) -> list[Delivery]:
@@ -184,13 +186,15 @@ def save(db: sqlite_utils.Database, deliveries: Iterable[Delivery]) -> None:
 
 def forget_bodies(db: sqlite_utils.Database, call_ids: list[int]) -> int:
     """The stored bodies of these calls' events are dropped (erasure: they hold the call
-    as it was). Events still to send are built again, from the call as it is now."""
+    as it was), and never kept again: the worker may be sending one it made before the
+    erasure, and must not write it back. Events still to send are built again, from the
+    call as it is now, at each try."""
     if not call_ids:
         return 0
     return db.conn.execute(
-        "UPDATE outbox SET payload_json = NULL"
-        " WHERE call_id IN (SELECT value FROM json_each(?)) AND payload_json IS NOT NULL",
-        (json.dumps(call_ids),),
+        "UPDATE outbox SET payload_json = ? WHERE call_id IN (SELECT value FROM json_each(?))"
+        " AND payload_json IS NOT ?",
+        (ERASED, json.dumps(call_ids), ERASED),
     ).rowcount
 
 
