@@ -441,15 +441,11 @@ async def test_stopping_does_not_wait_for_a_stalled_send(aiohttp_server, make_ri
     assert [g["event_id"] for g in rx.got] == [rig.rows("crm")[0]["event_id"]] * 2
 
 
-async def test_the_call_path_does_not_wait_for_a_stalled_receiver(
-    aiohttp_server, make_rig
-) -> None:
+async def test_the_call_path_does_not_wait_for_a_stalled_receiver(aiohttp_server, make_rig) -> None:
     """Calls are written at their own pace while every send stalls: the loop stays free."""
     rx = Receiver(default="stall")
     server = await aiohttp_server(rx.app())
-    rig = await make_rig(
-        hooks_config({"crm": f"http://127.0.0.1:{server.port}/hook"}, timeout=60)
-    )
+    rig = await make_rig(hooks_config({"crm": f"http://127.0.0.1:{server.port}/hook"}, timeout=60))
     await rig.calls(1)
     await until(lambda: len(rx.got) == 1)  # a send hangs from now on
     t0 = time.monotonic()
@@ -462,3 +458,45 @@ async def test_the_call_path_does_not_wait_for_a_stalled_receiver(
     assert time.monotonic() - t0 < 3, "twenty calls' writes, not twenty sends"
     assert max(lags) < 0.5, "the event loop is never blocked by a send"
     assert len(rx.got) == 1 and len(rig.rows("crm")) == 42
+
+
+def reload(rig: Rig, cfg: Config) -> None:
+    """As the daemon's reload does: the database setting is the running one."""
+    rig.delivery.reconfigure(dataclasses.replace(cfg, database=rig.delivery.config.database))
+
+
+async def test_a_reload_adds_removes_and_changes_destinations(aiohttp_server, make_rig) -> None:
+    """``reconfigure`` (the daemon's SIGHUP): events of calls after it go to the
+    destinations of the new config, with their new settings; a removed one gets
+    nothing more, and its waiting events stay in the outbox."""
+    first, second = Receiver(), Receiver()
+    one = await aiohttp_server(first.app())
+    two = await aiohttp_server(second.app())
+    rig = await make_rig(hooks_config({}))  # no destinations at start: nothing sends
+    assert not rig.delivery.enabled
+    await rig.calls(1)
+    assert rig.rows("crm") == []
+    reload(rig, hooks_config({"crm": f"http://127.0.0.1:{one.port}/hook"}))
+    await rig.calls(1)
+    await until(lambda: len(first.delivered()) == 2)
+    # crm moves to another receiver, erp is added
+    reload(
+        rig,
+        hooks_config(
+            {
+                "crm": f"http://127.0.0.1:{two.port}/elsewhere",
+                "erp": f"http://127.0.0.1:{two.port}/hook",
+            }
+        ),
+    )
+    await rig.calls(1)
+    await until(lambda: len(second.delivered()) == 4)
+    assert len(first.got) == 2, "crm's new URL took its events"
+    # erp is removed: a later call's events reach crm only; erp's rows wait
+    reload(rig, hooks_config({"crm": f"http://127.0.0.1:{one.port}/hook"}))
+    await rig.calls(1)
+    await until(lambda: len(first.delivered()) == 4)
+    await asyncio.sleep(0.3)
+    assert len(second.got) == 4, "nothing more for the removed destination"
+    assert len(rig.rows("erp")) == 2 and len(rig.rows("crm")) == 6
+    assert all(g["signed"] for g in first.got + second.got)

@@ -84,6 +84,16 @@ class Outcome:
     gone: bool = False  # 410: the destination is disabled
 
 
+def _wanted(config: Config) -> dict[str, tuple[Webhook | None, Ga4Settings | None]]:
+    """The configured destinations: each webhook, and GA4."""
+    wanted: dict[str, tuple[Webhook | None, Ga4Settings | None]] = {
+        name: (hook, None) for name, hook in config.webhooks.items()
+    }
+    if config.ga4 is not None:
+        wanted[outbox.GA4] = (None, config.ga4)
+    return wanted
+
+
 class OutboxDelivery:
     """Runs one sending task per configured destination."""
 
@@ -99,12 +109,13 @@ class OutboxDelivery:
         self.writer = writer
         self.clock = clock
         self.rand = rand
-        self.dests = {name: _Dest(name, hook=hook) for name, hook in config.webhooks.items()}
-        if config.ga4 is not None:
-            self.dests[outbox.GA4] = _Dest(outbox.GA4, ga4=config.ga4)
+        self.dests = {
+            name: _Dest(name, hook=hook, ga4=ga4) for name, (hook, ga4) in _wanted(config).items()
+        }
         self._reader: StoreReader | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake_pending = False
@@ -121,30 +132,68 @@ class OutboxDelivery:
         return outbox.routing_for(self.config, notify=self.wake)
 
     async def start(self) -> None:
+        self._started = True
         if not self.dests:
             return
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         await self.writer.run(outbox.attach, self.routing())
-        self._reader = StoreReader(self.config.database.path, threads=1)
-        self._session = client_session()
-        for dest in self.dests.values():
-            self._tasks.append(asyncio.create_task(self._run(dest), name=f"outbox-{dest.name}"))
+        self._start_sending(list(self.dests.values()))
         log.info("outbox: delivering to %s", ", ".join(self.dests))
+
+    def _start_sending(self, dests: list[_Dest]) -> None:
+        if self._reader is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._reader = StoreReader(self.config.database.path, threads=1)
+            self._session = client_session()
+        for dest in dests:
+            self._tasks[dest.name] = asyncio.create_task(
+                self._run(dest), name=f"outbox-{dest.name}"
+            )
+
+    def reconfigure(self, config: Config) -> None:
+        """A config reload (on the loop, synchronous): a destination added starts
+        sending, one removed stops (its events stay in the outbox, sent if it comes
+        back), one changed sends with its new settings from its next try. The writer's
+        connection is given the new routing, in order: the events of changes asked for
+        after this go to the new destinations."""
+        self.config = config
+        wanted = _wanted(config)
+        for name in [n for n in self.dests if n not in wanted]:
+            del self.dests[name]
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                task.cancel()  # a send in flight is sent again if the destination returns
+            log.info("outbox: %s removed from the config: no longer sending", name)
+        added = []
+        for name, (hook, ga4) in wanted.items():
+            dest = self.dests.get(name)
+            if dest is None:
+                dest = self.dests[name] = _Dest(name, hook=hook, ga4=ga4)
+                added.append(dest)
+            else:
+                dest.hook, dest.ga4 = hook, ga4
+                dest.wake.set()  # a destination waiting to retry tries with the new settings
+        if not self._started:
+            return
+        self.writer.defer(outbox.attach, self.routing(), what="outbox routing")
+        if added:
+            self._start_sending(added)
+            log.info("outbox: now also delivering to %s", ", ".join(d.name for d in added))
 
     async def close(self) -> None:
         self._stopping = True
         self._stop.set()
         for dest in self.dests.values():
             dest.wake.set()
-        if self._tasks:
+        tasks = list(self._tasks.values())
+        if tasks:
             # a send in flight may take up to its timeout: past a moment it is cut off
             # (its event is sent again after the restart: at least once)
-            _done, slow = await asyncio.wait(self._tasks, timeout=STOP_S)
+            _done, slow = await asyncio.wait(tasks, timeout=STOP_S)
             for task in slow:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks = []
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks = {}
         with contextlib.suppress(Exception):
             await self.writer.run(outbox.detach)
         if self._session is not None:

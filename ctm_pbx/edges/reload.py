@@ -8,7 +8,8 @@
    the active numbers read back.
 3. Then, with no await in between, the new config and numbers are swapped into the
    call handlers, the visit desk (whose source index is rebuilt for it), the
-   dashboard and the daemon: the next call or visit uses them. A call in progress
+   dashboard, the outbox's destinations and the daemon: the next call or visit
+   uses them. A call in progress
    keeps the config it started with (ARI mode: its flow and row writes; AGI mode:
    its plan was made at the request).
 
@@ -155,4 +156,5 @@ def install(d: Daemon, config: Config, numbers: tuple) -> None:
         d.api.desk.reconfigure(config)
     if d.dashboard_state is not None:
         d.dashboard_state.reconfigure(config)
+    d.outbox.reconfigure(config)
     d.config = config

@@ -36,6 +36,8 @@ async def name_server(request: web.Request, response: web.StreamResponse) -> Non
     """``on_response_prepare`` of both apps: responses say ``Server: ctm-pbx``, not
     aiohttp's "Python/… aiohttp/…" (no software versions for a scanner)."""
     response.headers["Server"] = SERVER_NAME
+
+
 IDLE_TIMEOUT_S = 5.0  # keep-alive, and the deadline for a request's headers
 LINGER_S = 0.0  # a body the handler left unread (or could not read): close at once
 MALFORMED_LOG_EVERY_S = 10.0
