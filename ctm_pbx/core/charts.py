@@ -9,6 +9,7 @@ title, labelled axes or values, a legend where colours carry meaning, and a
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 PALETTE = (
@@ -29,21 +30,19 @@ def colour(index: int) -> str:
     return PALETTE[index] if index < len(PALETTE) else OTHER
 
 
-def nice_max(value: float) -> int:
-    """An axis maximum at or above ``value``: 1, 2 or 5 times a power of ten."""
+def axis_ticks(value: float, most: int = 5) -> list[int]:
+    """The ticks of a value axis from 0 to just above ``value``: a step of 1, 2 or 5
+    times a power of ten, the fewest ticks above the largest value while there are at
+    most ``most`` steps (21 calls: 0, 5, ..., 25; not an axis to 50 that halves the bars)."""
     if value <= 0:
-        return 1
+        return [0, 1]
     step = 1
     while True:
         for m in (1, 2, 5):
-            if m * step >= value:
-                return m * step
+            if math.ceil(value / (m * step)) <= most:
+                n = math.ceil(value / (m * step))
+                return [i * m * step for i in range(n + 1)]
         step *= 10
-
-
-def _ticks(top: int) -> list[int]:
-    step = max(1, top // 4) if top >= 4 else 1
-    return list(range(0, top + 1, step))
 
 
 def stacked_bars(
@@ -53,7 +52,8 @@ def stacked_bars(
     width, height, left, bottom, top_pad = 1100, 300, 44, 50, 28
     plot_w, plot_h = width - left - 12, height - bottom - top_pad
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
-    top = nice_max(max(totals, default=0))
+    ticks = axis_ticks(max(totals, default=0))
+    top = ticks[-1]
     n = max(1, len(labels))
     slot = plot_w / n
     bar = max(1.0, slot * 0.8)
@@ -63,7 +63,7 @@ def stacked_bars(
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
     ]
-    for tick in _ticks(top):
+    for tick in ticks:
         y = top_pad + plot_h - plot_h * tick / top
         out.append(
             f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
@@ -112,7 +112,7 @@ def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "ca
     """One bar per item (a source and its calls), the value written at the bar's end."""
     row_h, left, width = 24, 130, 480
     height = 30 + row_h * max(1, len(items))
-    top = nice_max(max((v for _, v in items), default=0))
+    top = max([1, *(v for _, v in items)])  # the longest bar takes the width
     plot_w = width - left - 40
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
@@ -182,7 +182,8 @@ def grouped_lines(
     values marked, and a legend."""
     width, height, left, bottom, top_pad = 1100, 280, 44, 50, 28
     plot_w, plot_h = width - left - 12, height - bottom - top_pad
-    top = nice_max(max([*(max(v, default=0) for v in series.values()), *limits.values(), 1]))
+    ticks = axis_ticks(max([*(max(v, default=0) for v in series.values()), *limits.values(), 1]))
+    top = ticks[-1]
     n = max(1, len(labels) - 1)
     x_of = [left + plot_w * i / n for i in range(len(labels))]
 
@@ -195,7 +196,7 @@ def grouped_lines(
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
     ]
-    for tick in _ticks(top):
+    for tick in ticks:
         y = y_of(tick)
         out.append(
             f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
