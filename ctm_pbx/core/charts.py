@@ -45,6 +45,13 @@ def axis_ticks(value: float, most: int = 5) -> list[int]:
         step *= 10
 
 
+def _legend_bottom(height: int, series: int) -> int:
+    """The height of a chart whose legend (six series a row) starts at ``height - 14``:
+    just below its last row, no empty band under it."""
+    rows = max(1, (series + 5) // 6)
+    return height - 4 + 22 * (rows - 1)
+
+
 def stacked_bars(
     labels: list[str], series: dict[str, list[int]], *, title: str, y_label: str = "calls"
 ) -> str:
@@ -58,7 +65,7 @@ def stacked_bars(
     slot = plot_w / n
     bar = max(1.0, slot * 0.8)
     out = [
-        f'<svg class="chart wide" viewBox="0 0 {width} {height + 22 * ((len(series) + 5) // 6)}" '
+        f'<svg class="chart wide" viewBox="0 0 {width} {_legend_bottom(height, len(series))}" '
         f'role="img" aria-label="{escape(title)}" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
@@ -191,7 +198,7 @@ def grouped_lines(
         return top_pad + plot_h - plot_h * value / top
 
     out = [
-        f'<svg class="chart wide" viewBox="0 0 {width} {height + 22 * ((len(series) + 5) // 6)}" '
+        f'<svg class="chart wide" viewBox="0 0 {width} {_legend_bottom(height, len(series))}" '
         f'role="img" aria-label="{escape(title)}" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
