@@ -59,7 +59,7 @@ def scaled_config(sources: int, pools: int, numbers: int) -> str:
     )
     text = text.replace("\nsources:\n", "\nsources:\n" + custom, 1)
     text = text.replace("\npools:\n", "\npools:\n" + pool_text, 1)
-    return text.rstrip("\n") + "\n" + number_text
+    return text.replace("\ntracking_numbers:\n", "\ntracking_numbers:\n" + number_text, 1)
 
 
 def _best(fn, runs: int, clock=time.process_time) -> float:
