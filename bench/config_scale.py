@@ -7,15 +7,16 @@ The config is ``config.example.yaml`` with custom sources (a utm pair or a refer
 each, see ``source_resolution.py``) added to its ``sources``, a pool for each of the
 first ``--pools`` of them and ``--numbers`` tracking numbers spread over those pools. It
 times, in this process (CPU seconds, the best of ``--runs``): loading and validating it
-(``load_config``: what ``config check`` and the daemon's start do first), building the
-source index from it, and what ``ctm-pbx run`` does before it serves (load, migrate the
-database, sync the config's numbers into it: on a new database, and again with nothing
-to change; the visit API's source index and plan); then, as fresh processes (wall
-seconds, Python's start and imports included): ``ctm-pbx config check``, ``ctm-pbx
---help``, and ``ctm-pbx run`` from its exec until ``/healthz`` answers (its ARI and AMI
-pointed at a closed port: the web API is ready without Asterisk), on a new database and
-on one already synced. The example alone, ``python -c pass`` and ``python -c "import
-ctm_pbx"`` are measured in the same run as baselines. Prints one JSON line.
+(``load_config``: what ``config check`` and the daemon's start do first; and again, as a
+reload does, with its numbers parsed before), building the source index from it, and
+what ``ctm-pbx run`` does before it serves (load, migrate the database, sync the
+config's numbers into it: on a new database, and again with nothing to change; the visit
+API's source index and plan); then, as fresh processes (wall seconds, Python's start and
+imports included, bytecode cached): ``ctm-pbx config check``, ``ctm-pbx --help``, and
+``ctm-pbx run`` from its exec until ``/healthz`` answers (its ARI and AMI pointed at a
+closed port: the web API is ready without Asterisk), on a new database and on one
+already synced. The example alone, ``python -c pass`` and ``python -c "import ctm_pbx"``
+are measured in the same run as baselines. Prints one JSON line.
 
 Run it from an older checkout (copy this file into its bench/) to compare commits.
 """
@@ -69,6 +70,15 @@ def scaled_config(sources: int, pools: int, numbers: int) -> str:
     text = text.replace("\nsources:\n", "\nsources:\n" + custom, 1)
     text = text.replace("\npools:\n", "\npools:\n" + pool_text, 1)
     return text.replace("\ntracking_numbers:\n", "\ntracking_numbers:\n" + number_text, 1)
+
+
+def _cold(fn):
+    """``fn()`` as a first load in a process would run it: no number parsed before
+    (``core.phone``'s cache, where it has one, emptied)."""
+    from ctm_pbx.core import phone
+
+    getattr(phone.to_e164, "cache_clear", lambda: None)()
+    return fn()
 
 
 def _best(fn, runs: int, clock=time.process_time) -> float:
@@ -158,15 +168,19 @@ def main() -> int:
     big.write_text(scaled_config(args.sources, args.pools, args.numbers), encoding="utf-8")
     config = load_config(big, env=ENV)
     example_s = _best(lambda: load_config(EXAMPLE, env=ENV), args.runs)
-    load_s = _best(lambda: load_config(big, env=ENV), args.runs)
+    load_s = _best(lambda: _cold(lambda: load_config(big, env=ENV)), args.runs)
+    reload_s = _best(lambda: load_config(big, env=ENV), args.runs)  # numbers seen before
     index_s = _best(lambda: SourceIndex(config.sources), args.runs)
     db = work / "start.db"
     t0 = time.process_time()
-    _start(big, db)
+    _cold(lambda: _start(big, db))
     first_start_s = time.process_time() - t0
-    again_start_s = _best(lambda: _start(big, db), args.runs)
-    # this checkout's code, whatever the interpreter's site-packages hold
+    again_start_s = _best(lambda: _cold(lambda: _start(big, db)), args.runs)
+    # this checkout's code, whatever the interpreter's site-packages hold, its bytecode
+    # cached (as an installed package's is) outside the checkout
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), "CTM_DATABASE": str(db)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     cli = [str(Path(sys.executable).with_name("ctm-pbx")), "--config"]
 
     def process(command: list[str]) -> float:
@@ -196,6 +210,7 @@ def main() -> int:
                 "tracking_numbers": len(config.tracking_numbers),
                 "yaml_lines": big.read_text().count("\n"),
                 "load_config_s": round(load_s, 3),
+                "load_config_again_s": round(reload_s, 3),
                 "load_config_example_s": round(example_s, 3),
                 "source_index_build_s": round(index_s, 4),
                 "start_new_database_s": round(first_start_s, 3),
