@@ -33,18 +33,19 @@ from ctm_pbx.edges.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
-    assert not exc.code, exc.code
+    code = exc.code or 0
 print("imported:", *(m for m in os.environ["HEAVY"].split() if m in sys.modules))
+sys.exit(code)
 """
 
 
-def imported_heavy(tmp_path: Path, *args: str) -> list[str]:
+def imported_heavy(tmp_path: Path, *args: str, status: int = 0) -> list[str]:
     """The ``HEAVY`` modules a fresh process has imported after ``ctm-pbx ARGS``."""
     env = {**os.environ, "HEAVY": " ".join(HEAVY), "CTM_DATABASE": str(tmp_path / "none.db")}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, timeout=60
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     last = done.stdout.splitlines()[-1].split()
     assert last[0] == "imported:", done.stdout
     return last[1:]
@@ -62,6 +63,11 @@ def imported_heavy(tmp_path: Path, *args: str) -> list[str]:
 )
 def test_a_command_that_needs_no_web_stack_does_not_import_it(tmp_path: Path, args) -> None:
     assert imported_heavy(tmp_path, *args) == []
+
+
+def test_run_says_a_wrong_config_before_it_imports_the_daemon(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.yaml")
+    assert imported_heavy(tmp_path, "--config", missing, "run", status=1) == []
 
 
 def test_every_command_is_listed_and_loads_when_named(tmp_path: Path) -> None:
