@@ -198,7 +198,10 @@ def test_calls_list_is_empty_then_json(cli) -> None:
 
 
 def _commands(group: click.Group, prefix=()):
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the lazy group imports each command here
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         yield (*prefix, name), cmd
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*prefix, name))

@@ -235,6 +235,8 @@ class YNode:
 
         ``$${`` is a literal ``${``.
         """
+        if "$" not in raw:  # nearly every scalar: no closure, no regex pass
+            return raw
         failed = False
 
         def replace(match: re.Match[str]) -> str:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import geocoder
-from phonenumbers import timezone as number_zones
 
 # State and province names as phonenumbers' geocoder writes them when it gives no
 # "City, ST" form (e.g. "Washington State", "Ontario").
@@ -78,8 +76,18 @@ def locate_number(e164: str | None) -> Location | None:
     area = None
     if parsed.country_code == 1:
         area = str(parsed.national_number)[:3]
+    from phonenumbers import geocoder  # imported here: its data is most of a CLI's start
+
     place = geocoder.description_for_number(parsed, "en") or None
     return Location(country, _region(place), place, area)
+
+
+def warm() -> None:
+    """Import the geocoder's and the time zones' data now: the daemon does at its start,
+    off the event loop, so that no call pays for it; commands that never locate a
+    caller (``config check``) never do."""
+    locate_number("+13125550100")
+    number_time_zones("+13125550100")
 
 
 # A number whose prefix spans more zones than this (toll-free, some mobile ranges) says
@@ -99,6 +107,8 @@ def number_time_zones(e164: str | None) -> tuple[str, ...]:
         parsed = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
         return ()
+    from phonenumbers import timezone as number_zones
+
     zones = tuple(
         z for z in number_zones.time_zones_for_number(parsed) if "/" in z and z != "Etc/Unknown"
     )

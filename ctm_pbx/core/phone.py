@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -11,15 +12,20 @@ class InvalidNumber(ValueError):
     """A string that is not a valid phone number."""
 
 
+@lru_cache(maxsize=65536)
 def to_e164(text: str, default_country: str = "US") -> str:
     """Normalise a human-written number (``(555) 010-0100``, ``+44 20 …``) to E.164.
 
     Raises ``InvalidNumber`` saying in our words what is wrong with it
     (phonenumbers' own messages, "(1) The string supplied…", are not for users).
+    Cached: a config's reload validates the same thousands of numbers again.
     """
     raw = str(text).strip()
     if not raw:
         raise InvalidNumber("empty phone number")
+    nanp = _valid_nanp(raw)
+    if nanp is not None:
+        return nanp
     try:
         parsed = phonenumbers.parse(raw, default_country)
     except phonenumbers.NumberParseException as exc:
@@ -31,6 +37,23 @@ def to_e164(text: str, default_country: str = "US") -> str:
         reason = _why_invalid(parsed, written_with_plus=raw.startswith("+"))
         raise InvalidNumber(f"'{raw}' is not a valid phone number: {reason}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# "+1" and ten digits, the first 2-9, with spaces, dots, dashes or brackets between: what
+# phonenumbers parses to country code 1 and those digits (the test compares the two).
+_NANP = re.compile(r"\+1[ ().-]*([2-9](?:[ ().-]*[0-9]){9})")
+_SEPARATORS = re.compile(r"[ ().-]")
+
+
+def _valid_nanp(raw: str) -> str | None:
+    """The E.164 form of a valid NANP number written ``+1 …``, built without parsing it
+    (the parse is half of a config's validation); None for anything else."""
+    match = _NANP.fullmatch(raw)
+    if match is None:
+        return None
+    digits = _SEPARATORS.sub("", match.group(1))
+    number = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+    return "+1" + digits if phonenumbers.is_valid_number(number) else None
 
 
 _PARSE = phonenumbers.NumberParseException

@@ -29,6 +29,7 @@ from ctm_pbx.adapters.store import retention
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.adapters.wall_clock import utcnow
+from ctm_pbx.core import geo
 from ctm_pbx.core.client_address import parse_networks
 from ctm_pbx.core.model import Config, GeoRoute
 from ctm_pbx.core.retention import cutoffs
@@ -190,6 +191,7 @@ class Daemon:
         a = self.config.asterisk
         await self.inventory.load()
         await self.outbox.start()  # before any call: the writer writes their events from now
+        await asyncio.to_thread(geo.warm)  # every call locates its caller
         if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
             await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset takes ~0.5 s to load
         if a.uses_ari:

@@ -28,9 +28,17 @@ def list_numbers(
     source: str | None = None,
     pool: str | None = None,
     route: str | None = None,
+    managed_by: str | None = None,
 ) -> list[NumberRecord]:
     where, args = [], []
-    for col, val in (("status", status), ("source", source), ("pool", pool), ("route", route)):
+    filters = (
+        ("status", status),
+        ("source", source),
+        ("pool", pool),
+        ("route", route),
+        ("managed_by", managed_by),
+    )
+    for col, val in filters:
         if val is not None:
             where.append(f"{col} = ?")
             args.append(val)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from functools import cache
 
 import sqlite_utils
 from argon2 import PasswordHasher
@@ -19,8 +20,13 @@ from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.users import Role, Session, UserError, check_password, check_username
 
 _hasher = PasswordHasher()
-# verified when the user does not exist, so that a wrong name costs as long as a wrong password
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so that a wrong name costs as long as a wrong
+    password. Made at the first login, not at import: hashing costs as much as a login."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -73,7 +79,7 @@ def list_users(db: sqlite_utils.Database) -> list[dict]:
 def verify_login(db: sqlite_utils.Database, name: str, password: str) -> Role | None:
     """The user's role if ``password`` is theirs; None otherwise (same cost either way)."""
     row = db.execute("SELECT password_hash, role FROM users WHERE name = ?", [name]).fetchone()
-    stored = row[0] if row else _DUMMY_HASH
+    stored = row[0] if row else _dummy_hash()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):

@@ -5,6 +5,7 @@ live in core, I/O in adapters."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sqlite3
@@ -179,7 +180,29 @@ def _known_name(kind: str, value: str | None, known: set) -> None:
         raise click.ClickException(f"unknown {kind} '{value}' (known: {names})")
 
 
-class _Commands(click.Group):
+class _LazyGroup(click.Group):
+    """A group whose commands live in their own modules, imported when named.
+
+    A command pays only for its own imports (``config check`` does not load the web
+    stack); ``--help`` imports every module, to show each command's help line.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}  # command name -> "module:attribute", under ctm_pbx.edges.cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name].split(":")
+            found = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+            self.add_command(found, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+class _Commands(_LazyGroup):
     """The command group that turns every failure into one line and exit status 1.
 
     Store and SQLite errors are said with the database's name; anything else
@@ -204,7 +227,31 @@ class _Commands(click.Group):
             ) from None
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+# the command groups, each in its own module (they use the helpers here)
+COMMANDS = {
+    "config": "config_check:config",
+    "prompts": "asterisk_files:prompts",
+    "asterisk": "asterisk_files:asterisk_group",
+    "numbers": "numbers:numbers",
+    "pools": "pools:pools",
+    "calls": "calls:calls",
+    "sources": "sources:sources_group",
+    "run": "run:run",
+    "report": "reports:report",
+    "users": "users:users",
+    "demo": "demo:demo",
+    "privacy": "privacy:privacy",
+    "webhooks": "webhooks:webhooks",
+    "ads": "ads:ads",
+}
+DB_COMMANDS = {
+    "purge": "database:db_purge",
+    "backup": "database:db_backup",
+    "restore": "database:db_restore",
+}
+
+
+@click.group(cls=_Commands, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -231,7 +278,7 @@ def main(ctx: click.Context, config_path: str, verbose: bool) -> None:
 # ---- db --------------------------------------------------------------------
 
 
-@main.group()
+@main.group(cls=_LazyGroup, lazy=DB_COMMANDS)
 def db() -> None:
     """Manage the SQLite database.
 
@@ -271,6 +318,8 @@ def db_migrate(ctx: Context, force: bool) -> None:
 def _migrate(ctx: Context, database: sqlite_utils.Database, echo=click.echo) -> list[str]:
     """Apply pending migrations, after a backup of the database as it was (when it had
     a schema); a failure says which were applied and which was undone."""
+    from ctm_pbx.edges.cli.database import backup_before_migrate
+
     todo = pending(database)
     if todo:
         backup_before_migrate(ctx, database, echo)
@@ -325,33 +374,3 @@ def _plan_text(plan: SyncPlan, added: str, updated: str, released: str) -> str:
     if plan.release:
         text += f" ({', '.join(plan.release)}: calls to them are no longer routed)"
     return text
-
-
-# the command groups, each in its own module; they use the helpers above
-from ctm_pbx.edges.cli.ads import ads  # noqa: E402
-from ctm_pbx.edges.cli.asterisk_files import asterisk_group, prompts  # noqa: E402
-from ctm_pbx.edges.cli.calls import calls  # noqa: E402
-from ctm_pbx.edges.cli.config_check import config  # noqa: E402
-from ctm_pbx.edges.cli.database import (  # noqa: E402
-    backup_before_migrate,
-    db_backup,
-    db_purge,
-    db_restore,
-)
-from ctm_pbx.edges.cli.demo import demo  # noqa: E402
-from ctm_pbx.edges.cli.numbers import numbers  # noqa: E402
-from ctm_pbx.edges.cli.pools import pools  # noqa: E402
-from ctm_pbx.edges.cli.privacy import privacy  # noqa: E402
-from ctm_pbx.edges.cli.reports import report  # noqa: E402
-from ctm_pbx.edges.cli.run import run  # noqa: E402
-from ctm_pbx.edges.cli.sources import sources_group  # noqa: E402
-from ctm_pbx.edges.cli.users import users  # noqa: E402
-from ctm_pbx.edges.cli.webhooks import webhooks  # noqa: E402
-
-for _command in (
-    config, prompts, asterisk_group, numbers, pools, calls, sources_group, run,
-    report, users, demo, privacy, webhooks, ads,
-):  # fmt: skip
-    main.add_command(_command)
-for _command in (db_purge, db_backup, db_restore):
-    db.add_command(_command)

@@ -75,14 +75,15 @@ def _check_inventory(cfg: Config) -> None:
         if "tracking_numbers" not in database.table_names():
             click.echo(f"database {dbpath}: no ctm-pbx tables yet ('ctm-pbx db migrate')")
             return
-        records = number_store.all_numbers(database)
+        # only these can be wrong under a config (the config's own are checked above)
+        cli_added = number_store.list_numbers(database, managed_by="cli")
     finally:
         database.conn.close()
+    records = {r.number: r for r in cli_added}
     problems = cli_number_problems(cfg, records)
     if problems:
         raise click.ClickException(
             f"database {dbpath}: {len(problems)} number(s) added with the CLI do not fit "
             "this config:\n" + "\n".join(f"  {p}" for p in problems)
         )
-    cli = sum(1 for r in records.values() if r.managed_by == "cli" and r.status == "active")
-    click.echo(f"database {dbpath}: OK ({cli} numbers added with the CLI fit the config)")
+    click.echo(f"database {dbpath}: OK ({len(records)} numbers added with the CLI fit the config)")

@@ -31,8 +31,6 @@ def run(ctx: Context, force: bool) -> None:
     Example:
       ctm-pbx --config /etc/ctm-pbx/config.yaml run
     """
-    from ctm_pbx.edges.daemon import run_daemon
-
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     cfg = ctx.config
@@ -48,6 +46,9 @@ def run(ctx: Context, force: bool) -> None:
         _sync(ctx, database, force=force, echo=say)
     finally:
         database.conn.close()
+    # imported only now: a wrong config or database is said without waiting for the web stack
+    from ctm_pbx.edges.daemon import run_daemon
+
     try:
         run_daemon(cfg)
     except OSError as exc:

@@ -7,14 +7,12 @@ the outbox (the running daemon picks it up within a second); ``test`` writes not
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
 
 import click
 
-from ctm_pbx.adapters.outbox_delivery import client_session, send_webhook
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import outbox
 from ctm_pbx.adapters.store.db import atomic
@@ -164,6 +162,10 @@ def webhooks_test(ctx, destination: str) -> None:
     call = call_store.get_call(db, row[0]) if row and row[0] is not None else None
     event_id = f"evt_test_{uuid.uuid4().hex}"
     body = webhook_body(event_id, "test", iso(datetime.now(UTC)), call or {})
+
+    import asyncio
+
+    from ctm_pbx.adapters.outbox_delivery import client_session, send_webhook  # aiohttp
 
     async def send():  # noqa: ANN202
         async with client_session() as session:
