@@ -191,13 +191,6 @@ class Daemon:
         a = self.config.asterisk
         await self.inventory.load()
         await self.outbox.start()  # before any call: the writer writes their events from now
-        await asyncio.to_thread(geo.warm)  # every call locates its caller
-        if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
-            await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset takes ~0.5 s to load
-        if a.uses_ari:
-            await self.ari.start()
-        if self.agi is not None:
-            await self.agi.start()
         web_cfg = self.config.web
         api = VisitApi(self.config, self.writer, active_numbers=lambda: self.inventory.numbers)
         self.api = api
@@ -223,6 +216,15 @@ class Daemon:
         )
         if self.config.dashboard.enabled:
             await self._start_dashboard()
+        # the call path's data, before calls come to us (ARI's app, FastAGI); the
+        # website's API and the dashboard, which need none of it, answer meanwhile
+        await asyncio.to_thread(geo.warm)  # every call locates its caller
+        if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
+            await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset: about half a second
+        if a.uses_ari:
+            await self.ari.start()
+        if self.agi is not None:
+            await self.agi.start()
         if a.uses_ari:
             log.info("ARI app %s at %s", a.app, a.ari_url)
         tasks = [asyncio.create_task(self._housekeeping()), asyncio.create_task(self._purge())]
