@@ -415,7 +415,8 @@ class AgiCallHandler:
                 await self.spool.collect()
             except Exception:
                 log.exception("call spool import failed")
-        try:  # (then nothing waits between the channels' list and its use)
+        known = set(self.calls)  # a call that starts while Asterisk lists is not in the list
+        try:
             live = await self.ami.live_channels()
         except Exception as exc:
             log.warning("AGI reconcile skipped: %s", exc)
@@ -424,6 +425,8 @@ class AgiCallHandler:
             return
         now = self.clock()
         for uniqueid, call in list(self.calls.items()):
+            if uniqueid not in known:
+                continue
             if uniqueid not in live:
                 self._apply(call, call.tracker.handle(ChannelLost(now, "channel gone unseen")))
             else:  # its dial events meanwhile went nowhere: an answer may have been missed
