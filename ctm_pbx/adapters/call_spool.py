@@ -230,12 +230,12 @@ def _import_one(db: sqlite_utils.Database, config: Config, rec: SpoolRecord) -> 
         assert call is not None
         flow = resume_flow(config, call, {})
         first: list[StartStep] = []
-        if flow.books.current is None and rec.result[0]:
+        if not _has_open_step(flow) and rec.result[0]:
             # no open step, yet Dial() ran: its events were missed (AGI mode while AMI
             # was away). The last step's legs closed 'unknown' (at an adoption) are the
             # line's Dial(); without any, the line's Dial() is a step of its own
             flow = resume_flow(config, _reopened(call), {})
-            if flow.books.current is None:
+            if not _has_open_step(flow):
                 flow, first = _with_line_step(config, call, rec)
         spooled = _Spooled(rec.channel_id, rec.linkedid, row[0])
         record(db, config, spooled, [*first, *flow.handle(ended)], rec.ended, mode=rec.mode)
@@ -289,6 +289,10 @@ def _line_ring(config: Config, rec: SpoolRecord) -> Ring:
     if rec.failsafe:
         return Ring("failsafe", peer, "")
     return _receiving_ring(config, peer) or Ring(peer or "unknown", "", "")
+
+
+def _has_open_step(flow: CallFlow) -> bool:
+    return flow.books is not None and flow.books.current is not None
 
 
 def _reopened(call: dict) -> dict:
