@@ -378,6 +378,10 @@ async def test_a_call_whose_end_ami_missed_is_completed_from_its_spool_line(
     rig.handler.on_ami_event(ami("Hangup", "u-9", Cause="16"))
     row = await _until_completed(rig, "u-9")
     assert (row["outcome"], row["answered_by"], row["mode"]) == ("answered", "desk-2", "agi")
+    for _ in range(200):  # the handler learns it just after the commit
+        if rig.handler.calls_finished:
+            break
+        await asyncio.sleep(0.02)
     assert rig.handler.calls == {} and rig.handler.calls_finished == 1
     assert not list(tmp_path.glob("calls.spool*"))
 
