@@ -372,6 +372,8 @@ async def test_a_call_whose_end_ami_missed_is_completed_from_its_spool_line(
 
     spool_path = tmp_path / "calls.spool"
     rig.handler.use_spool(CallSpool(rig.handler.config, rig.writer, str(spool_path)))
+    finished: list = []
+    rig.handler.on_finished = finished.append
     await agi_request(rig.port, "u-9", DID)
     rig.handler.calls["u-9"].tracker.lose_sight(agi_calls.LOST_SIGHT)  # AMI was down
     spool_path.write_text(line("u-9", DID[1:], peer="phone2", spool_only=False, agi=True))
@@ -383,6 +385,8 @@ async def test_a_call_whose_end_ami_missed_is_completed_from_its_spool_line(
             break
         await asyncio.sleep(0.02)
     assert rig.handler.calls == {} and rig.handler.calls_finished == 1
+    # its one line (and the metrics' count) says what the spool said
+    assert [(c.outcome, c.mode, c.id) for c in finished] == [("answered", "agi", row["id"])]
     assert not list(tmp_path.glob("calls.spool*"))
 
 

@@ -380,9 +380,23 @@ class AgiCallHandler:
         """The row completed from the call's spool line; without one, as the tracker
         saw it ('unknown')."""
         try:
-            if await spool.complete(call.uniqueid):
+            row = await spool.complete(call.uniqueid)
+            if row is not None:
                 self.calls_finished += 1
                 log.info("AGI call %s: completed from the call spool", call.uniqueid)
+                start = call.start
+                summary = FinishedCall(
+                    id=row["id"],
+                    mode="agi",
+                    did=start.tracking_number if start else None,
+                    source=start.source if start else None,
+                    route=(start.route if start else None) or call.tracker.plan.route,
+                    outcome=row["outcome"],
+                    ring_s=round(row["ring_seconds"] or 0.0, 3),
+                    talk_s=round(row["talk_seconds"] or 0.0, 3),
+                    confidence=call.confidence,
+                )
+                report_finished(summary, self.on_finished)
                 return
         except Exception:
             log.exception("AGI call %s: call spool not read", call.uniqueid)

@@ -403,23 +403,31 @@ class CallSpool:
                 )
             return result
 
-    async def complete(self, channel_id: str) -> bool:
+    async def complete(self, channel_id: str) -> dict | None:
         """A followed call ended and its handler did not see how (AGI mode, AMI away):
-        complete its row from its line, kept aside or still in the spool. Whether the
-        row is completed now (False: no line; the handler completes it as it can)."""
+        complete its row from its line, kept aside or still in the spool. The row
+        completed now (its id, outcome, ring and talk seconds), or None: no line (the
+        handler completes it as it can)."""
         rec = self._held.pop(channel_id, None)
         if rec is not None:
             await self.writer.run(import_records, self.config, [rec])
         else:
             await self.collect()  # the handler no longer follows it: imported, if there
-        status = await self.writer.run(_call_status, channel_id)
-        return status == "completed"
+        return await self.writer.run(_completed_row, channel_id)
 
     def drop(self, channel_id: str) -> None:
         """The handler completed the call itself: its line, if kept aside, is not needed."""
         self._held.pop(channel_id, None)
 
 
-def _call_status(db: sqlite_utils.Database, channel_id: str) -> str | None:
-    row = db.conn.execute("SELECT status FROM calls WHERE channel_id = ?", (channel_id,)).fetchone()
-    return row[0] if row else None
+def _completed_row(db: sqlite_utils.Database, channel_id: str) -> dict | None:
+    row = db.conn.execute(
+        "SELECT id, outcome, ring_seconds, talk_seconds FROM calls"
+        " WHERE channel_id = ? AND status = 'completed'",
+        (channel_id,),
+    ).fetchone()
+    return (
+        dict(zip(("id", "outcome", "ring_seconds", "talk_seconds"), row, strict=True))
+        if row
+        else None
+    )
