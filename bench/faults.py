@@ -6,7 +6,9 @@ ctm-pbx routes and the fail-safe phone the others; every call matched across the
 carrier, the phones and the call log (tests/integration/fault_run.py):
 
   none     : no fault (the baseline of the same run); none-agi: the same in AGI mode
-  kill     : the daemon killed with SIGKILL at --fault-at s, started again --down s later
+  kill     : the daemon killed with SIGKILL at --fault-at s, started again --down s later;
+             meanwhile `ctm-pbx asterisk handover` runs, as systemd's ExecStopPost= does
+             (--no-handover: not, the daemon alone)
   asterisk : Asterisk stopped at --fault-at s and started again --down s later
   disk     : the database's disk full from --fault-at s for --outage s
   lock     : the database locked by another process (BEGIN EXCLUSIVE) for --outage s
@@ -66,6 +68,8 @@ COLUMNS = (
     ("writes_held", "writes held"),
     ("cut_at_stop", "cut at stop"),
     ("reconnect_s", "reconnect s"),
+    ("handed_over", "handed over"),
+    ("handover_s", "handover s"),
 )
 OUTAGES = ("disk", "lock", "ami")  # --outage s; kill, asterisk: --down s
 
@@ -89,6 +93,9 @@ def main() -> int:
     ap.add_argument("--fault-at", type=float, default=10, help="seconds into the calls")
     ap.add_argument("--down", type=float, default=5, help="seconds the daemon/Asterisk is down")
     ap.add_argument("--outage", type=float, default=10, help="seconds of disk/lock/ami faults")
+    ap.add_argument(
+        "--no-handover", action="store_true", help="kill: no `ctm-pbx asterisk handover`"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, call logs)")
     args = ap.parse_args()
@@ -118,6 +125,7 @@ def main() -> int:
                 hold_ms=args.hold_ms,
                 fault_at=args.fault_at,
                 down_s=args.outage if fault in OUTAGES else args.down,
+                handover=not args.no_handover,
             ).as_dict()
             reports.append(report)
             print(json.dumps(report), flush=True)

@@ -351,3 +351,68 @@ async def test_a_row_whose_commit_failed_is_never_completed_into_another(rig: Ri
     await asyncio.sleep(DEFER_S * 3)
     row = rig.row("u-kept")
     assert row["status"] == "in_progress" and row["legs"] == [], "untouched by u-lost"
+
+
+async def _until_completed(rig: Rig, uniqueid: str) -> dict:
+    for _ in range(200):
+        row = rig.row(uniqueid)
+        if row is not None and row["status"] == "completed":
+            return row
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"row of {uniqueid} not completed: {rig.row(uniqueid)}")
+
+
+async def test_a_call_whose_end_ami_missed_is_completed_from_its_spool_line(
+    rig: Rig, tmp_path
+) -> None:
+    """AMI was away while the call was answered: its Hangup alone says nothing of the
+    answer; the line of the dialplan's hangup handler does (dialplan/ctm-pbx-agi.conf)."""
+    from ctm_pbx.adapters.call_spool import CallSpool
+    from tests.test_call_spool import line
+
+    spool_path = tmp_path / "calls.spool"
+    rig.handler.use_spool(CallSpool(rig.handler.config, rig.writer, str(spool_path)))
+    finished: list = []
+    rig.handler.on_finished = finished.append
+    await agi_request(rig.port, "u-9", DID)
+    rig.handler.calls["u-9"].tracker.lose_sight(agi_calls.LOST_SIGHT)  # AMI was down
+    spool_path.write_text(line("u-9", DID[1:], peer="phone2", spool_only=False, agi=True))
+    rig.handler.on_ami_event(ami("Hangup", "u-9", Cause="16"))
+    row = await _until_completed(rig, "u-9")
+    assert (row["outcome"], row["answered_by"], row["mode"]) == ("answered", "desk-2", "agi")
+    for _ in range(200):  # the handler learns it just after the commit
+        if rig.handler.calls_finished:
+            break
+        await asyncio.sleep(0.02)
+    assert rig.handler.calls == {} and rig.handler.calls_finished == 1
+    # its one line (and the metrics' count) says what the spool said
+    assert [(c.outcome, c.mode, c.id) for c in finished] == [("answered", "agi", row["id"])]
+    assert not list(tmp_path.glob("calls.spool*"))
+
+
+async def test_without_a_spool_line_the_end_ami_missed_stays_unknown(rig: Rig, tmp_path) -> None:
+    from ctm_pbx.adapters.call_spool import CallSpool
+
+    rig.handler.use_spool(CallSpool(rig.handler.config, rig.writer, str(tmp_path / "calls.spool")))
+    await agi_request(rig.port, "u-10", DID)
+    rig.handler.calls["u-10"].tracker.lose_sight(agi_calls.LOST_SIGHT)
+    rig.handler.on_ami_event(ami("Hangup", "u-10", Cause="16"))
+    row = await _until_completed(rig, "u-10")
+    assert row["outcome"] == "unknown" and row["notes"] == agi_calls.LOST_SIGHT
+
+
+async def test_a_call_that_starts_while_asterisk_lists_its_channels_is_not_lost(
+    rig: Rig, monkeypatch
+) -> None:
+    """The reconcile after AMI's reconnection: a call whose request comes while
+    CoreShowChannels runs is not in its list, and is not gone."""
+
+    async def listing() -> set[str]:
+        await agi_request(rig.port, "u-11", DID)  # arrives meanwhile
+        return set()  # the list Asterisk made before it
+
+    monkeypatch.setattr(rig.handler.ami, "live_channels", listing)
+    await rig.handler.reconcile()
+    await asyncio.sleep(DEFER_S * 3)
+    assert "u-11" in rig.handler.calls
+    assert rig.row("u-11")["status"] == "in_progress"

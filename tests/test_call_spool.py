@@ -54,11 +54,15 @@ def line(
     spool_only: bool = True,
     caller: str = "%2B13125550177",
     name: str = "Jane%20Doe%7Cx",
+    agi: bool = False,
 ) -> str:
+    """``agi``: as AGI mode's [ctm-agi-hangup] writes it (dialplan/ctm-pbx-agi.conf)."""
     end = start + timedelta(seconds=talk_s + 1)
     answered = talk_s * 1000 if status == "ANSWER" else 0
     failsafe = "1" if spool_only or peer == "failsafe" else ""
     result = f"{status},{(talk_s + 1) * 1000},{answered},16,{peer},{failsafe},,,,"
+    if agi:
+        result += ",agi"
     return (
         f"v1|{uid}|{uid}|{did}|{caller}|{name}|{start.timestamp():.3f}|{end.timestamp():.3f}"
         f"|{'1' if spool_only else ''}|{result}\n"
@@ -259,3 +263,77 @@ def test_a_line_whose_import_fails_is_kept_for_the_admin(
     assert (got.created, got.rejected) == (1, 1)
     assert [r["channel_id"] for r in rows(writer)] == ["1733.30"]
     assert (tmp_path / "calls.spool.rejected").read_text() == line("1733.31")
+
+
+def _agi_row(db, channel: str, legs: str) -> int:  # noqa: ANN001
+    """An AGI call's open row as the AGI handler leaves it when AMI's events were missed:
+    ``legs`` "none" (its Dial() unseen) or "unknown" (closed at an adoption)."""
+    start = StartCall(
+        "2026-11-28T15:00:00.000Z", OFFSITE, "+13125550177", None, "billboard", None, "one"
+    )
+    call_id = call_store.insert_call(db, start, channel_id=channel, linkedid=channel, mode="agi")
+    if legs == "unknown":
+        ring = Ring("desk-1", "+13125550101", "PJSIP/phone1")
+        call_store.insert_step(db, call_id, StartStep(1, "one", (ring,), start.started_at))
+        db.execute("UPDATE call_legs SET result = 'unknown', ended_at = ? WHERE call_id = ?",
+                   [start.started_at, call_id])  # fmt: skip
+    return call_id
+
+
+@pytest.mark.parametrize("legs", ["none", "unknown"])
+def test_an_agi_call_whose_end_ami_missed_is_completed_from_its_line(
+    writer: StoreWriter, cfg, legs: str
+) -> None:
+    writer.run_sync(_agi_row, "1733.30", legs)
+    rec = parse_line(line("1733.30", peer="phone1", spool_only=False, agi=True))
+    assert rec is not None and rec.mode == "agi"
+    got = writer.run_sync(import_records, cfg, [rec])
+    assert got.completed == 1
+    row = writer.run_sync(call_store.call_by_channel, "1733.30")
+    assert (row["status"], row["outcome"], row["answered_by"], row["mode"]) == (
+        "completed",
+        "answered",
+        "desk-1",
+        "agi",
+    )
+    assert row["talk_seconds"] == 3 and row["failsafe"] == 0
+    assert [(leg["step"], leg["receiving_number"], leg["result"]) for leg in row["legs"]] == [
+        (1, "desk-1", "answered")
+    ]
+
+
+def test_an_agi_call_ctm_pbx_never_answered_gets_an_agi_row(writer: StoreWriter, cfg) -> None:
+    rec = parse_line(line("1733.31", agi=True))  # AGI() failed: the default destination
+    writer.run_sync(import_records, cfg, [rec])
+    row = writer.run_sync(call_store.call_by_channel, "1733.31")
+    assert (row["mode"], row["failsafe"], row["answered_by"]) == ("agi", 1, "failsafe")
+
+
+def test_a_followed_calls_line_waits_for_its_handler(tmp_path: Path, writer, cfg) -> None:  # noqa: ANN001
+    """AGI mode: the handler completes the calls it follows; their lines wait aside, and
+    complete the row only when the handler asks (its AMI events were missed)."""
+    writer.run_sync(_agi_row, "1733.32", "none")
+    writer.run_sync(_agi_row, "1733.33", "none")
+    spool_path = tmp_path / "calls.spool"
+    spool_path.write_text(
+        line("1733.32", peer="phone1", spool_only=False, agi=True)
+        + line("1733.33", peer="phone1", spool_only=False, agi=True)
+    )
+    spool = CallSpool(cfg, writer, str(spool_path))
+    followed = {"1733.32", "1733.33"}
+    spool.follows = followed.__contains__
+
+    async def run() -> tuple[bool, bool]:
+        async def completed(channel: str) -> bool:
+            return await spool.complete(channel) is not None
+
+        got = await spool.collect()
+        assert (got.created, got.completed, got.skipped) == (0, 0, 0)
+        spool.drop("1733.33")  # its handler completed it from AMI's events
+        followed.clear()
+        return await completed("1733.32"), await completed("1733.33")
+
+    assert asyncio.run(run()) == (True, False)
+    statuses = {r["channel_id"]: r["status"] for r in rows(writer)}
+    assert statuses == {"1733.32": "completed", "1733.33": "in_progress"}
+    assert list(tmp_path.glob("calls.spool*")) == []

@@ -106,10 +106,20 @@ def test_the_unit_is_enabled(root: Path) -> None:
 
 def test_the_units_commands_user_and_files_exist_in_the_root(root: Path) -> None:
     unit = service_settings(UNIT)
-    for key in ("ExecStart", "ExecStartPre"):
+    for key in ("ExecStart", "ExecStartPre", "ExecStopPost"):
         for command in unit[key]:
-            binary = rooted(root, command.split()[0])
+            binary = rooted(root, command.split()[0].lstrip("-"))  # "-": failure ignored
             assert binary.is_file() and os.access(binary, os.X_OK), command
+    # after every stop, a crash too: the calls left in the Stasis app go to the fail-safe
+    (stop_post,) = unit["ExecStopPost"]
+    assert stop_post.split()[1:] == ["asterisk", "handover"], stop_post
+    handover = subprocess.run(
+        [str(rooted(root, stop_post.split()[0].lstrip("-"))), "asterisk", "handover", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert handover.returncode == 0 and "fail-safe" in handover.stdout, handover.stderr
     version = subprocess.run(
         [str(rooted(root, unit["ExecStart"][0].split()[0])), "--help"],
         capture_output=True,

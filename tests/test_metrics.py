@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import unused_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,10 +73,14 @@ def write_config(
     ari_port: int | None = None,
     ami_port: int | None = None,
     dash_host: str = "127.0.0.1",
+    extra: str = "",
 ) -> Path:
+    """``extra``: more top-level YAML, after the rest."""
     path = tmp_path / "config.yaml"
     path.write_text(
-        CONFIG.format(
+        extra
+        + "\n"
+        + CONFIG.format(
             ari_port=ari_port or unused_port(),
             agi_port=unused_port(),
             ami_port=ami_port or unused_port(),
@@ -233,6 +238,59 @@ async def test_scrape_after_visits_and_a_call(make_daemon, caplog) -> None:  # n
     text = LogfmtFormatter().format(line)
     assert ' msg="call finished" id=' in text and " did=+13125550142 " in text
     assert "+13125550100" not in text, "no caller number in the log"
+
+
+async def test_the_outbox_backlog_per_destination_follows_the_deliveries(
+    make_daemon,  # noqa: ANN001
+) -> None:
+    """A call's event waits in the outbox while its webhook answers 503, and leaves it
+    when the webhook takes it: ``ctm_outbox_backlog`` says so."""
+    accept = asyncio.Event()
+    got: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        if not accept.is_set():
+            return web.Response(status=503)
+        got.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = unused_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    extra = (
+        f"webhooks:\n  crm: {{url: 'http://127.0.0.1:{port}/hook',"
+        " secret: a-secret-of-sixteen-chars}\n"
+        "outbox: {backoff_first_seconds: 1, backoff_max_seconds: 1}\n"
+    )
+    try:
+        d = await make_daemon(extra=extra)
+        pending = ("ctm_outbox_backlog", (("destination", "crm"), ("state", "pending")))
+        failed = ("ctm_outbox_backlog", (("destination", "crm"), ("state", "failed")))
+        before = await scrape(d)
+        assert before[pending] == 0 and before[failed] == 0
+
+        await agi_request(d.config.asterisk.agi.port, "u-1", "+13125550142")
+        d.agi.on_ami_event(ami("Hangup", "u-1", Cause="16"))  # call.completed, for crm
+
+        async def until(check: Callable[[dict], bool]) -> dict:
+            for _ in range(200):
+                now = await scrape(d)
+                if check(now):
+                    return now
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"never: {now}")
+
+        waiting = await until(lambda m: m[pending] + m[failed] == 1)
+        assert waiting[failed] == 1 or waiting[pending] == 1
+        await until(lambda m: m[failed] == 1)  # tried, refused: waits for its retry
+        accept.set()
+        await until(lambda m: m[pending] + m[failed] == 0)
+        assert len(got) == 1
+    finally:
+        await runner.cleanup()
 
 
 async def test_the_crawler_counter_counts_a_bot_visit(make_daemon) -> None:  # noqa: ANN001

@@ -7,7 +7,8 @@ For that request ctm-pbx creates the call row, attributes the call, and sets
 ``Dial()`` steps of the number's route (and clears the absolute timeout that
 bounded the request, when the dialplan passes ``disarm`` as the third argument).
 The dialplan then dials by itself; ``DialBegin``/``DialEnd``/``Hangup`` events
-from AMI complete the row.
+from AMI complete the row. When AMI was away and the end is not known, the line the
+dialplan's hangup handler wrote to the call spool completes it (adapters/call_spool.py).
 
 An answer that would come later than ``asterisk.agi.timeout_ms`` is not sent:
 ``CTM_STATUS`` is set last, so the dialplan goes on to its default destination.
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 from panoramisk.message import Message
@@ -36,7 +38,14 @@ from ctm_pbx.adapters.finished_calls import FinishedCall, FinishedHook, report_f
 from ctm_pbx.adapters.live_inventory import LiveInventory
 from ctm_pbx.adapters.store.writer import StoreUnavailable, StoreWriter
 from ctm_pbx.adapters.wall_clock import utcnow
-from ctm_pbx.core.call.actions import Action, FinishCall, RememberRoute, StartCall, start_call
+from ctm_pbx.core.call.actions import (
+    Action,
+    FinishCall,
+    Outcome,
+    RememberRoute,
+    StartCall,
+    start_call,
+)
 from ctm_pbx.core.call.agi_plan import AgiPlan, AgiStatus, channel_variables, plan_agi_call
 from ctm_pbx.core.call.agi_tracker import (
     AgiCallTracker,
@@ -49,6 +58,9 @@ from ctm_pbx.core.call.agi_tracker import (
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config
 from ctm_pbx.core.phone import caller_e164, did_e164
+
+if TYPE_CHECKING:
+    from ctm_pbx.adapters.call_spool import CallSpool
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +171,16 @@ class AgiCallHandler:
             config.asterisk.ami, self.on_ami_event, self.reconcile, wants=self.calls.__contains__
         )
         self._server: asyncio.Server | None = None
+        # the dialplan's call spool: what AMI did not tell of a call's end (``use_spool``)
+        self.spool: CallSpool | None = None
+        self._from_spool: set[str] = set()  # calls ended, their rows being completed from it
+        self._tasks: set[asyncio.Task] = set()
+
+    def use_spool(self, spool: CallSpool) -> None:
+        """Complete from the spool the calls whose end AMI did not tell; meanwhile the
+        spool keeps the lines of the calls followed here aside."""
+        self.spool = spool
+        spool.follows = self.calls.__contains__
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -180,6 +202,8 @@ class AgiCallHandler:
             self._server.close()
             await self._server.wait_closed()
         await self.ami.close()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- FastAGI -----------------------------------------------------------------
 
@@ -339,6 +363,49 @@ class AgiCallHandler:
         self._apply(call, call.tracker.handle(event))
 
     def _apply(self, call: _AgiCall, actions: list[Action]) -> None:
+        fin = next((a for a in actions if isinstance(a, FinishCall)), None)
+        if fin is not None and self.spool is not None:
+            if fin.outcome is Outcome.UNKNOWN:  # AMI missed how it ended: the spool knows
+                self.calls.pop(call.uniqueid, None)
+                self._from_spool.add(call.uniqueid)
+                task = asyncio.create_task(self._end_from_spool(call, actions, self.spool))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            self.spool.drop(call.uniqueid)
+        self._record(call, actions)
+
+    async def _end_from_spool(
+        self, call: _AgiCall, actions: list[Action], spool: CallSpool
+    ) -> None:
+        """The row completed from the call's spool line; without one, as the tracker
+        saw it ('unknown')."""
+        try:
+            row = await spool.complete(call.uniqueid)
+            if row is not None:
+                self.calls_finished += 1
+                log.info("AGI call %s: completed from the call spool", call.uniqueid)
+                start = call.start
+                summary = FinishedCall(
+                    id=row["id"],
+                    mode="agi",
+                    did=start.tracking_number if start else None,
+                    source=start.source if start else None,
+                    route=(start.route if start else None) or call.tracker.plan.route,
+                    outcome=row["outcome"],
+                    ring_s=round(row["ring_seconds"] or 0.0, 3),
+                    talk_s=round(row["talk_seconds"] or 0.0, 3),
+                    confidence=call.confidence,
+                )
+                report_finished(summary, self.on_finished)
+                return
+        except Exception:
+            log.exception("AGI call %s: call spool not read", call.uniqueid)
+        finally:
+            self._from_spool.discard(call.uniqueid)
+        self._record(call, actions)
+
+    def _record(self, call: _AgiCall, actions: list[Action]) -> None:
         if actions:
             self.writer.defer(
                 _record_actions,
@@ -358,6 +425,12 @@ class AgiCallHandler:
 
     async def reconcile(self) -> None:
         """After an AMI (re)connect: finish rows whose channels vanished unseen."""
+        if self.spool is not None:
+            try:  # the spool first: what it holds of a call beats "unknown"
+                await self.spool.collect()
+            except Exception:
+                log.exception("call spool import failed")
+        known = set(self.calls)  # a call that starts while Asterisk lists is not in the list
         try:
             live = await self.ami.live_channels()
         except Exception as exc:
@@ -367,14 +440,16 @@ class AgiCallHandler:
             return
         now = self.clock()
         for uniqueid, call in list(self.calls.items()):
+            if uniqueid not in known:
+                continue
             if uniqueid not in live:
                 self._apply(call, call.tracker.handle(ChannelLost(now, "channel gone unseen")))
             else:  # its dial events meanwhile went nowhere: an answer may have been missed
                 call.tracker.lose_sight(LOST_SIGHT)
         for row in await self.writer.run(_open_agi_calls):
             uniqueid = row["channel_id"]
-            if uniqueid in self.calls:
-                continue
+            if uniqueid in self.calls or uniqueid in self._from_spool:
+                continue  # followed, or ended meanwhile (its row is being completed)
             started = parse_iso(row["started_at"])
             tracker = AgiCallTracker(AgiPlan(AgiStatus.OK), started, adopted=True)
             call = _AgiCall(uniqueid, tracker, row["id"])

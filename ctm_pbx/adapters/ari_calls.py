@@ -426,14 +426,11 @@ class AriCallHandler:
                 await self.collect_spool()
             except Exception:
                 log.exception("call spool import failed")
-        in_app = set(app.get("channel_ids") or [])
-        for channel_id in in_app:
-            if channel_id in self.calls or channel_id not in live:
+        for chan, args in waiting_in_app(app, live):
+            if chan["id"] in self.calls:
                 continue
             # stuck in our app while we were away: replay its entry
-            chan = live[channel_id]
-            args = (chan.get("dialplan") or {}).get("app_data", "").split(",")[1:]
-            log.info("call %s waited in Stasis while we were away: %r", channel_id, args)
+            log.info("call %s waited in Stasis while we were away: %r", chan["id"], args)
             self.on_event({"type": "StasisStart", "channel": chan, "args": args})
         for row in await self.writer.run(call_store.open_calls):
             channel_id = row["channel_id"]
@@ -451,6 +448,48 @@ class AriCallHandler:
             event = Gone(self.clock(), "channel gone while ctm-pbx was away; no result left")
             await self._apply(call, call.flow.handle(event))
         log.info("call %s (row %s) completed after a restart", channel_id, row["id"])
+
+
+def waiting_in_app(app: dict, live: dict[str, dict]) -> list[tuple[dict, list[str]]]:
+    """The live channels in our Stasis app (``GET /applications/{app}``), each with the
+    arguments of its entry (``inbound,…``, ``dialed,…``): the calls that wait for the app."""
+    out = []
+    for channel_id in app.get("channel_ids") or []:
+        chan = live.get(channel_id)
+        if chan is not None:
+            out.append((chan, (chan.get("dialplan") or {}).get("app_data", "").split(",")[1:]))
+    return out
+
+
+async def hand_over(ari: AriClient) -> list[str]:
+    """Send every call waiting in our Stasis app to the dialplan fail-safe; the channels
+    sent. For when no ctm-pbx is connected (it died: see ``ctm-pbx asterisk handover``):
+    such a call waits in the app until ctm-pbx is back, with nobody deciding for it,
+    while a new call's ``Stasis()`` fails over at once. ``[ctm-failsafe]`` rings the
+    fail-safe, and the call's row comes from its spool line as for those calls (or its
+    end is reported to ctm-pbx, if its hangup handler was pushed before); the daemon's
+    reconnection finds it no longer in the app. Entries from a hangup handler
+    (``ended``) are left alone: Stasis() returns at once for a hung-up channel."""
+    try:
+        app = await ari.application()
+    except AriError as exc:
+        if exc.status != 404:
+            raise
+        return []  # no such app: nothing waits in it
+    live = {c["id"]: c for c in await ari.channels()}
+    moved = []
+    for chan, args in waiting_in_app(app, live):
+        if args[:1] == ["ended"]:
+            continue
+        try:
+            await ari.continue_in_dialplan(chan["id"], FAILSAFE_CONTEXT, "s")
+        except AriError as exc:
+            if exc.status in (404, 409):  # hung up, or left the app meanwhile
+                continue
+            raise
+        log.info("call %s handed to the fail-safe (entry %r)", chan["id"], args)
+        moved.append(chan["id"])
+    return moved
 
 
 def _start_of(row: dict) -> StartCall:

@@ -14,6 +14,13 @@ imports the lines and deletes the renamed file only once the import is committed
 - a call whose row is complete is skipped: an import interrupted by another crash
   is simply run again, and imports nothing twice (``calls.channel_id`` is unique).
 
+AGI mode's dialplan (dialplan/ctm-pbx-agi.conf) writes the same line (its CTM_RESULT
+ends in ``agi``): the import completes an AGI call whose end AMI did not tell (AMI
+was away) with what Dial() said, and gives a row to a call ctm-pbx never answered.
+While the AGI handler follows a call (``CallSpool.follows``) its line is kept aside
+for it: the handler completes the row from its AMI events, or, when they were
+missed, from the line (``CallSpool.complete``).
+
 Why a spool written by the dialplan rather than Asterisk's CDR or CEL backends
 (cdr_custom, cdr_sqlite3_custom, cel_custom…): the CDR engine follows every channel
 and bridge of every call, ours or not, all the time; the spool is one file append
@@ -28,8 +35,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -42,7 +50,7 @@ from ctm_pbx.adapters.store.db import atomic
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.call.actions import StartStep, start_call
 from ctm_pbx.core.call.ari_flow import CallFlow
-from ctm_pbx.core.clock import iso
+from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Config, NumberInfo
 from ctm_pbx.core.phone import caller_e164, did_e164
 from ctm_pbx.core.routing import Ring, Step
@@ -77,6 +85,19 @@ class SpoolRecord:
     @property
     def failsafe(self) -> bool:
         return self.spool_only or (len(self.result) > 5 and self.result[5] == "1")
+
+    @property
+    def mode(self) -> str:
+        """``agi`` for AGI mode's hangup handler (CTM_RESULT's 11th field), else ``ari``."""
+        return "agi" if len(self.result) > 10 and self.result[10] == "agi" else "ari"
+
+    def dial_started(self) -> datetime | None:
+        """When the last Dial() began (the end less DIALEDTIME_MS), if it ran."""
+        try:
+            dialed_ms = int(self.result[1])
+        except (IndexError, ValueError):
+            return None
+        return self.ended - timedelta(milliseconds=dialed_ms) if dialed_ms > 0 else None
 
 
 @dataclass
@@ -208,8 +229,16 @@ def _import_one(db: sqlite_utils.Database, config: Config, rec: SpoolRecord) -> 
         call = call_store.get_call(db, row[0])
         assert call is not None
         flow = resume_flow(config, call, {})
+        first: list[StartStep] = []
+        if not _has_open_step(flow) and rec.result[0]:
+            # no open step, yet Dial() ran: its events were missed (AGI mode while AMI
+            # was away). The last step's legs closed 'unknown' (at an adoption) are the
+            # line's Dial(); without any, the line's Dial() is a step of its own
+            flow = resume_flow(config, _reopened(call), {})
+            if not _has_open_step(flow):
+                flow, first = _with_line_step(config, call, rec)
         spooled = _Spooled(rec.channel_id, rec.linkedid, row[0])
-        record(db, config, spooled, flow.handle(ended), rec.ended)
+        record(db, config, spooled, [*first, *flow.handle(ended)], rec.ended, mode=rec.mode)
         return "completed"
     call_id = _create(db, config, rec, ended)
     return "created" if call_id else "skipped"
@@ -227,12 +256,7 @@ def _create(db: sqlite_utils.Database, config: Config, rec: SpoolRecord, ended) 
     caller = caller_e164(rec.caller_number or None, country)
     started = rec.started or rec.ended
     start = start_call(started, did, info, caller, rec.caller_name or None)
-    peer = rec.result[4] if len(rec.result) > 4 else ""
-    ring = (
-        Ring("failsafe", peer, "")
-        if rec.failsafe
-        else _receiving_ring(config, peer) or Ring(peer or "unknown", "", "")
-    )
+    ring = _line_ring(config, rec)
     note = NOTE_FAILSAFE if rec.spool_only else NOTE_REBUILT
     flow = CallFlow.resume(
         config,
@@ -247,7 +271,7 @@ def _create(db: sqlite_utils.Database, config: Config, rec: SpoolRecord, ended) 
     )
     spooled = _Spooled(rec.channel_id, rec.linkedid)
     first = StartStep(1, route or "", (ring,), iso(started))
-    record(db, config, spooled, [start, first, *flow.handle(ended)], started)
+    record(db, config, spooled, [start, first, *flow.handle(ended)], started, mode=rec.mode)
     call_id = spooled.call_id
     assert call_id is not None
     db.conn.execute(
@@ -256,6 +280,52 @@ def _create(db: sqlite_utils.Database, config: Config, rec: SpoolRecord, ended) 
         (note, note, call_id),
     )
     return call_id
+
+
+def _line_ring(config: Config, rec: SpoolRecord) -> Ring:
+    """Who the line's Dial() rang: the fail-safe, or the receiving number of
+    DIALEDPEERNUMBER."""
+    peer = rec.result[4] if len(rec.result) > 4 else ""
+    if rec.failsafe:
+        return Ring("failsafe", peer, "")
+    return _receiving_ring(config, peer) or Ring(peer or "unknown", "", "")
+
+
+def _has_open_step(flow: CallFlow) -> bool:
+    return flow.books is not None and flow.books.current is not None
+
+
+def _reopened(call: dict) -> dict:
+    """The row with its last step's legs open again if all were closed 'unknown'."""
+    legs = call.get("legs") or []
+    last = max((leg["step"] for leg in legs), default=0)
+    mine = [leg for leg in legs if leg["step"] == last]
+    if not mine or any(leg["result"] != "unknown" for leg in mine):
+        return call
+    return {**call, "legs": [{**leg, "result": None} if leg in mine else leg for leg in legs]}
+
+
+def _with_line_step(
+    config: Config, call: dict, rec: SpoolRecord
+) -> tuple[CallFlow, list[StartStep]]:
+    """The row's flow with the line's Dial() as its open step (after the row's steps)."""
+    legs = call.get("legs") or []
+    step_no = max((leg["step"] for leg in legs), default=0) + 1
+    started = parse_iso(call["started_at"])
+    step_started = rec.dial_started() or rec.started or started
+    route = call.get("route") or ""
+    ring = _line_ring(config, rec)
+    flow = CallFlow.resume(
+        config,
+        {},
+        started=started,
+        route=call.get("route"),
+        step_no=step_no,
+        open_step=Step(route, (ring,), 0),
+        open_step_started=step_started,
+        ring_results=[leg["result"] for leg in legs if leg["result"]],
+    )
+    return flow, [StartStep(step_no, route, (ring,), iso(step_started))]
 
 
 def _receiving_ring(config: Config, peer: str) -> Ring | None:
@@ -288,6 +358,10 @@ class CallSpool:
         self._lock = asyncio.Lock()
         self._unreadable = False  # warned already: once per outage, not every second
         self.imported = ImportResult()  # since the daemon started (for /healthz)
+        # AGI mode: whether the AGI handler follows a call (it completes the row itself);
+        # the lines of such calls wait in ``_held`` for the handler (``complete``, ``drop``)
+        self.follows: Callable[[str], bool] | None = None
+        self._held: dict[str, SpoolRecord] = {}
 
     async def collect(self) -> ImportResult:
         """Import what the spool holds; the files go only after the commit."""
@@ -305,6 +379,12 @@ class CallSpool:
                 self._unreadable = False
             if not files:
                 return ImportResult()
+            if self.follows is not None:
+                follows = self.follows
+                for rec in records:
+                    if follows(rec.channel_id):
+                        self._held[rec.channel_id] = rec
+                records = [rec for rec in records if rec.channel_id not in self._held]
             result = ImportResult(rejected=len(bad))
             for i in range(0, len(records), BATCH):
                 result.add(
@@ -322,3 +402,32 @@ class CallSpool:
                     result.rejected,
                 )
             return result
+
+    async def complete(self, channel_id: str) -> dict | None:
+        """A followed call ended and its handler did not see how (AGI mode, AMI away):
+        complete its row from its line, kept aside or still in the spool. The row
+        completed now (its id, outcome, ring and talk seconds), or None: no line (the
+        handler completes it as it can)."""
+        rec = self._held.pop(channel_id, None)
+        if rec is not None:
+            await self.writer.run(import_records, self.config, [rec])
+        else:
+            await self.collect()  # the handler no longer follows it: imported, if there
+        return await self.writer.run(_completed_row, channel_id)
+
+    def drop(self, channel_id: str) -> None:
+        """The handler completed the call itself: its line, if kept aside, is not needed."""
+        self._held.pop(channel_id, None)
+
+
+def _completed_row(db: sqlite_utils.Database, channel_id: str) -> dict | None:
+    row = db.conn.execute(
+        "SELECT id, outcome, ring_seconds, talk_seconds FROM calls"
+        " WHERE channel_id = ? AND status = 'completed'",
+        (channel_id,),
+    ).fetchone()
+    return (
+        dict(zip(("id", "outcome", "ring_seconds", "talk_seconds"), row, strict=True))
+        if row
+        else None
+    )

@@ -75,6 +75,8 @@ class Daemon:
         self.agi = (
             AgiCallHandler(config, self.writer, self.inventory, clock=clock) if a.uses_agi else None
         )
+        if self.agi is not None:  # AGI mode's dialplan writes the spool too
+            self.agi.use_spool(self.spool)
         # webhooks and GA4: the call log's events, sent from the outbox (issue 20)
         self.outbox = OutboxDelivery(config, self.writer, clock=clock)
         self.stop = asyncio.Event()
@@ -137,8 +139,7 @@ class Daemon:
                 return
             try:
                 await self.inventory.refresh()
-                if self.config.asterisk.uses_ari:
-                    await self.spool.collect()
+                await self.spool.collect()
                 since_reconcile += NUMBERS_REFRESH_S
                 if since_reconcile >= RECONCILE_EVERY_S:
                     since_reconcile = 0.0

@@ -10,7 +10,8 @@ that several daemons in one process (the tests) keep apart. Two kinds of metric:
   no hook does I/O.
 - State, read at scrape time from what the daemon already reports (``status()``,
   ``components()``: connections, calls in progress, the writer's backlog) and, on a
-  reading thread, the pools' numbers and counters from the store: nothing kept twice.
+  reading thread, the pools' numbers and counters and the outbox's events still to
+  send (per destination) from the store: nothing kept twice.
 
 Access (``dashboard.metrics``): a bearer token, or a username and password (basic
 auth), or, with neither, loopback clients only (the TCP peer: behind a reverse proxy
@@ -39,7 +40,7 @@ from prometheus_client.registry import Collector
 
 from ctm_pbx.adapters.finished_calls import FinishedCall
 from ctm_pbx.adapters.store import leases as lease_store
-from ctm_pbx.adapters.store import pool_stats
+from ctm_pbx.adapters.store import outbox, pool_stats
 from ctm_pbx.adapters.store.pool_stats import PoolCounters
 from ctm_pbx.adapters.store.reader import StoreReader
 from ctm_pbx.core.model import Config, MetricsSettings
@@ -71,6 +72,19 @@ def pool_rows(db: sqlite_utils.Database, config: Config, now: datetime) -> list[
         stats = pool_metrics(view, now, counters.shares, counters.peak_concurrent)
         out.append(PoolRow(stats, counters))
     return out
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What a scrape reads from the store: the pools, the outbox's backlog."""
+
+    pools: list[PoolRow]
+    outbox: dict[tuple[str, str], int]  # (destination, state): events still to send
+
+
+def store_state(db: sqlite_utils.Database, config: Config, now: datetime) -> StoreState:
+    """One reading thread's job per scrape."""
+    return StoreState(pool_rows(db, config, now), outbox.backlog(db, outbox.configured(config)))
 
 
 class DaemonMetrics:
@@ -122,7 +136,7 @@ class DaemonMetrics:
             ["result"],
             registry=r,
         )
-        self.pools: list[PoolRow] = []  # refreshed before each scrape
+        self.store = StoreState([], {})  # refreshed before each scrape
         self._rest_children: dict[str, object] = {}
         self._daemon: Daemon | None = None
 
@@ -171,15 +185,16 @@ class DaemonMetrics:
 
     # -- scrape ------------------------------------------------------------------------
 
-    async def refresh_pools(self, reader: StoreReader) -> None:
-        """The pools of the daemon's config in force (a reload swaps it)."""
+    async def refresh_store(self, reader: StoreReader) -> None:
+        """The pools and outbox destinations of the daemon's config in force (a reload
+        swaps it)."""
         if self._daemon is None:
             return
         try:
-            self.pools = await reader.run(pool_rows, self._daemon.config, datetime.now(UTC))
+            self.store = await reader.run(store_state, self._daemon.config, datetime.now(UTC))
         except Exception as exc:  # the rest of the metrics still answer
-            log.warning("metrics: pool state not read: %s", exc)
-            self.pools = []
+            log.warning("metrics: pool and outbox state not read: %s", exc)
+            self.store = StoreState([], {})
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -274,7 +289,15 @@ class _StateCollector(Collector):
                 "Connections refused by the visitor API's caps",
                 parts["web"]["refused_connections"],
             )
-        yield from _pool_metrics(self.metrics.pools)
+        yield from _pool_metrics(self.metrics.store.pools)
+        backlog = GaugeMetricFamily(
+            "ctm_outbox_backlog",
+            "Outbox events still to send (webhooks, GA4), by destination and state",
+            labels=["destination", "state"],
+        )
+        for (dest, state), n in sorted(self.metrics.store.outbox.items()):
+            backlog.add_metric([dest, state], n)
+        yield backlog
 
 
 def _pool_metrics(rows: list[PoolRow]) -> Iterator[Metric]:
@@ -378,7 +401,7 @@ def add_metrics_route(
                 text='{"error": "forbidden", "message": "metrics are for loopback clients"}',
                 content_type="application/json",
             )
-        await metrics.refresh_pools(reader)
+        await metrics.refresh_store(reader)
         body = metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

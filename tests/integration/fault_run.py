@@ -7,7 +7,9 @@ pool number that one website visitor holds for the whole run: phone1 answers the
 ctm-pbx routes, the fail-safe phone those it does not. The faults (``FAULTS``):
 
 - ``none``: the baseline (``none-agi``: the same in AGI mode, the baseline of ``ami``);
-- ``kill``: ``ctm-pbx run`` killed with SIGKILL, started again ``down_s`` later;
+- ``kill``: ``ctm-pbx run`` killed with SIGKILL, started again ``down_s`` later; in
+  between ``ctm-pbx asterisk handover`` runs, as the systemd unit's ``ExecStopPost=``
+  does (``handover=False``: not);
 - ``asterisk``: Asterisk stopped, started again ``down_s`` later (the daemon stays up);
 - ``disk``: the database's disk (a tmpfs) filled for ``down_s``;
 - ``lock``: another process holds the database's write lock (``BEGIN EXCLUSIVE``);
@@ -93,6 +95,8 @@ class FaultReport:
     unwritable_seen: bool = False  # disk, lock: /healthz said the database could not be written
     web_refused: int | None = None  # web: connections the listener refused
     reconnect_s: float | None = None  # ARI answering again -> the app connected
+    handed_over: int | None = None  # kill: calls `ctm-pbx asterisk handover` sent on
+    handover_s: float | None = None  # kill: the command's run, from the kill (s)
     # answered by a phone, ended as Asterisk stopped: what Asterisk saw may not be what
     # the phone saw (e.g. Dial() CHANUNAVAIL while the phone answered); a row is required
     cut_at_stop: int = 0
@@ -342,6 +346,17 @@ class TcpProxy:
         self.start()
 
 
+def hand_over(config_path: Path) -> int:
+    """``ctm-pbx asterisk handover`` (systemd's ``ExecStopPost=``): the calls it sent on."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ctm_pbx", "--config", str(config_path), "asterisk", "handover"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"ctm-pbx asterisk handover failed: {out.stderr}")
+    return int(out.stdout.split()[0])
+
+
 def _wait_log(log: Path, text: bytes, timeout_s: float = 15) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in log.read_bytes():
@@ -360,9 +375,10 @@ def run_fault(
     hold_ms: int = 1500,
     fault_at: float = 2.5,
     down_s: float = 2.0,
+    handover: bool = True,
 ) -> FaultReport:
     """Place ``rate × seconds`` calls; at ``fault_at`` s inject the fault for ``down_s``
-    (``web``: for the whole run)."""
+    (``web``: for the whole run; ``handover``: see ``kill``)."""
     work.mkdir(parents=True, exist_ok=True)
     report = FaultReport(fault=fault)
     did = AGI_POOL_DID if fault in AGI_FAULTS else POOL_DID
@@ -410,7 +426,10 @@ def run_fault(
             t0 = time.monotonic()
             if fault not in ("none", "none-agi", "web"):
                 time.sleep(max(0.0, fault_at - (time.monotonic() - t0)))
-                _inject(fault, report, asterisk, daemon, home, config.database.path, proxy, down_s)
+                _inject(
+                    fault, report, asterisk, daemon, home, config.database.path, proxy, down_s,
+                    config_path if handover else None,
+                )  # fmt: skip
             carrier.wait(seconds + hold_ms / 1000 + 60)
             carrier = None
             if attack is not None:
@@ -452,11 +471,16 @@ def _inject(
     db_path: str,
     proxy: TcpProxy | None,
     down_s: float,
+    handover_config: Path | None,
 ) -> None:
     """The fault, for ``down_s`` seconds."""
     if fault == "kill":
+        killed = time.monotonic()
         daemon.kill()
-        time.sleep(down_s)
+        if handover_config is not None:
+            report.handed_over = hand_over(handover_config)
+            report.handover_s = round(time.monotonic() - killed, 2)
+        time.sleep(max(0.0, down_s - (time.monotonic() - killed)))
         daemon.start()
     elif fault == "asterisk":
         _restart_asterisk(asterisk, down_s, report)

@@ -230,6 +230,21 @@ def summary(db: sqlite_utils.Database) -> dict[str, dict]:
     return out
 
 
+def backlog(
+    db: sqlite_utils.Database, destinations: Iterable[str] = ()
+) -> dict[tuple[str, str], int]:
+    """Events still to send, per (destination, state in ``OPEN``): ``destinations`` (the
+    configured ones) with zeros, and any other the outbox holds (the metrics). Reads the
+    open rows only (the partial index ``idx_outbox_due``)."""
+    out = {(dest, state): 0 for dest in destinations for state in OPEN}
+    for dest, state, n in db.execute(
+        "SELECT destination, state, count(*) FROM outbox"
+        " WHERE state IN ('pending', 'failed') GROUP BY destination, state"
+    ).fetchall():
+        out[(dest, state)] = n
+    return out
+
+
 def destination_rows(db: sqlite_utils.Database, configured: dict[str, str]) -> list[dict]:
     """``summary`` as rows, for ``configured`` (name: URL) and whatever else the outbox
     holds (a destination since removed from the config)."""

@@ -1,13 +1,19 @@
-"""``ctm-pbx prompts build`` and ``ctm-pbx asterisk queues``: the files Asterisk plays and reads."""
+"""``ctm-pbx prompts build`` and ``ctm-pbx asterisk queues``: the files Asterisk plays and
+reads; ``ctm-pbx asterisk handover``: the calls a dead daemon left in its Stasis app, to
+the fail-safe."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import aiohttp
 import click
 
 from ctm_pbx.adapters import prompts as prompt_files
+from ctm_pbx.adapters.ari_client import AriClient, AriError
 from ctm_pbx.adapters.asterisk_conf import render_queues
+from ctm_pbx.core.model import Config
 from ctm_pbx.edges.cli import (
     Context,
     pass_ctx,
@@ -76,11 +82,12 @@ def prompts_build(
 
 @click.group("asterisk")
 def asterisk_group() -> None:
-    """Asterisk configuration derived from config.yaml.
+    """Asterisk configuration derived from config.yaml; the calls a dead daemon left.
 
     \b
     Example:
       ctm-pbx asterisk queues --out /etc/asterisk/queues_ctm.conf
+      ctm-pbx asterisk handover     # systemd's ExecStopPost=
     """
 
 
@@ -110,3 +117,41 @@ def asterisk_queues(ctx: Context, out_path: Path | None) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot write {out_path}: {exc}") from None
     click.echo(f"wrote {out_path}", err=True)
+
+
+@asterisk_group.command("handover")
+@pass_ctx
+def asterisk_handover(ctx: Context) -> None:
+    """Send the calls waiting in ctm-pbx's Stasis app to the dialplan fail-safe.
+
+    Run it when `ctm-pbx run` has stopped (the systemd unit's ExecStopPost= does, also
+    after a crash): a call that was in the app when the daemon died waits there, in
+    silence, until the daemon is back; this rings the fail-safe for it, as Stasis()
+    does at once for the calls that arrive meanwhile. Their rows come from the call
+    spool. While the daemon runs, it would take its calls from under it.
+
+    \b
+    Example:
+      ctm-pbx asterisk handover
+    """
+    config = ctx.config
+    if not config.asterisk.uses_ari:
+        click.echo("AGI mode: no Stasis app, nothing to hand over")
+        return
+    try:
+        moved = asyncio.run(_hand_over(config))
+    except (AriError, aiohttp.ClientError, TimeoutError) as exc:
+        raise click.ClickException(f"ARI at {config.asterisk.ari_url}: {exc}") from None
+    click.echo(f"{len(moved)} calls handed to the fail-safe")
+
+
+async def _hand_over(config: Config) -> list[str]:
+    from ctm_pbx.adapters.ari_calls import hand_over  # the call handling: only here
+
+    a = config.asterisk
+    ari = AriClient(a.ari_url, a.username, a.password, a.app)
+    await ari.start()
+    try:
+        return await hand_over(ari)
+    finally:
+        await ari.close()
