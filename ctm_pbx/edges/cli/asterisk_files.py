@@ -5,13 +5,13 @@ the fail-safe."""
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-import aiohttp
 import click
 
 from ctm_pbx.adapters import prompts as prompt_files
-from ctm_pbx.adapters.ari_client import AriClient, AriError
 from ctm_pbx.adapters.asterisk_conf import render_queues
 from ctm_pbx.core.model import Config
 from ctm_pbx.edges.cli import (
@@ -120,15 +120,19 @@ def asterisk_queues(ctx: Context, out_path: Path | None) -> None:
 
 
 @asterisk_group.command("handover")
+@click.option(
+    "--force", is_flag=True, help="Even while a ctm-pbx daemon answers on the config's web port."
+)
 @pass_ctx
-def asterisk_handover(ctx: Context) -> None:
+def asterisk_handover(ctx: Context, force: bool) -> None:
     """Send the calls waiting in ctm-pbx's Stasis app to the dialplan fail-safe.
 
     Run it when `ctm-pbx run` has stopped (the systemd unit's ExecStopPost= does, also
     after a crash): a call that was in the app when the daemon died waits there, in
     silence, until the daemon is back; this rings the fail-safe for it, as Stasis()
     does at once for the calls that arrive meanwhile. Their rows come from the call
-    spool. While the daemon runs, it would take its calls from under it.
+    spool. While the daemon runs it would take its calls from under it, so it refuses
+    when the config's daemon answers on its web port (`--force`: all the same).
 
     \b
     Example:
@@ -138,20 +142,44 @@ def asterisk_handover(ctx: Context) -> None:
     if not config.asterisk.uses_ari:
         click.echo("AGI mode: no Stasis app, nothing to hand over")
         return
-    try:
-        moved = asyncio.run(_hand_over(config))
-    except (AriError, aiohttp.ClientError, TimeoutError) as exc:
-        raise click.ClickException(f"ARI at {config.asterisk.ari_url}: {exc}") from None
+    if not force and _daemon_answers(config):
+        raise click.ClickException(
+            f"a ctm-pbx daemon answers on {config.web.host}:{config.web.port}: its calls are"
+            " its own (stop it first, or --force)"
+        )
+    moved = asyncio.run(_hand_over(config))
     click.echo(f"{len(moved)} calls handed to the fail-safe")
 
 
+def _daemon_answers(config: Config) -> bool:
+    """Whether a ctm-pbx daemon of this config is up: its ``/healthz/live`` answers."""
+    from ctm_pbx.edges.web_listener import SERVER_NAME  # what its answers say they are
+
+    host = config.web.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - the listener's, not ours to bind
+        host = "127.0.0.1"
+    url = f"http://{host}:{config.web.port}/healthz/live"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own URL
+            return resp.headers.get("Server") == SERVER_NAME
+    except urllib.error.HTTPError as exc:
+        return exc.headers.get("Server") == SERVER_NAME
+    except (OSError, ValueError):
+        return False
+
+
 async def _hand_over(config: Config) -> list[str]:
+    import aiohttp  # the web stack: only for this command (``ctm-pbx --help`` needs none)
+
     from ctm_pbx.adapters.ari_calls import hand_over  # the call handling: only here
+    from ctm_pbx.adapters.ari_client import AriClient, AriError
 
     a = config.asterisk
     ari = AriClient(a.ari_url, a.username, a.password, a.app)
     await ari.start()
     try:
         return await hand_over(ari)
+    except (AriError, aiohttp.ClientError, TimeoutError) as exc:
+        raise click.ClickException(f"ARI at {a.ari_url}: {exc}") from None
     finally:
         await ari.close()
