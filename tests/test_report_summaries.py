@@ -387,22 +387,16 @@ def test_landing_pages_and_referrers_are_summed_by_path_and_host(tmp_path):
         ("d", "2026-12-01", "landing_path", "", 1, 0, 5000),
         ("d", "2026-12-01", "landing_path", "=/", 1, 0, 0),
         ("d", "2026-12-01", "landing_path", "=/pricing", 2, 1, 50000),
-        ("m", "2026-12", "landing_path", "", 1, 0, 5000),
-        ("m", "2026-12", "landing_path", "=/", 1, 0, 0),
-        ("m", "2026-12", "landing_path", "=/pricing", 2, 1, 50000),
         ("d", "2026-12-01", "referrer_host", "", 1, 0, 0),
         ("d", "2026-12-01", "referrer_host", "=google.com", 2, 1, 50000),
         ("d", "2026-12-01", "referrer_host", "=m.facebook.com", 1, 0, 5000),
-        ("m", "2026-12", "referrer_host", "", 1, 0, 0),
-        ("m", "2026-12", "referrer_host", "=google.com", 2, 1, 50000),
-        ("m", "2026-12", "referrer_host", "=m.facebook.com", 1, 0, 5000),
     ]
     with db.conn:  # a late referrer: the call moves from no host to its host
         db.execute("UPDATE calls SET referrer = 'https://Bing.com/x' WHERE landing_url ="
                    " 'https://example.com/'")  # fmt: skip
-    month = dict(db.execute("SELECT value, calls FROM call_summary WHERE grain = 'm'"
-                            " AND dim = 'referrer_host'").fetchall())  # fmt: skip
-    assert month == {"": 0, "=bing.com": 1, "=google.com": 2, "=m.facebook.com": 1}
+    day = dict(db.execute("SELECT value, calls FROM call_summary WHERE grain = 'd'"
+                          " AND dim = 'referrer_host'").fetchall())  # fmt: skip
+    assert day == {"": 0, "=bing.com": 1, "=google.com": 2, "=m.facebook.com": 1}
     start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
     by_page = group_totals(db, Dimension.LANDING_PAGE, start, end, Filters(), QUALIFIED)
     assert {k: (t.calls, t.qualified) for k, t in by_page.items()} == {
@@ -410,15 +404,12 @@ def test_landing_pages_and_referrers_are_summed_by_path_and_host(tmp_path):
     _assert_kept(db)
 
 
-def test_m019_adds_the_url_dimensions_to_a_summary_kept_without_them(tmp_path, monkeypatch):
+def test_m019_adds_the_url_dimensions_to_a_summary_kept_without_them(tmp_path):
     """A database whose summary m017's triggers kept (no URL dimension): until m019 the
     URL reports count from calls; m019 fills their rows and keeps them from then on."""
     db = open_db(tmp_path / "ctm.db")
     migrations.apply(db, stop_before="m019_url_summaries")
-    with monkeypatch.context() as m:  # the summary as m017 made it
-        m.setattr(summaries, "GRAINS", {k: v for k, v in summaries.GRAINS.items()
-                                        if k not in summaries.URL_DIMS})  # fmt: skip
-        summaries.create_triggers(db)
+    summaries.create_triggers(db, without=summaries.URL_DIMS)  # as m017 made them
     with db.conn:
         db.execute("DELETE FROM call_summary WHERE dim IN ('landing_path', 'referrer_host')")
     seed_demo(db, demo_calls(CFG, now=NOW, days=60, calls=300, seed=4))
@@ -434,7 +425,7 @@ def test_m019_adds_the_url_dimensions_to_a_summary_kept_without_them(tmp_path, m
     assert migrate(db) == ["m019_url_summaries"]
     assert summaries.kept(db, "landing_path") and summaries.kept(db, "referrer_host")
     paths = db.execute("SELECT COUNT(*) FROM call_summary WHERE dim = 'landing_path'"
-                       " AND grain = 'm' AND value != ''").fetchone()[0]  # fmt: skip
+                       " AND grain = 'd' AND value != ''").fetchone()[0]  # fmt: skip
     assert paths > 0
     seed_demo(db, demo_calls(CFG, now=NOW, days=10, calls=50, seed=5))
     _assert_kept(db)

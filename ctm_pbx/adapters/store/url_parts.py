@@ -12,15 +12,16 @@ gives the same rows either way. For the URLs browsers send they read what
 - the path is what follows the authority, from its first ``/`` ('/' when there is
   none); without an authority, the whole URL ('/' when empty: ``mailto:x`` stays whole,
   where urlsplit would drop the scheme);
-- the host is the authority after its ``@`` (if any: a literal second ``@`` is not a
-  URL's), before its first ``:``, ASCII lowercase, without a leading ``www.`` (NULL when
-  empty or when there is no authority; an IPv6 address in brackets is not read: rare in
-  a referrer, it gives the text up to its first ``:``);
+- the host is the authority before its first ``:``, ASCII lowercase, without a leading
+  ``www.`` (NULL when empty or when there is no authority). User info (``user@``) is kept
+  (browsers send none in a referrer: the Referer header drops it) and an IPv6 address
+  in brackets is not read (it gives the text up to its first ``:``): both cost every call
+  string functions for what a referrer does not hold;
 - NULL or '' has neither.
 
 Plain expressions, no subquery (a correlated subquery costs tens of microseconds a row):
-each part is written out where it is used, so the text is long but each row costs a few
-dozen string functions.
+each part is written out where it is used, so the text is long; what a row costs is a few
+dozen string functions (the triggers evaluate them as a call completes).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def _fill(template: str, **parts: str) -> str:
 
 
 def _parts(x: str) -> dict[str, str]:
-    """SQL of the positions in ``x``: ``k`` the end (the first ``?``/``#``, else one past
-    the last character), ``s`` the authority's ``//``, ``auth`` whether there is one,
-    ``e`` where the authority ends (its first ``/``, or ``k``)."""
+    """SQL of the parts of ``x``: ``k`` its end (its first ``?``/``#``, else one past its
+    last character), ``auth`` whether it has an authority, ``w`` what follows the ``//``
+    of the authority up to ``k`` (the authority and the path)."""
     k = f"instr(replace({x}, '#', '?') || '?', '?')"
     s = f"instr({x}, '//')"
     auth = _fill(
@@ -46,10 +47,8 @@ def _parts(x: str) -> dict[str, str]:
         k=k,
         x=x,
     )
-    slash = _fill("instr(substr({x}, {s} + 2), '/')", x=x, s=s)  # after the //, 0: none
-    e = _fill("CASE WHEN {q} > 0 AND {s} + 1 + {q} < {k} THEN {s} + 1 + {q} ELSE {k} END",
-              q=slash, s=s, k=k)  # fmt: skip
-    return {"k": k, "s": s, "auth": auth, "e": e}
+    w = _fill("substr({x}, {s} + 2, {k} - {s} - 2)", x=x, s=s, k=k)
+    return {"k": k, "auth": auth, "w": w}
 
 
 def path_sql(column: str) -> str:
@@ -57,7 +56,8 @@ def path_sql(column: str) -> str:
     p = _parts(column)
     return _fill(
         "CASE WHEN {x} IS NULL OR {x} = '' THEN NULL"
-        " WHEN {auth} THEN (CASE WHEN {e} < {k} THEN substr({x}, {e}, {k} - {e}) ELSE '/' END)"
+        " WHEN {auth} THEN"
+        " (CASE WHEN instr({w}, '/') = 0 THEN '/' ELSE substr({w}, instr({w}, '/')) END)"
         " WHEN {k} = 1 THEN '/' ELSE substr({x}, 1, {k} - 1) END",
         x=column,
         **p,
@@ -67,24 +67,12 @@ def path_sql(column: str) -> str:
 def host_sql(column: str) -> str:
     """The host of the URL in ``column`` (``google.com``), NULL if none."""
     p = _parts(column)
-    rest = _fill("substr({x}, {s} + 2)", x=column, s=p["s"])  # after the //
-    end = _first_of("{r}", "/?#")  # of the authority, within rest
-    at = _fill("CASE WHEN instr({r}, '@') BETWEEN 1 AND {end} - 1 THEN instr({r}, '@') ELSE 0 END",
-               end=end).replace("{r}", f"({rest})")  # fmt: skip
-    host = _fill("substr({r}, {at} + 1)", r=rest, at=at)  # from the user info's @ on
-    cut = _fill("lower(substr({h}, 1, " + _first_of("{h}", ":/?#") + " - 1))", h=host)
+    # the authority up to its port's : or its end
+    name = _fill("lower(substr({w}, 1, instr(replace({w}, ':', '/') || '/', '/') - 1))", w=p["w"])
     return _fill(
         "CASE WHEN {x} IS NULL OR NOT {auth} THEN NULL"
-        " ELSE nullif(CASE WHEN {c} LIKE 'www.%' THEN substr({c}, 5) ELSE {c} END, '') END",
+        " ELSE nullif(CASE WHEN {n} LIKE 'www.%' THEN substr({n}, 5) ELSE {n} END, '') END",
         x=column,
         auth=p["auth"],
-        c=cut,
+        n=name,
     )
-
-
-def _first_of(text: str, chars: str) -> str:
-    """The position of the first of ``chars`` in ``text``, else one past its end."""
-    mapped = text
-    for c in chars[1:]:
-        mapped = f"replace({mapped}, '{c}', '{chars[0]}')"
-    return f"instr({mapped} || '{chars[0]}', '{chars[0]}')"
