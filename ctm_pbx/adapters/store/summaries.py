@@ -177,8 +177,13 @@ def bucket_key(t: datetime, grain: str) -> str:
 _RULE = "(SELECT min_talk_seconds FROM call_summary_rule)"
 
 
-def _combos() -> list[tuple[str, str, str | None]]:
-    return [(g, dim, column) for dim, (column, grains) in GRAINS.items() for g in grains]
+def _combos(without: tuple[str, ...] = ()) -> list[tuple[str, str, str | None]]:
+    return [
+        (g, dim, column)
+        for dim, (column, grains) in GRAINS.items()
+        if dim not in without
+        for g in grains
+    ]
 
 
 def _upsert(keys: str, values: list[str]) -> str:
@@ -198,11 +203,11 @@ def _sums_of(row: str) -> list[str]:
     return [f"({e}) * ({row}.status IS 'completed')" for e in contributions(row, cond)]
 
 
-def _keys(row: str) -> str:
+def _keys(row: str, without: tuple[str, ...] = ()) -> str:
     """The summary rows ``row`` counts in (one per grain and dimension)."""
     return " UNION ALL ".join(
         f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(dim, row)}"
-        for g, dim, _column in _combos()
+        for g, dim, _column in _combos(without)
     )
 
 
@@ -212,23 +217,23 @@ def _same_sql(g: str, column: str | None) -> str:
     return same if column is None else f"{same} AND OLD.{column} IS NEW.{column}"
 
 
-def _update_sql() -> str:
+def _update_sql(without: tuple[str, ...] = ()) -> str:
     """An update's change: one upsert of the difference where the call stays in its row
     (the usual case: completion, attribution), else out of the old row, into the new."""
     stays = " UNION ALL ".join(
         f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(dim, 'NEW')}"
         f" WHERE {_same_sql(g, column)}"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     moved_old = " UNION ALL ".join(
         f"SELECT '{g}', {bucket_sql(g, 'OLD')}, '{dim}', {value_key(dim, 'OLD')}"
         f" WHERE OLD.status = 'completed' AND NOT ({_same_sql(g, column)})"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     moved_new = " UNION ALL ".join(
         f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(dim, 'NEW')}"
         f" WHERE NEW.status = 'completed' AND NOT ({_same_sql(g, column)})"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     delta = [
         f"({new}) - ({old})" for new, old in zip(_sums_of("NEW"), _sums_of("OLD"), strict=True)
@@ -276,15 +281,6 @@ def create_triggers(db: sqlite_utils.Database, without: tuple[str, ...] = ()) ->
     """(Re)create the triggers that keep the summary, for every dimension of ``GRAINS``
     (m019: those of m017 knew no URL dimension). ``without``: not for those dimensions
     (m017's triggers, the yardstick of a test and of bench/reports.py)."""
-    global GRAINS
-    if without:
-        kept_grains = GRAINS
-        GRAINS = {k: v for k, v in GRAINS.items() if k not in without}
-        try:
-            create_triggers(db)
-        finally:
-            GRAINS = kept_grains
-        return
     for name in TRIGGERS:
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
     watched = ", ".join(WATCHED)
@@ -293,23 +289,23 @@ def create_triggers(db: sqlite_utils.Database, without: tuple[str, ...] = ()) ->
     db.execute(
         f"CREATE TRIGGER call_summary_insert AFTER INSERT ON calls WHEN {done.format(row='NEW')}"
         " BEGIN"
-        f" {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+        f" {_upsert(_keys('NEW', without), _sums_of('NEW'))} END"
     )
     # a call completing (the usual update): it was in no row yet, it goes into its rows
     db.execute(
         "CREATE TRIGGER call_summary_complete AFTER UPDATE OF status ON calls"
         f" WHEN OLD.status IS NOT 'completed' AND {done.format(row='NEW')}"
-        f" BEGIN {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+        f" BEGIN {_upsert(_keys('NEW', without), _sums_of('NEW'))} END"
     )
     # a completed call changed (late attribution, a correction, back in progress)
     db.execute(
         f"CREATE TRIGGER call_summary_update AFTER UPDATE OF {watched} ON calls"
-        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql()} END"
+        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql(without)} END"
     )
     db.execute(
         f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls WHEN {done.format(row='OLD')}"
         " BEGIN"
-        f" {_upsert(_keys('OLD'), [f'-({v})' for v in _sums_of('OLD')])} END"
+        f" {_upsert(_keys('OLD', without), [f'-({v})' for v in _sums_of('OLD')])} END"
     )
 
 
