@@ -89,7 +89,7 @@ def test_backups_are_consistent_while_another_process_writes(conf: Path, tmp_pat
         for i in range(4):
             time.sleep(0.3)
             out = cli(conf, "db", "backup", str(tmp_path / f"b{i}.db")).output
-            assert f"to {tmp_path / f'b{i}.db'} (" in out and "schema m018" in out
+            assert f"to {tmp_path / f'b{i}.db'} (" in out and "schema m019" in out
             counter, rows = counter_and_rows(tmp_path / f"b{i}.db")
             assert counter == rows, "the copy is one moment of the database"
             seen.append(rows)
@@ -122,7 +122,7 @@ def test_restore_refuses_while_the_database_is_open_then_restores(
     cli(conf, "db", "restore", str(tmp_path / "before.db"), ok=False, input="n\n")  # asked: no
     out = cli(conf, "db", "restore", str(tmp_path / "before.db"), "--yes").output
     assert f"restored {tmp_path / 'before.db'} to {tmp_path / 'ctm.db'}" in out
-    kept = next(tmp_path.glob("ctm.db.before-restore-m018-*.bak"))
+    kept = next(tmp_path.glob("ctm.db.before-restore-m019-*.bak"))
     assert f"kept as {kept}" in out
     listed = cli(conf, "numbers", "list").output  # active numbers only
     assert "+13125550170" in listed, "the backup's inventory is back"
@@ -161,14 +161,14 @@ def test_db_migrate_backs_up_first_and_says_where(conf: Path, tmp_path: Path) ->
     assert f"ctm-pbx db restore {backup}" in out
     assert "applied m018_retention" in out
     assert backups.check(backup).version == before
-    assert backups.check(path).version == "m018"
+    assert backups.check(path).version == "m019"
     out = cli(conf, "db", "migrate").output  # nothing to apply: no backup
     assert "backed up" not in out and len(list(tmp_path.glob("*.bak"))) == 1
     # undoing the upgrade: the restored database says it needs migrating
     out = cli(conf, "db", "restore", str(backup), "--yes").output
     assert "its schema is older than this ctm-pbx" in out
     db = open_db(path)
-    assert pending(db) == ["m018_retention"]
+    assert pending(db) == ["m018_retention", "m019_url_summaries"]
     db.conn.close()
 
 

@@ -25,6 +25,7 @@ from ctm_pbx.adapters.store import migrate, open_db, summaries
 from ctm_pbx.adapters.store.call_search import annotate_call
 from ctm_pbx.adapters.store.demo import seed_demo
 from ctm_pbx.adapters.store.reports import group_totals, period_totals, run_report
+from ctm_pbx.adapters.store.schema import migrations
 from ctm_pbx.core.call.actions import FinishCall, Outcome, StartCall
 from ctm_pbx.core.demo import demo_calls
 from ctm_pbx.core.reports import Dimension, Filters, QualifiedCall, parse_period
@@ -46,7 +47,10 @@ CHANGED_ALONE = (
     "caller_number", "outcome", "ring_seconds", "talk_seconds", "queue_wait_seconds",
     "attribution_confidence", "source", "utm_campaign", "utm_term", "utm_content",
     "utm_medium", "pool", "route", "answered_by", "caller_region", "caller_area_code",
+    "landing_url", "referrer",
 )  # fmt: skip
+URLS = (None, "", "https://www.example.com/", "https://example.com/pricing?gclid=1",
+        "https://WWW.Google.com/search?q=x", "http://[bad", "/contact#form", "x")  # fmt: skip
 
 
 def _snapshot(db) -> set[tuple]:
@@ -80,6 +84,9 @@ def seeded(tmp_path_factory):
     rng = random.Random(5)
     ids = [r[0] for r in db.execute("SELECT id FROM calls ORDER BY id")]
     with db.conn:
+        for call_id in rng.sample(ids, 400):  # referrers (the demo has none), other landings
+            db.execute("UPDATE calls SET referrer = ?, landing_url = coalesce(?, landing_url)"
+                       " WHERE id = ?", [rng.choice(URLS), rng.choice(URLS), call_id])  # fmt: skip
         for call_id in rng.sample(ids, 300):  # late attribution: another source, campaign
             db.execute(
                 "UPDATE calls SET source = ?, utm_campaign = ?, attribution_confidence = ?,"
@@ -93,6 +100,8 @@ def seeded(tmp_path_factory):
                     ("seconds", "confidence")) else rng.choice([None, "x"])  # fmt: skip
                 if column == "outcome":
                     value = rng.choice([None, "busy", "answered"])
+                if column in ("landing_url", "referrer"):
+                    value = rng.choice(URLS)
                 db.execute(f"UPDATE calls SET {column} = ? WHERE id = ?", [value, call_id])
         for call_id in rng.sample(ids, 200):  # tags and comments change no metric
             annotate_call(db, call_id, ["lead"], "called back")
@@ -303,6 +312,8 @@ CALL = st.fixed_dictionaries(
         "conf": st.one_of(st.none(), st.floats(0, 1, allow_nan=False)),
         "caller": st.sampled_from([None, "+13125550001", "+13125550002"]),
         "first": st.booleans(),
+        "landing": st.sampled_from(URLS),
+        "referrer": st.sampled_from(URLS),
     }
 )
 
@@ -325,6 +336,7 @@ def test_any_calls_and_changes_give_the_same_figures(tmp_path_factory, calls, ch
             "talk_seconds": c["talk"], "ring_seconds": c["ring"],
             "attribution_confidence": c["conf"], "caller_number": c["caller"],
             "previous_call_id": None if c["first"] else 1,
+            "landing_url": c["landing"], "referrer": c["referrer"],
         }  # fmt: skip
 
     for c in calls:
@@ -351,3 +363,73 @@ def test_db_migrate_counts_the_configured_qualified_calls(tmp_path):
     assert summaries.rule(db) == 45 and summaries.usable(db, QualifiedCall(min_talk_seconds=45))
     again = CliRunner().invoke(main, ["--config", str(path), "db", "migrate"])
     assert "report summaries rebuilt" not in again.output
+
+
+def test_landing_pages_and_referrers_are_summed_by_path_and_host(tmp_path):
+    """The URL dimensions' rows (m019) hold the path and the host, by value."""
+    db = open_db(tmp_path / "ctm.db")
+    migrate(db)
+    day = "2026-12-01T15:00:00.000Z"
+    for landing, referrer, talk in (
+        ("https://www.example.com/pricing?gclid=1", "https://www.google.com/search?q=a", 40),
+        ("https://example.com/pricing#plans", "https://google.com/", 10),
+        ("https://example.com/", None, 0),
+        (None, "https://m.facebook.com/x", 5),
+    ):
+        db["calls"].insert({"status": "completed", "started_at": day, "outcome": "answered",
+                            "tracking_number": "+13125550100", "landing_url": landing,
+                            "referrer": referrer, "talk_seconds": talk})  # fmt: skip
+    rows = db.execute(
+        "SELECT grain, bucket, dim, value, calls, qualified, talk_ms FROM call_summary"
+        " WHERE dim IN ('landing_path', 'referrer_host') ORDER BY dim, grain, value"
+    ).fetchall()
+    assert rows == [
+        ("d", "2026-12-01", "landing_path", "", 1, 0, 5000),
+        ("d", "2026-12-01", "landing_path", "=/", 1, 0, 0),
+        ("d", "2026-12-01", "landing_path", "=/pricing", 2, 1, 50000),
+        ("d", "2026-12-01", "referrer_host", "", 1, 0, 0),
+        ("d", "2026-12-01", "referrer_host", "=google.com", 2, 1, 50000),
+        ("d", "2026-12-01", "referrer_host", "=m.facebook.com", 1, 0, 5000),
+    ]
+    with db.conn:  # a late referrer: the call moves from no host to its host
+        db.execute("UPDATE calls SET referrer = 'https://Bing.com/x' WHERE landing_url ="
+                   " 'https://example.com/'")  # fmt: skip
+    day = dict(db.execute("SELECT value, calls FROM call_summary WHERE grain = 'd'"
+                          " AND dim = 'referrer_host'").fetchall())  # fmt: skip
+    assert day == {"": 0, "=bing.com": 1, "=google.com": 2, "=m.facebook.com": 1}
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    by_page = group_totals(db, Dimension.LANDING_PAGE, start, end, Filters(), QUALIFIED)
+    assert {k: (t.calls, t.qualified) for k, t in by_page.items()} == {
+        None: (1, 0), "/": (1, 0), "/pricing": (2, 1)}  # fmt: skip
+    _assert_kept(db)
+
+
+def test_m019_adds_the_url_dimensions_to_a_summary_kept_without_them(tmp_path):
+    """A database whose summary m017's triggers kept (no URL dimension): until m019 the
+    URL reports count from calls; m019 fills their rows and keeps them from then on."""
+    db = open_db(tmp_path / "ctm.db")
+    migrations.apply(db, stop_before="m019_url_summaries")
+    summaries.create_triggers(db, without=summaries.URL_DIMS)  # as m017 made them
+    with db.conn:
+        db.execute("DELETE FROM call_summary WHERE dim IN ('landing_path', 'referrer_host')")
+    seed_demo(db, demo_calls(CFG, now=NOW, days=60, calls=300, seed=4))
+    assert db.execute("SELECT COUNT(*) FROM call_summary WHERE dim = 'landing_path'"
+                      ).fetchone()[0] == 0  # fmt: skip
+    assert not summaries.kept(db, "landing_path") and summaries.kept(db, "source")
+    tz = ZoneInfo("America/Chicago")
+    period = parse_period("365d", None, now=NOW, tz=tz)
+    before = run_report(db, Dimension.LANDING_PAGE, period, tz, Filters(), QUALIFIED)
+    assert before == run_report(db, Dimension.LANDING_PAGE, period, tz, Filters(), QUALIFIED,
+                                summary=False)  # fmt: skip
+    assert sum(r.metrics["calls"] for r in before.rows) == 300
+    assert migrate(db) == ["m019_url_summaries"]
+    assert summaries.kept(db, "landing_path") and summaries.kept(db, "referrer_host")
+    paths = db.execute("SELECT COUNT(*) FROM call_summary WHERE dim = 'landing_path'"
+                       " AND grain = 'd' AND value != ''").fetchone()[0]  # fmt: skip
+    assert paths > 0
+    seed_demo(db, demo_calls(CFG, now=NOW, days=10, calls=50, seed=5))
+    _assert_kept(db)
+    after = run_report(db, Dimension.LANDING_PAGE, period, tz, Filters(), QUALIFIED)
+    assert after == run_report(db, Dimension.LANDING_PAGE, period, tz, Filters(), QUALIFIED,
+                               summary=False)  # fmt: skip
+    assert sum(r.metrics["calls"] for r in after.rows) == 350

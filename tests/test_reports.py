@@ -18,8 +18,6 @@ from ctm_pbx.core.reports import (
     metrics,
     parse_period,
     time_buckets,
-    url_host,
-    url_path,
 )
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -166,16 +164,3 @@ def test_change_against_the_previous_period(current, previous, expected):
 )  # fmt: skip
 def test_a_qualified_call_is_answered_and_long_enough(outcome, talk, qualified):
     assert QualifiedCall(min_talk_seconds=30)(outcome, talk) is qualified
-
-
-@pytest.mark.parametrize(
-    ("url", "path", "host"),
-    [
-        ("https://www.example.com/pricing?gclid=x#top", "/pricing", "example.com"),
-        ("https://example.com", "/", "example.com"),
-        ("http://[bad", None, None),
-        (None, None, None),
-    ],
-)
-def test_landing_paths_and_referrer_hosts(url, path, host):
-    assert url_path(url) == path and url_host(url) == host

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from ctm_pbx.adapters.store import migrate, open_db
+from ctm_pbx.adapters.store import migrate, open_db, url_parts
 from ctm_pbx.adapters.store.reports import run_report
 from ctm_pbx.core.reports import (
     Dimension,
@@ -174,3 +177,55 @@ def test_days_on_the_dst_change_count_their_25_hours(tmp_path):
     assert {r.key: r.metrics["calls"] for r in rep.rows} == {
         "2026-10-31": 1, "2026-11-01": 2, "2026-11-02": 1,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "host"),
+    [
+        ("https://www.example.com/pricing?gclid=x#top", "/pricing", "example.com"),
+        ("https://example.com", "/", "example.com"),
+        ("HTTPS://WWW.Shop.Example:8443/a/b?c#d", "/a/b", "shop.example"),
+        ("https://user@ex.com/", "/", "user@ex.com"),
+        ("https://ex.com?next=/a", "/", "ex.com"),
+        ("https://ex.com#/a", "/", "ex.com"),
+        ("http://x.com/a@b", "/a@b", "x.com"),
+        ("http://x.com:/", "/", "x.com"),
+        ("//cdn.example.com/p?q", "/p", "cdn.example.com"),
+        ("/pricing?utm_source=x", "/pricing", None),
+        ("/a//b", "/a//b", None),
+        ("example.com/x", "example.com/x", None),
+        ("mailto:someone@example.com", "mailto:someone@example.com", None),
+        ("a/b://c", "a/b://c", None),
+        ("1a://c/d", "1a://c/d", None),
+        ("https://www./", "/", None),
+        ("?only=query", "/", None),
+        ("", None, None),
+        (None, None, None),
+    ],
+)
+def test_landing_paths_and_referrer_hosts(url, path, host):
+    """The URL dimensions' rule (adapters/store/url_parts.py), as SQLite runs it."""
+    conn = sqlite3.connect(":memory:")
+    sql = f"SELECT {url_parts.path_sql('x')}, {url_parts.host_sql('x')} FROM (SELECT ? AS x)"
+    assert conn.execute(sql, [url]).fetchone() == (path, host)
+
+
+def test_the_url_rule_reads_urls_as_urlsplit_does():
+    """For URL-like text the SQL reads what ``urllib.parse.urlsplit`` reads, but where
+    the rule says otherwise (a scheme without ``//``, user info, text it refuses)."""
+    conn = sqlite3.connect(":memory:")
+    sql = f"SELECT {url_parts.path_sql('x')}, {url_parts.host_sql('x')} FROM (SELECT ? AS x)"
+    rng = random.Random(7)
+    compared = 0
+    for _ in range(5000):
+        text = "".join(rng.choice("ab:/?#@.w1-W") for _ in range(rng.randint(1, 14)))
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            continue
+        if (parts.scheme and not parts.netloc) or "@" in parts.netloc:
+            continue
+        want = (parts.path or "/", (parts.hostname or "").removeprefix("www.") or None)
+        assert conn.execute(sql, [text]).fetchone() == want, text
+        compared += 1
+    assert compared > 3000

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 
 class ReportError(ValueError):
@@ -47,8 +46,9 @@ class Dimension(StrEnum):
         return self in (Dimension.DAY, Dimension.WEEK, Dimension.MONTH, Dimension.HOUR)
 
 
-# the call-log column each non-time dimension reads (landing page and referrer derive
-# their value from the URL with ``url_path`` / ``url_host``)
+# the call-log column each non-time dimension reads (landing page and referrer: the path
+# and the host of that URL, as the store's adapters/store/url_parts.py reads them, in SQL:
+# the summary's triggers need the rule where any writer of a call runs it)
 DIMENSION_COLUMNS: dict[Dimension, str] = {
     Dimension.SOURCE: "source",
     Dimension.CAMPAIGN: "utm_campaign",
@@ -67,27 +67,6 @@ DIMENSION_COLUMNS: dict[Dimension, str] = {
 
 MISSED_OUTCOMES = ("no_answer", "busy", "abandoned")
 CONFIDENT = 0.9  # attribution confidence counted as "confident"
-
-
-def url_path(url: str | None) -> str | None:
-    """The path of a landing URL (``/pricing``), without query or fragment."""
-    if not url:
-        return None
-    try:
-        return urlsplit(url).path or "/"
-    except ValueError:
-        return None
-
-
-def url_host(url: str | None) -> str | None:
-    """The host of a referrer URL, lowercase, without ``www.``."""
-    if not url:
-        return None
-    try:
-        host = (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return None
-    return host.removeprefix("www.") or None
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ as UTC bounds. Whole UTC hours, days and months come from the summary
 (``summaries``: kept by triggers in the transaction that writes a call) when it can
 answer (no filter or one on a summed dimension, the summary's qualified-call rule);
 the edges, the other dimensions and filters come from ``calls`` (range scans of
-``idx_calls_started_at``; URL dimensions call the core's ``url_path``/``url_host``
-registered as SQL functions). Both sum the same integer expressions, so a report
-is the same either way. Unique callers, which no sum gives, always come from
+``idx_calls_started_at``; the URL dimensions' values are the SQL of ``url_parts``, as in
+the summary's triggers). Both sum the same integer expressions, so a report is the same
+either way. Unique callers, which no sum gives, always come from
 ``calls``: ``unique=False`` skips them (None) where nobody reads them.
 """
 
@@ -18,7 +18,6 @@ import json
 from bisect import bisect_right
 from dataclasses import fields
 from datetime import datetime, tzinfo
-from functools import lru_cache
 
 import sqlite_utils
 
@@ -36,18 +35,7 @@ from ctm_pbx.core.reports import (
     Totals,
     build_report,
     time_buckets,
-    url_host,
-    url_path,
 )
-
-_FUNCTIONS = {"ctm_url_path": lru_cache(4096)(url_path), "ctm_url_host": lru_cache(4096)(url_host)}
-
-
-def _register(db: sqlite_utils.Database) -> None:
-    """The URL functions, for SQL (cached: the same landing pages and referrers recur)."""
-    for name, fn in _FUNCTIONS.items():
-        db.conn.create_function(name, 1, fn, deterministic=True)
-
 
 Sums = list[int]  # one value per ``summaries.SUMS``
 _OPEN = "c.status = 'in_progress'"  # calls the summary does not hold yet
@@ -210,12 +198,10 @@ def _unique_by(
 
 
 def _column(dimension: Dimension) -> str:
-    column = f"c.{DIMENSION_COLUMNS[dimension]}"
-    if dimension is Dimension.LANDING_PAGE:
-        return f"ctm_url_path({column})"
-    if dimension is Dimension.REFERRER:
-        return f"ctm_url_host({column})"
-    return column
+    key = summaries.dimension_key(dimension)
+    if key in summaries.DERIVED:
+        return summaries.value_sql(key, "c")
+    return f"c.{DIMENSION_COLUMNS[dimension]}"
 
 
 def group_totals(
@@ -234,11 +220,11 @@ def group_totals(
     ``calls``. ``unique``: count unique callers too (from ``calls``; None if not)."""
     if dimension.is_time:
         raise ValueError("time dimensions are summed by bucket_totals")
-    _register(db)
     column = _column(dimension)
     key = summaries.dimension_key(dimension)
     if (
         key is None
+        or not summaries.kept(db, key)
         or _summary_filter(filters) != (summaries.TOTAL, None)
         or not (summary and summaries.usable(db, qualified))
     ):

@@ -470,6 +470,16 @@ def m018_retention(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m019_url_summaries(db: sqlite_utils.Database) -> None:
+    """Landing pages and referrers in the report summary: the path of ``landing_url`` and
+    the host of ``referrer`` (adapters/store/url_parts.py) per UTC day. The triggers are
+    created again with those dimensions, and their rows filled from the calls stored (the
+    other rows stay as m017's triggers kept them)."""
+    summaries.create_triggers(db)
+    summaries.rebuild(db, summaries.URL_DIMS)
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

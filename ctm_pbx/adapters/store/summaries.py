@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
+from ctm_pbx.adapters.store import url_parts
 from ctm_pbx.core.reports import (
     CONFIDENT,
     DIMENSION_COLUMNS,
@@ -57,8 +58,10 @@ TOTAL = ""  # the dimension of every call (totals and time buckets)
 # hours, days and months (time buckets filtered by source: the overview's timeline);
 # dimensions of many values (numbers, campaigns, keywords, ads) days and months, those
 # of a few days (a year of them is a few thousand rows). A report by them reads raw
-# calls only at its edges (at most a day each side). Landing page and referrer derive
-# their value in Python: raw only. Every row here is an upsert per write of a call.
+# calls only at its edges (at most a day each side). Landing page and referrer (m019)
+# are the path and host of a URL column (``DERIVED``), by day only: each row is an upsert
+# as a call completes, and each of theirs a URL read by SQL string functions, while a
+# year of a site's pages by day is still a few thousand rows.
 GRAINS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     TOTAL: (None, ("h", "q")),
     "source": ("source", ("h", "d", "m")),
@@ -67,7 +70,13 @@ GRAINS: dict[str, tuple[str | None, tuple[str, ...]]] = {
         c: (c, ("d",))
         for c in ("utm_medium", "pool", "route", "answered_by", "caller_region", "caller_area_code")
     },
+    "landing_path": ("landing_url", ("d",)),
+    "referrer_host": ("referrer", ("d",)),
 }
+# dimensions whose value derives from their column: key -> the value's SQL of the column
+DERIVED = {"landing_path": url_parts.path_sql, "referrer_host": url_parts.host_sql}
+URL_DIMS = tuple(DERIVED)  # what m019 added
+_DIMENSION_KEYS = {Dimension.LANDING_PAGE: "landing_path", Dimension.REFERRER: "referrer_host"}
 # filters a summary can answer: the filter's field -> its dimension key
 FILTER_DIMS = {"source": "source", "pool": "pool", "number": "tracking_number", "route": "route"}
 SUMS = (
@@ -119,11 +128,18 @@ def qualified_sql(row: str, outcomes: int = 1) -> str:
     return f"({row}.outcome IN ({marks}) AND coalesce({row}.talk_seconds, 0) >= ?)"
 
 
-def value_key(column: str | None, row: str) -> str:
+def value_sql(dim: str, row: str) -> str:
+    """The value of the summary's dimension ``dim`` for ``row``, as SQL (not the total)."""
+    column = GRAINS[dim][0]
+    derive = DERIVED.get(dim)
+    return derive(f"{row}.{column}") if derive else f"{row}.{column}"
+
+
+def value_key(dim: str, row: str) -> str:
     """A dimension's value as the summary's key: NULL is '', a value '=' + value."""
-    if column is None:
+    if GRAINS[dim][0] is None:
         return "''"
-    return f"CASE WHEN {row}.{column} IS NULL THEN '' ELSE '=' || {row}.{column} END"
+    return f"coalesce('=' || {value_sql(dim, row)}, '')"
 
 
 def decode(key: str) -> str | None:
@@ -161,8 +177,13 @@ def bucket_key(t: datetime, grain: str) -> str:
 _RULE = "(SELECT min_talk_seconds FROM call_summary_rule)"
 
 
-def _combos() -> list[tuple[str, str, str | None]]:
-    return [(g, dim, column) for dim, (column, grains) in GRAINS.items() for g in grains]
+def _combos(without: tuple[str, ...] = ()) -> list[tuple[str, str, str | None]]:
+    return [
+        (g, dim, column)
+        for dim, (column, grains) in GRAINS.items()
+        if dim not in without
+        for g in grains
+    ]
 
 
 def _upsert(keys: str, values: list[str]) -> str:
@@ -182,11 +203,11 @@ def _sums_of(row: str) -> list[str]:
     return [f"({e}) * ({row}.status IS 'completed')" for e in contributions(row, cond)]
 
 
-def _keys(row: str) -> str:
+def _keys(row: str, without: tuple[str, ...] = ()) -> str:
     """The summary rows ``row`` counts in (one per grain and dimension)."""
     return " UNION ALL ".join(
-        f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(column, row)}"
-        for g, dim, column in _combos()
+        f"SELECT '{g}', {bucket_sql(g, row)}, '{dim}', {value_key(dim, row)}"
+        for g, dim, _column in _combos(without)
     )
 
 
@@ -196,23 +217,23 @@ def _same_sql(g: str, column: str | None) -> str:
     return same if column is None else f"{same} AND OLD.{column} IS NEW.{column}"
 
 
-def _update_sql() -> str:
+def _update_sql(without: tuple[str, ...] = ()) -> str:
     """An update's change: one upsert of the difference where the call stays in its row
     (the usual case: completion, attribution), else out of the old row, into the new."""
     stays = " UNION ALL ".join(
-        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(dim, 'NEW')}"
         f" WHERE {_same_sql(g, column)}"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     moved_old = " UNION ALL ".join(
-        f"SELECT '{g}', {bucket_sql(g, 'OLD')}, '{dim}', {value_key(column, 'OLD')}"
+        f"SELECT '{g}', {bucket_sql(g, 'OLD')}, '{dim}', {value_key(dim, 'OLD')}"
         f" WHERE OLD.status = 'completed' AND NOT ({_same_sql(g, column)})"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     moved_new = " UNION ALL ".join(
-        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(column, 'NEW')}"
+        f"SELECT '{g}', {bucket_sql(g, 'NEW')}, '{dim}', {value_key(dim, 'NEW')}"
         f" WHERE NEW.status = 'completed' AND NOT ({_same_sql(g, column)})"
-        for g, dim, column in _combos()
+        for g, dim, column in _combos(without)
     )
     delta = [
         f"({new}) - ({old})" for new, old in zip(_sums_of("NEW"), _sums_of("OLD"), strict=True)
@@ -252,43 +273,59 @@ def install(db: sqlite_utils.Database, min_talk_seconds: float = 30.0) -> None:
     )
     db.execute("INSERT INTO call_summary_rule (id, min_talk_seconds) VALUES (1, ?)",
                [min_talk_seconds])  # fmt: skip
+    create_triggers(db)
+    rebuild(db)
+
+
+def create_triggers(db: sqlite_utils.Database, without: tuple[str, ...] = ()) -> None:
+    """(Re)create the triggers that keep the summary, for every dimension of ``GRAINS``
+    (m019: those of m017 knew no URL dimension). ``without``: not for those dimensions
+    (m017's triggers, the yardstick of a test and of bench/reports.py)."""
+    for name in TRIGGERS:
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
     watched = ", ".join(WATCHED)
     changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in WATCHED)
     done = "{row}.status = 'completed'"
     db.execute(
         f"CREATE TRIGGER call_summary_insert AFTER INSERT ON calls WHEN {done.format(row='NEW')}"
         " BEGIN"
-        f" {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+        f" {_upsert(_keys('NEW', without), _sums_of('NEW'))} END"
     )
     # a call completing (the usual update): it was in no row yet, it goes into its rows
     db.execute(
         "CREATE TRIGGER call_summary_complete AFTER UPDATE OF status ON calls"
         f" WHEN OLD.status IS NOT 'completed' AND {done.format(row='NEW')}"
-        f" BEGIN {_upsert(_keys('NEW'), _sums_of('NEW'))} END"
+        f" BEGIN {_upsert(_keys('NEW', without), _sums_of('NEW'))} END"
     )
     # a completed call changed (late attribution, a correction, back in progress)
     db.execute(
         f"CREATE TRIGGER call_summary_update AFTER UPDATE OF {watched} ON calls"
-        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql()} END"
+        f" WHEN {done.format(row='OLD')} AND ({changed}) BEGIN {_update_sql(without)} END"
     )
     db.execute(
         f"CREATE TRIGGER call_summary_delete AFTER DELETE ON calls WHEN {done.format(row='OLD')}"
         " BEGIN"
-        f" {_upsert(_keys('OLD'), [f'-({v})' for v in _sums_of('OLD')])} END"
+        f" {_upsert(_keys('OLD', without), [f'-({v})' for v in _sums_of('OLD')])} END"
     )
-    rebuild(db)
 
 
-def rebuild(db: sqlite_utils.Database) -> int:
-    """Recompute the summary from ``calls`` (in the caller's transaction); its rows."""
+def rebuild(db: sqlite_utils.Database, dims: tuple[str, ...] | None = None) -> int:
+    """Recompute the summary (of ``dims`` only, if given) from ``calls``, in the caller's
+    transaction; the summary's rows."""
     sums = _sums_of("c")
-    db.execute("DELETE FROM call_summary")
-    for dim, (column, grains) in GRAINS.items():
+    if dims is None:
+        db.execute("DELETE FROM call_summary")
+    else:
+        db.execute(f"DELETE FROM call_summary WHERE dim IN ({', '.join('?' for _ in dims)})",
+                   list(dims))  # fmt: skip
+    for dim, (_column, grains) in GRAINS.items():
+        if dims is not None and dim not in dims:
+            continue
         for g in grains:
             db.execute(
                 f"INSERT INTO call_summary (grain, bucket, dim, value, {', '.join(SUMS)})"
                 f" SELECT '{g}', {bucket_sql(g, 'c')} AS b, '{dim}',"
-                f" {value_key(column, 'c')} AS v, {', '.join(f'SUM({s})' for s in sums)}"
+                f" {value_key(dim, 'c')} AS v, {', '.join(f'SUM({s})' for s in sums)}"
                 " FROM calls c WHERE c.status = 'completed' GROUP BY b, v"
             )
     return db.execute("SELECT COUNT(*) FROM call_summary").fetchone()[0]
@@ -321,6 +358,17 @@ def sync_rule(db: sqlite_utils.Database, min_talk_seconds: float) -> bool:
     log.info("report summaries rebuilt for qualified calls >= %gs (%d rows)",
              min_talk_seconds, rows)  # fmt: skip
     return True
+
+
+def kept(db: sqlite_utils.Database, dim: str) -> bool:
+    """Whether this database's summary keeps ``dim`` (the URL dimensions came with m019: a
+    reader may face a database not migrated yet)."""
+    if dim not in DERIVED:
+        return True
+    row = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'call_summary_insert'"
+    ).fetchone()
+    return bool(row) and f"'{dim}'" in row[0]
 
 
 def usable(db: sqlite_utils.Database, qualified: QualifiedCall) -> bool:
@@ -476,5 +524,5 @@ def bucket_sums(
 
 def dimension_key(dimension: Dimension) -> str | None:
     """The summary's key of a non-time report dimension (None: not summarized)."""
-    column = DIMENSION_COLUMNS.get(dimension)
+    column = _DIMENSION_KEYS.get(dimension) or DIMENSION_COLUMNS.get(dimension)
     return column if column in GRAINS else None
