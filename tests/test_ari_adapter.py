@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,6 +27,7 @@ from ctm_pbx.adapters.store import numbers as number_store
 from ctm_pbx.adapters.store.schema import migrate
 from ctm_pbx.adapters.store.writer import StoreWriter
 from ctm_pbx.core.call import route_walk
+from ctm_pbx.core.clock import parse_iso
 from ctm_pbx.core.inventory import NumberRecord
 from ctm_pbx.core.routing import Step
 from tests.helpers import config
@@ -322,6 +324,25 @@ async def test_reconnects_and_reconciles_calls_that_ended_meanwhile(rig: Rig) ->
     assert c6["failsafe"] == 0 and c6["attributed_late"] == 0
     assert c7["outcome"] == "unknown" and c7["status"] == "completed"
     assert list(spool.parent.glob("calls.spool*")) == [], "imported lines are deleted"
+
+
+async def test_a_call_that_began_after_the_channel_list_is_not_judged_by_it(rig: Rig) -> None:
+    """Reconciling takes a while (the spool is imported between the channel list and the
+    open rows): a call that began after the list is not in it, and may have ended
+    meanwhile with its row not yet completed. It is not "gone unseen"."""
+    await rig.fake.send(stasis("c30", "inbound", DID[1:]))
+    await rig.settle()
+    began = parse_iso(rig.row("c30")["started_at"])
+    rig.handler.calls.clear()  # it ended meanwhile (out of memory), its finish not yet in
+    rig.fake.live_channels, rig.fake.app_channels = [], []  # listed before it began
+    rig.handler.clock = lambda: began - timedelta(seconds=1)
+    await rig.handler.reconcile()
+    await rig.settle()
+    assert rig.row("c30")["status"] == "in_progress", "left to its own end"
+    rig.handler.clock = lambda: began + timedelta(seconds=1)  # one that began before: gone
+    await rig.handler.reconcile()
+    await rig.settle()
+    assert rig.row("c30")["outcome"] == "unknown"
 
 
 async def test_channel_waiting_in_stasis_after_reconnect_is_handled(rig: Rig) -> None:

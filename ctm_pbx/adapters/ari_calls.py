@@ -414,7 +414,13 @@ class AriCallHandler:
         call.start = _start_of(row)
 
     async def reconcile(self) -> None:
-        """After (re)connecting: finish or adopt the rows of calls still open."""
+        """After (re)connecting: finish or adopt the rows of calls still open.
+
+        Only the calls that began before Asterisk's channels were listed are judged
+        by that list: a call that began after it (calls keep coming while the spool is
+        imported) is not in it, and may even have ended meanwhile, its row not yet
+        completed; it is this process's to finish."""
+        listed_at = self.clock()
         try:
             app = await self.ari.application()
             live = {c["id"]: c for c in await self.ari.channels()}
@@ -436,6 +442,8 @@ class AriCallHandler:
             channel_id = row["channel_id"]
             if channel_id in live or channel_id in self.calls:
                 continue  # still talking in the dialplan: its hangup handler will report
+            if parse_iso(row["started_at"]) >= listed_at:
+                continue  # began after the list was made: followed here
             await self._collect(row)
 
     async def _collect(self, row: dict) -> None:
