@@ -134,8 +134,8 @@ class Call:
 class Result:
     visitors_per_day: int
     size: int
-    calls: list[tuple[str, bool, float, bool]] = field(default_factory=list)
-    # (kind, right, confidence, caller's visitor among the candidates)
+    calls: list[tuple[str, bool, float, bool, str]] = field(default_factory=list)
+    # (kind, right, confidence, caller's visitor among the candidates, the caller's visitor)
     seconds: float = 0.0
     advice: dict | None = None  # pool size per target, from the advisor on this store
 
@@ -340,7 +340,9 @@ def run(
             ).fetchone()
             truth = vids[call.visitor]
             candidates = {c["visitor_id"] for c in json.loads(row[2] or "[]")}
-            result.calls.append((call.kind, row[0] == truth, row[1] or 0.0, truth in candidates))
+            result.calls.append(
+                (call.kind, row[0] == truth, row[1] or 0.0, truth in candidates, truth)
+            )
     if advise:
         result.advice = advise_from(db, cfg, T0 + timedelta(days=days), advise)
     result.seconds = time.perf_counter() - started
@@ -349,19 +351,13 @@ def run(
 
 def advise_from(db, cfg, now: datetime, targets: dict[str, float]) -> dict:
     """What ``pools advise`` answers on the simulated store (its last 7 days)."""
+    from ctm_pbx.adapters.pool_accuracy import replay_advice
     from ctm_pbx.adapters.store import leases as lease_store
-    from ctm_pbx.adapters.store import pool_stats
-    from ctm_pbx.core.pool_sizing import Session, advise_size
 
     pool = cfg.pools["gads"]
-    since = now - timedelta(days=7)
     numbers = lease_store.pool_numbers(db, pool.name)
-    leases = pool_stats.pool_leases(db, numbers, since, now)
-    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = pool_stats.pool_call_delays(db, pool.name, since)
-    window = cfg.tracking.attribution_window_minutes
     return {
-        metric: advise_size(sessions, delays, pool, metric, target, window).size
+        metric: replay_advice(db, cfg, pool, numbers, metric, target, now).size
         for metric, target in targets.items()
     }
 

@@ -146,6 +146,16 @@ class Evidence:
     visitor_zones: Mapping[str, str] = field(default_factory=dict)  # visitor -> browser zone
 
 
+def evidence_of(link: RepeatLink | None, caller_zones: Sequence[str] = ()) -> Evidence:
+    """What a call tells beside its number: the caller's earlier attributed call (a
+    ``link_repeat_caller`` link) and their number's time zones."""
+    if link is None or not link.visitor_id:
+        return Evidence(caller_zones=tuple(caller_zones))
+    return Evidence(
+        link.visitor_id, link.visit_id, link.confidence, link.call_id, tuple(caller_zones)
+    )
+
+
 @lru_cache(maxsize=4096)
 def _offset_hours(zone: str, day: date) -> float | None:
     try:
