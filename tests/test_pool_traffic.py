@@ -142,7 +142,7 @@ def test_a_stored_call_is_replayed_as_made_by_each_candidate() -> None:
         {"visitor_id": "b", "weight": 0.2, "idle_minutes": 25.0},
         {"visitor_id": "r", "weight": 0.05, "idle_minutes": -1.0, "repeat": True},
         {"visitor_id": None, "someone_else": True, "weight": 0.05},
-        {"visitor_id": "c", "weight": 0.0, "idle_minutes": 3.0},
+        {"visitor_id": "c", "weight": 0.001, "idle_minutes": 300.0},  # too unlikely to replay
     ]
     got = spread_call(at(0), stored, LINK)
     assert [(c.visitor_id, c.weight, c.same_day) for c in got] == [

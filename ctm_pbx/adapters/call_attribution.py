@@ -25,7 +25,6 @@ from ctm_pbx.core.attribution import (
 )
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.geo import number_time_zones
 from ctm_pbx.core.model import Config
 
 REPEAT_CALLER_DAYS = 90
@@ -54,7 +53,7 @@ def attribute_call(
         history = lease_store.lease_history(
             db, start.tracking_number, now - timedelta(minutes=window), now
         )
-        evidence = evidence_of(previous, number_time_zones(start.caller_number))
+        evidence = evidence_of(previous, start.caller_number)
         if evidence.caller_zones:  # the candidates' browser zones, for the time-zone factor
             visitors = list(dict.fromkeys(lease.visitor_id for lease in history))
             if evidence.repeat_visitor:

@@ -19,9 +19,8 @@ from ctm_pbx.adapters.store import pool_stats
 from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.reports import run_report
 from ctm_pbx.core.attribution import evidence_of
-from ctm_pbx.core.geo import number_time_zones
 from ctm_pbx.core.model import Config
-from ctm_pbx.core.pool_sizing import Session, advise_size, spread_call
+from ctm_pbx.core.pool_sizing import Session, SizeAdvice, advise_size, spread_call
 from ctm_pbx.core.pools import pool_traffic
 from ctm_pbx.core.reports import Dimension, Filters, Period, QualifiedCall, time_buckets
 
@@ -56,13 +55,20 @@ def verdict(pool: str, size: int, advised: int | None, target: float, why: str) 
     return f"{pool} is the right size for {goal} ({why})"
 
 
-def replay_advice(db, config: Config, pool, numbers, metric: str, target: float, now):
-    """The smallest size of ``pool`` reaching ``target`` on ``metric``: its stored visits
-    of the last 7 days handed out again at other sizes, its calls put back with the
-    evidence they were scored with (``core.pool_sizing``)."""
+def replay_advice(
+    db, config: Config, pool, numbers, targets: dict[str, float], now
+) -> dict[str, SizeAdvice]:
+    """Per metric, the smallest size of ``pool`` reaching its target: the pool's stored
+    visits of the last 7 days handed out again at other sizes, its calls put back with
+    the evidence they were scored with (``core.pool_sizing``; one replay per size)."""
     sessions, calls, zones = replay_data(db, pool, numbers, now - HISTORY, now)
     window = config.tracking.attribution_window_minutes
-    return advise_size(sessions, calls, pool, metric, target, window, zones=zones)
+    cache: dict = {}
+    return {
+        metric: advise_size(sessions, calls, pool, metric, target, window, zones=zones,
+                            start=max(1, len(numbers)), cache=cache)
+        for metric, target in targets.items()
+    }  # fmt: skip
 
 
 def replay_data(db, pool, numbers, since: datetime, now: datetime):
@@ -75,7 +81,7 @@ def replay_data(db, pool, numbers, since: datetime, now: datetime):
     ]
     calls = []
     for at, caller, candidates, link in pool_stats.pool_calls(db, pool.name, since):
-        calls.extend(spread_call(at, candidates, evidence_of(link, number_time_zones(caller))))
+        calls.extend(spread_call(at, candidates, evidence_of(link, caller)))
     visitors = list(dict.fromkeys([s.visitor_id for s in sessions] + [
         c.visitor_id for c in calls if c.visitor_id]))  # fmt: skip
     return sessions, calls, visitor_store.visitor_time_zones(db, visitors)
@@ -103,7 +109,7 @@ def pool_accuracy(
         leases = pool_stats.pool_leases(db, numbers, since, now)
         traffic = pool_traffic(leases, since, now)
         daily = pool_stats.daily_visitors(db, pool.source, now)
-        sized = replay_advice(db, config, pool, numbers, "confident", target, now)
+        sized = replay_advice(db, config, pool, numbers, {"confident": target}, now)["confident"]
         calls = by_pool.get(pool.name, {})
         peaks = tuple((b.label, pool_traffic(leases, b.start, b.end).peak_open) for b in days)
         out.append(

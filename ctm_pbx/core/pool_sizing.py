@@ -29,6 +29,9 @@ from ctm_pbx.core.pools import Candidate, Lease, hand_out, rests_until
 CONFIDENT = 0.9  # "a confident call": scored at least this
 METRICS = ("accuracy", "same_day", "confident")
 SAME_DAY_MINUTES = 24 * 60
+# A candidate this unlikely is not replayed: most of a call's candidates are visitors
+# who left hours ago, and their share of the calls is under 1 % (bench/README.md).
+MIN_WEIGHT = 0.005
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,13 @@ def spread_call(
     at: datetime, candidates: Sequence[Mapping], evidence: Evidence | None = None
 ) -> list[ReplayCall]:
     """A stored call as made by each of its stored candidates (``attribution_candidates_json``:
-    their weights, "someone else" among them), with the evidence it was scored with."""
+    their weights, "someone else" among them), with the evidence it was scored with;
+    candidates under ``MIN_WEIGHT`` are left out."""
     ev = evidence or Evidence()
     out = []
     for cand in candidates:
         weight = float(cand.get("weight") or 0)
-        if weight <= 0:
+        if weight < MIN_WEIGHT:
             continue
         visitor = None if cand.get("someone_else") else cand.get("visitor_id")
         idle = cand.get("idle_minutes")
@@ -114,6 +118,8 @@ def replay(
     starts = [[sessions[i].start for i in rows] for rows in on_number]
     visitor_starts = {v: [sessions[i].start for i in rows] for v, rows in by_visitor.items()}
     life = timedelta(minutes=pool.lease_minutes)
+    longest = max((s.end - s.start for s in sessions), default=timedelta(0))
+    reach = timedelta(minutes=window_minutes) + life + min(longest, timedelta(days=1))
     total = right = same = right_same = sure = 0.0
     for call in calls:
         number: int | None = _number_at(call, size)
@@ -124,7 +130,7 @@ def replay(
         ok = confident = False
         if number is not None and size:
             leases = _leases_at(sessions, on_number[number], starts[number], call.at, life,
-                                window_minutes, names[number])  # fmt: skip
+                                reach, names[number])  # fmt: skip
             evidence = call.evidence
             if zones and evidence.caller_zones:
                 evidence = replace(evidence, visitor_zones=zones)
@@ -217,11 +223,12 @@ def _leases_at(
     starts: list[datetime],
     now: datetime,
     life: timedelta,
-    window_minutes: int,
+    reach: timedelta,
     number: str,
 ) -> list[Lease]:
-    """The number's leases as they stood at ``now`` (its sessions sorted by start)."""
-    since = now - timedelta(minutes=window_minutes) - life - timedelta(days=1)
+    """The number's leases as they stood at ``now`` (its sessions sorted by start, those
+    started ``reach`` before it at most)."""
+    since = now - reach
     out = []
     for k in range(bisect.bisect_right(starts, now) - 1, -1, -1):
         s = sessions[rows[k]]
@@ -260,11 +267,15 @@ def advise_size(
     *,
     zones: Mapping[str, str] | None = None,
     max_size: int = 2000,
+    start: int = 1,
+    cache: dict[int, Replay] | None = None,
 ) -> SizeAdvice:
     """The smallest pool size whose replay reaches ``target`` on ``metric``.
 
     How sure: the measured rate is good to +- ``margin`` (95 %, from the number of
     calls), so the sizes that reach the target less and plus the margin bound the answer.
+    The search starts at ``start`` (the pool's size); ``cache`` keeps the replays for
+    another target on the same data.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
@@ -274,16 +285,17 @@ def advise_size(
     margin = 1.96 * math.sqrt(target * (1 - target) / max(count, 1))
     if not sessions or not calls:
         return SizeAdvice(metric, target, None, 0.0, (), 1.0, "no stored visits or calls to replay")
-    tried: dict[int, Replay] = {}
+    tried = {} if cache is None else cache
 
     def at(size: int) -> float:
         if size not in tried:
             tried[size] = replay(sessions, calls, pool, size, window_minutes, zones)
         return tried[size].metric(metric)
 
-    size = _smallest(at, target, max_size)
-    low = _smallest(at, max(target - margin, 1e-9), max_size)
-    high = _smallest(at, min(target + margin, 1.0), max_size)
+    first = min(max(1, start), max_size)
+    size = _smallest(at, target, first, max_size)
+    low = _smallest(at, max(target - margin, 1e-9), size or first, max_size, 0.1)
+    high = _smallest(at, min(target + margin, 1.0), size or first, max_size, 0.1)
     runs = tuple(sorted(tried.values(), key=lambda r: r.size))
     if size is None:
         largest = max(tried)
@@ -318,14 +330,21 @@ def advise_size(
     )
 
 
-def _smallest(at, target: float, max_size: int) -> int | None:
-    """The smallest size with ``at(size) >= target``, to within 5 % (None: not by ``max_size``)."""
-    low, high = 0, 1
-    while at(high) < target:
-        low, high = high, high * 2
-        if high > max_size:
-            return None
-    while high - low > max(1, high // 20):
+def _smallest(at, target: float, start: int, max_size: int, within: float = 0.05) -> int | None:
+    """The smallest size with ``at(size) >= target``, to ``within`` of it, searched from
+    ``start`` by halving or doubling (None: not reached by ``max_size``)."""
+    if at(start) >= target:
+        high, low = start, start // 2
+        while low and at(low) >= target:
+            high, low = low, low // 2
+    else:
+        low, high = start, start * 2
+        while at(min(high, max_size)) < target:
+            if high >= max_size:
+                return None
+            low, high = high, high * 2
+        high = min(high, max_size)
+    while high - low > max(1, int(high * within)):
         mid = (low + high) // 2
         if at(mid) >= target:
             high = mid

@@ -186,8 +186,9 @@ def pools_advise(
         wanted = {k: v for k, v in targets.items() if v is not None}
         if wanted:
             row["targets"] = {}
+            advised = replay_advice(ctx.read_db(), ctx.config, pool, numbers, wanted, now)
             for metric, target in wanted.items():
-                sized = replay_advice(ctx.read_db(), ctx.config, pool, numbers, metric, target, now)
+                sized = advised[metric]
                 row["targets"][metric] = {
                     "target": target,
                     "size": sized.size,
