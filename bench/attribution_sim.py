@@ -382,7 +382,8 @@ def smallest_size(points: list[tuple[int, float]], target: float) -> float | Non
 
 def check_advice(visitors: int, seed: int, days: int, rows: dict) -> list[dict]:
     """The advisor on the store of a pool at CTM's size against the simulation at each
-    size of ``ADVICE_SIZES``: per target, the advised size and the simulation's smallest.
+    size of ``ADVICE_SIZES``: per target, the advised size and the simulation's smallest
+    (negative: reached at the smallest size simulated, so at most that).
 
     ``rows`` caches summaries by (visitors, size, seed)."""
     ctm = max(1, round(visitors / 20))
@@ -397,6 +398,8 @@ def check_advice(visitors: int, seed: int, days: int, rows: dict) -> list[dict]:
     for metric, target in ADVICE_TARGETS.items():
         points = [(n, rows[visitors, n, seed][SIM_METRIC[metric]]) for n in sizes]
         sim = smallest_size(points, target)
+        if sim == sizes[0]:  # reached at the smallest size simulated: at most that
+            sim = -float(sizes[0])
         got = advice[metric]
         out.append(
             {
@@ -407,7 +410,7 @@ def check_advice(visitors: int, seed: int, days: int, rows: dict) -> list[dict]:
                 "advised": got["size"],
                 "between": got["between"],
                 "simulated": sim,
-                "error": (got["size"] / sim - 1) if got["size"] and sim else None,
+                "error": (got["size"] / sim - 1) if got["size"] and sim and sim > 0 else None,
             }
         )
     return out
@@ -419,7 +422,8 @@ def advice_table(rows: list[dict]) -> str:
     for r in rows:
         low, high = r["between"]
         span = f" ({low}-{high if high is not None else '?'})" if r["advised"] else ""
-        sim = f"{r['simulated']:.1f}" if r["simulated"] is not None else "not reached"
+        sim = r["simulated"]
+        sim = "not reached" if sim is None else f"<= {-sim:g}" if sim < 0 else f"{sim:.1f}"
         err = f"{r['error']:+.0%}" if r["error"] is not None else "-"
         lines.append(
             f"| {r['visitors_per_day']} | {r['seed']} | {r['metric']} {r['target']:g}"
