@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/attribution_sim.py                 # the full grid (a few minutes)
     .venv/bin/python bench/attribution_sim.py --visitors 200 --sizes 1 --days 4
+    .venv/bin/python bench/attribution_sim.py --check-advice --seeds 1 2 3  # advice vs the grid
 
 Drives the real code with an injected clock: every page view and renewal goes through
 ``ctm_pbx.adapters.visits.handle_visit`` (the store, the pool's hand-out order, the lease
@@ -134,8 +135,8 @@ class Call:
 class Result:
     visitors_per_day: int
     size: int
-    calls: list[tuple[str, bool, float, bool]] = field(default_factory=list)
-    # (kind, right, confidence, caller's visitor among the candidates)
+    calls: list[tuple[str, bool, float, bool, str]] = field(default_factory=list)
+    # (kind, right, confidence, caller's visitor among the candidates, the caller's visitor)
     seconds: float = 0.0
     advice: dict | None = None  # pool size per target, from the advisor on this store
 
@@ -156,6 +157,7 @@ class Result:
             "size": self.size,
             "calls": n,
             "top1": acc(calls),
+            "same_day": acc([r for r in calls if r[0] != "days-later"]),
             **{kind: acc([r for r in calls if r[0] == kind]) for kind, _ in KIND_SHARES},
             "ece": ece,
             "share_ge_0.9": len(sure) / n if n else float("nan"),
@@ -340,7 +342,9 @@ def run(
             ).fetchone()
             truth = vids[call.visitor]
             candidates = {c["visitor_id"] for c in json.loads(row[2] or "[]")}
-            result.calls.append((call.kind, row[0] == truth, row[1] or 0.0, truth in candidates))
+            result.calls.append(
+                (call.kind, row[0] == truth, row[1] or 0.0, truth in candidates, truth)
+            )
     if advise:
         result.advice = advise_from(db, cfg, T0 + timedelta(days=days), advise)
     result.seconds = time.perf_counter() - started
@@ -349,21 +353,83 @@ def run(
 
 def advise_from(db, cfg, now: datetime, targets: dict[str, float]) -> dict:
     """What ``pools advise`` answers on the simulated store (its last 7 days)."""
+    from ctm_pbx.adapters.pool_accuracy import replay_advice
     from ctm_pbx.adapters.store import leases as lease_store
-    from ctm_pbx.adapters.store import pool_stats
-    from ctm_pbx.core.pool_sizing import Session, advise_size
 
     pool = cfg.pools["gads"]
-    since = now - timedelta(days=7)
     numbers = lease_store.pool_numbers(db, pool.name)
-    leases = pool_stats.pool_leases(db, numbers, since, now)
-    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = pool_stats.pool_call_delays(db, pool.name, since)
-    window = cfg.tracking.attribution_window_minutes
-    return {
-        metric: advise_size(sessions, delays, pool, metric, target, window).size
-        for metric, target in targets.items()
-    }
+    advised = replay_advice(db, cfg, pool, numbers, targets, now)
+    return {m: {"size": a.size, "between": list(a.between)} for m, a in advised.items()}
+
+
+ADVICE_TARGETS = {"accuracy": 0.9, "same_day": 0.99, "confident": 0.8}
+ADVICE_SIZES = (0.5, 0.7, 1, 1.4, 2, 3, 4, 6)  # multiples of CTM's rule, the simulated sizes
+SIM_METRIC = {"accuracy": "top1", "same_day": "same_day", "confident": "share_ge_0.9"}
+
+
+def smallest_size(points: list[tuple[int, float]], target: float) -> float | None:
+    """The smallest size reaching ``target``, by linear interpolation between the
+    simulated sizes around the first one that reaches it (None: none does)."""
+    points = sorted(points)
+    for k, (size, value) in enumerate(points):
+        if value >= target:
+            if k == 0:
+                return float(size)
+            s0, v0 = points[k - 1]
+            return s0 + (size - s0) * (target - v0) / (value - v0)
+    return None
+
+
+def check_advice(visitors: int, seed: int, days: int, rows: dict) -> list[dict]:
+    """The advisor on the store of a pool at CTM's size against the simulation at each
+    size of ``ADVICE_SIZES``: per target, the advised size and the simulation's smallest
+    (negative: reached at the smallest size simulated, so at most that).
+
+    ``rows`` caches summaries by (visitors, size, seed)."""
+    ctm = max(1, round(visitors / 20))
+    sizes = sorted({max(1, round(ctm * m)) for m in ADVICE_SIZES})
+    for size in sizes:
+        if (visitors, size, seed) not in rows:
+            advise = ADVICE_TARGETS if size == ctm else None
+            rows[visitors, size, seed] = run(visitors, size, days, seed, advise).summary()
+            print(json.dumps(rows[visitors, size, seed]), file=sys.stderr, flush=True)
+    advice = rows[visitors, ctm, seed]["advice"]
+    out = []
+    for metric, target in ADVICE_TARGETS.items():
+        points = [(n, rows[visitors, n, seed][SIM_METRIC[metric]]) for n in sizes]
+        sim = smallest_size(points, target)
+        if sim == sizes[0]:  # reached at the smallest size simulated: at most that
+            sim = -float(sizes[0])
+        got = advice[metric]
+        out.append(
+            {
+                "visitors_per_day": visitors,
+                "seed": seed,
+                "metric": metric,
+                "target": target,
+                "advised": got["size"],
+                "between": got["between"],
+                "simulated": sim,
+                "error": (got["size"] / sim - 1) if got["size"] and sim and sim > 0 else None,
+            }
+        )
+    return out
+
+
+def advice_table(rows: list[dict]) -> str:
+    head = "| visitors/day | seed | target | advised (margin) | simulation | error |"
+    lines = [head, "|" + "---|" * 6]
+    for r in rows:
+        low, high = r["between"]
+        span = f" ({low}-{high if high is not None else '?'})" if r["advised"] else ""
+        sim = r["simulated"]
+        sim = "not reached" if sim is None else f"<= {-sim:g}" if sim < 0 else f"{sim:.1f}"
+        err = f"{r['error']:+.0%}" if r["error"] is not None else "-"
+        lines.append(
+            f"| {r['visitors_per_day']} | {r['seed']} | {r['metric']} {r['target']:g}"
+            f" | {r['advised'] or 'not reached'}{span} | {sim} | {err} |"
+        )
+    return "\n".join(lines)
 
 
 def _pick(rng: random.Random) -> str:
@@ -420,16 +486,32 @@ def main() -> None:
     ap.add_argument(
         "--advise",
         action="store_true",
-        help="also ask the advisor (accuracy 0.9, same-day 0.99) on each simulated store",
+        help="also ask the advisor (accuracy 0.9, same-day 0.99, confident 0.8) on each store",
     )
+    ap.add_argument(
+        "--check-advice",
+        action="store_true",
+        help="the advisor's size per target (accuracy 0.9, same-day 0.99, confident 0.8) on"
+        " a store at CTM's size against the simulation's smallest at 0.5x-6x, per --seeds",
+    )
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = ap.parse_args()
+    if args.check_advice:
+        cache: dict = {}
+        checked = []
+        for visitors in args.visitors:
+            days = args.days or {200: 30, 1000: 10}.get(visitors, 4)
+            for seed in args.seeds:
+                checked += check_advice(visitors, seed, days, cache)
+        print(json.dumps(checked, indent=1) if args.json else advice_table(checked))
+        return
     rows = []
     for visitors in args.visitors:
         # enough calls to read a percentage at low volume, minutes at high volume
         days = args.days or {200: 30, 1000: 10}.get(visitors, 4)
         for mult in args.sizes:
             size = max(1, round(visitors / 20 * mult))
-            targets = {"accuracy": 0.9, "same_day": 0.99} if args.advise else None
+            targets = ADVICE_TARGETS if args.advise else None
             signals = tuple(x for x in SIGNALS if x not in args.without)
             summary = run(visitors, size, days, args.seed, targets, signals).summary()
             rows.append(summary)

@@ -7,13 +7,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctm_pbx.core.attribution import (
+    DIAL_MINUTES,
+    LATE_LINKED_SHARE,
+    LATE_SHARE,
     MAX_CANDIDATES,
     NOBODY,
+    TAP_SHARE,
+    UNKNOWN_SHARE,
+    VISIT_MINUTES,
     Attribution,
     Evidence,
     after_leave_density,
     attribute,
     call_likelihood,
+    evidence_of,
     link_repeat_caller,
     outside_likelihood,
 )
@@ -99,12 +106,37 @@ def test_a_page_that_said_it_closed_is_after_leaving_at_once() -> None:
     assert not score(closed).candidates[0].open_page
     assert score(closed).confidence < score(lease("v1", -10, -1.2)).confidence
     both = score(closed, lease("v2", -10, -0.5))
-    assert both.visitor_id == "v2" and both.confidence > 0.8
+    assert both.visitor_id == "v2" and both.confidence > 0.75
     assert score(lease("v1", -10, -0.5, closed_at=at(1))).candidates[0].open_page
     # closed 24 s before the call: maybe the tap that dialled; still of the visit
     assert score(lease("v1", -10, -0.5, closed_at=at(-0.4))).candidates[0].open_page
     shown_again = lease("v1", -10, -0.2, closed_at=at(-0.4))  # renewed after it closed
     assert score(shown_again).candidates[0].open_page
+
+
+TAPPED = TAP_SHARE / DIAL_MINUTES / ((1 - TAP_SHARE) / VISIT_MINUTES)  # 6.5
+
+
+@pytest.mark.parametrize(
+    ("caller", "other", "low", "high"),
+    [
+        # the caller tapped the number: their page closed 5 s before the call; the other
+        # page is open (renewed 40 s ago). A page closes at one every VISIT_MINUTES, a
+        # tap's close comes within DIAL_MINUTES of the call (the after-leave term of
+        # both, of a few seconds and 40 s, keeps the ratio under TAPPED)
+        (lease("v1", -5, -0.2, closed_at=at(-5 / 60)), lease("v2", -5, -40 / 60), 4, TAPPED),
+        # the close came 2 minutes before: they left, the open page is the caller's
+        (lease("v1", -5, -2, closed_at=at(-2)), lease("v2", -5, -40 / 60), 0, 0.5),
+        # both pages open: a coin toss
+        (lease("v1", -5, -0.2), lease("v2", -5, -0.2), 1, 1),
+    ],
+)
+def test_a_page_that_closed_as_the_call_came_is_the_tapping_callers(
+    caller, other, low, high
+) -> None:
+    got = attribute(NUMBER, at(0), [other, caller], DAY)
+    weights = {c.visitor_id: c.weight for c in got.candidates}
+    assert low <= weights["v1"] / weights["v2"] <= high
 
 
 def test_a_repeat_caller_is_linked_inside_and_outside_the_window() -> None:
@@ -169,6 +201,26 @@ def test_outside_weight_grows_with_the_numbers_traffic_and_shrinks_with_the_wind
     assert outside_likelihood(40, DAY) == pytest.approx(2 * outside_likelihood(20, DAY))
     assert outside_likelihood(20, 3 * DAY) < outside_likelihood(20, DAY) / 2
     assert outside_likelihood(0, DAY) > 0
+
+
+@pytest.mark.parametrize(
+    ("caller", "someone_else"),
+    [
+        # a caller id with no earlier call: not one of the days-later callers who called before
+        ("+12125550123", LATE_SHARE * (1 - LATE_LINKED_SHARE) + UNKNOWN_SHARE),
+        (None, LATE_SHARE + UNKNOWN_SHARE),  # withheld: could be any of them
+        ("anonymous", LATE_SHARE + UNKNOWN_SHARE),
+    ],
+)
+def test_a_caller_id_no_earlier_call_links_is_less_likely_a_days_later_caller(
+    caller, someone_else
+) -> None:
+    holder = lease("v1", -40, -30)
+    got = attribute(NUMBER, at(0), [holder], DAY, evidence_of(None, caller))
+    outside = someone_else / DAY  # one holder in a day's window
+    mine = call_likelihood(30)
+    assert got.someone_else == pytest.approx(outside / (outside + mine))
+    assert got.confidence == pytest.approx(mine / (outside + mine))
 
 
 PREVIOUS = [

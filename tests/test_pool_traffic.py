@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ctm_pbx.core.attribution import Evidence
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pool_sizing import Session, advise_size, replay
+from ctm_pbx.core.pool_sizing import ReplayCall, Session, advise_size, replay, spread_call
 from ctm_pbx.core.pools import Lease, pool_traffic
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -59,28 +61,113 @@ def sessions(per_day: int, days: int, seed: int = 1) -> list[Session]:
     return out
 
 
-DELAYS = [0.0] * 70 + [10 * math.exp(1.5 * (i / 12.5 - 1)) for i in range(25)] + [2000.0] * 5
+def calls_of(traffic: list[Session], every: int = 3) -> list[ReplayCall]:
+    """Every ``every``-th visitor calls: 70 % with the page open, 25 % minutes after
+    leaving, 5 % two days later (deterministic)."""
+    out = []
+    for i, s in enumerate(traffic[::every]):
+        k = i % 20
+        if k < 14:
+            out.append(ReplayCall(s.start + (s.end - s.start) / 2, s.visitor_id, 1.0))
+        elif k < 19:
+            delay = 10 * math.exp(1.5 * ((k - 14) / 2.5 - 1))
+            out.append(ReplayCall(s.end + timedelta(minutes=delay), s.visitor_id, 1.0))
+        else:
+            out.append(ReplayCall(s.end + timedelta(days=2), s.visitor_id, 1.0, same_day=False))
+    return out
 
 
 def test_replay_is_more_accurate_on_a_bigger_pool() -> None:
     traffic = sessions(200, 3)
-    small, big = (replay(traffic, DELAYS, POOL, n, 24 * 60) for n in (3, 20))
-    assert small.calls == big.calls == len(traffic)
+    calls = calls_of(traffic)
+    small, big = (replay(traffic, calls, POOL, n, 24 * 60) for n in (3, 20))
+    assert small.calls == big.calls == len(calls)
     assert small.accuracy < big.accuracy and small.same_day < big.same_day
     assert big.same_day > big.accuracy, "days-later calls are missed at any size"
 
 
+NY, LA = "America/New_York", "America/Los_Angeles"
+LINK = Evidence("r", None, 1.0, 7)  # the caller's earlier call was visitor r's
+
+
+@pytest.mark.parametrize(
+    ("case", "traffic", "call", "zones", "size"),
+    [
+        # a closes at 20: its number rests from the close, so b (45) takes it rather
+        # than d's, and d, who left at 15, is alone on theirs when they call at 50
+        (
+            "a closed page's number rests from its close",
+            [
+                Session("a", at(0), at(20), closed_at=at(20)),
+                Session("d", at(5), at(15)),
+                Session("b", at(45), at(55)),
+            ],
+            ReplayCall(at(50), "d", 1.0),
+            None,
+            2,
+        ),
+        # b and a share the one number, both pages open: b's browser is in the zone of
+        # the caller's number, a's three zones away
+        (
+            "the caller's time zone tells two open pages apart",
+            [Session("a", at(0), at(10)), Session("b", at(2), at(10))],
+            ReplayCall(at(5), "b", 1.0, evidence=Evidence(caller_zones=(NY,))),
+            {"a": LA, "b": NY},
+            1,
+        ),
+        # r visited two days before the call, x left an hour before it: the caller id
+        # links the call to r, outside the window
+        (
+            "a repeat caller's earlier visitor, days later",
+            [Session("r", at(0), at(10)), Session("x", at(2800), at(2810))],
+            ReplayCall(at(2880), "r", 1.0, same_day=False, evidence=LINK),
+            None,
+            1,
+        ),
+    ],
+)
+def test_replay_scores_with_what_the_engine_uses(case, traffic, call, zones, size) -> None:
+    """Closes, time zones and repeat callers, as the real scorer uses them: each case's
+    call is right in the replay, and wrong without that signal."""
+    got = replay(traffic, [call], POOL, size, 24 * 60, zones)
+    assert got.accuracy == 1.0, case
+    bare = [Session(s.visitor_id, s.start, s.end) for s in traffic]
+    without = replay(bare, [replace(call, evidence=Evidence())], POOL, size, 24 * 60)
+    assert without.accuracy == 0.0, case
+
+
+def test_a_stored_call_is_replayed_as_made_by_each_candidate() -> None:
+    stored = [
+        {"visitor_id": "a", "weight": 0.7, "idle_minutes": 0.0, "open_page": True},
+        {"visitor_id": "b", "weight": 0.2, "idle_minutes": 25.0},
+        {"visitor_id": "r", "weight": 0.05, "idle_minutes": -1.0, "repeat": True},
+        {"visitor_id": None, "someone_else": True, "weight": 0.05},
+        {"visitor_id": "c", "weight": 0.001, "idle_minutes": 300.0},  # too unlikely to replay
+    ]
+    got = spread_call(at(0), stored, LINK)
+    assert [(c.visitor_id, c.weight, c.same_day) for c in got] == [
+        ("a", 0.7, True),
+        ("b", 0.2, True),
+        ("r", 0.05, False),
+        (None, 0.05, False),
+    ]
+    assert all(c.evidence == LINK for c in got)
+
+
 def test_advise_size_finds_the_smallest_size_reaching_the_target() -> None:
     traffic = sessions(200, 3)
-    got = advise_size(traffic, DELAYS, POOL, "same_day", 0.95, 24 * 60)
+    calls = calls_of(traffic)
+    got = advise_size(traffic, calls, POOL, "same_day", 0.95, 24 * 60)
     assert got.size is not None and got.reached >= 0.95
-    below = replay(traffic, DELAYS, POOL, max(1, got.size - max(1, got.size // 10)), 24 * 60)
+    below = replay(traffic, calls, POOL, max(1, got.size - max(1, got.size // 10)), 24 * 60)
     assert below.same_day < 0.95 or got.size <= 2
-    assert "based on 100 calls" in got.explanation
+    assert f"based on {len(calls)} calls" in got.explanation
     assert "little data" not in got.explanation
-    few = advise_size(traffic, DELAYS[::5], POOL, "same_day", 0.95, 24 * 60)
+    low, high = got.between
+    assert low is not None and low <= got.size and (high is None or high >= got.size)
+    few = advise_size(traffic, calls[::5], POOL, "same_day", 0.95, 24 * 60)
     assert "little data" in few.explanation and few.margin > got.margin
-    unreachable = advise_size(traffic, DELAYS, POOL, "accuracy", 0.99, 24 * 60, max_size=64)
+    unreachable = advise_size(traffic, calls, POOL, "accuracy", 0.99, 24 * 60, max_size=64)
     assert unreachable.size is None and "not reached" in unreachable.explanation
     with pytest.raises(ValueError, match="between 0 and 1"):
-        advise_size(traffic, DELAYS, POOL, "accuracy", 1.5, 24 * 60)
+        advise_size(traffic, calls, POOL, "accuracy", 1.5, 24 * 60)

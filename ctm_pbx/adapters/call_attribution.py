@@ -17,15 +17,14 @@ import sqlite_utils
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.core.attribution import (
-    Evidence,
     RepeatLink,
     attribute,
     by_source,
+    evidence_of,
     link_repeat_caller,
 )
 from ctm_pbx.core.call.actions import StartCall
 from ctm_pbx.core.clock import iso, parse_iso
-from ctm_pbx.core.geo import number_time_zones
 from ctm_pbx.core.model import Config
 
 REPEAT_CALLER_DAYS = 90
@@ -54,18 +53,13 @@ def attribute_call(
         history = lease_store.lease_history(
             db, start.tracking_number, now - timedelta(minutes=window), now
         )
-        evidence = Evidence()
-        if previous is not None and previous.visitor_id:
-            evidence = Evidence(
-                previous.visitor_id, previous.visit_id, previous.confidence, previous.call_id
-            )
-        caller_zones = number_time_zones(start.caller_number)
-        if caller_zones:  # the candidates' browser zones, for the time-zone factor
+        evidence = evidence_of(previous, start.caller_number)
+        if evidence.caller_zones:  # the candidates' browser zones, for the time-zone factor
             visitors = list(dict.fromkeys(lease.visitor_id for lease in history))
             if evidence.repeat_visitor:
                 visitors.append(evidence.repeat_visitor)
             zones = visitor_store.visitor_time_zones(db, visitors)
-            evidence = replace(evidence, caller_zones=caller_zones, visitor_zones=zones)
+            evidence = replace(evidence, visitor_zones=zones)
         att = attribute(start.tracking_number, now, history, window, evidence)
         visitor_id, visit_id = att.visitor_id, att.visit_id
         confidence, reason = round(att.confidence, 4), att.reason

@@ -16,9 +16,11 @@ import sqlite_utils
 
 from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import pool_stats
+from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.reports import run_report
+from ctm_pbx.core.attribution import evidence_of
 from ctm_pbx.core.model import Config
-from ctm_pbx.core.pool_sizing import Session, advise_size
+from ctm_pbx.core.pool_sizing import Session, SizeAdvice, advise_size, spread_call
 from ctm_pbx.core.pools import pool_traffic
 from ctm_pbx.core.reports import Dimension, Filters, Period, QualifiedCall, time_buckets
 
@@ -53,14 +55,36 @@ def verdict(pool: str, size: int, advised: int | None, target: float, why: str) 
     return f"{pool} is the right size for {goal} ({why})"
 
 
-def replay_advice(db, config: Config, pool, numbers, metric: str, target: float, now):
-    """The smallest size of ``pool`` reaching ``target`` on ``metric``: its stored visits
-    of the last 7 days handed out again at other sizes (``core.pool_sizing``)."""
-    leases = pool_stats.pool_leases(db, numbers, now - HISTORY, now)
-    sessions = [Session(x.visitor_id, x.leased_at, x.last_active_at) for x in leases]
-    delays = pool_stats.pool_call_delays(db, pool.name, now - HISTORY)
+def replay_advice(
+    db, config: Config, pool, numbers, targets: dict[str, float], now
+) -> dict[str, SizeAdvice]:
+    """Per metric, the smallest size of ``pool`` reaching its target: the pool's stored
+    visits of the last 7 days handed out again at other sizes, its calls put back with
+    the evidence they were scored with (``core.pool_sizing``; one replay per size)."""
+    sessions, calls, zones = replay_data(db, pool, numbers, now - HISTORY, now)
     window = config.tracking.attribution_window_minutes
-    return advise_size(sessions, delays, pool, metric, target, window)
+    cache: dict = {}
+    return {
+        metric: advise_size(sessions, calls, pool, metric, target, window, zones=zones,
+                            start=max(1, len(numbers)), cache=cache)
+        for metric, target in targets.items()
+    }  # fmt: skip
+
+
+def replay_data(db, pool, numbers, since: datetime, now: datetime):
+    """What the sizing replay needs of the store: the pool's sessions (leases, with their
+    closes), its calls spread over their candidates, and the visitors' browser zones."""
+    leases = pool_stats.pool_leases(db, numbers, since, now)
+    sessions = [
+        Session(x.visitor_id, x.leased_at, x.last_active_at, x.closed_at, x.expires_at)
+        for x in leases
+    ]
+    calls = []
+    for at, caller, candidates, link in pool_stats.pool_calls(db, pool.name, since):
+        calls.extend(spread_call(at, candidates, evidence_of(link, caller)))
+    visitors = list(dict.fromkeys([s.visitor_id for s in sessions] + [
+        c.visitor_id for c in calls if c.visitor_id]))  # fmt: skip
+    return sessions, calls, visitor_store.visitor_time_zones(db, visitors)
 
 
 def pool_accuracy(
@@ -85,7 +109,7 @@ def pool_accuracy(
         leases = pool_stats.pool_leases(db, numbers, since, now)
         traffic = pool_traffic(leases, since, now)
         daily = pool_stats.daily_visitors(db, pool.source, now)
-        sized = replay_advice(db, config, pool, numbers, "confident", target, now)
+        sized = replay_advice(db, config, pool, numbers, {"confident": target}, now)["confident"]
         calls = by_pool.get(pool.name, {})
         peaks = tuple((b.label, pool_traffic(leases, b.start, b.end).peak_open) for b in days)
         out.append(

@@ -18,11 +18,17 @@ The parts of the model, and why:
   closed (or hidden) it; a page that said it closed (``Lease.closed_at``, the
   script's beacon) is closed from then on, and its holder is one who left,
   measured from the close; a call within ``DIAL_MINUTES`` of the close still
-  counts as of the visit (tapping a ``tel:`` link hides the page too);
+  counts as of the visit (tapping a ``tel:`` link hides the page too). Of the
+  calls made during a visit, ``TAP_SHARE`` are such taps: a page that closed in
+  the minute before the call is that much likelier the caller's than one still
+  open (pages close at one every ``VISIT_MINUTES``; a tap's close comes within
+  ``DIAL_MINUTES`` of its call), and an open page's holder is calling without a tap;
 - *after leaving*: a heavy-tailed delay (log-logistic: median 10 minutes,
   12 % after an hour), as people call back, not an exponential;
 - *days later*: one to three days after the visit, spread evenly; these
-  callers are mostly outside the window, hence the "someone else" weight.
+  callers are mostly outside the window, hence the "someone else" weight. Some
+  of them called before (``LATE_LINKED_SHARE``) and the caller id links them to
+  their visitor (below): a caller id with no such link is less likely one of them.
 
 Evidence that does not depend on the pool multiplies a candidate's weight (a
 likelihood ratio; "someone else" keeps a factor of 1):
@@ -50,6 +56,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ctm_pbx.core.clock import parse_iso
+from ctm_pbx.core.geo import number_time_zones
 from ctm_pbx.core.model import Source, SourceKind
 from ctm_pbx.core.pools import Lease
 
@@ -59,11 +66,14 @@ OPEN_MINUTES = 1.5  # a page renews every minute while visible: idle longer = cl
 # A page that said it closed this recently may have hidden as its visitor tapped a tel:
 # link to call: still a call of the visit.
 DIAL_MINUTES = 1.0
+TAP_SHARE = 0.5  # of the calls made during the visit, those made by tapping the number
 AFTER_MEDIAN_MINUTES = 10.0  # calls after leaving: median delay
 AFTER_SHAPE = 1.11  # log-logistic shape: 12 % of after-leave calls come after an hour
 LATE_FROM_MINUTES, LATE_TO_MINUTES = 24 * 60, 3 * 24 * 60  # days-later calls: 1 to 3 days
 # Callers who never held the number (copied, printed, remembered), per visitor it serves.
 UNKNOWN_SHARE = 0.01
+# Of days-later callers, those who had called before (their caller id linked to the visitor).
+LATE_LINKED_SHARE = 0.4
 # How much likelier a repeat caller's earlier visitor is than anyone else (the caller id is
 # a person's; another visitor is rarely the same person on another device).
 REPEAT_FACTOR = 1000.0
@@ -84,31 +94,41 @@ def after_leave_density(minutes: float) -> float:
     return AFTER_SHAPE / minutes * x / (1 + x) ** 2
 
 
-def call_likelihood(idle_minutes: float, *, open_page: bool | None = None) -> float:
+def call_likelihood(
+    idle_minutes: float, *, open_page: bool | None = None, dialed: bool = False
+) -> float:
     """Rate (per minute, per calling visitor) of a call ``idle_minutes`` after their last activity.
 
-    ``open_page`` (default: idle at most ``OPEN_MINUTES``) says the page was open then.
+    ``open_page`` (default: idle at most ``OPEN_MINUTES``) says the page was open then;
+    ``dialed``: it said it closed within ``DIAL_MINUTES`` before (a tap on the number),
+    which a page that is not the caller's does once every ``VISIT_MINUTES``.
     """
     d = max(0.0, idle_minutes)
     if open_page is None:
         open_page = d <= OPEN_MINUTES
-    visit = VISIT_SHARE / VISIT_MINUTES if open_page else 0.0
+    if dialed:
+        visit = VISIT_SHARE * TAP_SHARE / DIAL_MINUTES
+    else:
+        visit = VISIT_SHARE * (1 - TAP_SHARE) / VISIT_MINUTES if open_page else 0.0
     late = LATE_SHARE / (LATE_TO_MINUTES - LATE_FROM_MINUTES)
     late = late if LATE_FROM_MINUTES <= d <= LATE_TO_MINUTES else 0.0
     return visit + AFTER_SHARE * after_leave_density(d) + late
 
 
-def outside_likelihood(holders: int, window_minutes: float) -> float:
+def outside_likelihood(holders: int, window_minutes: float, *, unlinked: bool = False) -> float:
     """Rate of a call from someone who is none of the window's ``holders``.
 
     The number serves ``holders / window_minutes`` visitors a minute; the share of
     days-later calls that fall beyond the window comes from as many visitors, and
-    callers who never visited add ``UNKNOWN_SHARE`` per visitor.
+    callers who never visited add ``UNKNOWN_SHARE`` per visitor. ``unlinked``: the
+    caller id is known and no earlier call links it to a visitor, so the caller is
+    not one of the days-later callers who had called before.
     """
     rate = max(holders, 1) / max(window_minutes, 1.0)
     span = LATE_TO_MINUTES - LATE_FROM_MINUTES
     beyond = min(1.0, max(0.0, (LATE_TO_MINUTES - max(window_minutes, LATE_FROM_MINUTES)) / span))
-    return rate * (LATE_SHARE * beyond + UNKNOWN_SHARE)
+    late = LATE_SHARE * (1 - LATE_LINKED_SHARE if unlinked else 1.0)
+    return rate * (late * beyond + UNKNOWN_SHARE)
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,19 @@ class Evidence:
     repeat_call_id: int | None = None
     caller_zones: tuple[str, ...] = ()  # the caller's number's time zones (IANA)
     visitor_zones: Mapping[str, str] = field(default_factory=dict)  # visitor -> browser zone
+    caller_known: bool = False  # the caller id is one an earlier call could link (not withheld)
+
+
+def evidence_of(link: RepeatLink | None, caller_number: str | None) -> Evidence:
+    """What a call tells beside its number: the caller's earlier attributed call (a
+    ``link_repeat_caller`` link) and their number's time zones."""
+    known = bool(caller_number and caller_number.startswith("+"))
+    zones = number_time_zones(caller_number)
+    if link is None or not link.visitor_id:
+        return Evidence(caller_zones=zones, caller_known=known)
+    return Evidence(
+        link.visitor_id, link.visit_id, link.confidence, link.call_id, zones, caller_known=known
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -206,6 +239,7 @@ def attribute(
     latest: dict[str, tuple[datetime, Lease]] = {}  # visitor -> (last activity, its lease)
     active_visitors: set[str] = set()
     open_visitors: set[str] = set()
+    dialed: set[str] = set()  # their page closed within DIAL_MINUTES before the call
     for lease in leases:
         if lease.number and lease.number != number:
             continue
@@ -219,6 +253,8 @@ def attribute(
         closed = lease.closed and lease.closed_at is not None and lease.closed_at <= now
         if closed and lease.closed_at is not None:
             is_open = (now - lease.closed_at).total_seconds() <= 60 * DIAL_MINUTES
+            if is_open:
+                dialed.add(lease.visitor_id)
         else:
             is_open = (now - min(lease.last_active_at, now)).total_seconds() <= 60 * OPEN_MINUTES
         if is_open:
@@ -228,7 +264,8 @@ def attribute(
         if seen is None or last > seen[0]:
             latest[lease.visitor_id] = (last, lease)
 
-    outside = outside_likelihood(len(latest), window_minutes)
+    unlinked = ev.caller_known and not ev.repeat_visitor
+    outside = outside_likelihood(len(latest), window_minutes, unlinked=unlinked)
     factor = 1 + (REPEAT_FACTOR - 1) * min(1.0, max(0.0, ev.repeat_confidence))
     hours: dict[str, int] = {}
     for vid in (*latest, *([ev.repeat_visitor] if ev.repeat_visitor else [])):
@@ -239,7 +276,9 @@ def attribute(
     scored: list[tuple[float, float, str, str | None, bool]] = []
     for vid, (last, lease) in latest.items():
         idle = (now - last).total_seconds() / 60
-        w = call_likelihood(idle, open_page=vid in open_visitors) * zoned.get(vid, 1.0)
+        opened = vid in open_visitors
+        w = call_likelihood(idle, open_page=opened, dialed=opened and vid in dialed)
+        w *= zoned.get(vid, 1.0)
         repeat = vid == ev.repeat_visitor
         scored.append((w * (factor if repeat else 1.0), idle, vid, lease.visit_id, repeat))
     if ev.repeat_visitor and ev.repeat_visitor not in latest:

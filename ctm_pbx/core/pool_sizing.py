@@ -1,42 +1,88 @@
 """How many numbers a pool needs for an accuracy target, from its own traffic.
 
-Pure. ``pools advise`` hands over the pool's stored sessions (each lease: when
-the visitor took the number, when they were last active) and the call delays
-of its calls; ``replay`` hands the same sessions out again on a pool
-of another size with the real hand-out (``core.pools.assign``), places calls at
-the measured delays and scores them with the real scorer
-(``core.attribution.attribute``). ``advise_size`` searches the smallest size
-that meets the target. No model of the traffic is assumed: its arrivals by
-hour, session lengths and call delays are the pool's (each call spread over its candidates).
+Pure. ``pools advise`` hands over the pool's stored sessions (each lease: when the
+visitor took the number, their last activity, the page's close) and its calls, each
+spread over its candidates by their probability and carrying what it told beside the
+number (the caller's time zones, a repeat caller's earlier visitor). ``replay`` hands
+the sessions out again on a pool of another size in the order of the real hand-out
+(``core.pools.hand_out``, the numbers ranked by ``rests_until``), puts each call back at
+its own time on the number its visitor would have held, and scores it with the real
+scorer (``core.attribution.attribute``) and the same evidence. ``advise_size`` searches
+the smallest size that meets the target. No model of the traffic is assumed: arrivals,
+sessions, closes, call times and evidence are the pool's own.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
-from dataclasses import dataclass, replace
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from ctm_pbx.core.attribution import attribute
+from ctm_pbx.core.attribution import Evidence, attribute
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Lease, NumberState, PoolView, assign
+from ctm_pbx.core.pools import Candidate, Lease, hand_out, rests_until
 
 CONFIDENT = 0.9  # "a confident call": scored at least this
-MAX_CALLS = 3000  # replayed calls per size (enough to read a percentage)
 METRICS = ("accuracy", "same_day", "confident")
+SAME_DAY_MINUTES = 24 * 60
+# A candidate this unlikely is not replayed: most of a call's candidates are visitors
+# who left hours ago, and their share of the calls is under 1 % (bench/README.md).
+MIN_WEIGHT = 0.005
 
 
 @dataclass(frozen=True)
 class Session:
+    """One stored lease: a visitor's stay on the page (one number)."""
+
     visitor_id: str
     start: datetime
     end: datetime  # last activity
+    closed_at: datetime | None = None  # the page said it closed (swap.js's beacon)
+    expires_at: datetime | None = None  # as stored (default: ``end`` + the lease's life)
+
+
+@dataclass(frozen=True)
+class ReplayCall:
+    """A stored call, as made by one of its candidates (``weight``: their probability).
+
+    ``visitor_id`` None: someone who is none of the candidates. ``same_day``: the
+    candidate was active less than a day before the call.
+    """
+
+    at: datetime
+    visitor_id: str | None
+    weight: float
+    same_day: bool = True
+    evidence: Evidence = field(default_factory=Evidence)
+
+
+def spread_call(
+    at: datetime, candidates: Sequence[Mapping], evidence: Evidence | None = None
+) -> list[ReplayCall]:
+    """A stored call as made by each of its stored candidates (``attribution_candidates_json``:
+    their weights, "someone else" among them), with the evidence it was scored with;
+    candidates under ``MIN_WEIGHT`` are left out."""
+    ev = evidence or Evidence()
+    out = []
+    for cand in candidates:
+        weight = float(cand.get("weight") or 0)
+        if weight < MIN_WEIGHT:
+            continue
+        visitor = None if cand.get("someone_else") else cand.get("visitor_id")
+        idle = cand.get("idle_minutes")
+        same = visitor is not None and idle is not None and 0 <= idle < SAME_DAY_MINUTES
+        out.append(ReplayCall(at, visitor, weight, same, ev))
+    return out
 
 
 @dataclass(frozen=True)
 class Replay:
     size: int
-    calls: int
+    calls: int  # calls replayed (their weights summed)
     accuracy: float  # top-1 over all replayed calls
     same_day: float  # top-1 over calls within a day of the visit
     confident: float  # share of calls scored >= CONFIDENT
@@ -47,121 +93,154 @@ class Replay:
 
 def replay(
     sessions: list[Session],
-    delays: list,
+    calls: list[ReplayCall],
     pool: Pool,
     size: int,
     window_minutes: int,
+    zones: Mapping[str, str] | None = None,
 ) -> Replay:
-    """Hand ``sessions`` out on ``size`` numbers, call back at ``delays``, score the calls.
+    """Hand ``sessions`` out on ``size`` numbers, put ``calls`` back, score them.
 
-    A delay of 0 is a call made with the page open (placed mid-session); others
-    are minutes after the session's last activity; ``(minutes, weight)`` pairs
-    weigh them (a call spread over its candidates). Calls are spread evenly over
-    the sessions and delays (deterministic).
+    Each call is scored at its own time on the number its visitor's latest session
+    (started by then) got in the replay, with its evidence and the visitors' browser
+    ``zones``; a call of "someone else" (or of a visitor with no session) on a number
+    chosen by its time. Every call counts by its weight.
     """
-    sessions = sorted(sessions, key=lambda s: s.start)
-    numbers = [f"n{i:05d}" for i in range(size)]
-    held: dict[str, list[tuple[Session, Lease]]] = {n: [] for n in numbers}
-    last_done: dict[str, datetime | None] = dict.fromkeys(numbers)
-    owner: list[str] = []
-    for s in sessions:
-        t = s.start
-        states = []
-        for n in numbers:
-            live, last = [], last_done[n]
-            for sess, lease in held[n]:
-                seen = _as_of(sess, lease, t)
-                if seen.expires_at > t:
-                    live.append(seen)
-                if last is None or seen.last_active_at > last:
-                    last = seen.last_active_at
-            states.append(NumberState(n, last, tuple(live)))
-        got = assign(PoolView(pool, tuple(states)), s.visitor_id, t)
-        number = got.number or numbers[0]
-        expires = s.end + timedelta(minutes=pool.lease_minutes)
-        held[number].append((s, Lease(s.visitor_id, s.start, s.end, expires, number=number)))
-        owner.append(number)
-        _prune(held, last_done, t, pool)
-    history = _history(sessions, owner)
-    calls = _calls(sessions, delays)
-    right = right_same = same = sure = 0
-    for index, delay in calls:
-        s, number = sessions[index], owner[index]
-        now = s.start + (s.end - s.start) / 2 if delay <= 0 else s.end + timedelta(minutes=delay)
-        leases = _window(history[number], now, window_minutes, pool)
-        att = attribute(number, now, leases, window_minutes)
-        ok = att.visitor_id == s.visitor_id
-        right += ok
-        sure += att.confidence >= CONFIDENT
-        if delay < 24 * 60:
-            same += 1
-            right_same += ok
-    placed = len(calls) or 1
-    return Replay(size, len(calls), right / placed, right_same / (same or 1), sure / placed)
-
-
-def _as_of(sess: Session, lease: Lease, t: datetime) -> Lease:
-    if sess.end <= t:
-        return lease
-    last = max(sess.start, t)
-    return replace(lease, last_active_at=last, expires_at=lease.expires_at - (sess.end - last))
-
-
-def _prune(held, last_done, t: datetime, pool: Pool) -> None:
-    """Forget sessions whose lease is over (keeping their number's last activity)."""
-    for n, rows in held.items():
-        if len(rows) < 4:
-            continue
-        keep = []
-        for sess, lease in rows:
-            if lease.expires_at > t or sess.end > t:
-                keep.append((sess, lease))
-            elif last_done[n] is None or sess.end > last_done[n]:
-                last_done[n] = sess.end
-        held[n] = keep
-
-
-def _history(sessions: list[Session], owner: list[str]) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for s, n in zip(sessions, owner, strict=True):
-        out.setdefault(n, []).append(s)
-    return out
-
-
-def _window(rows: list[Session], now: datetime, window_minutes: int, pool: Pool) -> list[Lease]:
-    """The number's leases as they stood at ``now`` (sessions sorted by start)."""
-    stop = bisect.bisect_right([s.start for s in rows], now)
-    since = now - timedelta(minutes=window_minutes + pool.lease_minutes)
-    out = []
-    for s in rows[:stop]:
-        if s.end < since:
-            continue
-        last = min(s.end, now)
-        out.append(Lease(s.visitor_id, s.start, last, last + timedelta(minutes=pool.lease_minutes)))
-    return out
-
-
-def _calls(sessions: list[Session], delays: list) -> list[tuple[int, float]]:
-    """Calls spread evenly over the sessions, their delays at even quantiles of the weights.
-
-    ``delays`` are minutes, or ``(minutes, weight)`` pairs.
-    """
-    if not sessions or not delays:
-        return []
-    pairs = sorted(
-        (d, 1.0) if isinstance(d, int | float) else (float(d[0]), float(d[1])) for d in delays
+    order = sorted(range(len(sessions)), key=lambda i: (sessions[i].start, i))
+    owner = _hand_out(sessions, order, pool, size)
+    names = [f"n{i:05d}" for i in range(size)]
+    on_number: list[list[int]] = [[] for _ in range(size)]
+    by_visitor: dict[str, list[int]] = {}
+    for i in order:
+        if owner[i] is not None:
+            on_number[owner[i]].append(i)  # type: ignore[index]
+        by_visitor.setdefault(sessions[i].visitor_id, []).append(i)
+    starts = [[sessions[i].start for i in rows] for rows in on_number]
+    visitor_starts = {v: [sessions[i].start for i in rows] for v, rows in by_visitor.items()}
+    life = timedelta(minutes=pool.lease_minutes)
+    longest = max((s.end - s.start for s in sessions), default=timedelta(0))
+    reach = timedelta(minutes=window_minutes) + life + min(longest, timedelta(days=1))
+    total = right = same = right_same = sure = 0.0
+    for call in calls:
+        number: int | None = _number_at(call, size)
+        if call.visitor_id in by_visitor:
+            k = bisect.bisect_right(visitor_starts[call.visitor_id], call.at)
+            if k:
+                number = owner[by_visitor[call.visitor_id][k - 1]]
+        ok = confident = False
+        if number is not None and size:
+            leases = _leases_at(sessions, on_number[number], starts[number], call.at, life,
+                                reach, names[number])  # fmt: skip
+            evidence = call.evidence
+            if zones and evidence.caller_zones:
+                evidence = replace(evidence, visitor_zones=zones)
+            att = attribute(names[number], call.at, leases, window_minutes, evidence)
+            ok = call.visitor_id is not None and att.visitor_id == call.visitor_id
+            confident = att.confidence >= CONFIDENT
+        total += call.weight
+        right += call.weight * ok
+        sure += call.weight * confident
+        if call.same_day and call.visitor_id is not None:
+            same += call.weight
+            right_same += call.weight * ok
+    return Replay(
+        size,
+        round(total),
+        right / (total or 1),
+        right_same / (same or 1),
+        sure / (total or 1),
     )
-    total = sum(w for _, w in pairs)
-    n = min(MAX_CALLS, max(len(sessions), len(pairs)))
-    cumulative, acc = [], 0.0
-    for _, w in pairs:
-        acc += w
-        cumulative.append(acc)
+
+
+def _number_at(call: ReplayCall, size: int) -> int | None:
+    """A number for a call nobody in the replay held: a stable choice by its time."""
+    if not size:
+        return None
+    return zlib.crc32(f"{call.at.isoformat()} {call.visitor_id}".encode()) % size
+
+
+def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) -> list:
+    """Each session's number (an index; None: the overflow number or an empty pool).
+
+    The real order: the number free first (``rests_until`` of its leases; never used
+    first), else a held one; a returning visitor's own number back when it is free.
+    """
+    if not size:
+        return [None] * len(sessions)
+    life = timedelta(minutes=pool.lease_minutes)
+    rest = timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
+    free_at: list[datetime | None] = [None] * size  # of its leases that ended
+    last: list[datetime | None] = [None] * size  # its holders' latest confirmed activity
+    ongoing = [0] * size  # sessions on it not over yet
+    version = [0] * size
+    idle: list[tuple] = [(0, 0.0, n, 0) for n in range(size)]  # numbers no session is on
+    ends: list[tuple[datetime, int, int]] = []
+    latest: dict[str, int] = {}  # visitor -> the number of their latest session
+    owner: list[int | None] = [None] * len(sessions)
+    for i in order:
+        s = sessions[i]
+        t = s.start
+        while ends and ends[0][0] <= t:
+            _, j, n = heapq.heappop(ends)
+            done = sessions[j]
+            expires = done.expires_at or done.end + life
+            lease = Lease(done.visitor_id, done.start, done.end, expires, closed_at=done.closed_at)
+            until = rests_until(lease, pool)
+            free_at[n] = until if free_at[n] is None else max(free_at[n], until)  # type: ignore[type-var]
+            if done.end > done.start:
+                last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
+            ongoing[n] -= 1
+            if not ongoing[n]:
+                version[n] += 1
+                heapq.heappush(idle, (1, free_at[n].timestamp(), n, version[n]))  # type: ignore[union-attr]
+        while idle and (ongoing[idle[0][2]] or idle[0][3] != version[idle[0][2]]):
+            heapq.heappop(idle)
+        if idle:
+            n = idle[0][2]
+            candidate = Candidate(str(n), last[n], 0, False, free_at[n])
+        else:  # every number has a page on it: the one with fewest
+            n = min(range(size), key=lambda k: (ongoing[k], k))
+            candidate = Candidate(str(n), last[n], ongoing[n], False, t + rest)
+        previous = None
+        p = latest.get(s.visitor_id)
+        if p is not None and not ongoing[p]:
+            previous = Candidate(str(p), last[p], 0, False, free_at[p])
+        got = hand_out(pool, candidate, t, previous=previous)
+        if got.number is None or got.overflow:
+            continue
+        n = int(got.number)
+        owner[i] = n
+        latest[s.visitor_id] = n
+        ongoing[n] += 1
+        version[n] += 1
+        heapq.heappush(ends, (s.end, i, n))
+    return owner
+
+
+def _leases_at(
+    sessions: list[Session],
+    rows: list[int],
+    starts: list[datetime],
+    now: datetime,
+    life: timedelta,
+    reach: timedelta,
+    number: str,
+) -> list[Lease]:
+    """The number's leases as they stood at ``now`` (its sessions sorted by start, those
+    started ``reach`` before it at most)."""
+    since = now - reach
     out = []
-    for i in range(n):
-        q = ((i * 0.618034) % 1.0) * total  # a low-discrepancy walk over the quantiles
-        k = min(bisect.bisect_left(cumulative, q), len(pairs) - 1)
-        out.append(((i * 7919) % len(sessions), pairs[k][0]))
+    for k in range(bisect.bisect_right(starts, now) - 1, -1, -1):
+        s = sessions[rows[k]]
+        if s.start < since:
+            break
+        if s.end <= now:
+            last, expires = s.end, s.expires_at or s.end + life
+        else:
+            last, expires = now, now + life
+        closed = s.closed_at if s.closed_at is not None and s.closed_at <= now else None
+        out.append(Lease(s.visitor_id, s.start, last, expires, number=number, closed_at=closed))
+    out.reverse()
     return out
 
 
@@ -174,69 +253,101 @@ class SizeAdvice:
     tried: tuple[Replay, ...]
     margin: float  # +- of the metric from the number of measured calls (95 %)
     explanation: str
+    # the sizes that reach the target less and plus the margin (None: not reached)
+    between: tuple[int | None, int | None] = (None, None)
 
 
 def advise_size(
     sessions: list[Session],
-    delays: list,
+    calls: list[ReplayCall],
     pool: Pool,
     metric: str,
     target: float,
     window_minutes: int,
     *,
+    zones: Mapping[str, str] | None = None,
     max_size: int = 2000,
+    start: int = 1,
+    cache: dict[int, Replay] | None = None,
 ) -> SizeAdvice:
-    """The smallest pool size whose replay reaches ``target`` on ``metric``."""
+    """The smallest pool size whose replay reaches ``target`` on ``metric``.
+
+    How sure: the measured rate is good to +- ``margin`` (95 %, from the number of
+    calls), so the sizes that reach the target less and plus the margin bound the answer.
+    The search starts at ``start`` (the pool's size); ``cache`` keeps the replays for
+    another target on the same data.
+    """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
     if not 0 < target < 1:
         raise ValueError("the target must be between 0 and 1 (exclusive)")
-    calls = round(sum(1.0 if isinstance(d, int | float) else d[1] for d in delays))
-    margin = 1.96 * math.sqrt(target * (1 - target) / max(calls, 1))
-    if not sessions or not delays:
+    count = round(sum(c.weight for c in calls))
+    margin = 1.96 * math.sqrt(target * (1 - target) / max(count, 1))
+    if not sessions or not calls:
         return SizeAdvice(metric, target, None, 0.0, (), 1.0, "no stored visits or calls to replay")
-    tried: dict[int, Replay] = {}
+    tried = {} if cache is None else cache
 
-    def at(size: int) -> Replay:
+    def at(size: int) -> float:
         if size not in tried:
-            tried[size] = replay(sessions, delays, pool, size, window_minutes)
-        return tried[size]
+            tried[size] = replay(sessions, calls, pool, size, window_minutes, zones)
+        return tried[size].metric(metric)
 
-    low, high = 0, 1
-    while at(high).metric(metric) < target:
-        low, high = high, high * 2
-        if high > max_size:
-            best = at(low)
-            return SizeAdvice(
-                metric,
-                target,
-                None,
-                best.metric(metric),
-                tuple(sorted(tried.values(), key=lambda r: r.size)),
-                margin,
-                f"{metric} {target:.0%} is not reached with {low} numbers"
-                f" ({best.metric(metric):.1%}); calls made days later need the caller id",
-            )
-    while high - low > max(1, high // 20):  # to within 5 %
-        mid = (low + high) // 2
-        if at(mid).metric(metric) >= target:
-            high = mid
-        else:
-            low = mid
-    got = at(high)
+    first = min(max(1, start), max_size)
+    size = _smallest(at, target, first, max_size)
+    low = _smallest(at, max(target - margin, 1e-9), size or first, max_size, 0.1)
+    high = _smallest(at, min(target + margin, 1.0), size or first, max_size, 0.1)
+    runs = tuple(sorted(tried.values(), key=lambda r: r.size))
+    if size is None:
+        largest = max(tried)
+        return SizeAdvice(
+            metric,
+            target,
+            None,
+            at(largest),
+            runs,
+            margin,
+            f"{metric} {target:.0%} is not reached with {largest} numbers"
+            f" ({at(largest):.1%}); calls made days later need the caller id",
+            (low, high),
+        )
+    span = f"{low}" if low == high else f"{low}-{high if high is not None else 'more'}"
     sure = (
-        f"based on {calls} calls and {len(sessions)} visits:"
-        f" the measured rate is good to +-{margin:.0%}"
+        f"based on {count} calls and {len(sessions)} visits: the measured rate is good to"
+        f" +-{margin:.0%}, so {span} numbers"
     )
-    if calls < 100:
+    if count < 100:
         sure += " (little data: take it as a rough figure)"
     return SizeAdvice(
         metric,
         target,
-        high,
-        got.metric(metric),
-        tuple(sorted(tried.values(), key=lambda r: r.size)),
+        size,
+        at(size),
+        runs,
         margin,
-        f"{high} numbers reach {metric} {target:.0%} ({got.metric(metric):.1%} on a replay of"
-        f" this pool's own visits and call delays); {sure}",
+        f"{size} numbers reach {metric} {target:.0%} ({at(size):.1%} on a replay of this"
+        f" pool's own visits and calls); {sure}",
+        (low, high),
     )
+
+
+def _smallest(at, target: float, start: int, max_size: int, within: float = 0.05) -> int | None:
+    """The smallest size with ``at(size) >= target``, to ``within`` of it, searched from
+    ``start`` by halving or doubling (None: not reached by ``max_size``)."""
+    if at(start) >= target:
+        high, low = start, start // 2
+        while low and at(low) >= target:
+            high, low = low, low // 2
+    else:
+        low, high = start, start * 2
+        while at(min(high, max_size)) < target:
+            if high >= max_size:
+                return None
+            low, high = high, high * 2
+        high = min(high, max_size)
+    while high - low > max(1, int(high * within)):
+        mid = (low + high) // 2
+        if at(mid) >= target:
+            high = mid
+        else:
+            low = mid
+    return high

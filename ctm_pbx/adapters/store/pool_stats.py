@@ -12,6 +12,7 @@ import sqlite_utils
 from ctm_pbx.adapters.store.db import one_row
 from ctm_pbx.adapters.store.lease_index import LEASE_COLS as _LEASE_COLS
 from ctm_pbx.adapters.store.lease_index import lease_from_row as _lease
+from ctm_pbx.core.attribution import RepeatLink
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.pools import Lease
 
@@ -110,32 +111,21 @@ def pool_leases(
     return [_lease(r) for r in rows]
 
 
-def pool_call_delays(
-    db: sqlite_utils.Database, pool: str, since: datetime
-) -> list[tuple[float, float]]:
-    """``(minutes, weight)``: how long after the caller's last activity the pool's calls came.
-
-    Each call counts once, spread over its candidates by their probability (an
-    open page: 0 minutes) and its "someone else" share (a days-later call,
-    ``LATE_MINUTES``), so that the calls no one could attribute are not left out.
-    """
+def pool_calls(db: sqlite_utils.Database, pool: str, since: datetime) -> list[tuple]:
+    """The pool's calls since ``since``, for the sizing replay: ``(started_at, caller_number,
+    candidates, earlier link)``, the link (a ``RepeatLink``, or None) the call was scored with."""
     rows = db.conn.execute(
-        "SELECT attribution_candidates_json FROM calls WHERE pool = ? AND started_at >= ?",
+        "SELECT c.started_at, c.caller_number, c.attribution_candidates_json, p.id,"
+        " p.visitor_id, p.started_at, p.attribution_confidence, p.visit_id"
+        " FROM calls c LEFT JOIN calls p ON p.id = c.previous_call_id"
+        " WHERE c.pool = ? AND c.started_at >= ? ORDER BY c.started_at",
         (pool, iso(since)),
     )
-    delays: list[tuple[float, float]] = []
-    for (text,) in rows:
-        for cand in json.loads(text or "[]"):
-            weight = float(cand.get("weight") or 0)
-            if weight <= 0:
-                continue
-            if cand.get("someone_else") or (cand.get("idle_minutes") or 0) < 0:
-                delays.append((LATE_MINUTES, weight))
-            else:
-                delays.append(
-                    (0.0 if cand.get("open_page") else float(cand["idle_minutes"]), weight)
-                )
-    return delays
-
-
-LATE_MINUTES = 2 * 24 * 60  # a call from outside the window: replayed as two days later
+    out = []
+    for at, caller, text, pid, pvisitor, pstarted, pconf, pvisit in rows:
+        link = None
+        if pid is not None and pvisitor:
+            confidence = 1.0 if pconf is None else float(pconf)
+            link = RepeatLink(pid, pvisitor, parse_iso(pstarted), confidence, pvisit)
+        out.append((parse_iso(at), caller, json.loads(text or "[]"), link))
+    return out

@@ -149,10 +149,13 @@ def pools_advise(
 ) -> None:
     """Recommend each pool's size for an accuracy target, from its own traffic.
 
-    With a target, the pool's stored visits of the last 7 days are handed out
-    again on pools of other sizes (the real hand-out and scorer), with calls at
-    the delays its calls had (each spread over its candidates); the answer is the smallest size that
-    reaches the target. Without one: the peak sizing beside CTM's rule of thumb.
+    With a target, the pool's stored visits of the last 7 days (with their
+    closes) are handed out again on pools of other sizes in the real hand-out's
+    order, and its calls, each spread over its candidates, are scored again by the
+    real scorer with the evidence they had (time zones, repeat callers); the
+    answer is the smallest size that reaches the target, with the sizes the
+    margin of its measured calls allows. Without one: the peak sizing beside
+    CTM's rule of thumb.
 
     \b
     Example:
@@ -183,13 +186,15 @@ def pools_advise(
         wanted = {k: v for k, v in targets.items() if v is not None}
         if wanted:
             row["targets"] = {}
+            advised = replay_advice(ctx.read_db(), ctx.config, pool, numbers, wanted, now)
             for metric, target in wanted.items():
-                sized = replay_advice(ctx.read_db(), ctx.config, pool, numbers, metric, target, now)
+                sized = advised[metric]
                 row["targets"][metric] = {
                     "target": target,
                     "size": sized.size,
                     "reached": round(sized.reached, 4),
                     "margin": round(sized.margin, 4),
+                    "between": list(sized.between),
                     "explanation": sized.explanation,
                 }
         rows.append(row)
