@@ -319,6 +319,12 @@ async def test_sources_page_lists_each_source_with_its_numbers_and_calls(client,
 async def test_pools_page_reports_each_pools_accuracy(client):
     await login(client)
     html = await (await client.get("/pools")).text()
+    # the advised size is a replay of a week of visits: worked out after the page, once
+    assert "the advised size of gads is being worked out" in html
+    dash = client.server.app[DASHBOARD]
+    await dash._advising
+    html = await (await client.get("/pools")).text()
+    assert dash._advising.done(), "kept: not worked out again for an hour"
     assert "Number pools" in html and 'href="/calls?pool=gads"' in html
     assert "no size to advise for gads" in html and html.count("<svg") == 1
     row = html[html.index('href="/calls?pool=gads"') :].split("</tr>")[0]

@@ -9,6 +9,7 @@ replay), with the verdict in a sentence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -19,7 +20,7 @@ from ctm_pbx.adapters.store import pool_stats
 from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.reports import run_report
 from ctm_pbx.core.attribution import evidence_of
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, Pool
 from ctm_pbx.core.pool_sizing import Session, SizeAdvice, advise_size, spread_call
 from ctm_pbx.core.pools import pool_traffic
 from ctm_pbx.core.reports import Dimension, Filters, Period, QualifiedCall, time_buckets
@@ -40,6 +41,20 @@ class PoolAccuracy:
     advised_size: int | None
     verdict: str
     daily_peaks: tuple[tuple[str, int], ...]  # (local day, most pages open at once)
+
+
+ADVICE_PENDING = (
+    "the advised size of {pool} is being worked out from its last 7 days of visits"
+    " (a replay of each: reload the page in a few minutes)"
+)
+
+
+def advise_confident(
+    db: sqlite_utils.Database, config: Config, pool: Pool, target: float, now: datetime
+) -> SizeAdvice:
+    """The smallest size of ``pool`` for ``target`` confident calls (one replay)."""
+    numbers = lease_store.pool_numbers(db, pool.name)
+    return replay_advice(db, config, pool, numbers, {"confident": target}, now)["confident"]
 
 
 def verdict(pool: str, size: int, advised: int | None, target: float, why: str) -> str:
@@ -95,7 +110,11 @@ def pool_accuracy(
     qualified: QualifiedCall,
     target: float,
     now: datetime,
+    advise: Callable[[Pool], SizeAdvice | None] | None = None,
 ) -> list[PoolAccuracy]:
+    """Each pool's accuracy report. Its advised size is replayed here (``replay_advice``:
+    seconds to minutes on a busy pool), unless ``advise`` gives it: the dashboard's
+    advice, worked out in the background (None: not yet)."""
     by_pool = {
         r.key: r.metrics
         for r in run_report(db, Dimension.POOL, period, tz, Filters(), qualified,
@@ -109,7 +128,16 @@ def pool_accuracy(
         leases = pool_stats.pool_leases(db, numbers, since, now)
         traffic = pool_traffic(leases, since, now)
         daily = pool_stats.daily_visitors(db, pool.source, now)
-        sized = replay_advice(db, config, pool, numbers, {"confident": target}, now)["confident"]
+        if advise is None:
+            sized = replay_advice(db, config, pool, numbers, {"confident": target}, now)
+            sized_for: SizeAdvice | None = sized["confident"]
+        else:
+            sized_for = advise(pool)
+        if sized_for is None:
+            advised, said = None, ADVICE_PENDING.format(pool=pool.name)
+        else:
+            advised = sized_for.size
+            said = verdict(pool.name, len(numbers), advised, target, sized_for.explanation)
         calls = by_pool.get(pool.name, {})
         peaks = tuple((b.label, pool_traffic(leases, b.start, b.end).peak_open) for b in days)
         out.append(
@@ -122,8 +150,8 @@ def pool_accuracy(
                 calls=int(calls.get("calls") or 0),
                 avg_confidence=calls.get("avg_confidence"),
                 confident_share=calls.get("confident_share"),
-                advised_size=sized.size,
-                verdict=verdict(pool.name, len(numbers), sized.size, target, sized.explanation),
+                advised_size=advised,
+                verdict=said,
                 daily_peaks=peaks,
             )
         )

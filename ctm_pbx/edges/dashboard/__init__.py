@@ -15,6 +15,7 @@ blocks the event loop the calls share.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hmac
 import io
@@ -34,7 +35,7 @@ import jinja2
 from aiohttp import web
 
 from ctm_pbx.adapters.media import local_file
-from ctm_pbx.adapters.pool_accuracy import pool_accuracy
+from ctm_pbx.adapters.pool_accuracy import advise_confident, pool_accuracy
 from ctm_pbx.adapters.store import call_search, outbox
 from ctm_pbx.adapters.store import calls as call_store
 from ctm_pbx.adapters.store import numbers as number_store
@@ -47,8 +48,9 @@ from ctm_pbx.core import charts
 from ctm_pbx.core.call import path as call_path
 from ctm_pbx.core.call.actions import Outcome
 from ctm_pbx.core.client_address import client_key, from_trusted_proxy, parse_networks
-from ctm_pbx.core.model import Config
+from ctm_pbx.core.model import Config, Pool
 from ctm_pbx.core.phone import InvalidNumber, to_e164
+from ctm_pbx.core.pool_sizing import SizeAdvice
 from ctm_pbx.core.ratelimit import RateLimiter
 from ctm_pbx.core.reports import (
     CONFIDENT,
@@ -78,6 +80,7 @@ LOGIN_COOKIE = "ctm_login_csrf"
 PAGE_SIZE = 50
 EXPORT_MAX = 100_000
 TOUCH_EVERY = timedelta(minutes=1)
+ADVICE_KEPT = timedelta(hours=1)  # a pool's advised size, before it is worked out again
 HEARTBEAT_S = 15.0
 LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 # "ads_feed": the Ads feed has its own basic auth; "metrics": Prometheus' scrape checks
@@ -106,6 +109,10 @@ class Dashboard:
         self.account_limit = RateLimiter(rate=5 / 60, burst=5, max_clients=10_000)
         self.client_limit = RateLimiter(rate=20 / 60, burst=20, max_clients=10_000)
         self.live = LiveCalls(reader)
+        # the Pools page's advised sizes: replays of a week of visits, too slow for a
+        # page, worked out in the background and kept an hour (pool -> (when, advice))
+        self.advice: dict[str, tuple[datetime, SizeAdvice]] = {}
+        self._advising: asyncio.Task | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -117,6 +124,40 @@ class Dashboard:
         self.templates.globals.update(
             when=call_path.when, describe=call_path.describe, change=change
         )
+
+    def advice_for(self, pool: Pool) -> SizeAdvice | None:
+        """The pool's advised size if worked out within ``ADVICE_KEPT``, else None."""
+        kept = self.advice.get(pool.name)
+        if kept is None or self.clock() - kept[0] > ADVICE_KEPT:
+            return None
+        return kept[1]
+
+    def advise_stale(self) -> None:
+        """Work out, in the background, the advice of each pool that has none fresh (one
+        run at a time, each pool's replay on a reader thread)."""
+        if self._advising is not None and not self._advising.done():
+            return
+        stale = [p for p in self.config.pools.values() if self.advice_for(p) is None]
+        if stale:
+            self._advising = asyncio.get_running_loop().create_task(self._advise(stale))
+
+    async def _advise(self, pools: list[Pool]) -> None:
+        for pool in pools:
+            now = self.clock()
+            try:
+                got = await self.reader.run(advise_confident, self.config, pool, CONFIDENT, now)
+            except Exception:  # the page says it could not: never the dashboard's end
+                log.exception("pool %s: the advised size could not be worked out", pool.name)
+                continue
+            self.advice[pool.name] = (now, got)
+
+    async def close(self) -> None:
+        """Stop what runs in the background (the daemon's stop)."""
+        if self._advising is not None:
+            self._advising.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._advising
+        await self.live.close()
 
     def reconfigure(self, config: Config) -> None:
         """Use ``config`` (its pools, sources and report settings) from the next page on."""
@@ -548,7 +589,9 @@ async def sources_page(request: web.Request) -> web.StreamResponse:
 
 def _pools_data(db, dash: Dashboard, now: datetime) -> dict:
     period = parse_period("30d", None, now=now, tz=dash.tz)
-    pools = pool_accuracy(db, dash.config, period, dash.tz, dash.qualified, CONFIDENT, now)
+    pools = pool_accuracy(
+        db, dash.config, period, dash.tz, dash.qualified, CONFIDENT, now, advise=dash.advice_for
+    )
     days = [label[5:] for label, _ in pools[0].daily_peaks] if pools else []
     chart = charts.grouped_lines(
         days,
@@ -562,6 +605,7 @@ def _pools_data(db, dash: Dashboard, now: datetime) -> dict:
 async def pools_page(request: web.Request) -> web.StreamResponse:
     dash: Dashboard = request.app[DASHBOARD]
     data = await dash.reader.run(_pools_data, dash, dash.clock())
+    dash.advise_stale()
     return dash.render(request, "pools.html", **data)
 
 
@@ -643,7 +687,7 @@ def create_dashboard_app(dash: Dashboard) -> web.Application:
     app.on_response_prepare.append(name_server)
 
     async def stop_live(_app: web.Application) -> None:
-        await dash.live.close()
+        await dash.close()
 
     app.on_shutdown.append(stop_live)
     r = app.router
