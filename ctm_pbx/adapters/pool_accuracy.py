@@ -26,6 +26,9 @@ from ctm_pbx.core.pools import pool_traffic
 from ctm_pbx.core.reports import Dimension, Filters, Period, QualifiedCall, time_buckets
 
 HISTORY = timedelta(days=7)  # the traffic the advice replays (as `pools advise`)
+# a week of at most this many leases replays in well under a second: the dashboard's
+# page works such a pool's advice out itself, a busier one's in the background
+QUICK_REPLAY = 300
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ def pool_accuracy(
 ) -> list[PoolAccuracy]:
     """Each pool's accuracy report. Its advised size is replayed here (``replay_advice``:
     seconds to minutes on a busy pool), unless ``advise`` gives it: the dashboard's
-    advice, worked out in the background (None: not yet)."""
+    advice, worked out in the background (None: not yet, and the pool's week has more
+    than ``QUICK_REPLAY`` leases)."""
     by_pool = {
         r.key: r.metrics
         for r in run_report(db, Dimension.POOL, period, tz, Filters(), qualified,
@@ -128,11 +132,10 @@ def pool_accuracy(
         leases = pool_stats.pool_leases(db, numbers, since, now)
         traffic = pool_traffic(leases, since, now)
         daily = pool_stats.daily_visitors(db, pool.source, now)
-        if advise is None:
+        sized_for = None if advise is None else advise(pool)
+        if sized_for is None and (advise is None or len(leases) <= QUICK_REPLAY):
             sized = replay_advice(db, config, pool, numbers, {"confident": target}, now)
-            sized_for: SizeAdvice | None = sized["confident"]
-        else:
-            sized_for = advise(pool)
+            sized_for = sized["confident"]
         if sized_for is None:
             advised, said = None, ADVICE_PENDING.format(pool=pool.name)
         else:

@@ -214,9 +214,11 @@ def grouped_lines(
         'text-anchor="middle">pages open</text>'
     )
     for i, label in enumerate(labels):
+        # the first and last labels sit at the plot's edges: anchored inside it
+        anchor = "start" if i == 0 else "end" if i == len(labels) - 1 else "middle"
         out.append(
             f'<text x="{x_of[i]:.1f}" y="{top_pad + plot_h + 16}" '
-            f'text-anchor="middle">{escape(label)}</text>'
+            f'text-anchor="{anchor}">{escape(label)}</text>'
         )
     for s, (name, values) in enumerate(series.items()):
         col = colour(s)
