@@ -136,6 +136,20 @@ def test_replay_scores_with_what_the_engine_uses(case, traffic, call, zones, siz
     assert without.accuracy == 0.0, case
 
 
+def test_a_repeat_link_is_the_one_the_replay_made() -> None:
+    """The caller's first call (stored call 7, visitor r's) linked their second, days
+    later. On one number shared by r and x, the replay attributes the first call to x
+    (the later page), so the second call's link is x's, as the engine would have linked
+    it at that size: the stored link to r does not carry over."""
+    traffic = [Session("r", at(0), at(10)), Session("x", at(5), at(10.5))]
+    first = ReplayCall(at(11), "r", 1.0, call_id=7)
+    second = ReplayCall(at(2880), "r", 1.0, same_day=False, evidence=LINK, call_id=8)
+    got = replay(traffic, [first, second], POOL, 1, 24 * 60)
+    assert got.accuracy == 0.0, "the first call goes to x here, and so does the link"
+    alone = replay(traffic, [second], POOL, 1, 24 * 60)
+    assert alone.accuracy == 1.0, "an earlier call not replayed keeps its stored link"
+
+
 def test_a_stored_call_is_replayed_as_made_by_each_candidate() -> None:
     stored = [
         {"visitor_id": "a", "weight": 0.7, "idle_minutes": 0.0, "open_page": True},

@@ -98,8 +98,8 @@ def replay_data(db, pool, numbers, since: datetime, now: datetime):
         for x in leases
     ]
     calls = []
-    for at, caller, candidates, link in pool_stats.pool_calls(db, pool.name, since):
-        calls.extend(spread_call(at, candidates, evidence_of(link, caller)))
+    for at, caller, candidates, link, call_id in pool_stats.pool_calls(db, pool.name, since):
+        calls.extend(spread_call(at, candidates, evidence_of(link, caller), call_id))
     visitors = list(dict.fromkeys([s.visitor_id for s in sessions] + [
         c.visitor_id for c in calls if c.visitor_id]))  # fmt: skip
     return sessions, calls, visitor_store.visitor_time_zones(db, visitors)

@@ -58,10 +58,14 @@ class ReplayCall:
     weight: float
     same_day: bool = True
     evidence: Evidence = field(default_factory=Evidence)
+    call_id: int | None = None  # the stored call (a later call's repeat link names it)
 
 
 def spread_call(
-    at: datetime, candidates: Sequence[Mapping], evidence: Evidence | None = None
+    at: datetime,
+    candidates: Sequence[Mapping],
+    evidence: Evidence | None = None,
+    call_id: int | None = None,
 ) -> list[ReplayCall]:
     """A stored call as made by each of its stored candidates (``attribution_candidates_json``:
     their weights, "someone else" among them), with the evidence it was scored with;
@@ -75,7 +79,7 @@ def spread_call(
         visitor = None if cand.get("someone_else") else cand.get("visitor_id")
         idle = cand.get("idle_minutes")
         same = visitor is not None and idle is not None and 0 <= idle < SAME_DAY_MINUTES
-        out.append(ReplayCall(at, visitor, weight, same, ev))
+        out.append(ReplayCall(at, visitor, weight, same, ev, call_id))
     return out
 
 
@@ -104,8 +108,12 @@ def replay(
     Each call is scored at its own time on the number its visitor's latest session
     (started by then) got in the replay, with its evidence and the visitors' browser
     ``zones``; a call of "someone else" (or of a visitor with no session) on a number
-    chosen by its time. Every call counts by its weight.
+    chosen by its time. Every call counts by its weight. A repeat caller's link is the
+    one the replay gave: to whom its earlier call (replayed before it, ``calls`` in time
+    order) was attributed at this size, with that confidence, as the engine would link.
     """
+    # per replayed call: attributed visitor -> [weight, weight x confidence]
+    outcomes: dict[int, dict[str | None, list[float]]] = {}
     order = sorted(range(len(sessions)), key=lambda i: (sessions[i].start, i))
     owner = _hand_out(sessions, order, pool, size)
     names = [f"n{i:05d}" for i in range(size)]
@@ -131,12 +139,16 @@ def replay(
         if number is not None and size:
             leases = _leases_at(sessions, on_number[number], starts[number], call.at, life,
                                 reach, names[number])  # fmt: skip
-            evidence = call.evidence
+            evidence = _relinked(call.evidence, outcomes)
             if zones and evidence.caller_zones:
                 evidence = replace(evidence, visitor_zones=zones)
             att = attribute(names[number], call.at, leases, window_minutes, evidence)
             ok = call.visitor_id is not None and att.visitor_id == call.visitor_id
             confident = att.confidence >= CONFIDENT
+            if call.call_id is not None:
+                got = outcomes.setdefault(call.call_id, {}).setdefault(att.visitor_id, [0.0, 0.0])
+                got[0] += call.weight
+                got[1] += call.weight * att.confidence
         total += call.weight
         right += call.weight * ok
         sure += call.weight * confident
@@ -149,6 +161,22 @@ def replay(
         right / (total or 1),
         right_same / (same or 1),
         sure / (total or 1),
+    )
+
+
+def _relinked(ev: Evidence, outcomes: Mapping[int, Mapping[str | None, list[float]]]) -> Evidence:
+    """``ev`` with its repeat link as the replay made it: the visitor its earlier call was
+    most attributed to here, with that confidence (none: no link). An earlier call the
+    replay did not see (before the history) keeps its stored link."""
+    earlier = outcomes.get(ev.repeat_call_id) if ev.repeat_call_id is not None else None
+    if not earlier:
+        return ev
+    visitor, (weight, weighted) = max(earlier.items(), key=lambda kv: kv[1][0])
+    if visitor is None:
+        return replace(ev, repeat_visitor=None, repeat_visit=None, repeat_confidence=0.0)
+    visit = ev.repeat_visit if visitor == ev.repeat_visitor else None
+    return replace(
+        ev, repeat_visitor=visitor, repeat_visit=visit, repeat_confidence=weighted / weight
     )
 
 

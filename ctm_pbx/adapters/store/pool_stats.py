@@ -113,19 +113,20 @@ def pool_leases(
 
 def pool_calls(db: sqlite_utils.Database, pool: str, since: datetime) -> list[tuple]:
     """The pool's calls since ``since``, for the sizing replay: ``(started_at, caller_number,
-    candidates, earlier link)``, the link (a ``RepeatLink``, or None) the call was scored with."""
+    candidates, earlier link, id)``, the link (a ``RepeatLink``, or None) the call was
+    scored with."""
     rows = db.conn.execute(
         "SELECT c.started_at, c.caller_number, c.attribution_candidates_json, p.id,"
-        " p.visitor_id, p.started_at, p.attribution_confidence, p.visit_id"
+        " p.visitor_id, p.started_at, p.attribution_confidence, p.visit_id, c.id"
         " FROM calls c LEFT JOIN calls p ON p.id = c.previous_call_id"
         " WHERE c.pool = ? AND c.started_at >= ? ORDER BY c.started_at",
         (pool, iso(since)),
     )
     out = []
-    for at, caller, text, pid, pvisitor, pstarted, pconf, pvisit in rows:
+    for at, caller, text, pid, pvisitor, pstarted, pconf, pvisit, call_id in rows:
         link = None
         if pid is not None and pvisitor:
             confidence = 1.0 if pconf is None else float(pconf)
             link = RepeatLink(pid, pvisitor, parse_iso(pstarted), confidence, pvisit)
-        out.append((parse_iso(at), caller, json.loads(text or "[]"), link))
+        out.append((parse_iso(at), caller, json.loads(text or "[]"), link, call_id))
     return out
