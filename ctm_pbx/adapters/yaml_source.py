@@ -76,7 +76,37 @@ def quoted_list(choices: Iterable[str]) -> str:
 # LibYAML's parser when PyYAML has it: the pure-Python one takes seconds on a config of
 # thousands of tracking numbers. Both give the same nodes and marks; an error is read
 # again with the pure-Python one, whose messages (and lines) are the ones we document.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_C_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+if _C_LOADER is not None:
+
+    class _FastLoader(_C_LOADER):  # type: ignore[valid-type,misc]
+        """LibYAML's loader, without the calls into Python it makes for every node to
+        look for path resolvers (the safe loader has none), and remembering the implicit
+        tag of each plain scalar (a large config's keys repeat thousands of times)."""
+
+        _tags: dict[tuple[str, bool], str] = {}
+
+        def descend_resolver(self, current_node, current_index):  # noqa: ANN001
+            return None
+
+        def ascend_resolver(self) -> None:
+            return None
+
+        def resolve(self, kind, value, implicit):  # noqa: ANN001
+            if kind is not yaml.ScalarNode:
+                return super().resolve(kind, value, implicit)
+            key = (value, implicit[0])
+            tag = self._tags.get(key)
+            if tag is None:
+                if len(self._tags) >= 50_000:
+                    self._tags.clear()
+                tag = self._tags[key] = super().resolve(kind, value, implicit)
+            return tag
+
+
+_FAST_LOADER = _FastLoader if _C_LOADER is not None else yaml.SafeLoader
 
 
 def compose(text: str, issues: Issues) -> YNode | None:

@@ -53,7 +53,12 @@ def _valid_nanp(raw: str) -> str | None:
         return None
     digits = _SEPARATORS.sub("", match.group(1))
     number = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
-    return "+1" + digits if phonenumbers.is_valid_number(number) else None
+    # the US first: ``is_valid_number`` of a +1 number tries the US (the plan's main
+    # country) first too, and then checks the region it found a second time
+    valid = phonenumbers.is_valid_number_for_region(number, "US") or (
+        phonenumbers.is_valid_number(number)
+    )
+    return "+1" + digits if valid else None
 
 
 _PARSE = phonenumbers.NumberParseException
