@@ -14,6 +14,10 @@ to the store instead, as new visits from an ad click (the worst case).
 custom ones, see ``source_resolution.py``), against the same bare handler; with
 ``--new-visitors`` too (each size from a copy of the same database).
 The per-IP limits are lifted for the run (all load comes from 127.0.0.1).
+``--baselines`` adds two servers that bound what the API can reach: the same API with a
+store job that does nothing (``empty-job``: the writer's hop and an empty transaction, no
+SQL) and with no store at all (``no-store``: the API's checks, middlewares and JSON).
+``--repeat N`` runs every server N times, interleaved, and reports the medians.
 
 New visitors, with a given number of active leases already held (the cost of a hand-out
 must not grow with them):
@@ -37,6 +41,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,7 +88,7 @@ routes:
 """
 
 SERVE_API = """
-import asyncio, sys
+import asyncio, os, sys
 from aiohttp import web
 from ctm_pbx.adapters.config_loader import load_config
 from ctm_pbx.adapters.store import migrate, open_db
@@ -94,6 +99,19 @@ from ctm_pbx.edges.web import VisitApi, create_app
 cfg = load_config(sys.argv[1])
 db = open_db(cfg.database.path); migrate(db); sync_config_numbers(cfg, db); db.conn.close()
 writer = StoreWriter(cfg.database.path)
+stub = os.environ.get("CTM_BENCH_BASELINE")  # --baselines: what bounds the API
+if stub:
+    from ctm_pbx.adapters import visits
+    def fixed(db, config, req, now, *rest):  # the answer of a new visit, decided by nobody
+        shown = {"number": "+13125552000", "display": "(312) 555-2000"}
+        return visits.VisitResult(req.visitor_id or visits.new_id(), None, "google-ads",
+                                  "gclid", {"+13125550100": shown}, "2030-01-01T00:00:00Z")
+    if stub == "empty-job":  # the writer's hop and its (empty) transaction, no SQL
+        visits.handle_visit = fixed
+    else:  # "no-store": the API's checks, middlewares and JSON only
+        async def answer(self, req, now):
+            return fixed(None, None, req, now)
+        visits.VisitDesk.visit = answer
 api = VisitApi(cfg, writer, requests=RateLimiter(1e9, 10**9),
                new_visitors=RateLimiter(1e9, 10**9))
 web.run_app(create_app(lambda: {"ari_connected": True}, api), host="127.0.0.1",
@@ -188,7 +206,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve(code: str, config: Path, port: int) -> subprocess.Popen:
+def serve(code: str, config: Path, port: int, baseline: str = "") -> subprocess.Popen:
     import socket
 
     with socket.socket() as s:
@@ -197,6 +215,7 @@ def serve(code: str, config: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(config), str(port)],
         cwd=REPO,
+        env={**os.environ, "CTM_BENCH_BASELINE": baseline},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -262,6 +281,53 @@ def prepare_pools(work: Path, args: argparse.Namespace) -> None:
     db.conn.close()
 
 
+def measure(name: str, code: str, port: int, config_path: Path, args: argparse.Namespace) -> dict:
+    """One server under the load: requests/s, latencies and its CPU per request."""
+    baseline = name.removeprefix("baseline_") if name.startswith("baseline_") else ""
+    proc = serve(code, config_path, port, baseline)
+    try:
+        visitors = (
+            asyncio.run(seed_visitors(port, args.visitors))
+            if name.startswith(("visit_api", "baseline_")) and not args.new_visitors
+            else [f"visitor-{i:06d}" for i in range(args.visitors)]
+        )
+        opts = {"new_visitors": args.new_visitors, "pools": args.pools}
+        asyncio.run(load(port, 1, args.concurrency, visitors, args.pages, **opts))  # warm up
+        cpu = cpu_seconds(proc.pid)
+        result = asyncio.run(
+            load(port, args.seconds, args.concurrency, visitors, args.pages, **opts)
+        )
+        used = cpu_seconds(proc.pid) - cpu  # steadier than requests/s on a shared machine
+        result["cpu_ms_per_request"] = round(used * 1000 / max(1, result["requests"]), 3)
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def ratios(passes: list[dict], sizes: list[int]) -> dict:
+    """Each server's requests/s over the bare handler's of the same pass, and its CPU per
+    request: the medians of the passes."""
+    summary: dict = {}
+    for name in passes[0]:
+        cpu = statistics.median(p[name]["cpu_ms_per_request"] for p in passes)
+        if name == "bare_aiohttp":
+            summary["cpu_ms_bare"] = cpu
+            continue
+        ratio = statistics.median(
+            p[name]["requests_per_s"] / p["bare_aiohttp"]["requests_per_s"] for p in passes
+        )
+        short = name.removeprefix("visit_")
+        summary[f"ratio_{short}_vs_bare"] = round(ratio, 2)
+        summary[f"cpu_ms_{short}"] = cpu
+    if len(sizes) > 1:
+        first, last = (f"visit_api_{n}_sources" for n in (sizes[0], sizes[-1]))
+        grew = [p[last]["requests_per_s"] / p[first]["requests_per_s"] for p in passes]
+        summary[f"ratio_{sizes[-1]}_vs_{sizes[0]}_sources"] = round(statistics.median(grew), 2)
+    summary["passes"] = len(passes)
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5)
@@ -273,6 +339,13 @@ def main() -> int:
         "--sources", default="", help="config sizes, e.g. 11,100,1000 (default: 2 sources)"
     )
     ap.add_argument("--new-visitors", action="store_true", help="every request a new visitor")
+    ap.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also the API with its store job doing nothing (empty-job) and with no store"
+        " at all (no-store): what bounds the API besides SQLite",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved passes (medians)")
     ap.add_argument("--leases", type=int, default=0, help="active leases stored beforehand")
     ap.add_argument("--free", type=int, default=5000, help="free numbers beside --leases")
     ap.add_argument("--pools", type=int, default=0, help="on-site sources, a pool each")
@@ -309,39 +382,17 @@ def main() -> int:
         )
     if not sizes:
         runs.append(("visit_api", SERVE_API, args.port, work / "config.yaml"))
-    results = {}
-    for name, code, port, config_path in runs:
-        proc = serve(code, config_path, port)
-        try:
-            visitors = (
-                asyncio.run(seed_visitors(port, args.visitors))
-                if name.startswith("visit_api") and not args.new_visitors
-                else [f"visitor-{i:06d}" for i in range(args.visitors)]
-            )
-            opts = {"new_visitors": args.new_visitors, "pools": args.pools}
-            asyncio.run(load(port, 1, args.concurrency, visitors, args.pages, **opts))  # warm up
-            cpu = cpu_seconds(proc.pid)
-            results[name] = asyncio.run(
-                load(port, args.seconds, args.concurrency, visitors, args.pages, **opts)
-            )
-            used = cpu_seconds(proc.pid) - cpu  # steadier than requests/s on a shared machine
-            results[name]["cpu_ms_per_request"] = round(
-                used * 1000 / max(1, results[name]["requests"]), 3
-            )
-        finally:
-            proc.terminate()
-            proc.wait(10)
-        print(json.dumps({name: results[name]}), flush=True)
-    bare = results.pop("bare_aiohttp")["requests_per_s"]
-    summary: dict = {
-        f"ratio_{name.removeprefix('visit_')}_vs_bare": round(result["requests_per_s"] / bare, 2)
-        for name, result in results.items()
-    }
-    if len(sizes) > 1:
-        first, last = (
-            results[f"visit_api_{n}_sources"]["requests_per_s"] for n in (sizes[0], sizes[-1])
-        )
-        summary[f"ratio_{sizes[-1]}_vs_{sizes[0]}_sources"] = round(last / first, 2)
+    if args.baselines:
+        last = runs[-1][3]
+        runs += [(f"baseline_{b}", SERVE_API, args.port, last) for b in ("empty-job", "no-store")]
+    passes: list[dict] = []
+    for _ in range(args.repeat):  # interleaved: each pass runs every server once
+        results = {}
+        for name, code, port, config_path in runs:
+            results[name] = measure(name, code, port, config_path, args)
+            print(json.dumps({name: results[name]}), flush=True)
+        passes.append(results)
+    summary = ratios(passes, sizes)
     summary.update(
         cores=os.cpu_count(), concurrency=args.concurrency, pages=args.pages,
         new_visitors=args.new_visitors, leases=args.leases, pools=args.pools,
