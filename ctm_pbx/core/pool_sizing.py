@@ -32,6 +32,9 @@ SAME_DAY_MINUTES = 24 * 60
 # A candidate this unlikely is not replayed: most of a call's candidates are visitors
 # who left hours ago, and their share of the calls is under 1 % (bench/README.md).
 MIN_WEIGHT = 0.005
+# a new lease's first heartbeat comes this long after the number was shown (the visit
+# API asks swap.js for it: ``adapters.visits.FIRST_RENEW_S``, which pool_accuracy passes)
+FIRST_HEARTBEAT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def replay(
     size: int,
     window_minutes: int,
     zones: Mapping[str, str] | None = None,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
 ) -> Replay:
     """Hand ``sessions`` out on ``size`` numbers, put ``calls`` back, score them.
 
@@ -115,7 +119,7 @@ def replay(
     # per replayed call: attributed visitor -> [weight, weight x confidence]
     outcomes: dict[int, dict[str | None, list[float]]] = {}
     order = sorted(range(len(sessions)), key=lambda i: (sessions[i].start, i))
-    owner = _hand_out(sessions, order, pool, size)
+    owner = hand_out_again(sessions, order, pool, size, first_heartbeat)
     names = [f"n{i:05d}" for i in range(size)]
     on_number: list[list[int]] = [[] for _ in range(size)]
     by_visitor: dict[str, list[int]] = {}
@@ -187,11 +191,21 @@ def _number_at(call: ReplayCall, size: int) -> int | None:
     return zlib.crc32(f"{call.at.isoformat()} {call.visitor_id}".encode()) % size
 
 
-def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) -> list:
+def hand_out_again(
+    sessions: list[Session],
+    order: list[int],
+    pool: Pool,
+    size: int,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
+) -> list[int | None]:
     """Each session's number (an index; None: the overflow number or an empty pool).
 
     The real order: the number free first (``rests_until`` of its leases; never used
-    first), else a held one; a returning visitor's own number back when it is free.
+    first), else a held one; a returning visitor's own number back when it is free. As
+    in the store, a new lease only holds its number until its first heartbeat
+    (``first_heartbeat`` after it was taken): before it the number keeps its place in
+    the order (its ``free_at``, at least the new lease's expiry), so the next visitor
+    may get it too, and only a confirmed page moves it back as one that is held.
     """
     if not size:
         return [None] * len(sessions)
@@ -199,28 +213,39 @@ def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) 
     rest = timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
     free_at: list[datetime | None] = [None] * size  # of its leases that ended
     last: list[datetime | None] = [None] * size  # its holders' latest confirmed activity
-    ongoing = [0] * size  # sessions on it not over yet
+    ongoing = [0] * size  # confirmed sessions on it not over yet
     version = [0] * size
     idle: list[tuple] = [(0, 0.0, n, 0) for n in range(size)]  # numbers no session is on
-    ends: list[tuple[datetime, int, int]] = []
+    # (time, 0: a session's end | 1: its first heartbeat, session, number)
+    events: list[tuple[datetime, int, int, int]] = []
     latest: dict[str, int] = {}  # visitor -> the number of their latest session
     owner: list[int | None] = [None] * len(sessions)
+
+    def rest_until(n: int, until: datetime) -> None:
+        free_at[n] = until if free_at[n] is None else max(free_at[n], until)  # type: ignore[type-var]
+
+    def idle_again(n: int) -> None:
+        version[n] += 1
+        heapq.heappush(idle, (1, free_at[n].timestamp(), n, version[n]))  # type: ignore[union-attr]
+
     for i in order:
         s = sessions[i]
         t = s.start
-        while ends and ends[0][0] <= t:
-            _, j, n = heapq.heappop(ends)
+        while events and events[0][0] <= t:
+            _, kind, j, n = heapq.heappop(events)
             done = sessions[j]
+            if kind == 1:  # the page's first heartbeat: the number is held
+                ongoing[n] += 1
+                version[n] += 1
+                heapq.heappush(events, (done.end, 0, j, n))
+                continue
             expires = done.expires_at or done.end + life
             lease = Lease(done.visitor_id, done.start, done.end, expires, closed_at=done.closed_at)
-            until = rests_until(lease, pool)
-            free_at[n] = until if free_at[n] is None else max(free_at[n], until)  # type: ignore[type-var]
-            if done.end > done.start:
-                last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
+            rest_until(n, rests_until(lease, pool))
+            last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
             ongoing[n] -= 1
             if not ongoing[n]:
-                version[n] += 1
-                heapq.heappush(idle, (1, free_at[n].timestamp(), n, version[n]))  # type: ignore[union-attr]
+                idle_again(n)
         while idle and (ongoing[idle[0][2]] or idle[0][3] != version[idle[0][2]]):
             heapq.heappop(idle)
         if idle:
@@ -239,9 +264,14 @@ def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) 
         n = int(got.number)
         owner[i] = n
         latest[s.visitor_id] = n
-        ongoing[n] += 1
-        version[n] += 1
-        heapq.heappush(ends, (s.end, i, n))
+        if got.expires_at is not None:  # unconfirmed, it holds the number until then
+            rest_until(n, got.expires_at)
+        if s.end > s.start:  # confirmed: by its first heartbeat, or its last activity
+            heapq.heappush(events, (min(t + first_heartbeat, s.end), 1, i, n))
+        else:  # never confirmed: the number only waits for the lease's end
+            rest_until(n, s.expires_at or got.expires_at or t)
+        if not ongoing[n]:
+            idle_again(n)
     return owner
 
 
@@ -297,6 +327,7 @@ def advise_size(
     max_size: int = 2000,
     start: int = 1,
     cache: dict[int, Replay] | None = None,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
 ) -> SizeAdvice:
     """The smallest pool size whose replay reaches ``target`` on ``metric``.
 
@@ -317,7 +348,9 @@ def advise_size(
 
     def at(size: int) -> float:
         if size not in tried:
-            tried[size] = replay(sessions, calls, pool, size, window_minutes, zones)
+            tried[size] = replay(
+                sessions, calls, pool, size, window_minutes, zones, first_heartbeat
+            )
         return tried[size].metric(metric)
 
     first = min(max(1, start), max_size)
