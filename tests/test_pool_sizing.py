@@ -1,8 +1,11 @@
 """The sizing replay (core.pool_sizing) hands a pool's stored leases out as the store did.
 
 Small seeded traffic goes through the real visit handler (page, first heartbeat, renewals,
-close beacon) on a pool of four numbers that is often exhausted; replayed at the pool's
-own size, every lease must follow the same earlier lease on its number as in the store.
+close beacon, a second page whose view comes in the instant after the first page's beacon)
+on a pool of four numbers that is often exhausted; replayed at the pool's own size, every
+lease must follow the same earlier lease on its number as in the store. (Seeds where all
+four numbers have a page open at once are left out: the store then takes the number
+renewed longest ago, which a stored lease does not tell.)
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ CONFIG = (
 def drive(seed: int):
     """Visits through ``handle_visit``: a page view, the first heartbeat ``FIRST_RENEW_S``
     later, one every ``RENEW_EVERY_S`` while the page is open, a close beacon for most;
-    a few visits never send a heartbeat; some arrive seconds after the one before."""
+    half go on to a second page (the first page's beacon comes in the instant before its
+    view); a few never send a heartbeat; some arrive seconds after the one before."""
     rng = random.Random(seed)
     cfg = parse_config(CONFIG, env={})
     db = open_db(":memory:")
@@ -52,13 +56,19 @@ def drive(seed: int):
         events.append((t, len(events), "page", visitor))
         if rng.random() < 0.1:
             continue  # never confirmed: no heartbeat
-        end = t + rng.lognormvariate(math.log(120), 0.8)
-        beat = t + FIRST_RENEW_S
-        while beat < end:
-            events.append((beat, len(events), "renew", visitor))
-            beat += RENEW_EVERY_S
+        start, beat = t, t + FIRST_RENEW_S
+        for _page in range(1 + (rng.random() < 0.5)):
+            if start > t:  # the next page: the last one's beacon, then its own view
+                events.append((start, len(events), "close", visitor))
+                events.append((start, len(events), "page", visitor))
+                beat = start + RENEW_EVERY_S
+            end = start + rng.lognormvariate(math.log(80), 0.8)
+            while beat < end:
+                events.append((beat, len(events), "renew", visitor))
+                beat += RENEW_EVERY_S
+            start = end
         if rng.random() < 0.7:
-            events.append((beat - RENEW_EVERY_S + 5, len(events), "close", visitor))
+            events.append((end + 5, len(events), "close", visitor))
     heapq.heapify(events)
     ids: dict[int, str] = {}
     while events:
