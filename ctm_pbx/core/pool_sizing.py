@@ -218,7 +218,8 @@ def hand_out_again(
     life = timedelta(minutes=pool.lease_minutes)
     cooldown = timedelta(minutes=pool.cooldown_minutes)
     longest = max((x.end - x.start for x in sessions), default=timedelta(0))
-    reach = longest + life + cooldown  # a lease started earlier expired a cooldown ago
+    # a lease started earlier expired a cooldown ago (a page open for days: a day back)
+    reach = min(longest, timedelta(days=1)) + life + cooldown
     free_at: list[datetime | None] = [None] * size
     last: list[datetime | None] = [None] * size  # its holders' latest confirmed activity
     ongoing = [0] * size  # confirmed pages open on it
