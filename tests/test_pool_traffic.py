@@ -93,12 +93,12 @@ LINK = Evidence("r", None, 1.0, 7)  # the caller's earlier call was visitor r's
 @pytest.mark.parametrize(
     ("case", "traffic", "call", "zones", "size"),
     [
-        # a closes at 20: its number rests from the close, so b (45) takes it rather
+        # a closes at 20.5: its number rests from the close, so b (45) takes it rather
         # than d's, and d, who left at 15, is alone on theirs when they call at 50
         (
             "a closed page's number rests from its close",
             [
-                Session("a", at(0), at(20), closed_at=at(20)),
+                Session("a", at(0), at(20), closed_at=at(20.5)),
                 Session("d", at(5), at(15)),
                 Session("b", at(45), at(55)),
             ],

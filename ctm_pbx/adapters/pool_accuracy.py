@@ -19,6 +19,7 @@ from ctm_pbx.adapters.store import leases as lease_store
 from ctm_pbx.adapters.store import pool_stats
 from ctm_pbx.adapters.store import visitors as visitor_store
 from ctm_pbx.adapters.store.reports import run_report
+from ctm_pbx.adapters.visits import FIRST_RENEW_S
 from ctm_pbx.core.attribution import evidence_of
 from ctm_pbx.core.model import Config, Pool
 from ctm_pbx.core.pool_sizing import Session, SizeAdvice, advise_size, spread_call
@@ -84,7 +85,8 @@ def replay_advice(
     cache: dict = {}
     return {
         metric: advise_size(sessions, calls, pool, metric, target, window, zones=zones,
-                            start=max(1, len(numbers)), cache=cache)
+                            start=max(1, len(numbers)), cache=cache,
+                            first_heartbeat=timedelta(seconds=FIRST_RENEW_S))
         for metric, target in targets.items()
     }  # fmt: skip
 

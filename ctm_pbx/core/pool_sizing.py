@@ -4,12 +4,13 @@ Pure. ``pools advise`` hands over the pool's stored sessions (each lease: when t
 visitor took the number, their last activity, the page's close) and its calls, each
 spread over its candidates by their probability and carrying what it told beside the
 number (the caller's time zones, a repeat caller's earlier visitor). ``replay`` hands
-the sessions out again on a pool of another size in the order of the real hand-out
-(``core.pools.hand_out``, the numbers ranked by ``rests_until``), puts each call back at
-its own time on the number its visitor would have held, and scores it with the real
-scorer (``core.attribution.attribute``) and the same evidence. ``advise_size`` searches
-the smallest size that meets the target. No model of the traffic is assumed: arrivals,
-sessions, closes, call times and evidence are the pool's own.
+the sessions out again on a pool of another size as the store did (``hand_out_again``:
+``core.pools.hand_out`` on the number free first, its ``free_at`` moved as the store
+moves it), puts each call back at its own time on the number its visitor would have
+held, and scores it with the real scorer (``core.attribution.attribute``) and the same
+evidence. ``advise_size`` searches the smallest size that meets the target. No model of
+the traffic is assumed: arrivals, sessions, closes, call times and evidence are the
+pool's own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ SAME_DAY_MINUTES = 24 * 60
 # A candidate this unlikely is not replayed: most of a call's candidates are visitors
 # who left hours ago, and their share of the calls is under 1 % (bench/README.md).
 MIN_WEIGHT = 0.005
+# a new lease's first heartbeat comes this long after the number was shown (the visit
+# API asks swap.js for it: ``adapters.visits.FIRST_RENEW_S``, which pool_accuracy passes)
+FIRST_HEARTBEAT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ def replay(
     size: int,
     window_minutes: int,
     zones: Mapping[str, str] | None = None,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
 ) -> Replay:
     """Hand ``sessions`` out on ``size`` numbers, put ``calls`` back, score them.
 
@@ -115,7 +120,7 @@ def replay(
     # per replayed call: attributed visitor -> [weight, weight x confidence]
     outcomes: dict[int, dict[str | None, list[float]]] = {}
     order = sorted(range(len(sessions)), key=lambda i: (sessions[i].start, i))
-    owner = _hand_out(sessions, order, pool, size)
+    owner = hand_out_again(sessions, order, pool, size, first_heartbeat)
     names = [f"n{i:05d}" for i in range(size)]
     on_number: list[list[int]] = [[] for _ in range(size)]
     by_visitor: dict[str, list[int]] = {}
@@ -187,48 +192,105 @@ def _number_at(call: ReplayCall, size: int) -> int | None:
     return zlib.crc32(f"{call.at.isoformat()} {call.visitor_id}".encode()) % size
 
 
-def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) -> list:
+def hand_out_again(
+    sessions: list[Session],
+    order: list[int],
+    pool: Pool,
+    size: int,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
+) -> list[int | None]:
     """Each session's number (an index; None: the overflow number or an empty pool).
 
-    The real order: the number free first (``rests_until`` of its leases; never used
-    first), else a held one; a returning visitor's own number back when it is free.
+    The store's order (``core.pools.hand_out`` on the number with the earliest
+    ``free_at``; never used first; a returning visitor's own number back when it is
+    free), with ``free_at`` moved as the store moves it: a new lease holds its number
+    only until it expires unconfirmed, so the number keeps its place until the page's
+    first heartbeat (``first_heartbeat`` later) and the next visitor may get it too; a
+    confirmed page holds it until its last activity or its close, whichever came later;
+    its last renewal makes it rest after the lease's tail; a close sets it to the latest
+    ``rests_until`` of the number's leases at that time (a close stored in the same
+    instant as the last renewal came before it: the renewal had the last word). When
+    every number has a page open, the store takes the one renewed longest ago, which a
+    stored lease does not tell: the replay takes the one with fewest.
     """
     if not size:
         return [None] * len(sessions)
     life = timedelta(minutes=pool.lease_minutes)
-    rest = timedelta(minutes=pool.lease_minutes + pool.cooldown_minutes)
-    free_at: list[datetime | None] = [None] * size  # of its leases that ended
+    cooldown = timedelta(minutes=pool.cooldown_minutes)
+    longest = max((x.end - x.start for x in sessions), default=timedelta(0))
+    # a lease started earlier expired a cooldown ago (a page open for days: a day back)
+    reach = min(longest, timedelta(days=1)) + life + cooldown
+    free_at: list[datetime | None] = [None] * size
     last: list[datetime | None] = [None] * size  # its holders' latest confirmed activity
-    ongoing = [0] * size  # sessions on it not over yet
+    ongoing = [0] * size  # confirmed pages open on it
     version = [0] * size
-    idle: list[tuple] = [(0, 0.0, n, 0) for n in range(size)]  # numbers no session is on
-    ends: list[tuple[datetime, int, int]] = []
+    rows: list[list[int]] = [[] for _ in range(size)]  # its sessions, in hand-out order
+    idle: list[tuple] = [(0, 0.0, n, 0) for n in range(size)]  # numbers no page is open on
+    # (time, 0: a close | 1: the last renewal | 2: the first heartbeat, session, number)
+    events: list[tuple[datetime, int, int, int]] = []
     latest: dict[str, int] = {}  # visitor -> the number of their latest session
     owner: list[int | None] = [None] * len(sessions)
+
+    def moved(n: int, until: datetime | None, lower: bool = False) -> None:
+        old = free_at[n]
+        if until is not None and old is not None:
+            until = min(old, until) if lower else max(old, until)
+        free_at[n] = until
+        if not ongoing[n]:
+            version[n] += 1
+            heapq.heappush(idle, (1, until.timestamp(), n, version[n]))  # type: ignore[union-attr]
+
+    def rests_at(n: int, now: datetime) -> datetime | None:
+        """The latest ``rests_until`` of the number's leases that may still keep it at
+        ``now`` (as ``close_leases`` reads them: active, or expired within a cooldown)."""
+        out = None
+        for k in reversed(rows[n]):
+            x = sessions[k]
+            if x.start < now - reach:
+                break
+            renewed = min(x.end, now)
+            expires = x.expires_at if x.end <= now and x.expires_at else renewed + life
+            if x.end <= x.start:
+                expires = x.expires_at or x.start + life
+            closed = x.closed_at if x.closed_at is not None and x.closed_at <= now else None
+            if expires <= now - cooldown:
+                continue
+            until = rests_until(
+                Lease(x.visitor_id, x.start, renewed, expires, closed_at=closed), pool
+            )
+            out = until if out is None else max(out, until)
+        return out
+
     for i in order:
         s = sessions[i]
         t = s.start
-        while ends and ends[0][0] <= t:
-            _, j, n = heapq.heappop(ends)
+        while events and events[0][0] <= t:
+            at, kind, j, n = heapq.heappop(events)
             done = sessions[j]
-            expires = done.expires_at or done.end + life
-            lease = Lease(done.visitor_id, done.start, done.end, expires, closed_at=done.closed_at)
-            until = rests_until(lease, pool)
-            free_at[n] = until if free_at[n] is None else max(free_at[n], until)  # type: ignore[type-var]
-            if done.end > done.start:
-                last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
-            ongoing[n] -= 1
-            if not ongoing[n]:
+            confirmed = done.end > done.start
+            if kind == 2:  # the page's first heartbeat: the number is held
+                ongoing[n] += 1
                 version[n] += 1
-                heapq.heappush(idle, (1, free_at[n].timestamp(), n, version[n]))  # type: ignore[union-attr]
+                heapq.heappush(events, (done.end, 1, j, n))
+                continue
+            if kind == 1:  # the last renewal: it rests after the lease's tail
+                last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
+                gone = done.closed_at is None or done.closed_at <= done.end
+                ongoing[n] -= gone
+                moved(n, (done.expires_at or done.end + life) + cooldown)
+                continue
+            if confirmed and done.closed_at is not None and done.closed_at > done.end:
+                ongoing[n] -= 1  # the page closed after its last renewal: it left now
+            rested = rests_at(n, at)  # the closed lease's own among them
+            moved(n, rested if rested is not None else free_at[n], lower=True)
         while idle and (ongoing[idle[0][2]] or idle[0][3] != version[idle[0][2]]):
             heapq.heappop(idle)
         if idle:
             n = idle[0][2]
             candidate = Candidate(str(n), last[n], 0, False, free_at[n])
-        else:  # every number has a page on it: the one with fewest
+        else:  # every number has a page open on it: the one with fewest
             n = min(range(size), key=lambda k: (ongoing[k], k))
-            candidate = Candidate(str(n), last[n], ongoing[n], False, t + rest)
+            candidate = Candidate(str(n), last[n], ongoing[n], False, t + life + cooldown)
         previous = None
         p = latest.get(s.visitor_id)
         if p is not None and not ongoing[p]:
@@ -239,9 +301,12 @@ def _hand_out(sessions: list[Session], order: list[int], pool: Pool, size: int) 
         n = int(got.number)
         owner[i] = n
         latest[s.visitor_id] = n
-        ongoing[n] += 1
-        version[n] += 1
-        heapq.heappush(ends, (s.end, i, n))
+        rows[n].append(i)
+        moved(n, got.expires_at or t)  # unconfirmed, it holds the number until then
+        if s.end > s.start:  # confirmed: by its first heartbeat, or its last activity
+            heapq.heappush(events, (min(t + first_heartbeat, s.end), 2, i, n))
+        if s.closed_at is not None:
+            heapq.heappush(events, (s.closed_at, 0, i, n))
     return owner
 
 
@@ -297,6 +362,7 @@ def advise_size(
     max_size: int = 2000,
     start: int = 1,
     cache: dict[int, Replay] | None = None,
+    first_heartbeat: timedelta = FIRST_HEARTBEAT,
 ) -> SizeAdvice:
     """The smallest pool size whose replay reaches ``target`` on ``metric``.
 
@@ -317,7 +383,9 @@ def advise_size(
 
     def at(size: int) -> float:
         if size not in tried:
-            tried[size] = replay(sessions, calls, pool, size, window_minutes, zones)
+            tried[size] = replay(
+                sessions, calls, pool, size, window_minutes, zones, first_heartbeat
+            )
         return tried[size].metric(metric)
 
     first = min(max(1, start), max_size)
