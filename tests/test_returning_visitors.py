@@ -167,3 +167,34 @@ def test_a_memory_of_no_visitors_remembers_none() -> None:
     memory = RememberedVisitors(capacity=0)
     memory.remember(visitor_at(0, 0), at(0))
     assert len(memory) == 0 and memory.get("v0") is None
+
+
+@pytest.mark.parametrize(
+    "visitor",
+    [
+        known(),
+        known(touch=None, visit_id=None, numbers=()),
+        known(numbers=(LEASED, STATIC, HeldNumber("+13125550120", "+13125550170", "b", True, 9))),
+    ],
+    ids=["leased-and-static", "no-touch", "shared"],
+)
+def test_a_remembered_visitor_is_given_back_as_it_was_answered(visitor: KnownVisitor) -> None:
+    memory = RememberedVisitors(capacity=10)
+    memory.remember(visitor, T0)
+    assert memory.get(visitor.visitor_id) == visitor
+    assert memory.get("someone-else") is None
+
+
+def test_a_full_memory_leaves_the_cycle_collector_nothing_to_walk() -> None:
+    """A full collection walks every object it tracks, with the event loop waiting: the
+    remembered visitors must not be among them, however many there are."""
+    import gc
+
+    memory = RememberedVisitors(capacity=5_000)
+    for n in range(5_000):
+        memory.remember(visitor_at(n, 0), at(0))
+    gc.collect()  # the collector stops tracking tuples of plain values when it meets them
+    tracked = {id(o) for o in gc.get_objects()}
+    kept = list(memory._known.values())
+    assert len(kept) == 5_000
+    assert not [entry for entry in kept if id(entry) in tracked]

@@ -63,6 +63,48 @@ class KnownVisitor:
         return any(h.expires_at is not None and h.expires_at <= now for h in self.numbers)
 
 
+# a remembered visitor as one flat tuple of strings, numbers and datetimes: the cycle
+# collector stops tracking such a tuple when it first meets it, so a full memory costs
+# its pauses nothing (a tuple of tuples can take a collection per level)
+_Packed = tuple
+_NUMBER = 6  # the fields of each held number, after the visitor's own
+
+
+def _pack(known: KnownVisitor) -> _Packed:
+    touch = known.touch
+    head = (
+        known.visitor_id,
+        known.visit_id,
+        known.page_visit,
+        known.last_active_at,
+        known.loaded_at,
+        touch is not None,
+        touch.source if touch else None,
+        touch.rule if touch else None,
+        touch.at if touch else None,
+    )
+    numbers = (
+        value
+        for h in known.numbers
+        for value in (h.target, h.number, h.pool, h.shared, h.lease_id, h.expires_at)
+    )
+    return (*head, *numbers)
+
+
+def _unpack(packed: _Packed) -> KnownVisitor:
+    visitor_id, visit_id, page_visit, last_active_at, loaded_at, touched, *touch = packed[:9]
+    rest = packed[9:]
+    return KnownVisitor(
+        visitor_id,
+        Touch(*touch) if touched else None,
+        visit_id,
+        page_visit,
+        last_active_at,
+        tuple(HeldNumber(*rest[k : k + _NUMBER]) for k in range(0, len(rest), _NUMBER)),
+        loaded_at,
+    )
+
+
 @dataclass
 class RememberedVisitors:
     """The last answer of each returning visitor, at most ``capacity`` of them.
@@ -71,11 +113,14 @@ class RememberedVisitors:
     least recently answered is the first to go stale (its leases aside), and the
     first to go when the memory is full. Remembering a visitor forgets at most ``SWEEP`` stale
     ones and then, if still full, the least recently answered: never a scan, so
-    a full memory costs a request what an empty one does.
+    a full memory costs a request what an empty one does. Each is kept as plain
+    tuples, not objects, which Python's cycle collector does not track: a full
+    collection would otherwise walk every remembered visitor, with the event loop
+    (and the calls on it) waiting.
     """
 
     capacity: int = 200_000
-    _known: OrderedDict[str, KnownVisitor] = field(default_factory=OrderedDict)
+    _known: OrderedDict[str, _Packed] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -84,7 +129,8 @@ class RememberedVisitors:
         return visitor_id in self._known
 
     def get(self, visitor_id: str) -> KnownVisitor | None:
-        return self._known.get(visitor_id)
+        packed = self._known.get(visitor_id)
+        return None if packed is None else _unpack(packed)
 
     def forget(self, visitor_id: str) -> None:
         self._known.pop(visitor_id, None)
@@ -93,18 +139,18 @@ class RememberedVisitors:
         """``known`` is the visitor's latest answer, given at ``now``."""
         memory = self._known
         if known.visitor_id in memory:
-            memory[known.visitor_id] = known
+            memory[known.visitor_id] = _pack(known)
             memory.move_to_end(known.visitor_id)
             return
         if self.capacity <= 0:
             return
         for _ in range(SWEEP):
-            if not memory or not next(iter(memory.values())).stale(now):
+            if not memory or not _unpack(next(iter(memory.values()))).stale(now):
                 break
             memory.popitem(last=False)
         if len(memory) >= self.capacity:
             memory.popitem(last=False)
-        memory[known.visitor_id] = known
+        memory[known.visitor_id] = _pack(known)
 
 
 @dataclass(frozen=True)
