@@ -76,3 +76,18 @@ def test_a_forgotten_idle_client_gets_what_it_would_have_got() -> None:
     assert [kept.allow("a", 5 + i / 100)[0] for i in range(4)] == [
         swept.allow("a", 5 + i / 100)[0] for i in range(4)
     ]
+
+
+def test_a_full_limiter_leaves_the_cycle_collector_nothing_to_walk() -> None:
+    """A full collection stops the event loop for every object it tracks: the clients'
+    buckets must not be among them, however many clients there are."""
+    import gc
+
+    limiter = RateLimiter(rate=1, burst=20, max_clients=5_000)
+    for n in range(5_000):
+        limiter.allow(f"10.0.{n >> 8}.{n & 255}", n * 0.001)
+    limiter.refund("10.0.0.1")
+    gc.collect()
+    tracked = {id(o) for o in gc.get_objects()}
+    assert len(limiter) == 5_000
+    assert not [b for b in limiter._buckets.values() if id(b) in tracked]

@@ -6,7 +6,9 @@ leases, so that a bot cannot drain a number pool.
 The buckets are kept in the order their clients were last seen (an
 ``OrderedDict``), so that forgetting is O(1) whatever the number of clients:
 the least recently seen bucket is the first to be full again, and the first
-to go when ``max_clients`` is reached. No request scans the buckets.
+to go when ``max_clients`` is reached. No request scans the buckets. A bucket
+is a pair of floats, which Python's cycle collector does not track: a full
+memory of clients adds nothing to its pauses.
 """
 
 from __future__ import annotations
@@ -17,10 +19,7 @@ from dataclasses import dataclass, field
 SWEEP = 2  # idle buckets a new client forgets at most: more than it adds, never a scan
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
+_Bucket = tuple[float, float]  # (tokens, when they were counted)
 
 
 @dataclass
@@ -41,21 +40,23 @@ class RateLimiter:
         bucket = buckets.get(client)
         if bucket is None:
             self._evict(now)
-            bucket = buckets[client] = _Bucket(float(self.burst), now)
+            tokens, at = float(self.burst), now
         else:
             buckets.move_to_end(client)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-        bucket.at = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
+            tokens, at = bucket
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            buckets[client] = (tokens - 1, now)
             return True, 0.0
-        return False, (1 - bucket.tokens) / self.rate
+        buckets[client] = (tokens, now)
+        return False, (1 - tokens) / self.rate
 
     def refund(self, client: str) -> None:
         """Give back a token ``allow`` took for something that did not happen after all."""
         bucket = self._buckets.get(client)
         if bucket is not None:
-            bucket.tokens = min(self.burst, bucket.tokens + 1)
+            tokens, at = bucket
+            self._buckets[client] = (min(self.burst, tokens + 1), at)
 
     def _evict(self, now: float) -> None:
         """Forget up to ``SWEEP`` clients whose buckets are full again, then the oldest if full.
@@ -68,8 +69,8 @@ class RateLimiter:
         for _ in range(SWEEP):
             if not buckets:
                 break
-            oldest = next(iter(buckets.values()))
-            if now - oldest.at < full_after:
+            _tokens, at = next(iter(buckets.values()))
+            if now - at < full_after:
                 break
             buckets.popitem(last=False)
         if len(buckets) >= self.max_clients:  # still full: drop the least recently seen
