@@ -237,3 +237,13 @@ def test_the_daemon_runs_on_uvloop(monkeypatch) -> None:
     monkeypatch.setattr(daemon_mod, "Daemon", Recorder)
     daemon_mod.run_daemon(object())
     assert len(loops) == 1 and isinstance(loops[0], uvloop.Loop)
+
+
+async def test_what_the_start_made_is_left_out_of_the_collectors_passes(daemon: Daemon) -> None:
+    import gc
+
+    await asyncio.wait_for(daemon.warmed.wait(), 30)
+    try:
+        assert gc.get_freeze_count() > 10_000  # modules, config, the geocoder's data
+    finally:
+        gc.unfreeze()  # the next tests' objects are theirs to collect

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
@@ -80,6 +81,7 @@ class Daemon:
         # webhooks and GA4: the call log's events, sent from the outbox (issue 20)
         self.outbox = OutboxDelivery(config, self.writer, clock=clock)
         self.stop = asyncio.Event()
+        self.warmed = asyncio.Event()  # the call path's data loaded: calls are taken next
         self._runner: web.AppRunner | None = None
         self._dashboard: web.AppRunner | None = None
         self._reader: StoreReader | None = None
@@ -222,6 +224,12 @@ class Daemon:
         await asyncio.to_thread(geo.warm)  # every call locates its caller
         if any(isinstance(r, GeoRoute) and r.ask_zip for r in self.config.routes.values()):
             await asyncio.to_thread(zip_lookup.warm)  # the ZIP dataset: about half a second
+        # what the start made (modules, config, datasets) lives as long as the daemon: the
+        # cycle collector's full passes, which stop the loop and the calls on it, no
+        # longer walk it (bench/README.md, "Pauses of the cycle collector")
+        gc.collect()
+        gc.freeze()
+        self.warmed.set()
         if a.uses_ari:
             await self.ari.start()
         if self.agi is not None:
