@@ -13,6 +13,9 @@ goes through what the API handler does with them, in process, without HTTP or SQ
 - a new visitor (1 in 5, from a new IP: a new client of both limiters): the store's
   answer remembered (``VisitDesk._remember``), the store itself left out.
 
+After filling, a full pass of the cycle collector is timed (``full_collection_ms``: the
+pause a generation-2 collection makes the event loop wait), beside the same pass before
+the memory was filled (``full_collection_empty_ms``: the process's own objects).
 Each request is timed alone: wall time (perf_counter_ns: p50, p99, max) and the CPU time
 of the thread (``cpu_p99_us``: not counting the time the OS gave other processes, the
 steadier figure on a shared machine). The summary gives the median over ``--repeat``
@@ -79,9 +82,21 @@ def percentiles(ns: list[int]) -> dict:
     return {"p50_us": round(at(0.5), 2), "p99_us": round(at(0.99), 2), "max_us": at(1.0)}
 
 
+def full_collection_ms() -> float:
+    """A full pass of the cycle collector (what a generation-2 collection stops the event
+    loop for): the median of three, in ms."""
+    pauses = []
+    for _ in range(3):
+        t = time.perf_counter_ns()
+        gc.collect()
+        pauses.append(time.perf_counter_ns() - t)
+    return round(statistics.median(pauses) / 1e6, 2)
+
+
 async def run_size(cfg, writer: StoreWriter, size: int, requests: int) -> list[dict]:
     """Fill a desk and limiters to ``size``, then time ``requests`` requests per phase."""
     pool = cfg.pools["gads"]
+    empty = full_collection_ms()  # the process's own objects: the baseline
     desk = VisitDesk(cfg, writer, flush_after=3600, max_known=size)
     limits = RateLimiter(rate=10, burst=60, max_clients=size)
     new_visitors = RateLimiter(rate=1, burst=20, max_clients=size)
@@ -92,6 +107,7 @@ async def run_size(cfg, writer: StoreWriter, size: int, requests: int) -> list[d
         new_visitors.allow(ip(n), n * 1e-6)
     assert len(desk._known) == size and len(limits) == size
     gc.collect()
+    full = full_collection_ms()
     fresh = size  # the next new visitor
     rows = []
     for phase, window in (("spread", size // 4), ("hot", min(250, size // 4))):
@@ -141,8 +157,12 @@ async def run_size(cfg, writer: StoreWriter, size: int, requests: int) -> list[d
                 "cpu_p99_us": percentiles(cpu)["p99_us"],
                 "new_visitor_p50_us": new["p50_us"],
                 "new_visitor_p99_us": new["p99_us"],
+                "full_collection_ms": full,
+                "full_collection_empty_ms": empty,
             }
         )
+    if desk._flush_timer is not None:  # the loop would keep the desk (and its memory) alive
+        desk._flush_timer.cancel()
     return rows
 
 
@@ -237,7 +257,8 @@ async def main() -> None:
                         passes.setdefault((row["phase"], size), []).append(row)
         finally:
             writer.close()
-    keys = ("p50_us", "p99_us", "cpu_p99_us", "new_visitor_p50_us", "new_visitor_p99_us")
+    keys = ("p50_us", "p99_us", "cpu_p99_us", "new_visitor_p50_us", "new_visitor_p99_us",
+            "full_collection_ms", "full_collection_empty_ms")  # fmt: skip
     median = {
         at: {k: statistics.median(r[k] for r in rows) for k in keys} for at, rows in passes.items()
     }
@@ -253,6 +274,10 @@ async def main() -> None:
             "median_cpu_p99_us": {s: median[phase, s]["cpu_p99_us"] for s in sizes},
             "median_new_visitor_p99_us": {s: median[phase, s]["new_visitor_p99_us"] for s in sizes},
         }
+    summary["full_collection_ms"] = {s: median["spread", s]["full_collection_ms"] for s in sizes}
+    summary["full_collection_empty_ms"] = {
+        s: median["spread", s]["full_collection_empty_ms"] for s in sizes
+    }
     if args.before:
         for size in sizes:
             was = run_before(cfg, size, args.before_requests)
