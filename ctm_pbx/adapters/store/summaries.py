@@ -22,8 +22,9 @@ either, and adding then removing a call leaves no rounding residue.
 Reading: a UTC range is split into the whole buckets of the grains a dimension is
 kept at (``GRAINS``) and raw edges (``split``), which the caller sums from ``calls``:
 a bound inside a bucket (a period ending now, a report by campaign starting at a
-local midnight that is not a UTC one) costs a raw scan of the part next to it. The
-total keeps quarter hours, so local days and hours of zones 30 or 45 minutes off
+local midnight that is not a UTC one) costs a raw scan of the part next to it, or of
+the part outside (with the sign turned) when the range covers most of that bucket.
+The total keeps quarter hours, so local days and hours of zones 30 or 45 minutes off
 UTC come from the summary too.
 """
 
@@ -381,10 +382,11 @@ def usable(db: sqlite_utils.Database, qualified: QualifiedCall) -> bool:
 
 @dataclass(frozen=True)
 class Split:
-    """[start, end) as whole summary buckets (grain, first, end) and raw ranges."""
+    """[start, end) as signed whole summary buckets (grain, first, end, sign) and signed
+    raw ranges (first, end, sign): the range's sums are theirs, each times its sign."""
 
-    summary: list[tuple[str, datetime, datetime]]
-    raw: list[tuple[datetime, datetime]]
+    summary: list[tuple[str, datetime, datetime, int]]
+    raw: list[tuple[datetime, datetime, int]]
 
 
 def _floor(t: datetime, grain: str) -> datetime:
@@ -413,33 +415,73 @@ def _ceil(t: datetime, grain: str) -> datetime:
     return down if down == t else _next(down, grain)
 
 
-def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
-    """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw."""
+def split(
+    start: datetime, end: datetime, grains: tuple[str, ...], *, complement: bool = True
+) -> Split:
+    """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw.
+
+    ``complement``: a bucket the range covers more than half of is read whole, less the
+    part outside the range (itself covered so, with the sign turned): a 30-day range from
+    the 4th at 06:00 reads that month less 3¼ days, not 26¾ days; a local midnight at
+    06:00 UTC reads the day less 6 hours of raw calls, not 18. Without, the parts are
+    disjoint and all positive (time buckets, which add them up by label)."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     hours_only = "d" not in grains and "m" not in grains and "h" in grains
     if hours_only and _whole_hour(start) and _whole_hour(end) and start < end:
-        return Split([("h", start, end)], [])  # a time bucket of whole hours: the usual
-    summary: list[tuple[str, datetime, datetime]] = []
-    raw: list[tuple[datetime, datetime]] = []
+        return Split([("h", start, end, 1)], [])  # a time bucket of whole hours: the usual
+    summary: list[tuple[str, datetime, datetime, int]] = []
+    raw: list[tuple[datetime, datetime, int]] = []
     order = [g for g in ORDER if g in grains]
 
-    def cover(lo: datetime, hi: datetime, level: int) -> None:
+    def whole(g: str, lo: datetime, hi: datetime, sign: int) -> None:
+        summary.append((g, lo, hi, sign))
+
+    def cover(lo: datetime, hi: datetime, level: int, sign: int) -> None:
         if lo >= hi:
             return
         if level == len(order):
-            raw.append((lo, hi))
+            raw.append((lo, hi, sign))
             return
         g = order[level]
         a, b = _ceil(lo, g), _floor(hi, g)
-        if a >= b:
-            cover(lo, hi, level + 1)
+        if a > b:  # inside one bucket
+            first, after = b, a
+            if complement and (lo - first) + (after - hi) < hi - lo:
+                whole(g, first, after, sign)
+                cover(first, lo, level + 1, -sign)
+                cover(hi, after, level + 1, -sign)
+            else:
+                cover(lo, hi, level + 1, sign)
             return
-        cover(lo, a, level + 1)
-        summary.append((g, a, b))
-        cover(b, hi, level + 1)
+        if lo < a and complement and lo - _floor(lo, g) < a - lo:
+            first = _floor(lo, g)
+            whole(g, first, a, sign)
+            cover(first, lo, level + 1, -sign)
+        else:
+            cover(lo, a, level + 1, sign)
+        if a < b:
+            whole(g, a, b, sign)
+        after = _next(b, g) if b < hi else b
+        if b < hi and complement and after - hi < hi - b:
+            whole(g, b, after, sign)
+            cover(hi, after, level + 1, -sign)
+        else:
+            cover(b, hi, level + 1, sign)
 
-    cover(start, end, 0)
-    return Split(summary, raw)
+    cover(start, end, 0, 1)
+    return Split(_merged(summary), raw)
+
+
+def _merged(parts: list[tuple[str, datetime, datetime, int]]) -> list:
+    """``parts`` in time order, adjacent ones of a grain and sign as one range."""
+    out: list[tuple[str, datetime, datetime, int]] = []
+    for g, lo, hi, sign in sorted(parts, key=lambda p: (p[1], p[2])):
+        same = [i for i, (g2, _lo, hi2, s2) in enumerate(out) if (g2, hi2, s2) == (g, lo, sign)]
+        if same:
+            out[same[0]] = (g, out[same[0]][1], hi, sign)
+        else:
+            out.append((g, lo, hi, sign))
+    return out
 
 
 def _whole_hour(t: datetime) -> bool:
@@ -454,14 +496,17 @@ def _key(dim: str, value: str | None) -> str:
 
 
 def _ranges(dim: str, parts, value: str | None) -> tuple[str, list]:
-    """A UNION ALL of the summary rows of ``parts`` (optionally of one value)."""
+    """A UNION ALL of the summary rows (value and ``SUMS``, times their sign) of ``parts``
+    (``Split.summary``; optionally of one value)."""
     one = " AND value = ?" if value is not None else ""
+    plus = ", ".join(SUMS)
+    minus = ", ".join(f"-{s} AS {s}" for s in SUMS)
     selects, args = [], []
-    for grain, lo, hi in parts:
+    for grain, lo, hi, sign in parts:
         assert grain in ORDER  # a literal: the planner sees which index applies
         selects.append(
-            f"SELECT * FROM call_summary WHERE grain = '{grain}' AND dim = ?{one}"
-            " AND bucket >= ? AND bucket < ?"
+            f"SELECT value, {plus if sign > 0 else minus} FROM call_summary"
+            f" WHERE grain = '{grain}' AND dim = ?{one} AND bucket >= ? AND bucket < ?"
         )
         args += [dim, *([value] if value is not None else [])]
         args += [bucket_key(lo, grain), bucket_key(hi, grain)]
@@ -498,7 +543,8 @@ def bucket_sums(
 ) -> dict[str, list[int]]:
     """Sums per label of whole summary buckets (label, grain, first, end) of ``dim``'s
     ``value``: one range scan per grain, each row added to the label of the span it
-    falls in (found by bisection; a label may have many spans: the heat map's cells)."""
+    falls in (found by bisection; a label may have many spans: the heat map's cells;
+    spans do not overlap: ``split(..., complement=False)``)."""
     by_grain: dict[str, list[tuple[str, str, str]]] = {}
     for label, grain, lo, hi in spans:
         by_grain.setdefault(grain, []).append((bucket_key(lo, grain), bucket_key(hi, grain), label))
