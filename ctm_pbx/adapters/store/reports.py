@@ -294,7 +294,11 @@ def bucket_totals(
     assert on is not None
     spans: list = []
     edges: list[Bucket] = []
+    hours = "h" in grains
     for b in buckets:
+        if hours and summaries.whole_hour(b.start) and summaries.whole_hour(b.end):
+            spans.append((b.label, "h", b.start, b.end))  # the usual bucket: no split
+            continue
         part = summaries.split(b.start, b.end, grains, complement=False)
         spans += [(b.label, g, lo, hi) for g, lo, hi, _sign in part.summary]
         edges += [Bucket(b.label, s, e) for s, e, _sign in part.raw]

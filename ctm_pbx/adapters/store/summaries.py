@@ -30,8 +30,8 @@ UTC come from the summary too.
 
 from __future__ import annotations
 
+import json
 import logging
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -427,7 +427,7 @@ def split(
     disjoint and all positive (time buckets, which add them up by label)."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     hours_only = "d" not in grains and "m" not in grains and "h" in grains
-    if hours_only and _whole_hour(start) and _whole_hour(end) and start < end:
+    if hours_only and whole_hour(start) and whole_hour(end) and start < end:
         return Split([("h", start, end, 1)], [])  # a time bucket of whole hours: the usual
     summary: list[tuple[str, datetime, datetime, int]] = []
     raw: list[tuple[datetime, datetime, int]] = []
@@ -484,7 +484,7 @@ def _merged(parts: list[tuple[str, datetime, datetime, int]]) -> list:
     return out
 
 
-def _whole_hour(t: datetime) -> bool:
+def whole_hour(t: datetime) -> bool:
     return t.minute == 0 and t.second == 0 and t.microsecond == 0
 
 
@@ -495,10 +495,17 @@ def _key(dim: str, value: str | None) -> str:
     return "" if dim == TOTAL or value is None else "=" + value
 
 
+def _value_column(dim: str, alias: str = "") -> str:
+    """The value column as a query of ``dim``'s rows names it: the total's by its primary
+    key (``+``: its one value, '', in every bucket makes the index of a value's hours a
+    lookup per row)."""
+    return f"+{alias}value" if dim == TOTAL else f"{alias}value"
+
+
 def _ranges(dim: str, parts, value: str | None) -> tuple[str, list]:
     """A UNION ALL of the summary rows (value and ``SUMS``, times their sign) of ``parts``
     (``Split.summary``; optionally of one value)."""
-    one = " AND value = ?" if value is not None else ""
+    one = f" AND {_value_column(dim)} = ?" if value is not None else ""
     plus = ", ".join(SUMS)
     minus = ", ".join(f"-{s} AS {s}" for s in SUMS)
     selects, args = [], []
@@ -542,27 +549,34 @@ def bucket_sums(
     spans: list[tuple[str, str, datetime, datetime]],
 ) -> dict[str, list[int]]:
     """Sums per label of whole summary buckets (label, grain, first, end) of ``dim``'s
-    ``value``: one range scan per grain, each row added to the label of the span it
-    falls in (found by bisection; a label may have many spans: the heat map's cells;
-    spans do not overlap: ``split(..., complement=False)``)."""
+    ``value`` (a label may have many spans: the heat map's cells; spans do not overlap:
+    ``split(..., complement=False)``): per grain, the spans (JSON) drive a join with the
+    summary, each a range of its index, summed by label in SQL."""
     by_grain: dict[str, list[tuple[str, str, str]]] = {}
+    keys: dict[tuple[datetime, str], str] = {}  # a span's end is the next one's start
+
+    def key(t: datetime, grain: str) -> str:
+        k = keys.get((t, grain))
+        if k is None:
+            k = keys[(t, grain)] = bucket_key(t, grain)
+        return k
+
     for label, grain, lo, hi in spans:
-        by_grain.setdefault(grain, []).append((bucket_key(lo, grain), bucket_key(hi, grain), label))
+        by_grain.setdefault(grain, []).append((label, key(lo, grain), key(hi, grain)))
     out: dict[str, list[int]] = {}
+    cols = ", ".join(f"SUM(s.{c})" for c in SUMS)
     for grain, found in by_grain.items():
-        found.sort()
-        starts = [lo for lo, _hi, _label in found]
         assert grain in ORDER  # a literal: the planner sees which index applies
-        cur = db.execute(
-            f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = '{grain}'"
-            " AND dim = ? AND value = ? AND bucket >= ? AND bucket < ?",
-            [dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
-        )
-        for bucket, *sums in cur:
-            i = bisect_right(starts, bucket) - 1
-            if i < 0 or bucket >= found[i][1]:
-                continue  # between spans
-            label = found[i][2]
+        rows = db.execute(
+            "WITH b AS (SELECT json_extract(value, '$[0]') AS label,"
+            " json_extract(value, '$[1]') AS lo, json_extract(value, '$[2]') AS hi"
+            f" FROM json_each(?)) SELECT b.label, {cols} FROM b CROSS JOIN call_summary s"
+            f" WHERE s.grain = '{grain}' AND s.dim = ? AND {_value_column(dim, 's.')} = ?"
+            " AND s.bucket >= b.lo"
+            " AND s.bucket < b.hi GROUP BY b.label",
+            [json.dumps(found), dim, _key(dim, value)],
+        ).fetchall()
+        for label, *sums in rows:
             have = out.get(label)
             out[label] = sums if have is None else [a + b for a, b in zip(have, sums, strict=True)]
     return {k: v for k, v in out.items() if v[0] > 0}
