@@ -335,6 +335,32 @@ def test_split_covers_the_range_exactly():
     _assert_covers(disjoint, start, end, ("d", "m"))
 
 
+def test_a_value_only_in_the_part_taken_off_is_not_a_row(tmp_path):
+    """A month read whole less its days before the period: a campaign whose calls are all
+    in those days sums to nothing and is no row; one in the period is, once; a call in
+    progress inside the month is counted once, in its place."""
+    db = open_db(tmp_path / "ctm.db")
+    migrate(db)
+    for at, campaign, status in (
+        ("2026-11-02T15:00:00.000Z", "before", "completed"),  # in November, before the 4th
+        ("2026-11-04T03:00:00.000Z", "before", "completed"),  # the 4th, before 06:00 UTC
+        ("2026-11-04T07:00:00.000Z", "inside", "completed"),
+        ("2026-11-20T12:00:00.000Z", "inside", "in_progress"),
+        ("2026-11-03T12:00:00.000Z", "open-before", "in_progress"),
+    ):
+        db["calls"].insert({"status": status, "started_at": at, "outcome": "answered",
+                            "tracking_number": "+13125550100", "utm_campaign": campaign,
+                            "talk_seconds": 40})  # fmt: skip
+    tz = ZoneInfo("America/Chicago")
+    period = parse_period("2026-11-04", "2026-12-02", now=NOW, tz=tz)
+    assert any(sign < 0 for *_p, sign in summaries.split(period.start, period.end,
+                                                        ("d", "m")).summary)  # fmt: skip
+    fast = run_report(db, Dimension.CAMPAIGN, period, tz, Filters(), QUALIFIED)
+    assert fast == run_report(db, Dimension.CAMPAIGN, period, tz, Filters(), QUALIFIED,
+                              summary=False)  # fmt: skip
+    assert {r.key: r.metrics["calls"] for r in fast.rows} == {"inside": 2}
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.datetimes(datetime(2025, 1, 1), datetime(2027, 1, 1)),
