@@ -59,7 +59,7 @@ TOTAL = ""  # the dimension of every call (totals and time buckets)
 # hours, days and months (time buckets filtered by source: the overview's timeline);
 # dimensions of many values (numbers, campaigns, keywords, ads) days and months, those
 # of a few days (a year of them is a few thousand rows). A report by them reads raw
-# calls only at its edges (at most a day each side). Landing page and referrer (m019)
+# calls only at its edges (at most half a day each side). Landing page and referrer (m019)
 # are the path and host of a URL column (``DERIVED``), by day only: each row is an upsert
 # as a call completes, and each of theirs a URL read by SQL string functions, while a
 # year of a site's pages by day is still a few thousand rows.
