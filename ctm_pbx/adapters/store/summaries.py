@@ -34,6 +34,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import sqlite_utils
 
@@ -425,10 +426,43 @@ def split(
     the 4th at 06:00 reads that month less 3¼ days, not 26¾ days; a local midnight at
     06:00 UTC reads the day less 6 hours of raw calls, not 18. Without, the parts are
     disjoint and all positive (time buckets, which add them up by label)."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    start, end = _utc(start), _utc(end)
     hours_only = "d" not in grains and "m" not in grains and "h" in grains
     if hours_only and whole_hour(start) and whole_hour(end) and start < end:
         return Split([("h", start, end, 1)], [])  # a time bucket of whole hours: the usual
+    if "d" in grains or "m" in grains or start >= end:
+        return _cover(start, end, grains, complement)
+    # hours and quarters repeat every hour: a local hour of a zone 30 or 45 minutes off UTC
+    # (8,760 a year) is one cached cover, moved to its hour
+    base = start.replace(minute=0, second=0, microsecond=0)
+    rel = _cover_in_hours(start - base, end - start, grains, complement)
+    return Split(
+        [(g, base + lo, base + hi, sign) for g, lo, hi, sign in rel[0]],
+        [(base + lo, base + hi, sign) for lo, hi, sign in rel[1]],
+    )
+
+
+_HOUR_ZERO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _cover_in_hours(
+    offset: timedelta, length: timedelta, grains: tuple[str, ...], complement: bool
+) -> tuple[tuple, tuple]:
+    """``split`` of [h + offset, h + offset + length) for any whole UTC hour h, as
+    timedeltas from h (grains of an hour or less)."""
+    part = _cover(_HOUR_ZERO + offset, _HOUR_ZERO + offset + length, grains, complement)
+    return (
+        tuple((g, lo - _HOUR_ZERO, hi - _HOUR_ZERO, sign) for g, lo, hi, sign in part.summary),
+        tuple((lo - _HOUR_ZERO, hi - _HOUR_ZERO, sign) for lo, hi, sign in part.raw),
+    )
+
+
+def _cover(start: datetime, end: datetime, grains: tuple[str, ...], complement: bool) -> Split:
     summary: list[tuple[str, datetime, datetime, int]] = []
     raw: list[tuple[datetime, datetime, int]] = []
     order = [g for g in ORDER if g in grains]
