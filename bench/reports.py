@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -88,13 +89,15 @@ def seed(path: Path, calls: int, sources: int, numbers: int) -> None:
     print(f"seeded {calls} calls in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
-def timed(fn, repeat: int) -> float:
-    times = []
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """The median wall and CPU (this process's: SQLite runs in it) milliseconds of ``fn``."""
+    times, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        cpu.append((time.process_time() - c0) * 1000)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def without_summary(path: Path) -> Path:
@@ -129,25 +132,27 @@ def bench_reports(
     out = []
     for since in periods:
         period = parse_period("365d" if since == "12m" else since, None, now=now, tz=TZ)
-        count = timed(
+        count, count_cpu = timed(
             lambda p=period: db.execute(
                 "SELECT COUNT(*) FROM calls WHERE started_at >= ? AND started_at < ?",
                 [iso(p.start), iso(p.end)],
             ).fetchone(),
             repeat,
         )
-        out.append({"what": "baseline count(*)", "period": since, "ms": {"raw": round(count, 1)}})
+        out.append({"what": "baseline count(*)", "period": since, "ms": {"raw": round(count, 1)},
+                    "cpu": {"raw": round(count_cpu, 1)}})  # fmt: skip
         for dim in dims:
-            row = {"what": f"report {dim.value}", "period": since, "ms": {}}
+            row = {"what": f"report {dim.value}", "period": since, "ms": {}, "cpu": {}}
             for way in ways:
                 opts = WAYS[way]
-                ms = timed(
+                ms, cpu = timed(
                     lambda d=dim, p=period, o=opts: run_report(
                         db, d, p, TZ, Filters(), qualified, **o
                     ),
                     repeat,
                 )
                 row["ms"][way] = round(ms, 1)
+                row["cpu"][way] = round(cpu, 1)
             out.append(row)
             print(json.dumps(row), flush=True)
     return out
@@ -207,14 +212,16 @@ def bench_writes(path: Path, raw_path: Path, calls: int = 2000, repeat: int = 3)
 async def bench_pages(path: Path, raw_path: Path, repeat: int) -> list[dict]:
     rows: dict[str, dict] = {}
     for way, target in (("raw", raw_path), ("summary", path)):
-        for name, ms in (await page_times(target, repeat)).items():
-            rows.setdefault(name, {"what": name, "period": "-", "ms": {}})["ms"][way] = ms
+        for name, (ms, cpu) in (await page_times(target, repeat)).items():
+            row = rows.setdefault(name, {"what": name, "period": "-", "ms": {}, "cpu": {}})
+            row["ms"][way], row["cpu"][way] = ms, cpu
     for row in rows.values():
         print(json.dumps(row), flush=True)
     return list(rows.values())
 
 
-async def page_times(path: Path, repeat: int) -> dict[str, float]:
+async def page_times(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU ms of each page (the server runs in this process)."""
     cfg = parse_config(
         CONFIG.replace("path: ctm-pbx.db", f"path: {path}"),
         env={"ARI_PASSWORD": "x", "AMI_SECRET": "x"},
@@ -230,14 +237,15 @@ async def page_times(path: Path, repeat: int) -> dict[str, float]:
     for name, url in (("overview page", "/"), ("call-log page", "/calls"),
                       ("call-log page, filtered", "/calls?source=google-ads&since=30d"),
                       ("call page", f"/calls/{newest}")):  # fmt: skip
-        times = []
+        times, cpu = [], []
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             resp = await client.get(url)
             await resp.read()
             assert resp.status == 200, (url, resp.status)
             times.append((time.perf_counter() - t0) * 1000)
-        out[name] = round(statistics.median(times), 1)
+            cpu.append((time.process_time() - c0) * 1000)
+        out[name] = (round(statistics.median(times), 1), round(statistics.median(cpu), 1))
     await client.close()
     reader.close()
     writer.close()
@@ -266,12 +274,22 @@ def main() -> None:
     if not args.no_pages:
         rows += asyncio.run(bench_pages(args.db, raw_path, args.repeat))
     rows += bench_writes(args.db, raw_path)
-    print(f"\n{args.calls} calls, {args.sources} extra sources, {args.numbers} numbers (ms)")
+    print(
+        f"\n{args.calls} calls, {args.sources} extra sources, {args.numbers} numbers"
+        f" (ms wall / CPU; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
     cols = [*WAYS, "m017 summary"]
-    print(f"{'':<40} {'':>4} " + " ".join(f"{w:>14}" for w in cols))
+    print(f"{'':<40} {'':>4} " + " ".join(f"{w:>16}" for w in cols))
     for row in rows:
-        cells = " ".join(f"{row['ms'][w]:>14}" if w in row["ms"] else f"{'':>14}" for w in cols)
+        cells = " ".join(f"{_cell(row, w):>16}" for w in cols)
         print(f"{row['what']:<40} {row['period']:>4} {cells}")
+
+
+def _cell(row: dict, way: str) -> str:
+    if way not in row["ms"]:
+        return ""
+    cpu = row.get("cpu", {}).get(way)
+    return f"{row['ms'][way]}" + (f" / {cpu}" if cpu is not None else "")
 
 
 if __name__ == "__main__":

@@ -279,25 +279,99 @@ def test_reads_of_an_older_schema_count_from_calls(tmp_path):
     assert period_totals(db, NOW - timedelta(days=11), NOW, Filters(), QUALIFIED).calls == 50
 
 
-def test_split_covers_the_range_exactly():
-    def at(text: str) -> datetime:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
-    part = summaries.split(at("2026-01-30T05:30:00"), at("2026-03-02T01:07:00"), ("h", "d", "m"))
-    assert part.summary == [
-        ("h", at("2026-01-30T06:00"), at("2026-01-31T00:00")),
-        ("d", at("2026-01-31T00:00"), at("2026-02-01T00:00")),
-        ("m", at("2026-02-01T00:00"), at("2026-03-01T00:00")),
-        ("d", at("2026-03-01T00:00"), at("2026-03-02T00:00")),
-        ("h", at("2026-03-02T00:00"), at("2026-03-02T01:00")),
+
+def _assert_covers(part: summaries.Split, start: datetime, end: datetime, grains) -> None:
+    """Each instant counts once in [start, end) and not outside, by the parts' signs; the
+    summary's parts are whole buckets of ``grains``, counted at most once (the open calls
+    are read over them)."""
+    for g, lo, hi, _sign in part.summary:
+        assert g in grains and summaries._floor(lo, g) == lo and summaries._floor(hi, g) == hi
+    cuts = {start, end}
+    cuts |= {t for _g, lo, hi, _s in part.summary for t in (lo, hi)}
+    cuts |= {t for lo, hi, _s in part.raw for t in (lo, hi)}
+    ordered = sorted(cuts)
+    for lo, hi in zip(ordered, ordered[1:], strict=False):
+        s = sum(sign for _g, a, b, sign in part.summary if a <= lo and hi <= b)
+        r = sum(sign for a, b, sign in part.raw if a <= lo and hi <= b)
+        assert s in (0, 1) and s + r == (1 if start <= lo and hi <= end else 0), (lo, hi)
+
+
+def test_split_covers_the_range_exactly():
+    start, end = _at("2026-01-30T05:30:00"), _at("2026-03-02T01:07:00")
+    part = summaries.split(start, end, ("h", "d", "m"))
+    assert part.summary == [  # Jan 30 less its first 5 h 30: not 18 h 30 of hours and raw
+        ("h", _at("2026-01-30T00:00"), _at("2026-01-30T05:00"), -1),
+        ("d", _at("2026-01-30T00:00"), _at("2026-02-01T00:00"), 1),
+        ("m", _at("2026-02-01T00:00"), _at("2026-03-01T00:00"), 1),
+        ("d", _at("2026-03-01T00:00"), _at("2026-03-02T00:00"), 1),
+        ("h", _at("2026-03-02T00:00"), _at("2026-03-02T01:00"), 1),
     ]
     assert part.raw == [
-        (at("2026-01-30T05:30"), at("2026-01-30T06:00")),
-        (at("2026-03-02T01:00"), at("2026-03-02T01:07")),
+        (_at("2026-01-30T05:00"), _at("2026-01-30T05:30"), -1),
+        (_at("2026-03-02T01:00"), _at("2026-03-02T01:07"), 1),
     ]
-    quarter = summaries.split(at("2026-01-01T18:15:00"), at("2026-01-01T20:45:00"), ("h", "q"))
-    assert quarter.raw == [] and [g for g, _, _ in quarter.summary] == ["q", "h", "q"]
-    assert summaries.bucket_key(at("2026-01-01T18:59:59.999"), "q") == "2026-01-01T18:45"
+    _assert_covers(part, start, end, ("h", "d", "m"))
+    # 30 days from a Chicago midnight: November less 3 days and 6 hours, not 26 days
+    start, end = _at("2026-11-04T06:00"), _at("2026-12-04T03:10")
+    part = summaries.split(start, end, ("d", "m"))
+    assert part.summary == [
+        ("d", _at("2026-11-01T00:00"), _at("2026-11-04T00:00"), -1),
+        ("m", _at("2026-11-01T00:00"), _at("2026-12-01T00:00"), 1),
+        ("d", _at("2026-12-01T00:00"), _at("2026-12-04T00:00"), 1),
+    ]
+    assert part.raw == [
+        (_at("2026-11-04T00:00"), _at("2026-11-04T06:00"), -1),
+        (_at("2026-12-04T00:00"), _at("2026-12-04T03:10"), 1),
+    ]
+    _assert_covers(part, start, end, ("d", "m"))
+    quarter = summaries.split(_at("2026-01-01T18:15:00"), _at("2026-01-01T20:45:00"), ("h", "q"))
+    assert quarter.raw == [] and [g for g, _, _, _ in quarter.summary] == ["q", "h", "q"]
+    assert summaries.bucket_key(_at("2026-01-01T18:59:59.999"), "q") == "2026-01-01T18:45"
+    disjoint = summaries.split(start, end, ("d", "m"), complement=False)
+    assert all(sign == 1 for *_p, sign in disjoint.summary + disjoint.raw)
+    _assert_covers(disjoint, start, end, ("d", "m"))
+
+
+def test_a_value_only_in_the_part_taken_off_is_not_a_row(tmp_path):
+    """A month read whole less its days before the period: a campaign whose calls are all
+    in those days sums to nothing and is no row; one in the period is, once; a call in
+    progress inside the month is counted once, in its place."""
+    db = open_db(tmp_path / "ctm.db")
+    migrate(db)
+    for at, campaign, status in (
+        ("2026-11-02T15:00:00.000Z", "before", "completed"),  # in November, before the 4th
+        ("2026-11-04T03:00:00.000Z", "before", "completed"),  # the 4th, before 06:00 UTC
+        ("2026-11-04T07:00:00.000Z", "inside", "completed"),
+        ("2026-11-20T12:00:00.000Z", "inside", "in_progress"),
+        ("2026-11-03T12:00:00.000Z", "open-before", "in_progress"),
+    ):
+        db["calls"].insert({"status": status, "started_at": at, "outcome": "answered",
+                            "tracking_number": "+13125550100", "utm_campaign": campaign,
+                            "talk_seconds": 40})  # fmt: skip
+    tz = ZoneInfo("America/Chicago")
+    period = parse_period("2026-11-04", "2026-12-02", now=NOW, tz=tz)
+    assert any(sign < 0 for *_p, sign in summaries.split(period.start, period.end,
+                                                        ("d", "m")).summary)  # fmt: skip
+    fast = run_report(db, Dimension.CAMPAIGN, period, tz, Filters(), QUALIFIED)
+    assert fast == run_report(db, Dimension.CAMPAIGN, period, tz, Filters(), QUALIFIED,
+                              summary=False)  # fmt: skip
+    assert {r.key: r.metrics["calls"] for r in fast.rows} == {"inside": 2}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(datetime(2025, 1, 1), datetime(2027, 1, 1)),
+    st.timedeltas(timedelta(seconds=1), timedelta(days=500)),
+    st.sampled_from([("h", "q"), ("h",), ("h", "d", "m"), ("d", "m"), ("d",)]),
+    st.booleans(),
+)
+def test_any_range_is_covered_exactly(start, length, grains, complement):
+    start = start.replace(tzinfo=UTC)
+    part = summaries.split(start, start + length, grains, complement=complement)
+    _assert_covers(part, start, start + length, grains)
 
 
 CALL = st.fixed_dictionaries(

@@ -252,8 +252,8 @@ def time_buckets(period: Period, grain: Dimension, tz: tzinfo) -> list[Bucket]:
         # walk UTC hours (and the quarter hours of zones with odd offsets) by local hour
         cursor = local_first.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
         hour = timedelta(hours=1)
+        local = cursor.astimezone(tz)
         while cursor < period.end:
-            local = cursor.astimezone(tz)
             nxt_utc = cursor + hour
             after = nxt_utc.astimezone(tz)
             if after.minute or after.second or after.hour == local.hour:  # the offset changed:
@@ -262,9 +262,10 @@ def time_buckets(period: Period, grain: Dimension, tz: tzinfo) -> list[Bucket]:
                 nxt_utc = datetime.combine(nxt.date(), time(nxt.hour), tzinfo=tz).astimezone(UTC)
                 if nxt_utc <= cursor:  # a local hour that repeats (DST ends)
                     nxt_utc = cursor + hour
+                after = nxt_utc.astimezone(tz)
             label = f"{WEEKDAYS[local.weekday()]} {local.hour:02d}"
             buckets.append(Bucket(label, max(cursor, period.start), min(nxt_utc, period.end)))
-            cursor = nxt_utc
+            cursor, local = nxt_utc, after
         return buckets
     day = local_first.date()
     if grain is Dimension.WEEK:

@@ -126,22 +126,23 @@ def _summary_filter(filters: Filters) -> tuple[str, str | None] | None:
 def _raw_groups(
     db: sqlite_utils.Database,
     column: str,
-    ranges: list[tuple[datetime, datetime]],
+    ranges: list[tuple[datetime, datetime, int]],
     filters: Filters,
     qualified: QualifiedCall,
     unique: bool,
     *,
     open_only: bool = False,
 ) -> dict:
-    """{key: (unique callers, sums)} of the calls in ``ranges`` (each summed apart);
-    ``open_only``: of the calls in progress only (those the summary does not hold)."""
+    """{key: (unique callers, sums)} of the calls in ``ranges`` (first, end, sign: each
+    summed apart, times its sign); ``open_only``: of the calls in progress only (those
+    the summary does not hold)."""
     select, sel_args = _select(qualified, unique)
     where, args = filter_sql(filters)
     table = "calls c"
     if open_only:
         table, where = "calls c INDEXED BY idx_calls_open", [_OPEN, *where]
     out: dict = {}
-    for start, end in ranges:
+    for start, end, sign in ranges:
         sql = (
             f"SELECT {column} AS k, {select} FROM {table}"
             f" WHERE c.started_at >= ? AND c.started_at < ?"
@@ -149,6 +150,8 @@ def _raw_groups(
         )
         for row in db.conn.execute(sql, [*sel_args, iso(start), iso(end), *args]):
             u, sums = _split_row(row[1:], unique)
+            if sign < 0:
+                u, sums = None, [-x for x in sums]
             if row[0] in out:  # ranges are disjoint: only the sums add (unique is one range)
                 u, sums = None, [a + b for a, b in zip(out[row[0]][1], sums, strict=True)]
             out[row[0]] = (u, sums)
@@ -228,17 +231,18 @@ def group_totals(
         or _summary_filter(filters) != (summaries.TOTAL, None)
         or not (summary and summaries.usable(db, qualified))
     ):
-        raw = _raw_groups(db, column, [(start, end)], filters, qualified, unique)
+        raw = _raw_groups(db, column, [(start, end, 1)], filters, qualified, unique)
         return {k: _totals(sums, u) for k, (u, sums) in raw.items()}
     part = summaries.split(start, end, summaries.GRAINS[key][1])
     found = summaries.group_sums(db, key, part.summary)
     for k, (_u, sums) in _raw_groups(db, column, part.raw, filters, qualified, False).items():
         _add(found, k, sums)
-    covered = [(lo, hi) for _g, lo, hi in part.summary]
+    covered = [(lo, hi, sign) for _g, lo, hi, sign in part.summary]
     for k, (_u, sums) in _raw_groups(
         db, column, covered, filters, qualified, False, open_only=True
     ).items():
         _add(found, k, sums)
+    found = {k: sums for k, sums in found.items() if sums[0] > 0}  # values the signs cancel
     counts = _unique_by(db, column, start, end, filters) if unique else {}
     return {k: _totals(sums, counts.get(k, 0) if unique else None) for k, sums in found.items()}
 
@@ -290,10 +294,14 @@ def bucket_totals(
     assert on is not None
     spans: list = []
     edges: list[Bucket] = []
+    hours = "h" in grains
     for b in buckets:
-        part = summaries.split(b.start, b.end, grains)
-        spans += [(b.label, g, lo, hi) for g, lo, hi in part.summary]
-        edges += [Bucket(b.label, s, e) for s, e in part.raw]
+        if hours and summaries.whole_hour(b.start) and summaries.whole_hour(b.end):
+            spans.append((b.label, "h", b.start, b.end))  # the usual bucket: no split
+            continue
+        part = summaries.split(b.start, b.end, grains, complement=False)
+        spans += [(b.label, g, lo, hi) for g, lo, hi, _sign in part.summary]
+        edges += [Bucket(b.label, s, e) for s, e, _sign in part.raw]
     found = summaries.bucket_sums(db, on[0], on[1], spans)
     for label, (_u, sums) in _raw_buckets(db, edges, filters, qualified, False).items():
         _add(found, label, sums)
@@ -321,7 +329,7 @@ def period_totals(
     summary when no filter or one on a summed dimension is given, else raw."""
     on = _summary_filter(filters)
     if on is None or not (summary and summaries.usable(db, qualified)):
-        raw = _raw_groups(db, "NULL", [(start, end)], filters, qualified, unique)
+        raw = _raw_groups(db, "NULL", [(start, end, 1)], filters, qualified, unique)
         u, sums = raw.get(None, (0 if unique else None, [0] * len(summaries.SUMS)))
         return _totals(sums, u)
     dim, value = on
@@ -329,7 +337,7 @@ def period_totals(
     found = {None: summaries.total_sums(db, dim, value, part.summary)}
     for _k, (_u, sums) in _raw_groups(db, "NULL", part.raw, filters, qualified, False).items():
         _add(found, None, sums)
-    covered = [(lo, hi) for _g, lo, hi in part.summary]
+    covered = [(lo, hi, sign) for _g, lo, hi, sign in part.summary]
     for _k, (_u, sums) in _raw_groups(
         db, "NULL", covered, filters, qualified, False, open_only=True
     ).items():

@@ -22,17 +22,19 @@ either, and adding then removing a call leaves no rounding residue.
 Reading: a UTC range is split into the whole buckets of the grains a dimension is
 kept at (``GRAINS``) and raw edges (``split``), which the caller sums from ``calls``:
 a bound inside a bucket (a period ending now, a report by campaign starting at a
-local midnight that is not a UTC one) costs a raw scan of the part next to it. The
-total keeps quarter hours, so local days and hours of zones 30 or 45 minutes off
+local midnight that is not a UTC one) costs a raw scan of the part next to it, or of
+the part outside (with the sign turned) when the range covers most of that bucket.
+The total keeps quarter hours, so local days and hours of zones 30 or 45 minutes off
 UTC come from the summary too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import sqlite_utils
 
@@ -58,7 +60,7 @@ TOTAL = ""  # the dimension of every call (totals and time buckets)
 # hours, days and months (time buckets filtered by source: the overview's timeline);
 # dimensions of many values (numbers, campaigns, keywords, ads) days and months, those
 # of a few days (a year of them is a few thousand rows). A report by them reads raw
-# calls only at its edges (at most a day each side). Landing page and referrer (m019)
+# calls only at its edges (at most half a day each side). Landing page and referrer (m019)
 # are the path and host of a URL column (``DERIVED``), by day only: each row is an upsert
 # as a call completes, and each of theirs a URL read by SQL string functions, while a
 # year of a site's pages by day is still a few thousand rows.
@@ -381,10 +383,11 @@ def usable(db: sqlite_utils.Database, qualified: QualifiedCall) -> bool:
 
 @dataclass(frozen=True)
 class Split:
-    """[start, end) as whole summary buckets (grain, first, end) and raw ranges."""
+    """[start, end) as signed whole summary buckets (grain, first, end, sign) and signed
+    raw ranges (first, end, sign): the range's sums are theirs, each times its sign."""
 
-    summary: list[tuple[str, datetime, datetime]]
-    raw: list[tuple[datetime, datetime]]
+    summary: list[tuple[str, datetime, datetime, int]]
+    raw: list[tuple[datetime, datetime, int]]
 
 
 def _floor(t: datetime, grain: str) -> datetime:
@@ -413,36 +416,109 @@ def _ceil(t: datetime, grain: str) -> datetime:
     return down if down == t else _next(down, grain)
 
 
-def split(start: datetime, end: datetime, grains: tuple[str, ...]) -> Split:
-    """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+def split(
+    start: datetime, end: datetime, grains: tuple[str, ...], *, complement: bool = True
+) -> Split:
+    """Cover [start, end) with the largest whole buckets of ``grains``, the rest raw.
+
+    ``complement``: a bucket the range covers more than half of is read whole, less the
+    part outside the range (itself covered so, with the sign turned): a 30-day range from
+    the 4th at 06:00 reads that month less 3¼ days, not 26¾ days; a local midnight at
+    06:00 UTC reads the day less 6 hours of raw calls, not 18. Without, the parts are
+    disjoint and all positive (time buckets, which add them up by label)."""
+    start, end = _utc(start), _utc(end)
     hours_only = "d" not in grains and "m" not in grains and "h" in grains
-    if hours_only and _whole_hour(start) and _whole_hour(end) and start < end:
-        return Split([("h", start, end)], [])  # a time bucket of whole hours: the usual
-    summary: list[tuple[str, datetime, datetime]] = []
-    raw: list[tuple[datetime, datetime]] = []
+    if hours_only and whole_hour(start) and whole_hour(end) and start < end:
+        return Split([("h", start, end, 1)], [])  # a time bucket of whole hours: the usual
+    if "d" in grains or "m" in grains or start >= end:
+        return _cover(start, end, grains, complement)
+    # hours and quarters repeat every hour: a local hour of a zone 30 or 45 minutes off UTC
+    # (8,760 a year) is one cached cover, moved to its hour
+    base = start.replace(minute=0, second=0, microsecond=0)
+    rel = _cover_in_hours(start - base, end - start, grains, complement)
+    return Split(
+        [(g, base + lo, base + hi, sign) for g, lo, hi, sign in rel[0]],
+        [(base + lo, base + hi, sign) for lo, hi, sign in rel[1]],
+    )
+
+
+_HOUR_ZERO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _cover_in_hours(
+    offset: timedelta, length: timedelta, grains: tuple[str, ...], complement: bool
+) -> tuple[tuple, tuple]:
+    """``split`` of [h + offset, h + offset + length) for any whole UTC hour h, as
+    timedeltas from h (grains of an hour or less)."""
+    part = _cover(_HOUR_ZERO + offset, _HOUR_ZERO + offset + length, grains, complement)
+    return (
+        tuple((g, lo - _HOUR_ZERO, hi - _HOUR_ZERO, sign) for g, lo, hi, sign in part.summary),
+        tuple((lo - _HOUR_ZERO, hi - _HOUR_ZERO, sign) for lo, hi, sign in part.raw),
+    )
+
+
+def _cover(start: datetime, end: datetime, grains: tuple[str, ...], complement: bool) -> Split:
+    summary: list[tuple[str, datetime, datetime, int]] = []
+    raw: list[tuple[datetime, datetime, int]] = []
     order = [g for g in ORDER if g in grains]
 
-    def cover(lo: datetime, hi: datetime, level: int) -> None:
+    def whole(g: str, lo: datetime, hi: datetime, sign: int) -> None:
+        summary.append((g, lo, hi, sign))
+
+    def cover(lo: datetime, hi: datetime, level: int, sign: int) -> None:
         if lo >= hi:
             return
         if level == len(order):
-            raw.append((lo, hi))
+            raw.append((lo, hi, sign))
             return
         g = order[level]
         a, b = _ceil(lo, g), _floor(hi, g)
-        if a >= b:
-            cover(lo, hi, level + 1)
+        if a > b:  # inside one bucket
+            first, after = b, a
+            if complement and (lo - first) + (after - hi) < hi - lo:
+                whole(g, first, after, sign)
+                cover(first, lo, level + 1, -sign)
+                cover(hi, after, level + 1, -sign)
+            else:
+                cover(lo, hi, level + 1, sign)
             return
-        cover(lo, a, level + 1)
-        summary.append((g, a, b))
-        cover(b, hi, level + 1)
+        if lo < a and complement and lo - _floor(lo, g) < a - lo:
+            first = _floor(lo, g)
+            whole(g, first, a, sign)
+            cover(first, lo, level + 1, -sign)
+        else:
+            cover(lo, a, level + 1, sign)
+        if a < b:
+            whole(g, a, b, sign)
+        after = _next(b, g) if b < hi else b
+        if b < hi and complement and after - hi < hi - b:
+            whole(g, b, after, sign)
+            cover(hi, after, level + 1, -sign)
+        else:
+            cover(b, hi, level + 1, sign)
 
-    cover(start, end, 0)
-    return Split(summary, raw)
+    cover(start, end, 0, 1)
+    return Split(_merged(summary), raw)
 
 
-def _whole_hour(t: datetime) -> bool:
+def _merged(parts: list[tuple[str, datetime, datetime, int]]) -> list:
+    """``parts`` in time order, adjacent ones of a grain and sign as one range."""
+    out: list[tuple[str, datetime, datetime, int]] = []
+    for g, lo, hi, sign in sorted(parts, key=lambda p: (p[1], p[2])):
+        same = [i for i, (g2, _lo, hi2, s2) in enumerate(out) if (g2, hi2, s2) == (g, lo, sign)]
+        if same:
+            out[same[0]] = (g, out[same[0]][1], hi, sign)
+        else:
+            out.append((g, lo, hi, sign))
+    return out
+
+
+def whole_hour(t: datetime) -> bool:
     return t.minute == 0 and t.second == 0 and t.microsecond == 0
 
 
@@ -453,15 +529,25 @@ def _key(dim: str, value: str | None) -> str:
     return "" if dim == TOTAL or value is None else "=" + value
 
 
+def _value_column(dim: str, alias: str = "") -> str:
+    """The value column as a query of ``dim``'s rows names it: the total's by its primary
+    key (``+``: its one value, '', in every bucket makes the index of a value's hours a
+    lookup per row)."""
+    return f"+{alias}value" if dim == TOTAL else f"{alias}value"
+
+
 def _ranges(dim: str, parts, value: str | None) -> tuple[str, list]:
-    """A UNION ALL of the summary rows of ``parts`` (optionally of one value)."""
-    one = " AND value = ?" if value is not None else ""
+    """A UNION ALL of the summary rows (value and ``SUMS``, times their sign) of ``parts``
+    (``Split.summary``; optionally of one value)."""
+    one = f" AND {_value_column(dim)} = ?" if value is not None else ""
+    plus = ", ".join(SUMS)
+    minus = ", ".join(f"-{s} AS {s}" for s in SUMS)
     selects, args = [], []
-    for grain, lo, hi in parts:
+    for grain, lo, hi, sign in parts:
         assert grain in ORDER  # a literal: the planner sees which index applies
         selects.append(
-            f"SELECT * FROM call_summary WHERE grain = '{grain}' AND dim = ?{one}"
-            " AND bucket >= ? AND bucket < ?"
+            f"SELECT value, {plus if sign > 0 else minus} FROM call_summary"
+            f" WHERE grain = '{grain}' AND dim = ?{one} AND bucket >= ? AND bucket < ?"
         )
         args += [dim, *([value] if value is not None else [])]
         args += [bucket_key(lo, grain), bucket_key(hi, grain)]
@@ -497,26 +583,34 @@ def bucket_sums(
     spans: list[tuple[str, str, datetime, datetime]],
 ) -> dict[str, list[int]]:
     """Sums per label of whole summary buckets (label, grain, first, end) of ``dim``'s
-    ``value``: one range scan per grain, each row added to the label of the span it
-    falls in (found by bisection; a label may have many spans: the heat map's cells)."""
+    ``value`` (a label may have many spans: the heat map's cells; spans do not overlap:
+    ``split(..., complement=False)``): per grain, the spans (JSON) drive a join with the
+    summary, each a range of its index, summed by label in SQL."""
     by_grain: dict[str, list[tuple[str, str, str]]] = {}
+    keys: dict[tuple[datetime, str], str] = {}  # a span's end is the next one's start
+
+    def key(t: datetime, grain: str) -> str:
+        k = keys.get((t, grain))
+        if k is None:
+            k = keys[(t, grain)] = bucket_key(t, grain)
+        return k
+
     for label, grain, lo, hi in spans:
-        by_grain.setdefault(grain, []).append((bucket_key(lo, grain), bucket_key(hi, grain), label))
+        by_grain.setdefault(grain, []).append((label, key(lo, grain), key(hi, grain)))
     out: dict[str, list[int]] = {}
+    cols = ", ".join(f"SUM(s.{c})" for c in SUMS)
     for grain, found in by_grain.items():
-        found.sort()
-        starts = [lo for lo, _hi, _label in found]
         assert grain in ORDER  # a literal: the planner sees which index applies
-        cur = db.execute(
-            f"SELECT bucket, {', '.join(SUMS)} FROM call_summary WHERE grain = '{grain}'"
-            " AND dim = ? AND value = ? AND bucket >= ? AND bucket < ?",
-            [dim, _key(dim, value), starts[0], max(hi for _lo, hi, _label in found)],
-        )
-        for bucket, *sums in cur:
-            i = bisect_right(starts, bucket) - 1
-            if i < 0 or bucket >= found[i][1]:
-                continue  # between spans
-            label = found[i][2]
+        rows = db.execute(
+            "WITH b AS (SELECT json_extract(value, '$[0]') AS label,"
+            " json_extract(value, '$[1]') AS lo, json_extract(value, '$[2]') AS hi"
+            f" FROM json_each(?)) SELECT b.label, {cols} FROM b CROSS JOIN call_summary s"
+            f" WHERE s.grain = '{grain}' AND s.dim = ? AND {_value_column(dim, 's.')} = ?"
+            " AND s.bucket >= b.lo"
+            " AND s.bucket < b.hi GROUP BY b.label",
+            [json.dumps(found), dim, _key(dim, value)],
+        ).fetchall()
+        for label, *sums in rows:
             have = out.get(label)
             out[label] = sums if have is None else [a + b for a, b in zip(have, sums, strict=True)]
     return {k: v for k, v in out.items() if v[0] > 0}
