@@ -40,7 +40,7 @@ def test_the_busiest_day_takes_most_of_the_plots_height() -> None:
 def test_horizontal_bars_scale_to_the_largest_value() -> None:
     svg = charts.horizontal_bars([("a", 69), ("b", 23)], title="By source")
     widths = [float(w) for w in re.findall(r'<rect x="\d+" y="\d+" width="([\d.]+)"', svg)]
-    assert widths[0] == pytest.approx(480 - 130 - 40)
+    assert widths[0] == pytest.approx(charts.BARS_WIDTH - 112 - 40)
     assert widths[1] == pytest.approx(widths[0] / 3, abs=0.1)
 
 

@@ -115,14 +115,18 @@ def stacked_bars(
     return "".join(out)
 
 
+BARS_WIDTH = 360  # a phone's box shows it whole at a readable size (dashboard.css)
+
+
 def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "calls") -> str:
-    """One bar per item (a source and its calls), the value written at the bar's end."""
-    row_h, left, width = 24, 130, 480
+    """One bar per item (a source and its calls), the value written at the bar's end.
+    Narrow enough for a phone's width without scrolling: the values are at the right."""
+    row_h, left, width = 24, 112, BARS_WIDTH
     height = 30 + row_h * max(1, len(items))
     top = max([1, *(v for _, v in items)])  # the longest bar takes the width
     plot_w = width - left - 40
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart bars" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<text x="0" y="16" font-weight="600" font-size="14">{escape(title)}</text>',
@@ -130,7 +134,7 @@ def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "ca
     for i, (name, value) in enumerate(items):
         y = 28 + i * row_h
         w = plot_w * value / top
-        short = name if len(name) <= 22 else name[:21] + "…"
+        short = name if len(name) <= 17 else name[:16] + "…"
         out.append(
             f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(short)}</text>'
             f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
