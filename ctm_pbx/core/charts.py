@@ -148,12 +148,13 @@ def horizontal_bars(items: list[tuple[str, int]], *, title: str, unit: str = "ca
 
 
 def heat_map_svg(grid: list[list[int]], days: tuple[str, ...], *, title: str) -> str:
-    """Weekday rows by hour columns, darker for more calls (one blue, light to dark)."""
-    cell, left, top_pad = 18, 36, 40
-    width, height = left + cell * 24 + 8, top_pad + cell * len(days) + 40
+    """Weekday rows by hour columns, darker for more calls (one blue, light to dark).
+    Narrow enough for a phone's width without scrolling, like ``horizontal_bars``."""
+    cell, left, top_pad = 14, 32, 40
+    width, height = left + cell * 24 + 6, top_pad + cell * len(days) + 40
     peak = max((max(row) for row in grid), default=0) or 1
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart bars heat" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<text x="0" y="16" font-weight="600" font-size="14">{escape(title)}</text>',

@@ -127,9 +127,11 @@ def test_a_session_through_every_page(page, server) -> None:
     assert page.locator("svg.chart").count() == 3
     assert page.get_by_text("Calls per day by source, last 30 days").count() >= 1
     no_horizontal_page_scroll(page)
-    # the calls by source show whole, their values at the bars' ends, on a phone too
-    box = page.locator("section.chart-box:has(svg.chart.bars)")
-    assert box.evaluate("b => b.scrollWidth - b.clientWidth") <= 0
+    # the calls by source (their values at the bars' ends) and the weekday-by-hour map
+    # show whole, on a phone too
+    boxes = page.locator("section.chart-box:has(svg.chart.bars)")
+    assert boxes.count() == 2
+    assert boxes.evaluate_all("bs => bs.map(b => b.scrollWidth - b.clientWidth)") == [0, 0]
     shot(page, "overview")
 
     page.click("nav >> text=Sources")
