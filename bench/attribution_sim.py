@@ -139,6 +139,8 @@ class Result:
     # (kind, right, confidence, caller's visitor among the candidates, the caller's visitor)
     seconds: float = 0.0
     advice: dict | None = None  # pool size per target, from the advisor on this store
+    leases: int = 0  # leases handed out
+    on_open: int = 0  # of them, started on a number another visitor's page had open
 
     def summary(self) -> dict:
         calls = self.calls
@@ -163,6 +165,8 @@ class Result:
             "share_ge_0.9": len(sure) / n if n else float("nan"),
             "acc_ge_0.9": acc(sure),
             "recall": sum(r[3] for r in calls) / n if n else float("nan"),
+            "leases": self.leases,
+            "started_on_open": self.on_open / self.leases if self.leases else float("nan"),
             "seconds": round(self.seconds, 1),
             **({"advice": self.advice} if self.advice else {}),
         }
@@ -345,10 +349,34 @@ def run(
             result.calls.append(
                 (call.kind, row[0] == truth, row[1] or 0.0, truth in candidates, truth)
             )
+    result.leases, result.on_open = started_on_open(db, cfg, T0 + timedelta(days=days))
     if advise:
         result.advice = advise_from(db, cfg, T0 + timedelta(days=days), advise)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def started_on_open(db, cfg, until: datetime) -> tuple[int, int]:
+    """Leases handed out, and those started on a number another visitor's page had open
+    (renewing: ``core.pools.open_until``) at that instant."""
+    from ctm_pbx.adapters.store import leases as lease_store
+    from ctm_pbx.adapters.store.pool_stats import pool_leases
+    from ctm_pbx.core.pools import open_until
+
+    numbers = lease_store.pool_numbers(db, cfg.pools["gads"].name)
+    by_number: dict[str, list] = {}
+    for lease in pool_leases(db, numbers, T0, until):
+        by_number.setdefault(lease.number, []).append(lease)
+    total = hit = 0
+    for group in by_number.values():
+        group.sort(key=lambda x: (x.leased_at, x.id or 0))
+        open_now: list[tuple[datetime, str]] = []  # earlier leases' (open until, visitor)
+        for lease in group:
+            open_now = [o for o in open_now if o[0] > lease.leased_at]
+            total += 1
+            hit += any(visitor != lease.visitor_id for _until, visitor in open_now)
+            open_now.append((open_until(lease), lease.visitor_id))
+    return total, hit
 
 
 def advise_from(db, cfg, now: datetime, targets: dict[str, float]) -> dict:
@@ -454,15 +482,15 @@ def _instant(rng: random.Random, visible: list[tuple[float, float]]) -> float:
 def table(rows: list[dict]) -> str:
     head = (
         "| visitors/day | numbers | calls | top-1 | in-visit | after-leave | days-later"
-        " | ECE | >= 0.9: share | >= 0.9: right | recall |"
+        " | ECE | >= 0.9: share | >= 0.9: right | recall | on an open page |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
             f"| {r['visitors_per_day']} | {r['size']} | {r['calls']} | {r['top1']:.1%}"
             f" | {r['in-visit']:.1%} | {r['after-leave']:.1%} | {r['days-later']:.1%}"
             f" | {r['ece']:.3f} | {r['share_ge_0.9']:.1%} | {r['acc_ge_0.9']:.1%}"
-            f" | {r['recall']:.1%} |"
+            f" | {r['recall']:.1%} | {r['started_on_open']:.1%} |"
         )
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from ctm_pbx.core.pools import (
     advise,
     assign,
     free_at,
+    in_line_until,
     number_status,
     poisson_size,
     pool_metrics,
@@ -180,6 +181,25 @@ def test_number_status(state, minute, status) -> None:
 def test_free_at_counts_from_the_last_activity() -> None:
     assert free_at(NumberState(N1), POOL) is None
     assert free_at(NumberState(N1, at(0), (lease("v1", 0, active=20),)), POOL) == at(80)
+
+
+UNCONFIRMED = Lease("v1", at(0), at(0), at(1))  # a new lease: 60 s until its first heartbeat
+
+
+@pytest.mark.parametrize(
+    ("held", "minute", "place"),
+    [
+        (UNCONFIRMED, 0, 60),  # live, unconfirmed: as a holder active at its start
+        (UNCONFIRMED, 0.99, 60),
+        (UNCONFIRMED, 1, 1),  # expired unconfirmed (a bounce): free at its end, no rest
+        (replace(UNCONFIRMED, closed_at=at(0.5)), 0.5, 1),  # the page closed: a bounce too
+        (lease("v1", 0, active=20), 25, 80),  # confirmed: its tail, then the cooldown
+        (replace(lease("v1", 0, active=20), closed_at=at(22)), 25, 52),  # closed: rests from it
+    ],
+    ids=["new", "new, 59 s", "bounced", "closed unconfirmed", "confirmed", "closed"],
+)
+def test_in_line_until(held, minute, place) -> None:
+    assert in_line_until(held, POOL, at(minute)) == at(place)
 
 
 def test_renew_moves_expiry_from_the_last_renewal() -> None:

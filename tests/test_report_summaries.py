@@ -496,7 +496,7 @@ def test_m019_adds_the_url_dimensions_to_a_summary_kept_without_them(tmp_path):
     assert before == run_report(db, Dimension.LANDING_PAGE, period, tz, Filters(), QUALIFIED,
                                 summary=False)  # fmt: skip
     assert sum(r.metrics["calls"] for r in before.rows) == 300
-    assert migrate(db) == ["m019_url_summaries"]
+    assert migrate(db)[0] == "m019_url_summaries"  # and any later ones
     assert summaries.kept(db, "landing_path") and summaries.kept(db, "referrer_host")
     paths = db.execute("SELECT COUNT(*) FROM call_summary WHERE dim = 'landing_path'"
                        " AND grain = 'd' AND value != ''").fetchone()[0]  # fmt: skip

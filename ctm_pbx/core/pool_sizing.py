@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from ctm_pbx.core.attribution import Evidence, attribute
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Candidate, Lease, hand_out, rests_until
+from ctm_pbx.core.pools import Candidate, Lease, hand_out, in_line_until, rests_until
 
 CONFIDENT = 0.9  # "a confident call": scored at least this
 METRICS = ("accuracy", "same_day", "confident")
@@ -36,6 +36,7 @@ MIN_WEIGHT = 0.005
 # a new lease's first heartbeat comes this long after the number was shown (the visit
 # API asks swap.js for it: ``adapters.visits.FIRST_RENEW_S``, which pool_accuracy passes)
 FIRST_HEARTBEAT = timedelta(seconds=10)
+RENEW_EVERY = timedelta(seconds=60)  # then one a minute (``adapters.visits.RENEW_EVERY_S``)
 
 
 @dataclass(frozen=True)
@@ -198,20 +199,25 @@ def hand_out_again(
     pool: Pool,
     size: int,
     first_heartbeat: timedelta = FIRST_HEARTBEAT,
+    renew_every: timedelta = RENEW_EVERY,
 ) -> list[int | None]:
     """Each session's number (an index; None: the overflow number or an empty pool).
 
     The store's order (``core.pools.hand_out`` on the number with the earliest
     ``free_at``; never used first; a returning visitor's own number back when it is
-    free), with ``free_at`` moved as the store moves it: a new lease holds its number
-    only until it expires unconfirmed, so the number keeps its place until the page's
-    first heartbeat (``first_heartbeat`` later) and the next visitor may get it too; a
-    confirmed page holds it until its last activity or its close, whichever came later;
-    its last renewal makes it rest after the lease's tail; a close sets it to the latest
-    ``rests_until`` of the number's leases at that time (a close stored in the same
-    instant as the last renewal came before it: the renewal had the last word). When
-    every number has a page open, the store takes the one renewed longest ago, which a
-    stored lease does not tell: the replay takes the one with fewest.
+    free), with ``free_at`` moved as the store moves it: a new lease puts its number
+    where a holder active now would (``Assignment.in_line_until``) and keeps where it
+    goes back to if the lease bounces (``bounce``: at the lease's first expiry, no rest;
+    a heartbeat past it clears it); a confirmed page holds the number from its first
+    heartbeat (``first_heartbeat`` later) until its last activity or its close,
+    whichever came later; its last renewal makes it rest after the lease's tail; a close
+    sets it to the latest ``in_line_until`` of the number's leases at that time, and the
+    fall-back to their latest ``rests_until`` (a close stored in the same instant as the
+    last renewal came before it: the renewal had the last word). When no number is free
+    and pages are open, the store takes the one first in line, an open page's number
+    ranked by its latest renewal, which a stored lease does not keep: the replay takes
+    the renewals every ``renew_every`` from the first heartbeat (a second page's view
+    moves them; ``tests/test_pool_sizing.py`` leaves such seeds out).
     """
     if not size:
         return [None] * len(sessions)
@@ -221,12 +227,17 @@ def hand_out_again(
     # a lease started earlier expired a cooldown ago (a page open for days: a day back)
     reach = min(longest, timedelta(days=1)) + life + cooldown
     free_at: list[datetime | None] = [None] * size
+    bounce: list[datetime | None] = [None] * size  # free_at if its unconfirmed leases bounce
+    held_until: list[datetime | None] = [None] * size  # its unconfirmed leases' latest end
+    first_expiry: list[datetime | None] = [None] * len(sessions)
     last: list[datetime | None] = [None] * size  # its holders' latest confirmed activity
     ongoing = [0] * size  # confirmed pages open on it
+    open_on: list[set[int]] = [set() for _ in range(size)]  # their sessions
     version = [0] * size
     rows: list[list[int]] = [[] for _ in range(size)]  # its sessions, in hand-out order
     idle: list[tuple] = [(0, 0.0, n, 0) for n in range(size)]  # numbers no page is open on
-    # (time, 0: a close | 1: the last renewal | 2: the first heartbeat, session, number)
+    # (time, 0: a close | 1: the last renewal | 2: the first heartbeat | 3: a first
+    # expiry, session, number)
     events: list[tuple[datetime, int, int, int]] = []
     latest: dict[str, int] = {}  # visitor -> the number of their latest session
     owner: list[int | None] = [None] * len(sessions)
@@ -240,26 +251,40 @@ def hand_out_again(
             version[n] += 1
             heapq.heappush(idle, (1, until.timestamp(), n, version[n]))  # type: ignore[union-attr]
 
-    def rests_at(n: int, now: datetime) -> datetime | None:
-        """The latest ``rests_until`` of the number's leases that may still keep it at
-        ``now`` (as ``close_leases`` reads them: active, or expired within a cooldown)."""
-        out = None
+    def rests_at(n: int, now: datetime) -> tuple[datetime, datetime] | None:
+        """The latest ``in_line_until`` and ``rests_until`` of the number's leases that
+        may still keep it at ``now`` (as ``close_leases`` reads them: active, or expired
+        within a cooldown); None: no such lease."""
+        out: tuple[datetime, datetime] | None = None
         for k in reversed(rows[n]):
             x = sessions[k]
             if x.start < now - reach:
                 break
             renewed = min(x.end, now)
             expires = x.expires_at if x.end <= now and x.expires_at else renewed + life
-            if x.end <= x.start:
-                expires = x.expires_at or x.start + life
+            if x.end <= x.start or now < min(x.start + first_heartbeat, x.end):
+                renewed = x.start  # unconfirmed (yet): it lives until its first expiry
+                expires = first_expiry[k] or x.expires_at or x.start + life
             closed = x.closed_at if x.closed_at is not None and x.closed_at <= now else None
             if expires <= now - cooldown:
                 continue
-            until = rests_until(
-                Lease(x.visitor_id, x.start, renewed, expires, closed_at=closed), pool
-            )
-            out = until if out is None else max(out, until)
+            lease = Lease(x.visitor_id, x.start, renewed, expires, closed_at=closed)
+            place, until = in_line_until(lease, pool, now), rests_until(lease, pool)
+            out = (place, until) if out is None else (max(out[0], place), max(out[1], until))
         return out
+
+    def placed(n: int, now: datetime) -> datetime:
+        """The number's ``free_at`` at ``now`` while pages are open on it: their latest
+        renewal + the lease + the cooldown, the renewals taken every ``renew_every`` from
+        the first heartbeat (a stored lease keeps only its last activity)."""
+        out = free_at[n]
+        for k in open_on[n]:
+            x = sessions[k]
+            beat = min(x.start + first_heartbeat, x.end)
+            renewed = min(x.end, beat + (now - beat) // renew_every * renew_every)
+            until = renewed + life + cooldown
+            out = until if out is None else max(out, until)
+        return out or now
 
     for i in order:
         s = sessions[i]
@@ -268,8 +293,19 @@ def hand_out_again(
             at, kind, j, n = heapq.heappop(events)
             done = sessions[j]
             confirmed = done.end > done.start
+            if kind == 3:  # a first expiry: the number's bounced leases give its place back
+                if bounce[n] is not None and held_until[n] <= at:  # type: ignore[operator]
+                    fallback, bounce[n] = bounce[n], None
+                    moved(n, fallback, lower=True)
+                continue
             if kind == 2:  # the page's first heartbeat: the number is held
+                renewed = at + life + cooldown  # its place, as a renewal moves it
+                if free_at[n] is None or renewed >= free_at[n]:  # type: ignore[operator]
+                    bounce[n] = None
+                elif bounce[n] is not None:
+                    bounce[n] = max(bounce[n], renewed)  # type: ignore[type-var]
                 ongoing[n] += 1
+                open_on[n].add(j)
                 version[n] += 1
                 heapq.heappush(events, (done.end, 1, j, n))
                 continue
@@ -277,20 +313,34 @@ def hand_out_again(
                 last[n] = done.end if last[n] is None else max(last[n], done.end)  # type: ignore[type-var]
                 gone = done.closed_at is None or done.closed_at <= done.end
                 ongoing[n] -= gone
-                moved(n, (done.expires_at or done.end + life) + cooldown)
+                if gone:
+                    open_on[n].discard(j)
+                rest = (done.expires_at or done.end + life) + cooldown
+                if bounce[n] is not None:
+                    over = free_at[n] is None or rest >= free_at[n]  # type: ignore[operator]
+                    bounce[n] = None if over else max(bounce[n], rest)  # type: ignore[type-var]
+                moved(n, rest)
                 continue
             if confirmed and done.closed_at is not None and done.closed_at > done.end:
                 ongoing[n] -= 1  # the page closed after its last renewal: it left now
+                open_on[n].discard(j)
             rested = rests_at(n, at)  # the closed lease's own among them
-            moved(n, rested if rested is not None else free_at[n], lower=True)
+            if rested is not None and bounce[n] is not None:
+                bounce[n] = min(bounce[n], rested[1])  # type: ignore[type-var]
+            moved(n, rested[0] if rested is not None else free_at[n], lower=True)
         while idle and (ongoing[idle[0][2]] or idle[0][3] != version[idle[0][2]]):
             heapq.heappop(idle)
-        if idle:
+        head = free_at[idle[0][2]] if idle else None
+        if idle and (head is None or head <= t or not any(ongoing)):
             n = idle[0][2]
             candidate = Candidate(str(n), last[n], 0, False, free_at[n])
-        else:  # every number has a page open on it: the one with fewest
-            n = min(range(size), key=lambda k: (ongoing[k], k))
-            candidate = Candidate(str(n), last[n], ongoing[n], False, t + life + cooldown)
+        else:  # none free: the least recently renewed of the open pages' numbers, or
+            # the idle one first in line (a number just handed out ranks among them)
+            ranks = {k: placed(k, t) for k in range(size) if ongoing[k]}
+            if idle:
+                ranks[idle[0][2]] = head  # type: ignore[assignment]
+            n = min(ranks, key=lambda k: (ranks[k], k))
+            candidate = Candidate(str(n), last[n], ongoing[n], False, ranks[n])
         previous = None
         p = latest.get(s.visitor_id)
         if p is not None and not ongoing[p]:
@@ -302,7 +352,18 @@ def hand_out_again(
         owner[i] = n
         latest[s.visitor_id] = n
         rows[n].append(i)
-        moved(n, got.expires_at or t)  # unconfirmed, it holds the number until then
+        expires = got.expires_at or t
+        place = max(got.in_line_until or expires, expires)
+        first_expiry[i] = expires
+        old = free_at[n]
+        held_until[n] = expires if held_until[n] is None else max(held_until[n], expires)  # type: ignore[type-var]
+        if old is None or place > old:  # as ``_NEW_LEASE``: where it goes back to
+            back = bounce[n] or old
+            bounce[n] = expires if back is None else max(back, expires)
+        elif bounce[n] is not None:
+            bounce[n] = max(bounce[n], expires)  # type: ignore[type-var]
+        moved(n, place)  # unconfirmed: as a holder active now, until it expires
+        heapq.heappush(events, (expires, 3, i, n))
         if s.end > s.start:  # confirmed: by its first heartbeat, or its last activity
             heapq.heappush(events, (min(t + first_heartbeat, s.end), 2, i, n))
         if s.closed_at is not None:

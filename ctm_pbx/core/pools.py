@@ -121,6 +121,9 @@ class Assignment:
     overflow: bool = False
     capped: bool = False  # the client held its cap: shown one of its own numbers
     unconfirmed_released: bool = False  # the number's last lease expired unconfirmed
+    # a new unconfirmed lease's place in the hand-out order until it expires or is
+    # confirmed (``in_line_until``); None: its expiry
+    in_line_until: datetime | None = None
 
     @property
     def new_lease(self) -> bool:
@@ -154,6 +157,21 @@ def rests_until(lease: Lease, pool: Pool) -> datetime:
     if lease.closed and lease.closed_at is not None:
         return min(lease.expires_at, lease.closed_at) + rest
     return lease.expires_at + rest
+
+
+def in_line_until(lease: Lease, pool: Pool, now: datetime) -> datetime:
+    """Where ``lease`` puts its number in the hand-out order at ``now`` (the store's
+    ``free_at``): ``rests_until``, except while it is unconfirmed and live (no heartbeat
+    yet, not expired, its page not closed): then as a holder active at ``leased_at``, so
+    a number just handed out never goes before a resting one or one whose holder was
+    active longer ago. Expired unconfirmed (a bounce), it is back to ``rests_until``: the
+    number is free at the lease's first expiry, without a rest.
+    """
+    rests = rests_until(lease, pool)
+    if lease.last_active_at <= lease.leased_at and not lease.closed and now < lease.expires_at:
+        held = lease_expiry(pool, lease.leased_at) + timedelta(minutes=pool.cooldown_minutes)
+        return max(rests, held)
+    return rests
 
 
 def number_status(state: NumberState, pool: Pool, now: datetime) -> str:
@@ -242,9 +260,11 @@ def assign(view: PoolView, visitor_id: str, now: datetime) -> Assignment:
 class Candidate:
     """The number a pool would hand out next: the one free first (never used first).
 
-    ``free_at`` is the later of its last confirmed holder's activity + lease +
-    cooldown and the end of its unconfirmed leases: in that order, free numbers
-    come least recently active first, then resting ones, then held ones.
+    ``free_at`` is the latest ``in_line_until`` of its leases: its last confirmed
+    holder's activity + lease + cooldown, a live unconfirmed lease's start + lease +
+    cooldown (as a holder active then), an expired unconfirmed lease's end. In that
+    order, free numbers come least recently active first, then resting ones, then held
+    ones, a number just handed out among those held by a visitor active now.
     ``released_unconfirmed``: an unconfirmed lease held it and expired without a
     heartbeat (counted when the number goes out again).
     """
@@ -284,8 +304,25 @@ def hand_out(
     short) or held (shared). Unconfirmed leases end sooner and never make a number
     rest. A client holding ``cap`` exclusive leases of the pool (``client_leases``)
     is shown the one of them whose holder was active longest ago. ``previous``: the
-    number the visitor held last, free again: it goes back to them.
+    number the visitor held last, free again: it goes back to them. A new lease comes
+    with its ``in_line_until``: the number ranks as held by a visitor active now.
     """
+    got = _hand_out(pool, candidate, now, client_leases, cap, confirm_seconds, previous)
+    if not got.new_lease or got.expires_at is None:
+        return got
+    lease = Lease("", now, now, got.expires_at)
+    return replace(got, in_line_until=in_line_until(lease, pool, now))
+
+
+def _hand_out(
+    pool: Pool,
+    candidate: Candidate | None,
+    now: datetime,
+    client_leases: tuple[Lease, ...],
+    cap: int,
+    confirm_seconds: int,
+    previous: Candidate | None,
+) -> Assignment:
     if candidate is None:
         return Assignment(None, reason="empty pool: show the target's own number")
     expires = first_expiry(pool, now, confirm_seconds)

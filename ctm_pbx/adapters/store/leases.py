@@ -21,7 +21,15 @@ from ctm_pbx.adapters.store.lease_index import stored
 from ctm_pbx.adapters.store.pool_stats import bump_pool_counters
 from ctm_pbx.core.clock import iso, parse_iso
 from ctm_pbx.core.model import Pool
-from ctm_pbx.core.pools import Assignment, Candidate, Lease, NumberState, PoolView, rests_until
+from ctm_pbx.core.pools import (
+    Assignment,
+    Candidate,
+    Lease,
+    NumberState,
+    PoolView,
+    in_line_until,
+    rests_until,
+)
 
 _ACTIVE_LEASES = (
     f"SELECT {_LEASE_COLS} FROM leases"
@@ -39,23 +47,39 @@ _INSERT_LEASE = (
 _RENEW_LEASE = (
     "UPDATE leases SET last_active_at = max(last_active_at, ?), expires_at = ? WHERE id = ?"
 )
-# a renewal is confirmed activity: it moves the number's place in the hand-out order
+# A renewal is confirmed activity: it moves the number's place in the hand-out order.
+# Once that place is past every unconfirmed lease's (``bounce_free_at``: where it falls
+# back to if they bounce), nothing is left to fall back from.
 _CONFIRMED_ACTIVITY = (
     "UPDATE tracking_numbers SET last_active_at = max(coalesce(last_active_at, ''), ?1),"
+    " free_at = max(coalesce(free_at, ''), ?2),"
+    " bounce_free_at = CASE WHEN ?2 >= coalesce(free_at, '') THEN NULL"
+    " ELSE max(bounce_free_at, ?2) END WHERE number = ?3"
+)
+# A new lease holds its number until it expires (?1), without making it rest after that;
+# until then the number stands at ?2 in the hand-out order (``core.pools.in_line_until``)
+# and falls back to ``bounce_free_at`` when the lease expires unconfirmed.
+_NEW_LEASE = (
+    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?1),"
+    " bounce_free_at = CASE WHEN ?2 > coalesce(free_at, '')"
+    " THEN max(coalesce(bounce_free_at, free_at, ''), ?1) ELSE max(bounce_free_at, ?1) END,"
     " free_at = max(coalesce(free_at, ''), ?2) WHERE number = ?3"
 )
-# a new lease holds its number until it expires, without making it rest after that
-_HELD_UNTIL = (
-    "UPDATE tracking_numbers SET held_until = max(coalesce(held_until, ''), ?1),"
-    " free_at = max(coalesce(free_at, ''), ?1) WHERE number = ?2"
+# the unconfirmed leases that ended without a heartbeat (bounces) give their numbers'
+# places back: one range of a partial index, each lease settled once
+_BOUNCED = (
+    "UPDATE tracking_numbers INDEXED BY idx_tracking_numbers_unconfirmed"
+    " SET free_at = min(free_at, bounce_free_at), bounce_free_at = NULL"
+    " WHERE bounce_free_at IS NOT NULL AND held_until <= ?"
 )
+_NUMBER_COLS = "number, last_active_at, held_until, free_at, bounce_free_at"
 _HAND_OUT = (
-    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
+    f"SELECT {_NUMBER_COLS} FROM tracking_numbers"
     " INDEXED BY idx_tracking_numbers_hand_out"
     " WHERE pool = ? AND status = 'active' ORDER BY free_at LIMIT 1"
 )
 _NUMBER_STATE = (
-    "SELECT number, last_active_at, held_until, free_at FROM tracking_numbers"
+    f"SELECT {_NUMBER_COLS} FROM tracking_numbers"
     " WHERE number = ? AND pool = ? AND status = 'active'"
 )
 _LATEST_LEASE = (
@@ -136,8 +160,11 @@ def next_candidate(
     """The number ``hand_out`` weighs for a new visitor, in O(log n).
 
     One seek in (pool, status, free_at): the number free first (never used
-    first). ``None``: the pool has no number.
+    first). ``None``: the pool has no number. A write first (this is the writer's
+    path): numbers whose unconfirmed leases have all ended since the last call take
+    their place back (``_BOUNCED``: a range of a partial index, each lease once).
     """
+    db.conn.execute(_BOUNCED, (iso(now),))
     row = db.conn.execute(_HAND_OUT, (pool,)).fetchone()
     return None if row is None else _candidate(db, row, now, confirm_seconds)
 
@@ -146,7 +173,8 @@ def _candidate(
     db: sqlite_utils.Database, row: tuple, now: datetime, confirm_seconds: int
 ) -> Candidate:
     at = iso(now)
-    number, last, held_until, free_at = row
+    number, last, held_until, free_at = row[:4]
+    free_at = _free_at(row, at)
     last_at = parse_iso(last) if last else None
     released = False
     if held_until is not None and held_until <= at:
@@ -168,9 +196,21 @@ def previous_number(
     if row is None:
         return None
     found = db.conn.execute(_NUMBER_STATE, (row[0], pool)).fetchone()
-    if found is None or (found[3] is not None and found[3] > iso(now)):
+    if found is None:
+        return None
+    free_at = _free_at(found, iso(now))
+    if free_at is not None and free_at > iso(now):
         return None
     return _candidate(db, found, now, confirm_seconds)
+
+
+def _free_at(row: tuple, at: str) -> str | None:
+    """The number's ``free_at`` at ``at``, its bounced unconfirmed leases settled (as
+    ``_BOUNCED`` writes it)."""
+    _number, _last, held_until, free_at, bounce = row
+    if bounce is not None and held_until is not None and held_until <= at:
+        return min(free_at, bounce) if free_at is not None else bounce
+    return free_at
 
 
 def client_leases(
@@ -192,15 +232,22 @@ def insert_lease(
     expires_at: datetime,
     shared: bool = False,
     client: str | None = None,
+    in_line: datetime | None = None,
 ) -> int:
-    """A new lease: it holds ``number`` until ``expires_at`` (its first renewal confirms it)."""
+    """A new lease: it holds ``number`` until ``expires_at`` (its first renewal confirms it).
+
+    Until then the number stands at ``in_line`` in the hand-out order (default:
+    ``expires_at``); expired unconfirmed, it goes back to where it was, or to
+    ``expires_at`` if that is later.
+    """
     at = iso(now)
     cur = db.conn.execute(
         _INSERT_LEASE,
         (number, pool, visitor_id, visit_id, at, at, iso(expires_at), int(shared), client),
     )
     lease_id: int = cur.lastrowid  # type: ignore[assignment]
-    db.conn.execute(_HELD_UNTIL, (iso(expires_at), number))
+    place = max(in_line or expires_at, expires_at)
+    db.conn.execute(_NEW_LEASE, (iso(expires_at), iso(place), number))
     index = lease_index.of(db)
     if index is not None:
         held_from = stored(now)
@@ -254,7 +301,10 @@ _OPEN_LEASES = (
     " AND expires_at > ? AND (closed_at IS NULL OR closed_at < last_active_at)"
 )
 _CLOSE = "UPDATE leases SET closed_at = ? WHERE id = ?"
-_REST_FROM = "UPDATE tracking_numbers SET free_at = min(free_at, ?) WHERE number = ? AND pool = ?"
+_REST_FROM = (
+    "UPDATE tracking_numbers SET free_at = min(free_at, ?1),"
+    " bounce_free_at = min(bounce_free_at, ?2) WHERE number = ?3 AND pool = ?4"
+)
 
 
 def close_leases(
@@ -287,8 +337,10 @@ def close_leases(
         # every lease that may still keep the number: active, or expired within a cooldown
         since = iso(now - timedelta(minutes=pool.cooldown_minutes))
         held = [_lease(r) for r in db.conn.execute(_NUMBER_LEASES, (lease.number, since))]
-        ends = [rests_until(h, pool) for h in held]  # the closed lease's own among them
-        db.conn.execute(_REST_FROM, (iso(max(ends)), lease.number, lease.pool))
+        # the closed lease's own among them; a live unconfirmed one keeps its place
+        ends = [rests_until(h, pool) for h in held]
+        places = [in_line_until(h, pool, now) for h in held]
+        db.conn.execute(_REST_FROM, (iso(max(places)), iso(max(ends)), lease.number, lease.pool))
     return closed
 
 
@@ -385,6 +437,7 @@ def record_assignment(
             expires_at=assignment.expires_at,
             shared=assignment.shared,
             client=client,
+            in_line=assignment.in_line_until,
         )
         bump_pool_counters(
             db,

@@ -480,6 +480,24 @@ def m019_url_summaries(db: sqlite_utils.Database) -> None:
     summaries.rebuild(db, summaries.URL_DIMS)
 
 
+@migrations()
+def m021_unconfirmed_in_line(db: sqlite_utils.Database) -> None:
+    """A number just handed out ranks as held by a visitor active now (issue 17).
+
+    A new lease moves the number's ``free_at`` to where a holder active now would put
+    it (``core.pools.in_line_until``), and ``bounce_free_at`` keeps where it goes back to
+    if the lease ends without a heartbeat (a bounce frees its number at its first
+    expiry, without a rest): NULL when no unconfirmed lease is pending. The partial index
+    on ``held_until`` finds the numbers whose unconfirmed leases have all ended, in one
+    range. Existing numbers start with none pending.
+    """
+    db.execute("ALTER TABLE tracking_numbers ADD COLUMN bounce_free_at TEXT")
+    db.execute(
+        "CREATE INDEX idx_tracking_numbers_unconfirmed ON tracking_numbers (held_until)"
+        " WHERE bounce_free_at IS NOT NULL"
+    )
+
+
 def pending(db: sqlite_utils.Database) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
