@@ -37,3 +37,17 @@ routes:
 
 def config(extra: str = "") -> Config:
     return parse_config(BASE + extra, env={})
+
+
+def one_pool_config(numbers: tuple[str, ...], shop: str = "https://shop.example.com") -> str:
+    """A config of one Google Ads pool of ``numbers`` (its page on ``shop``), as YAML."""
+    return (
+        f'web: {{allowed_origins: ["{shop}"]}}\n'
+        "sources:\n  google-ads: {preset: google_ads}\n"
+        'targets:\n  sales: "+13125550100"\n'
+        "pools:\n  gads: {source: google-ads}\n"
+        'receiving_numbers:\n  desk: {number: "+13125550101", dial: "PJSIP/phone1"}\n'
+        "routes:\n  main: {type: single, targets: [desk]}\n"
+        "tracking_numbers:\n"
+        + "".join(f'  - {{number: "{n}", pool: gads, route: main}}\n' for n in numbers)
+    )

@@ -15,7 +15,7 @@ from ctm_pbx.core.clock import iso
 from ctm_pbx.core.model import Pool
 from ctm_pbx.core.pools import Candidate, Lease, first_expiry, hand_out
 from ctm_pbx.edges.cli import sync_config_numbers
-from tests.helpers import BROWSER_UA
+from tests.helpers import BROWSER_UA, one_pool_config
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POOL = Pool("web", "google-ads", lease_minutes=30, cooldown_minutes=30)
@@ -109,16 +109,7 @@ def test_first_expiry_never_outlives_the_lease() -> None:
 
 SHOP = "https://shop.example.com"
 NA, NB = "+13127000000", "+13127000001"
-STORE_CONFIG = (
-    f'web: {{allowed_origins: ["{SHOP}"]}}\n'
-    "sources:\n  google-ads: {preset: google_ads}\n"
-    'targets:\n  sales: "+13125550100"\n'
-    "pools:\n  gads: {source: google-ads}\n"
-    'receiving_numbers:\n  desk: {number: "+13125550101", dial: "PJSIP/phone1"}\n'
-    "routes:\n  main: {type: single, targets: [desk]}\n"
-    "tracking_numbers:\n"
-    + "".join(f'  - {{number: "{n}", pool: gads, route: main}}\n' for n in (NA, NB))
-)
+STORE_CONFIG = one_pool_config((NA, NB), SHOP)
 
 
 class Site:

@@ -24,21 +24,12 @@ from ctm_pbx.adapters.store import migrate, open_db, pool_stats
 from ctm_pbx.adapters.visits import FIRST_RENEW_S, RENEW_EVERY_S, VisitRequest, handle_visit
 from ctm_pbx.core.pool_sizing import hand_out_again
 from ctm_pbx.edges.cli import sync_config_numbers
-from tests.helpers import BROWSER_UA
+from tests.helpers import BROWSER_UA, one_pool_config
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 SHOP = "https://shop.example.com"
 NUMBERS = ("+13127000000", "+13127000001", "+13127000002", "+13127000003")
-CONFIG = (
-    f'web: {{allowed_origins: ["{SHOP}"]}}\n'
-    "sources:\n  google-ads: {preset: google_ads}\n"
-    'targets:\n  sales: "+13125550100"\n'
-    "pools:\n  gads: {source: google-ads}\n"
-    'receiving_numbers:\n  desk: {number: "+13125550101", dial: "PJSIP/phone1"}\n'
-    "routes:\n  main: {type: single, targets: [desk]}\n"
-    "tracking_numbers:\n"
-    + "".join(f'  - {{number: "{n}", pool: gads, route: main}}\n' for n in NUMBERS)
-)
+CONFIG = one_pool_config(NUMBERS, SHOP)
 
 
 def drive(seed: int):
